@@ -1,0 +1,1 @@
+"""HTTP dialects: each module translates one API family's shapes into service calls."""

@@ -1,0 +1,39 @@
+"""FastAPI dependencies shared by every dialect."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.container import Container
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+async def _unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction: committed after the handler returns, before the response
+    is sent (so a failed commit is an error response, never a success that did not happen)."""
+    container = get_container(request)
+    async with container.db.transaction() as session:
+        request.state.db_session = session
+        yield session
+
+
+# scope="function": the commit runs when the path operation ends, before the response goes out.
+SessionDep = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def request_id(request: Request) -> str:
+    rid: str = getattr(request.state, "request_id", "")
+    return rid
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None

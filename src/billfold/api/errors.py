@@ -1,0 +1,129 @@
+"""The one place where billfold's errors become HTTP responses.
+
+Each dialect may register the error shape its clients expect for a path prefix (the
+`{success, message, data}` envelope, tRPC's error object, ...); everything else gets
+`{"error": {"code", "message", "field"}, "request_id"}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from billfold import errors
+
+log = logging.getLogger("billfold.api")
+
+STATUS_BY_ERROR: dict[type[errors.BillfoldError], int] = {
+    errors.ValidationFailed: 400,
+    errors.Unauthenticated: 401,
+    errors.PaymentRequired: 402,
+    errors.PaymentFailed: 402,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.InsufficientBalance: 409,
+    errors.RateLimited: 429,
+    errors.UpstreamUnavailable: 502,
+    errors.ConfigurationError: 500,
+}
+
+
+def status_for(exc: errors.BillfoldError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 400
+
+
+class ErrorBody:
+    """What a dialect formatter receives: status, code, message and the failing field."""
+
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None, request_id: str
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.request_id = request_id
+
+
+Formatter = Callable[[ErrorBody, Request], JSONResponse]
+_formatters: list[tuple[str, Formatter]] = []
+
+
+def register_error_shape(path_prefix: str, formatter: Formatter) -> None:
+    """Make errors under `path_prefix` use `formatter` (longest prefix wins)."""
+    _formatters.append((path_prefix, formatter))
+    _formatters.sort(key=lambda item: len(item[0]), reverse=True)
+
+
+def default_shape(body: ErrorBody, request: Request) -> JSONResponse:
+    payload: dict[str, Any] = {
+        "error": {"code": body.code, "message": body.message},
+        "request_id": body.request_id,
+    }
+    if body.field:
+        payload["error"]["field"] = body.field
+    return JSONResponse(payload, status_code=body.status)
+
+
+def render(body: ErrorBody, request: Request) -> JSONResponse:
+    for prefix, formatter in _formatters:
+        if request.url.path.startswith(prefix):
+            response = formatter(body, request)
+            break
+    else:
+        response = default_shape(body, request)
+    response.headers["X-Request-ID"] = body.request_id
+    if body.status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def _rid(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def _field_of(loc: Any) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.BillfoldError)
+    async def _billfold_error(request: Request, exc: errors.BillfoldError) -> JSONResponse:
+        status = status_for(exc)
+        if status >= 500:
+            log.error("server error: %s", exc.message)
+        return render(ErrorBody(status, exc.code, exc.message, exc.field, _rid(request)), request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        field = _field_of(first.get("loc", ()))
+        message = f"{field}: {first.get('msg', 'invalid value')}"
+        return render(ErrorBody(422, "validation_error", message, field, _rid(request)), request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}.get(
+            exc.status_code, "http_error"
+        )
+        return render(
+            ErrorBody(exc.status_code, code, str(exc.detail), None, _rid(request)), request
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return render(
+            ErrorBody(500, "internal_error", "internal server error", None, _rid(request)), request
+        )

@@ -1,0 +1,63 @@
+"""create_app(): the composition root that wires settings, database, clock and adapters."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from billfold import __version__
+from billfold.api.errors import install_error_handlers
+from billfold.clock import Clock, SystemClock
+from billfold.config import Settings, get_settings
+from billfold.container import Container
+from billfold.db.engine import Database
+from billfold.observability import RequestContextMiddleware
+
+# Every dialect's router, as "module:attribute". Add yours here.
+ROUTERS = [
+    "billfold.api.ops:router",
+]
+
+
+def _load_router(spec: str) -> APIRouter:
+    module_name, _, attr = spec.partition(":")
+    router: APIRouter = getattr(importlib.import_module(module_name), attr)
+    return router
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    """Build the billfold ASGI app. Tests pass their own database and clock."""
+    settings = settings or get_settings()
+    settings.check()
+    db = database or Database(settings.effective_database_url)
+    container = Container(settings=settings, db=db, clock=clock or SystemClock())
+    owns_db = database is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owns_db:
+                await db.dispose()
+
+    app = FastAPI(
+        title="billfold",
+        version=__version__,
+        description="Self-hosted billing for SaaS products that take payments through Stripe.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    install_error_handlers(app)
+    for spec in ROUTERS:
+        app.include_router(_load_router(spec))
+    app.add_middleware(RequestContextMiddleware)
+    return app

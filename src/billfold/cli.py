@@ -1,0 +1,110 @@
+"""The `billfold` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import typer
+from rich.console import Console
+
+from billfold.config import get_settings
+from billfold.errors import BillfoldError
+
+app = typer.Typer(
+    help="billfold: self-hosted billing for SaaS products on Stripe.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    err_console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port to listen on (default 8000)."),
+    reload: bool = typer.Option(False, help="Reload on code changes (development)."),
+) -> None:
+    """Start the HTTP API (migrating the database first)."""
+    import uvicorn
+
+    from billfold.app import create_app
+    from billfold.db.migrate import upgrade
+
+    settings = get_settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    try:
+        settings.check()
+        upgrade(settings.effective_database_url)
+        application = create_app(settings)
+    except BillfoldError as exc:
+        fail(exc.message)
+        return
+    mode = "Stripe sandbox (no STRIPE_SECRET_KEY set)" if settings.sandbox_mode else "live Stripe"
+    database = settings.effective_database_url.split("@")[-1]
+    console.print(f"billfold listening on http://{settings.host}:{settings.port}")
+    console.print(f"  mode: {mode}")
+    console.print(f"  database: {database}")
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Run every migration not yet applied."""
+    from billfold.db.migrate import upgrade
+
+    url = get_settings().effective_database_url
+    upgrade(url)
+    console.print("database is at the newest revision")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the revisions the database is at."""
+    from billfold.db.migrate import current_revisions, script_heads
+
+    url = get_settings().effective_database_url
+    current = asyncio.run(current_revisions(url))
+    heads = script_heads()
+    for rev in sorted(current):
+        console.print(rev)
+    if current != heads:
+        console.print(f"[yellow]behind: newest is {', '.join(sorted(heads))}[/yellow]")
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def token(
+    subject: str = typer.Argument(..., help="The user id (the token's sub)."),
+    org: str | None = typer.Option(None, "--org", help="Organization id."),
+    role: str = typer.Option("member", "--role", help="admin or member (with --org)."),
+    shop: str | None = typer.Option(None, "--shop", help="Shop domain."),
+    ttl: str = typer.Option("1h", "--ttl", help="Lifetime: 90s, 15m, 1h, 7d."),
+) -> None:
+    """Print a bearer token signed with the configured key."""
+    from billfold.auth.tokens import issue_token, parse_ttl
+
+    if role not in ("admin", "member"):
+        fail("--role must be admin or member")
+    try:
+        printed = issue_token(
+            get_settings(), subject, org_id=org, role=role, shop=shop, ttl=parse_ttl(ttl)
+        )
+    except BillfoldError as exc:
+        fail(exc.message)
+        return
+    sys.stdout.write(printed + "\n")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,203 @@
+"""Settings from the environment.
+
+The seed documents' `STRIPE_*` and `FRONTEND_URL` names work as they are; billfold's own settings
+are `BILLFOLD_*`. `Settings.check()` stops start-up with one sentence naming the wrong variable.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from billfold.errors import ConfigurationError
+
+SANDBOX_WEBHOOK_SECRET = "whsec_billfold_sandbox_local_only"
+
+
+def _alias(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    # --- the seeds' names -------------------------------------------------------------
+    stripe_secret_key: str | None = Field(
+        default=None, validation_alias=_alias("STRIPE_SECRET_KEY")
+    )
+    stripe_publishable_key: str | None = Field(
+        default=None, validation_alias=_alias("STRIPE_PUBLISHABLE_KEY")
+    )
+    # Several secrets may be given, comma separated, so a secret can be rotated.
+    stripe_webhook_secret: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_alias("STRIPE_WEBHOOK_SECRET")
+    )
+    stripe_success_url: str | None = Field(
+        default=None, validation_alias=_alias("STRIPE_SUCCESS_URL")
+    )
+    stripe_cancel_url: str | None = Field(
+        default=None, validation_alias=_alias("STRIPE_CANCEL_URL")
+    )
+    stripe_default_currency: str = Field(
+        default="usd", validation_alias=_alias("STRIPE_DEFAULT_CURRENCY")
+    )
+    frontend_url: str = Field(
+        default="http://localhost:3000", validation_alias=_alias("FRONTEND_URL")
+    )
+    stripe_premium_monthly_price_id: str | None = Field(
+        default=None, validation_alias=_alias("STRIPE_PREMIUM_MONTHLY_PRICE_ID")
+    )
+    stripe_premium_yearly_price_id: str | None = Field(
+        default=None, validation_alias=_alias("STRIPE_PREMIUM_YEARLY_PRICE_ID")
+    )
+    # Document 002: a JSON object of plan code -> price id.
+    stripe_price_ids: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, validation_alias=_alias("STRIPE_PRICE_IDS")
+    )
+
+    # --- billfold's own ---------------------------------------------------------------
+    data_dir: Path = Field(default=Path(".billfold"), validation_alias=_alias("BILLFOLD_DATA_DIR"))
+    database_url: str | None = Field(default=None, validation_alias=_alias("BILLFOLD_DATABASE_URL"))
+    jwt_secret: str | None = Field(default=None, validation_alias=_alias("BILLFOLD_JWT_SECRET"))
+    jwt_public_key: str | None = Field(
+        default=None, validation_alias=_alias("BILLFOLD_JWT_PUBLIC_KEY")
+    )
+    jwt_private_key: str | None = Field(
+        default=None, validation_alias=_alias("BILLFOLD_JWT_PRIVATE_KEY")
+    )
+    jwt_algorithm: Literal["HS256", "RS256", "ES256"] = Field(
+        default="HS256", validation_alias=_alias("BILLFOLD_JWT_ALGORITHM")
+    )
+    jwt_issuer: str = Field(default="billfold", validation_alias=_alias("BILLFOLD_JWT_ISSUER"))
+    jwt_audience: str = Field(default="billfold", validation_alias=_alias("BILLFOLD_JWT_AUDIENCE"))
+    allowed_redirect_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_alias("BILLFOLD_ALLOWED_REDIRECT_HOSTS")
+    )
+    redis_url: str | None = Field(default=None, validation_alias=_alias("BILLFOLD_REDIS_URL"))
+    host: str = Field(default="127.0.0.1", validation_alias=_alias("BILLFOLD_HOST"))
+    port: int = Field(default=8000, validation_alias=_alias("BILLFOLD_PORT"))
+    public_url: str | None = Field(default=None, validation_alias=_alias("BILLFOLD_PUBLIC_URL"))
+    # Access stays through past_due for this many days (0 = none).
+    past_due_grace_days: int = Field(
+        default=3, validation_alias=_alias("BILLFOLD_PAST_DUE_GRACE_DAYS")
+    )
+    catalog_file: Path | None = Field(
+        default=None, validation_alias=_alias("BILLFOLD_CATALOG_FILE")
+    )
+    environment: Literal["development", "production", "test"] = Field(
+        default="development", validation_alias=_alias("BILLFOLD_ENV")
+    )
+    log_level: str = Field(default="INFO", validation_alias=_alias("BILLFOLD_LOG_LEVEL"))
+
+    @field_validator("stripe_webhook_secret", "allowed_redirect_hosts", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("stripe_price_ids", mode="before")
+    @classmethod
+    def _parse_price_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                # Also accept "basic=price_1,pro=price_2".
+                parsed = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+            return parsed
+        return value
+
+    @field_validator("stripe_default_currency")
+    @classmethod
+    def _lower_currency(cls, value: str) -> str:
+        return value.strip().lower()
+
+    # --- derived ----------------------------------------------------------------------
+    @property
+    def sandbox_mode(self) -> bool:
+        """No Stripe key: billfold runs against its own Stripe sandbox."""
+        return not self.stripe_secret_key
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'billfold.db').resolve()}"
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        if self.stripe_webhook_secret:
+            return list(self.stripe_webhook_secret)
+        return [SANDBOX_WEBHOOK_SECRET] if self.sandbox_mode else []
+
+    @property
+    def redirect_hosts(self) -> set[str]:
+        hosts = {h.lower() for h in self.allowed_redirect_hosts}
+        for url in (self.frontend_url, self.stripe_success_url, self.stripe_cancel_url):
+            if url:
+                host = urlsplit(url).hostname
+                if host:
+                    hosts.add(host.lower())
+        return hosts
+
+    def check(self) -> None:
+        """Refuse to start with a wrong or missing value, naming the variable."""
+        if self.stripe_secret_key and not self.stripe_secret_key.startswith(("sk_", "rk_")):
+            raise ConfigurationError(
+                "STRIPE_SECRET_KEY must be a Stripe secret key starting with sk_ or rk_."
+            )
+        if self.stripe_secret_key and not self.stripe_webhook_secret:
+            raise ConfigurationError(
+                "STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set "
+                "(billfold never accepts unsigned webhooks)."
+            )
+        for secret in self.stripe_webhook_secret:
+            if not secret.startswith("whsec_"):
+                raise ConfigurationError("STRIPE_WEBHOOK_SECRET must start with whsec_.")
+        if len(self.stripe_default_currency) != 3 or not self.stripe_default_currency.isalpha():
+            raise ConfigurationError(
+                "STRIPE_DEFAULT_CURRENCY must be a three-letter ISO currency code such as usd."
+            )
+        if self.jwt_algorithm == "HS256":
+            if self.environment == "production" and not self.jwt_secret:
+                raise ConfigurationError("BILLFOLD_JWT_SECRET is required in production.")
+            if self.jwt_secret is not None and len(self.jwt_secret) < 32:
+                raise ConfigurationError("BILLFOLD_JWT_SECRET must be at least 32 characters long.")
+        elif not self.jwt_public_key:
+            raise ConfigurationError(
+                "BILLFOLD_JWT_PUBLIC_KEY is required when BILLFOLD_JWT_ALGORITHM is "
+                f"{self.jwt_algorithm}."
+            )
+        if self.database_url and not self.database_url.startswith(("sqlite", "postgres")):
+            raise ConfigurationError(
+                "BILLFOLD_DATABASE_URL must be a sqlite:// or postgresql:// URL."
+            )
+        for name, url in (("FRONTEND_URL", self.frontend_url),):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigurationError(f"{name} must be an http(s) URL, got {url!r}.")
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept plain `postgresql://` / `sqlite://` URLs and pick billfold's async drivers."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Billing accounts: one per user, organization or shop, each with its Stripe customer."""

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from billfold.clock import utcnow
+from billfold.db.base import Base, JSONType, UTCDateTime
+
+
+class AccountKind(enum.StrEnum):
+    USER = "user"
+    ORGANIZATION = "organization"
+    SHOP = "shop"
+
+
+class BillingAccount(Base):
+    """Whoever pays: a user, an organization or a shop (the seeds use all three)."""
+
+    __tablename__ = "billing_accounts"
+    __table_args__ = (UniqueConstraint("kind", "external_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    # The host app's own id: user id, organization id or shop domain.
+    external_id: Mapped[str] = mapped_column(String(255))
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    currency: Mapped[str] = mapped_column(String(3))
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    name: Mapped[str | None] = mapped_column(String(255), default=None)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import httpx
+
+
+async def test_healthz_answers_with_a_request_id(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response.headers["x-request-id"].startswith("req_")
+
+
+async def test_caller_request_id_is_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+
+
+async def test_readyz_reports_current_migrations(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"ready": True, "checks": {"database": "ok", "migrations": "ok"}}
+
+
+async def test_unknown_route_is_a_json_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nope")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_metrics_are_exposed(client: httpx.AsyncClient) -> None:
+    await client.get("/healthz")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert "billfold_http_requests_total" in response.text
