@@ -17,6 +17,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from billfold.errors import ConfigurationError
 
+# The embedded Stripe sandbox (no STRIPE_SECRET_KEY set): mounted under billfold's own server at
+# this path, called with this key, and signing the webhooks it sends billfold with this secret.
+SANDBOX_MOUNT_PATH = "/stripe-sandbox"
+SANDBOX_SECRET_KEY = "sk_test_billfold_sandbox"
+SANDBOX_PUBLISHABLE_KEY = "pk_test_billfold_sandbox"
 SANDBOX_WEBHOOK_SECRET = "whsec_billfold_sandbox_local_only"
 
 
@@ -132,6 +137,24 @@ class Settings(BaseSettings):
         if self.database_url:
             return normalize_database_url(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'billfold.db').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        """Where billfold itself is reached (for links and the sandbox's webhooks)."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def stripe_api_key(self) -> str:
+        return self.stripe_secret_key or SANDBOX_SECRET_KEY
+
+    @property
+    def stripe_api_base(self) -> str | None:
+        """Base address for the Stripe SDK: None for real Stripe, the mounted sandbox otherwise."""
+        return None if self.stripe_secret_key else self.base_url + SANDBOX_MOUNT_PATH
+
+    @property
+    def publishable_key(self) -> str:
+        return self.stripe_publishable_key or SANDBOX_PUBLISHABLE_KEY
 
     @property
     def webhook_secrets(self) -> list[str]:
