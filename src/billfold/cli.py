@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from billfold.config import get_settings
 from billfold.errors import BillfoldError
@@ -49,6 +50,12 @@ def serve(
         application = create_app(settings)
     except BillfoldError as exc:
         fail(exc.message)
+        return
+    except OSError as exc:
+        fail(f"cannot start: {exc}")
+        return
+    except SQLAlchemyError as exc:
+        fail(f"cannot open the database ({type(exc).__name__}): {str(exc).splitlines()[0]}")
         return
     mode = "Stripe sandbox (no STRIPE_SECRET_KEY set)" if settings.sandbox_mode else "live Stripe"
     database = settings.effective_database_url.split("@")[-1]

@@ -14,6 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from billfold.db.engine import ensure_sqlite_directory
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -26,6 +28,7 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "heads") -> None:
     """Bring the database at `url` up to `revision` (all heads by default)."""
+    ensure_sqlite_directory(url)
     command.upgrade(alembic_config(url), revision)
 
 
