@@ -6,14 +6,16 @@ Issuer, audience and expiry are always checked; the algorithm is pinned by confi
 
 from __future__ import annotations
 
+import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jwt
 
-from billfold.auth.principal import Principal
+from billfold.auth.principal import OrgRole, Principal, normalize_shop_domain
 from billfold.clock import utcnow
 from billfold.config import Settings
 from billfold.errors import ConfigurationError, Unauthenticated, ValidationFailed
@@ -21,6 +23,10 @@ from billfold.errors import ConfigurationError, Unauthenticated, ValidationFaile
 # The embedded default's secret, generated once and kept in the data dir so tokens printed by
 # `billfold token` keep working across restarts. Production must set BILLFOLD_JWT_SECRET.
 _SECRET_FILE = "jwt-secret"
+# Far above any real token; refuses megabyte headers before parsing them.
+MAX_TOKEN_LENGTH = 8192
+# A user id: 1 to 255 characters, no control characters.
+_SUBJECT = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
 
 
 def _read_key(value: str) -> str:
@@ -81,6 +87,7 @@ def issue_token(
     org_id: str | None = None,
     role: str | None = None,
     shop: str | None = None,
+    shops: Sequence[str] = (),
     ttl: timedelta = timedelta(hours=1),
     now: datetime | None = None,
 ) -> str:
@@ -98,11 +105,83 @@ def issue_token(
         claims["role"] = role or "member"
     if shop:
         claims["shop"] = shop
+    if shops:
+        claims["shops"] = list(shops)
     return jwt.encode(claims, _signing_key(settings), algorithm=settings.jwt_algorithm)
 
 
+def _role(value: Any) -> OrgRole:
+    # Anything but an explicit "admin" is the least privilege.
+    return "admin" if value == "admin" else "member"
+
+
+def _memberships(claims: dict[str, Any]) -> tuple[tuple[str, OrgRole], ...]:
+    """`org_id` + `role`, and an optional `orgs` claim: {"o1": "admin"} or
+    [{"id": "o1", "role": "admin"}, "o2"]."""
+    found: dict[str, OrgRole] = {}
+    org_id = claims.get("org_id")
+    if org_id is not None:
+        if not isinstance(org_id, str | int) or not str(org_id):
+            raise Unauthenticated("token claim org_id is malformed")
+        found[str(org_id)] = _role(claims.get("role"))
+    orgs = claims.get("orgs")
+    if orgs is None:
+        return tuple(found.items())
+    items: list[tuple[Any, Any]]
+    if isinstance(orgs, dict):
+        items = list(orgs.items())
+    elif isinstance(orgs, list):
+        items = []
+        for item in orgs:
+            if isinstance(item, dict):
+                items.append((item.get("id", item.get("org_id")), item.get("role")))
+            else:
+                items.append((item, "member"))
+    else:
+        raise Unauthenticated("token claim orgs is malformed")
+    for org, org_role in items:
+        if not isinstance(org, str | int) or not str(org):
+            raise Unauthenticated("token claim orgs is malformed")
+        found.setdefault(str(org), _role(org_role))
+    return tuple(found.items())
+
+
+def _shops(claims: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+    """The token's own shop (`shop`) and every shop it is entitled to (`shop` + `shops`)."""
+    try:
+        shop = claims.get("shop")
+        own = normalize_shop_domain(shop) if isinstance(shop, str) else None
+        if shop is not None and own is None:
+            raise Unauthenticated("token claim shop is malformed")
+        listed = claims.get("shops", [])
+        if not isinstance(listed, list) or not all(isinstance(s, str) for s in listed):
+            raise Unauthenticated("token claim shops is malformed")
+        entitled = [normalize_shop_domain(s) for s in listed]
+    except ValidationFailed as exc:
+        raise Unauthenticated("token names a malformed shop domain") from exc
+    if own is not None:
+        entitled.insert(0, own)
+    unique = tuple(dict.fromkeys(entitled))
+    if own is None and len(unique) == 1:
+        own = unique[0]
+    return own, unique
+
+
 def verify_token(settings: Settings, token: str) -> Principal:
-    """The principal a token names, or Unauthenticated."""
+    """The principal a token names, or Unauthenticated.
+
+    The algorithm is the configured one and nothing else: the token's own `alg` header is
+    only compared with it, never trusted, so `none` and an HS256 token "signed" with the RSA
+    public key are refused before any key is used.
+    """
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise Unauthenticated("token too long")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise Unauthenticated("invalid token") from exc
+    if header.get("alg") != settings.jwt_algorithm:
+        raise Unauthenticated(f"token algorithm {str(header.get('alg'))[:16]!r} not accepted")
     try:
         claims = jwt.decode(
             token,
@@ -115,6 +194,8 @@ def verify_token(settings: Settings, token: str) -> Principal:
         )
     except jwt.ExpiredSignatureError as exc:
         raise Unauthenticated("token expired") from exc
+    except jwt.ImmatureSignatureError as exc:
+        raise Unauthenticated("token not valid yet") from exc
     except jwt.InvalidAudienceError as exc:
         raise Unauthenticated("token audience not accepted") from exc
     except jwt.InvalidIssuerError as exc:
@@ -122,15 +203,17 @@ def verify_token(settings: Settings, token: str) -> Principal:
     except jwt.PyJWTError as exc:
         raise Unauthenticated("invalid token") from exc
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject:
-        raise Unauthenticated("token has no subject")
-    role = claims.get("role")
-    org_id = claims.get("org_id")
-    shop = claims.get("shop")
+    if not isinstance(subject, str) or not _SUBJECT.match(subject):
+        raise Unauthenticated("token has no valid subject")
+    memberships = _memberships(claims)
+    shop, shops = _shops(claims)
+    org_id, role = memberships[0] if memberships else (None, None)
     return Principal(
         kind="user",
         subject=subject,
-        org_id=str(org_id) if org_id else None,
-        role="admin" if role == "admin" else ("member" if org_id else None),
-        shop=str(shop).lower() if shop else None,
+        org_id=org_id,
+        role=role,
+        shop=shop,
+        memberships=memberships,
+        shops=shops,
     )

@@ -9,6 +9,8 @@ import importlib
 
 MODEL_MODULES = [
     "billfold.customers.models",
+    "billfold.auth.models",
+    "billfold.audit.models",
 ]
 
 

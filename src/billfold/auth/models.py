@@ -1,0 +1,30 @@
+"""API keys for the host app's backend, stored as SHA-256 hashes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from billfold.clock import utcnow
+from billfold.db.base import Base, UTCDateTime
+
+
+class ApiKey(Base):
+    """A server-to-server key. The secret is shown once at creation; only its SHA-256 hash
+    and a short visible prefix (to recognise it in `billfold apikey list`) are kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

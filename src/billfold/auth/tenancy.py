@@ -1,0 +1,188 @@
+"""Tenancy: the billing account a caller may act on, created on first use.
+
+Every dialect resolves its account through these functions and nothing else, so the rule lives
+in one place: a user acts on their own account, on an organization they belong to (members
+read, admins act) and on the shops their token is entitled to; an API key (the host app's
+backend) acts on the account it names with `X-Billfold-Account`. Anything else is 403, and an
+account that exists but is not the caller's is reported as not found (404), so no response
+ever tells one tenant about another's data.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.auth.dependencies import ACCOUNT_HEADER, SHOP_HEADER
+from billfold.auth.principal import AccountRef, Principal, normalize_shop_domain
+from billfold.config import Settings
+from billfold.customers.models import AccountKind, BillingAccount
+from billfold.customers.service import get_or_create_account
+from billfold.errors import Forbidden, NotFound, ValidationFailed
+
+
+async def _open(session: AsyncSession, ref: AccountRef, settings: Settings) -> BillingAccount:
+    return await get_or_create_account(
+        session, ref.kind, ref.external_id, currency=settings.stripe_default_currency
+    )
+
+
+def _refuse_other_account(principal: Principal, ref: AccountRef) -> None:
+    """A user may send `X-Billfold-Account` only to name the account the route resolves to."""
+    if principal.acting_for is not None and principal.acting_for != ref:
+        raise Forbidden(f"{ACCOUNT_HEADER} names an account this request does not act on")
+
+
+def _api_key_ref(principal: Principal, kind: AccountKind) -> AccountRef:
+    ref = principal.acting_for
+    if ref is None:
+        raise ValidationFailed(
+            f"an API key names the account it acts on with {ACCOUNT_HEADER}: {kind.value}:ID",
+            field=ACCOUNT_HEADER,
+        )
+    if ref.kind is not kind:
+        raise Forbidden(f"this route acts on a {kind.value} account, {ACCOUNT_HEADER} names {ref}")
+    return ref
+
+
+def select_shop(principal: Principal, header_shop: str | None) -> str:
+    """The shop a user's request acts on: the `X-Shopify-Shop-Domain` header when the token
+    is entitled to it (else 403), otherwise the token's own shop."""
+    if header_shop is not None and header_shop.strip():
+        domain = normalize_shop_domain(header_shop, field=SHOP_HEADER)
+        if not principal.entitled_to_shop(domain):
+            raise Forbidden(f"the token is not entitled to shop {domain}")
+        return domain
+    if principal.shop is not None:
+        return principal.shop
+    if principal.shops:
+        raise ValidationFailed(
+            f"the token is entitled to several shops; name one with {SHOP_HEADER}",
+            field=SHOP_HEADER,
+        )
+    raise Forbidden("the token names no shop")
+
+
+async def account_for_user(
+    session: AsyncSession, principal: Principal, settings: Settings
+) -> BillingAccount:
+    """The caller's own user account (an API key: the user named by `X-Billfold-Account`)."""
+    if principal.is_api_key:
+        ref = _api_key_ref(principal, AccountKind.USER)
+    else:
+        ref = AccountRef(AccountKind.USER, principal.subject)
+        _refuse_other_account(principal, ref)
+    return await _open(session, ref, settings)
+
+
+async def account_for_organization(
+    session: AsyncSession,
+    principal: Principal,
+    org_id: str,
+    settings: Settings,
+    require_admin: bool,
+) -> BillingAccount:
+    """Organization `org_id`'s account: members may read (`require_admin=False`), only
+    admins may act (`require_admin=True`); anyone else gets 403. An API key may act on any
+    organization (if it also sends `X-Billfold-Account`, it must name the same one)."""
+    ref = AccountRef.parse(f"organization:{org_id}", field="org_id")
+    _refuse_other_account(principal, ref)
+    if not principal.is_api_key:
+        role = principal.role_in(ref.external_id)
+        if role is None:
+            raise Forbidden(f"not a member of organization {ref.external_id}")
+        if require_admin and role != "admin":
+            raise Forbidden(f"only an admin of organization {ref.external_id} may do this")
+    return await _open(session, ref, settings)
+
+
+async def account_for_shop(
+    session: AsyncSession, principal: Principal, header_shop: str | None, settings: Settings
+) -> BillingAccount:
+    """The shop's account: for a user, the shop selected by `select_shop`; for an API key,
+    the shop named by `X-Shopify-Shop-Domain` or `X-Billfold-Account` (both: the same)."""
+    if principal.is_api_key:
+        named = (
+            normalize_shop_domain(header_shop, field=SHOP_HEADER)
+            if header_shop is not None and header_shop.strip()
+            else None
+        )
+        if principal.acting_for is not None:
+            ref = _api_key_ref(principal, AccountKind.SHOP)
+            if named is not None and named != ref.external_id:
+                raise Forbidden(f"{SHOP_HEADER} and {ACCOUNT_HEADER} name different shops")
+        elif named is not None:
+            ref = AccountRef(AccountKind.SHOP, named)
+        else:
+            ref = _api_key_ref(principal, AccountKind.SHOP)
+    else:
+        ref = AccountRef(AccountKind.SHOP, select_shop(principal, header_shop))
+        _refuse_other_account(principal, ref)
+    return await _open(session, ref, settings)
+
+
+async def account_for_principal(
+    session: AsyncSession,
+    principal: Principal,
+    settings: Settings,
+    *,
+    header_shop: str | None = None,
+    require_admin: bool = True,
+) -> BillingAccount:
+    """The account of a route that does not name one in its path.
+
+    An API key: the account in `X-Billfold-Account` (or the shop in `X-Shopify-Shop-Domain`).
+    A user: the account named in `X-Billfold-Account` if they may act on it (an organization
+    needs the admin role unless `require_admin=False`); else the selected shop when the token
+    or header names one; else the user's own account.
+    """
+    shop_named = header_shop is not None and bool(header_shop.strip())
+    ref = principal.acting_for
+    if principal.is_api_key:
+        if ref is None and shop_named:
+            return await account_for_shop(session, principal, header_shop, settings)
+        if ref is None:
+            raise ValidationFailed(
+                f"an API key names the account it acts on with {ACCOUNT_HEADER}",
+                field=ACCOUNT_HEADER,
+            )
+        if ref.kind is AccountKind.SHOP:
+            return await account_for_shop(session, principal, header_shop, settings)
+        if shop_named:
+            raise Forbidden(f"{SHOP_HEADER} and {ACCOUNT_HEADER} name different accounts")
+        return await _open(session, ref, settings)
+    if ref is not None and ref.kind is AccountKind.ORGANIZATION:
+        return await account_for_organization(
+            session, principal, ref.external_id, settings, require_admin
+        )
+    if (
+        (ref is not None and ref.kind is AccountKind.SHOP)
+        or shop_named
+        or (ref is None and principal.shop is not None)
+    ):
+        return await account_for_shop(session, principal, header_shop, settings)
+    return await account_for_user(session, principal, settings)
+
+
+def may_access_account(principal: Principal, account: BillingAccount, *, admin: bool) -> bool:
+    """Whether the caller may see an existing account: an API key always; a user their own
+    account, their entitled shops, and organizations where they are admin (or a member, when
+    `admin=False`)."""
+    if principal.is_api_key:
+        return True
+    if account.kind == AccountKind.USER.value:
+        return account.external_id == principal.subject
+    if account.kind == AccountKind.SHOP.value:
+        return principal.entitled_to_shop(account.external_id)
+    if account.kind == AccountKind.ORGANIZATION.value:
+        role = principal.role_in(account.external_id)
+        return role == "admin" or (role == "member" and not admin)
+    return False
+
+
+def require_account_access(
+    principal: Principal, account: BillingAccount | None, *, admin: bool
+) -> BillingAccount:
+    """The account when the caller may see it; otherwise 404, exactly as if it did not exist."""
+    if account is None or not may_access_account(principal, account, admin=admin):
+        raise NotFound("no such billing account")
+    return account
