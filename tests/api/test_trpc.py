@@ -1,0 +1,301 @@
+"""The tRPC wire format at `/trpc`: single calls, batches, errors, per-call transactions.
+
+A small procedure set of its own (mounted at `/trpc-wire`) exercises the adapter; the billing
+procedures of document 000 are tested in test_trpc_billing.py and, with the official client,
+in test_trpc_node.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+from sqlalchemy import select
+
+from billfold import errors
+from billfold.api.trpc.endpoint import build_router
+from billfold.api.trpc.procedures import ProcedureContext, ProcedureRouter
+from billfold.api.trpc.wire import TRPCError, parse_request, trpc_error_for
+from billfold.auth.tokens import issue_token
+from billfold.config import Settings
+from billfold.customers.models import AccountKind, BillingAccount
+from billfold.customers.service import get_or_create_account
+
+PREFIX = "/trpc-wire"
+
+
+class Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class HelloIn(Camel):
+    first_name: str
+
+
+class OpenAccountIn(Camel):
+    external_id: str
+    fail_after_write: bool = False
+
+
+class WhoAmIIn(Camel):
+    token: str | None = None
+
+
+def _procedures() -> ProcedureRouter:
+    greetings = ProcedureRouter()
+
+    @greetings.query("hello", HelloIn)
+    async def hello(ctx: ProcedureContext, data: HelloIn) -> dict[str, Any]:
+        return {"greeting": f"hello {data.first_name}", "path": ctx.path}
+
+    @greetings.query("broken")
+    async def broken(ctx: ProcedureContext, data: None) -> None:
+        raise RuntimeError("secret detail that must not leak")
+
+    accounts = ProcedureRouter()
+
+    @accounts.mutation("open", OpenAccountIn)
+    async def open_account(ctx: ProcedureContext, data: OpenAccountIn) -> dict[str, str]:
+        account = await get_or_create_account(
+            ctx.session, AccountKind.USER, data.external_id, currency="usd"
+        )
+        if data.fail_after_write:
+            raise errors.Conflict(f"account {data.external_id} refused after the write")
+        return {"id": account.id, "externalId": account.external_id}
+
+    @accounts.mutation("whoami", WhoAmIIn)
+    async def whoami(ctx: ProcedureContext, data: WhoAmIIn) -> dict[str, str]:
+        principal = await ctx.principal(data.token)
+        return {"subject": principal.subject}
+
+    root = ProcedureRouter()
+    root.include(greetings, prefix="greetings")
+    root.include(accounts, prefix="accounts")
+    return root
+
+
+@pytest.fixture
+async def wire(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    app.include_router(build_router(_procedures(), prefix=PREFIX))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://billfold.test") as c:
+        yield c
+
+
+def _input(value: Any) -> dict[str, str]:
+    return {"input": json.dumps(value)}
+
+
+async def test_query_answers_with_result_data(wire: httpx.AsyncClient) -> None:
+    response = await wire.get(f"{PREFIX}/greetings.hello", params=_input({"firstName": "Ada"}))
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "result": {"data": {"greeting": "hello Ada", "path": "greetings.hello"}}
+    }
+
+
+async def test_missing_input_is_bad_request(wire: httpx.AsyncClient) -> None:
+    response = await wire.get(f"{PREFIX}/greetings.hello")
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "message": "input is required",
+            "code": -32600,
+            "data": {"code": "BAD_REQUEST", "httpStatus": 400, "path": "greetings.hello"},
+        }
+    }
+
+
+async def test_invalid_field_names_the_camel_case_field(wire: httpx.AsyncClient) -> None:
+    response = await wire.get(f"{PREFIX}/greetings.hello", params=_input({"firstName": 7}))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["data"]["code"] == "BAD_REQUEST"
+    assert error["data"]["field"] == "firstName"
+    assert error["message"].startswith("firstName:")
+
+
+async def test_unreadable_json_is_a_parse_error(wire: httpx.AsyncClient) -> None:
+    response = await wire.get(f"{PREFIX}/greetings.hello", params={"input": "{nope"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["data"]["code"]) == (-32700, "PARSE_ERROR")
+
+
+async def test_unknown_procedure_is_not_found(wire: httpx.AsyncClient) -> None:
+    response = await wire.post(f"{PREFIX}/greetings.nope", json={})
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == -32004
+    assert error["data"] == {"code": "NOT_FOUND", "httpStatus": 404, "path": "greetings.nope"}
+    assert error["message"] == 'No procedure found on path "greetings.nope"'
+
+
+async def test_mutation_refuses_get(wire: httpx.AsyncClient) -> None:
+    response = await wire.get(f"{PREFIX}/accounts.open", params=_input({"externalId": "u1"}))
+    assert response.status_code == 405
+    error = response.json()["error"]
+    assert (error["code"], error["data"]["code"]) == (-32005, "METHOD_NOT_SUPPORTED")
+
+
+async def test_query_accepts_post_for_method_override(wire: httpx.AsyncClient) -> None:
+    response = await wire.post(f"{PREFIX}/greetings.hello", json={"firstName": "Bo"})
+    assert response.status_code == 200
+    assert response.json()["result"]["data"]["greeting"] == "hello Bo"
+
+
+async def test_other_http_methods_get_the_trpc_error_shape(wire: httpx.AsyncClient) -> None:
+    response = await wire.put(f"{PREFIX}/accounts.open", json={})
+    assert response.status_code == 405
+    assert response.json()["error"]["data"]["code"] == "METHOD_NOT_SUPPORTED"
+    assert response.json()["error"]["code"] == -32005
+
+
+async def test_body_must_be_json(wire: httpx.AsyncClient) -> None:
+    response = await wire.post(
+        f"{PREFIX}/accounts.open", content=b"externalId=u1", headers={"content-type": "text/plain"}
+    )
+    assert response.status_code == 415
+    assert response.json()["error"]["data"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+async def test_unexpected_failure_is_internal_and_says_nothing(wire: httpx.AsyncClient) -> None:
+    response = await wire.get(f"{PREFIX}/greetings.broken")
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error == {
+        "message": "internal server error",
+        "code": -32603,
+        "data": {"code": "INTERNAL_SERVER_ERROR", "httpStatus": 500, "path": "greetings.broken"},
+    }
+
+
+async def test_batched_queries_answer_an_array_in_order(wire: httpx.AsyncClient) -> None:
+    response = await wire.get(
+        f"{PREFIX}/greetings.hello,greetings.hello",
+        params={"batch": "1", **_input({"0": {"firstName": "A"}, "1": {"firstName": "B"}})},
+    )
+    assert response.status_code == 200
+    assert [item["result"]["data"]["greeting"] for item in response.json()] == [
+        "hello A",
+        "hello B",
+    ]
+
+
+async def test_batch_with_one_failure_is_207_and_keeps_the_other_call(
+    wire: httpx.AsyncClient, database: Any
+) -> None:
+    response = await wire.post(
+        f"{PREFIX}/accounts.open,accounts.open,accounts.nope?batch=1",
+        json={
+            "0": {"externalId": "kept"},
+            "1": {"externalId": "undone", "failAfterWrite": True},
+            "2": {},
+        },
+    )
+    assert response.status_code == 207
+    first, second, third = response.json()
+    assert first["result"]["data"]["externalId"] == "kept"
+    assert second["error"]["data"] == {
+        "code": "CONFLICT",
+        "httpStatus": 409,
+        "path": "accounts.open",
+    }
+    assert second["error"]["code"] == -32009
+    assert second["error"]["message"] == "account undone refused after the write"
+    assert third["error"]["data"]["code"] == "NOT_FOUND"
+    # Each call had its own transaction: the failed one left nothing behind.
+    async with database.transaction() as session:
+        ids = (await session.execute(select(BillingAccount.external_id))).scalars().all()
+    assert ids == ["kept"]
+
+
+async def test_batch_with_the_same_error_keeps_its_status(wire: httpx.AsyncClient) -> None:
+    response = await wire.post(
+        f"{PREFIX}/accounts.whoami,accounts.whoami?batch=1", json={"0": {}, "1": {}}
+    )
+    assert response.status_code == 401
+    assert [item["error"]["data"]["code"] for item in response.json()] == [
+        "UNAUTHORIZED",
+        "UNAUTHORIZED",
+    ]
+
+
+async def test_batch_input_must_be_keyed_by_position(wire: httpx.AsyncClient) -> None:
+    response = await wire.post(f"{PREFIX}/accounts.open?batch=1", json=[{"externalId": "u"}])
+    assert response.status_code == 400
+    assert response.json()["error"]["data"]["code"] == "BAD_REQUEST"
+
+
+async def test_token_in_body_or_header(wire: httpx.AsyncClient, settings: Settings) -> None:
+    alice = issue_token(settings, "alice")
+    bob = issue_token(settings, "bob")
+    in_body = await wire.post(f"{PREFIX}/accounts.whoami", json={"token": alice})
+    assert in_body.json() == {"result": {"data": {"subject": "alice"}}}
+    in_header = await wire.post(
+        f"{PREFIX}/accounts.whoami", json={}, headers={"Authorization": f"Bearer {alice}"}
+    )
+    assert in_header.json() == {"result": {"data": {"subject": "alice"}}}
+    both = await wire.post(
+        f"{PREFIX}/accounts.whoami",
+        json={"token": alice},
+        headers={"Authorization": f"Bearer {bob}"},
+    )
+    assert both.status_code == 401
+    missing = await wire.post(f"{PREFIX}/accounts.whoami", json={})
+    assert missing.status_code == 401
+    assert missing.json()["error"]["code"] == -32001
+    forged = await wire.post(f"{PREFIX}/accounts.whoami", json={"token": alice[:-4] + "AAAA"})
+    assert forged.status_code == 401
+    assert forged.json()["error"]["data"]["code"] == "UNAUTHORIZED"
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (errors.ValidationFailed("bad"), "BAD_REQUEST"),
+        (errors.Unauthenticated(), "UNAUTHORIZED"),
+        (errors.PaymentRequired(), "PAYMENT_REQUIRED"),
+        (errors.Forbidden(), "FORBIDDEN"),
+        (errors.NotFound(), "NOT_FOUND"),
+        (errors.Conflict(), "CONFLICT"),
+        (errors.IdempotencyConflict(), "CONFLICT"),
+        (errors.RateLimited(), "TOO_MANY_REQUESTS"),
+        (errors.UpstreamUnavailable(), "BAD_GATEWAY"),
+        (errors.ConfigurationError("STRIPE_X is wrong"), "INTERNAL_SERVER_ERROR"),
+        (ValueError("boom"), "INTERNAL_SERVER_ERROR"),
+    ],
+)
+def test_billfold_errors_map_to_trpc_codes(error: Exception, code: str) -> None:
+    mapped = trpc_error_for(error)
+    assert mapped.code == code
+    if code == "INTERNAL_SERVER_ERROR":
+        assert mapped.message == "internal server error"
+
+
+def test_a_batch_may_not_be_huge() -> None:
+    with pytest.raises(TRPCError) as caught:
+        parse_request(
+            method="POST",
+            path=",".join(["a.b"] * 51),
+            query_string="batch=1",
+            body=b"{}",
+            content_type="application/json",
+        )
+    assert caught.value.code == "BAD_REQUEST"
+
+
+def test_undefined_and_null_inputs_differ() -> None:
+    none = parse_request(
+        method="POST", path="a.b", query_string="", body=b"", content_type=None
+    ).calls[0]
+    null = parse_request(
+        method="POST", path="a.b", query_string="", body=b"null", content_type=None
+    ).calls[0]
+    assert repr(none.input) == "UNDEFINED"
+    assert null.input is None
