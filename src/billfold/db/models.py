@@ -11,6 +11,7 @@ MODEL_MODULES = [
     "billfold.customers.models",
     "billfold.auth.models",
     "billfold.audit.models",
+    "billfold.ledger.models",
 ]
 
 

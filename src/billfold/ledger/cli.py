@@ -1,0 +1,37 @@
+"""`billfold ledger ...`: checks on the ledger from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from rich.console import Console
+
+from billfold.config import get_settings
+from billfold.db.engine import Database
+from billfold.ledger.verify import LedgerProblem, verify_ledger
+
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+console = Console()
+
+
+async def _verify(url: str) -> list[LedgerProblem]:
+    db = Database(url)
+    try:
+        async with db.transaction() as session:
+            return await verify_ledger(session)
+    finally:
+        await db.dispose()
+
+
+@ledger_app.command("verify")
+def verify() -> None:
+    """Recompute every balance from the entries and report each difference (exit 1 if any)."""
+    problems = asyncio.run(_verify(get_settings().effective_database_url))
+    if not problems:
+        console.print("ledger verified: every balance matches its entries")
+        return
+    for problem in problems:
+        console.print(f"[red]{problem.kind}[/red]: {problem.message}", highlight=False)
+    console.print(f"[red]{len(problems)} problem(s) found[/red]")
+    raise typer.Exit(code=1)

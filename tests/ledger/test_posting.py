@@ -1,0 +1,357 @@
+"""Postings: balanced, idempotent, never overdrawn unless asked, and atomic when refused."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from billfold.clock import FrozenClock
+from billfold.db.engine import Database
+from billfold.errors import IdempotencyConflict, InsufficientBalance, NotFound, ValidationFailed
+from billfold.ledger import (
+    CREDITS,
+    EntryLine,
+    SystemAccount,
+    account_balance,
+    balance_of,
+    customer_account,
+    customer_history,
+    debit_credits,
+    grant_credits,
+    post_transaction,
+    system_account,
+    transfer,
+)
+from tests.ledger.conftest import entries_sum, ledger_counts, new_customer
+
+
+async def test_grant_and_debit_move_balances_and_record_entries(
+    database: Database, clock: FrozenClock
+) -> None:
+    alice = await new_customer(database, "alice")
+    async with database.transaction() as session:
+        granted = await grant_credits(
+            session, billing_account_id=alice, credits=100, idempotency_key="g1", clock=clock
+        )
+        used = await debit_credits(
+            session,
+            billing_account_id=alice,
+            credits=30,
+            idempotency_key="u1",
+            clock=clock,
+            description="3 exports",
+            metadata={"feature": "export", "count": 3},
+        )
+    assert not granted.replayed and not used.replayed
+    assert granted.created_at == clock.now()
+    assert sorted(e.amount for e in granted.entries) == [-100, 100]
+    assert used.metadata == {"feature": "export", "count": 3}
+    async with database.transaction() as session:
+        assert await balance_of(session, alice) == 70
+        assert await balance_of(session, alice, "usd") == 0
+        usage = await system_account(session, SystemAccount.USAGE, CREDITS, clock=clock)
+        promotions = await system_account(session, SystemAccount.PROMOTIONS, CREDITS, clock=clock)
+        assert await account_balance(session, usage.id) == 30
+        assert await account_balance(session, promotions.id) == -100
+        history = await customer_history(session, alice, page_size=1)
+    assert history.total == 2 and history.has_more and history.total_pages == 2
+    newest = history.items[0]
+    assert (newest.kind, newest.amount, newest.balance_after) == ("usage", -30, 70)
+    assert newest.description == "3 exports" and newest.idempotency_key == "u1"
+
+
+async def test_same_key_same_content_replays_and_changes_nothing(
+    database: Database, clock: FrozenClock
+) -> None:
+    alice = await new_customer(database, "alice")
+    async with database.transaction() as session:
+        first = await grant_credits(
+            session, billing_account_id=alice, credits=50, idempotency_key="k", clock=clock
+        )
+    clock.advance(__import__("datetime").timedelta(minutes=5))
+    for _ in range(3):
+        async with database.transaction() as session:
+            again = await grant_credits(
+                session, billing_account_id=alice, credits=50, idempotency_key="k", clock=clock
+            )
+        assert again.replayed
+        assert again.id == first.id and again.created_at == first.created_at
+        assert again.entries == first.entries
+    async with database.transaction() as session:
+        assert await balance_of(session, alice) == 50
+    counts = await ledger_counts(database)
+    assert (counts.transactions, counts.entries) == (1, 2)
+
+
+async def test_same_key_different_content_is_refused(
+    database: Database, clock: FrozenClock
+) -> None:
+    alice = await new_customer(database, "alice")
+    async with database.transaction() as session:
+        await grant_credits(
+            session, billing_account_id=alice, credits=50, idempotency_key="k", clock=clock
+        )
+    for change in ({"credits": 51}, {"description": "other"}, {"kind": "credit_purchase"}):
+        with pytest.raises(IdempotencyConflict) as refused:
+            async with database.transaction() as session:
+                await grant_credits(
+                    session,
+                    billing_account_id=alice,
+                    idempotency_key="k",
+                    clock=clock,
+                    **({"credits": 50} | change),  # type: ignore[arg-type]
+                )
+        assert refused.value.field == "idempotency_key"
+    async with database.transaction() as session:
+        assert await balance_of(session, alice) == 50
+    assert (await ledger_counts(database)).transactions == 1
+
+
+@pytest.mark.parametrize(
+    ("amounts", "message"),
+    [
+        ([], "needs entries"),
+        ([100, -99], "sum to zero"),
+        ([5, 0, -5], "zero"),
+        ([100], "sum to zero"),
+    ],
+)
+async def test_unbalanced_or_empty_postings_are_refused(
+    database: Database, clock: FrozenClock, amounts: list[int], message: str
+) -> None:
+    alice = await new_customer(database, "alice")
+    bob = await new_customer(database, "bob")
+    async with database.transaction() as session:
+        a = await customer_account(session, alice, clock=clock)
+        b = await customer_account(session, bob, clock=clock)
+        promotions = await system_account(session, SystemAccount.PROMOTIONS, CREDITS, clock=clock)
+    targets = [promotions, a, b]
+    with pytest.raises(ValidationFailed, match=message) as refused:
+        async with database.transaction() as session:
+            await post_transaction(
+                session,
+                idempotency_key="bad",
+                entries=[targets[i].line(amount) for i, amount in enumerate(amounts)],
+                kind="test",
+                clock=clock,
+            )
+    assert refused.value.field == "entries"
+    assert (await ledger_counts(database)).transactions == 0
+
+
+async def test_units_must_balance_separately_and_match_the_account(
+    database: Database, clock: FrozenClock
+) -> None:
+    alice = await new_customer(database, "alice")
+    async with database.transaction() as session:
+        credits = await customer_account(session, alice, clock=clock)
+        dues = await customer_account(session, alice, unit="usd", name="dues", clock=clock)
+        revenue = await system_account(session, SystemAccount.REVENUE, "usd", clock=clock)
+        with pytest.raises(ValidationFailed, match="sum to zero"):
+            await post_transaction(
+                session,
+                idempotency_key="mixed",
+                entries=[credits.line(100), revenue.line(-100)],
+                kind="test",
+                clock=clock,
+            )
+        with pytest.raises(ValidationFailed, match="counts credits, not usd"):
+            await post_transaction(
+                session,
+                idempotency_key="lying-unit",
+                entries=[
+                    EntryLine(account_id=credits.id, unit="usd", amount=100),
+                    revenue.line(-100),
+                ],
+                kind="test",
+                clock=clock,
+            )
+        # Both refusals left the transaction usable and empty: a good posting still goes in.
+        posted = await post_transaction(
+            session,
+            idempotency_key="charge",
+            entries=[dues.line(1999), revenue.line(-1999)],
+            kind="charge",
+            clock=clock,
+        )
+    assert posted.id
+    async with database.transaction() as session:
+        assert await balance_of(session, alice, "usd", name="dues") == 1999
+    counts = await ledger_counts(database)
+    assert (counts.transactions, counts.entries) == (1, 2)
+
+
+async def test_unknown_account_is_not_found(database: Database, clock: FrozenClock) -> None:
+    async with database.transaction() as session:
+        promotions = await system_account(session, SystemAccount.PROMOTIONS, CREDITS, clock=clock)
+        with pytest.raises(NotFound):
+            await post_transaction(
+                session,
+                idempotency_key="ghost",
+                entries=[
+                    promotions.line(-5),
+                    EntryLine(account_id=999_999, unit=CREDITS, amount=5),
+                ],
+                kind="test",
+                clock=clock,
+            )
+        assert await account_balance(session, promotions.id) == 0
+    assert (await ledger_counts(database)).transactions == 0
+
+
+async def test_overdraft_is_refused_with_nothing_written(
+    database: Database, clock: FrozenClock
+) -> None:
+    alice = await new_customer(database, "alice")
+    async with database.transaction() as session:
+        await grant_credits(
+            session, billing_account_id=alice, credits=10, idempotency_key="g", clock=clock
+        )
+    before = await ledger_counts(database)
+    async with database.transaction() as session:
+        with pytest.raises(InsufficientBalance) as refused:
+            await debit_credits(
+                session, billing_account_id=alice, credits=11, idempotency_key="u", clock=clock
+            )
+        assert refused.value.details["balance"] == 10
+        assert refused.value.details["requested"] == 11
+        # The caller's transaction is intact: the same key may be used for a smaller debit.
+        assert await balance_of(session, alice) == 10
+        smaller = await debit_credits(
+            session, billing_account_id=alice, credits=10, idempotency_key="u", clock=clock
+        )
+    assert smaller.entries
+    after = await ledger_counts(database)
+    assert after.transactions == before.transactions + 1
+    async with database.transaction() as session:
+        assert await balance_of(session, alice) == 0
+
+
+async def test_a_refused_leg_undoes_the_legs_already_applied(
+    database: Database, clock: FrozenClock
+) -> None:
+    alice = await new_customer(database, "alice")
+    bob = await new_customer(database, "bob")
+    async with database.transaction() as session:
+        await grant_credits(
+            session, billing_account_id=alice, credits=100, idempotency_key="ga", clock=clock
+        )
+        await grant_credits(
+            session, billing_account_id=bob, credits=5, idempotency_key="gb", clock=clock
+        )
+        a = await customer_account(session, alice, clock=clock)
+        b = await customer_account(session, bob, clock=clock)
+        usage = await system_account(session, SystemAccount.USAGE, CREDITS, clock=clock)
+    async with database.transaction() as session:
+        with pytest.raises(InsufficientBalance) as refused:
+            await post_transaction(
+                session,
+                idempotency_key="shared-job",
+                entries=[a.line(-50), b.line(-50), usage.line(100)],
+                kind="usage",
+                clock=clock,
+            )
+        assert refused.value.details["account_id"] == b.id
+    async with database.transaction() as session:
+        assert await balance_of(session, alice) == 100
+        assert await balance_of(session, bob) == 5
+        assert await account_balance(session, usage.id) == 0
+    assert await entries_sum(database, a.id) == 100
+    assert (await ledger_counts(database)).transactions == 2
+
+
+async def test_explicit_overdraft_goes_negative_and_recovers(
+    database: Database, clock: FrozenClock
+) -> None:
+    alice = await new_customer(database, "alice")
+    async with database.transaction() as session:
+        await grant_credits(
+            session,
+            billing_account_id=alice,
+            credits=20,
+            idempotency_key="purchase",
+            source=SystemAccount.CREDIT_SALES,
+            clock=clock,
+        )
+        await debit_credits(
+            session, billing_account_id=alice, credits=15, idempotency_key="use", clock=clock
+        )
+        # The purchase is refunded: claw the 20 credits back although only 5 are left.
+        clawback = await debit_credits(
+            session,
+            billing_account_id=alice,
+            credits=20,
+            idempotency_key="clawback",
+            destination=SystemAccount.CREDIT_SALES,
+            kind="clawback",
+            allow_overdraft=True,
+            clock=clock,
+        )
+        assert await balance_of(session, alice) == -15
+    assert min(e.balance_after for e in clawback.entries) == -15
+    async with database.transaction() as session:
+        with pytest.raises(InsufficientBalance):
+            await debit_credits(
+                session, billing_account_id=alice, credits=1, idempotency_key="more", clock=clock
+            )
+        # A deposit that leaves it still negative is accepted: it only moves towards zero.
+        await grant_credits(
+            session, billing_account_id=alice, credits=10, idempotency_key="g2", clock=clock
+        )
+        assert await balance_of(session, alice) == -5
+        await grant_credits(
+            session, billing_account_id=alice, credits=10, idempotency_key="g3", clock=clock
+        )
+        assert await balance_of(session, alice) == 5
+
+
+async def test_the_database_refuses_a_negative_customer_balance_on_its_own(
+    database: Database, clock: FrozenClock
+) -> None:
+    alice = await new_customer(database, "alice")
+    async with database.transaction() as session:
+        account = await customer_account(session, alice, clock=clock)
+        usage = await system_account(session, SystemAccount.USAGE, CREDITS, clock=clock)
+    # Code that bypassed the guarded UPDATE still cannot store a negative customer balance...
+    with pytest.raises(IntegrityError):
+        async with database.transaction() as session:
+            await session.execute(
+                text("UPDATE ledger_accounts SET balance = -1 WHERE id = :id"), {"id": account.id}
+            )
+    # ...while system accounts may go negative.
+    async with database.transaction() as session:
+        await session.execute(
+            text("UPDATE ledger_accounts SET balance = -1 WHERE id = :id"), {"id": usage.id}
+        )
+
+
+async def test_transfer_checks_its_arguments(database: Database, clock: FrozenClock) -> None:
+    alice = await new_customer(database, "alice")
+    async with database.transaction() as session:
+        a = await customer_account(session, alice, clock=clock)
+        held = await customer_account(session, alice, name="held", clock=clock)
+        dues = await customer_account(session, alice, unit="usd", name="dues", clock=clock)
+        for amount in (0, -1):
+            with pytest.raises(ValidationFailed):
+                await transfer(
+                    session,
+                    source=a,
+                    destination=held,
+                    amount=amount,
+                    idempotency_key="t",
+                    kind="hold",
+                    clock=clock,
+                )
+        with pytest.raises(ValidationFailed, match="usd"):
+            await transfer(
+                session,
+                source=a,
+                destination=dues,
+                amount=1,
+                idempotency_key="t",
+                kind="hold",
+                clock=clock,
+            )
+        with pytest.raises(ValidationFailed):
+            await customer_account(session, alice, unit="US Dollars", clock=clock)
