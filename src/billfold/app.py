@@ -15,6 +15,7 @@ from billfold.config import Settings, get_settings
 from billfold.container import Container
 from billfold.db.engine import Database
 from billfold.observability import RequestContextMiddleware
+from billfold.stripe.gateway import StripeClientGateway, StripeGateway
 
 # Every dialect's router, as "module:attribute". Add yours here.
 ROUTERS = [
@@ -33,12 +34,14 @@ def create_app(
     *,
     database: Database | None = None,
     clock: Clock | None = None,
+    stripe_gateway: StripeGateway | None = None,
 ) -> FastAPI:
-    """Build the billfold ASGI app. Tests pass their own database and clock."""
+    """Build the billfold ASGI app. Tests pass their own database, clock and Stripe gateway."""
     settings = settings or get_settings()
     settings.check()
     db = database or Database(settings.effective_database_url)
     container = Container(settings=settings, db=db, clock=clock or SystemClock())
+    container.stripe_gateway = stripe_gateway or StripeClientGateway(settings)
     owns_db = database is None
 
     @asynccontextmanager

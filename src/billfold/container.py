@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from billfold.clock import Clock
 from billfold.config import Settings
 from billfold.db.engine import Database
+
+if TYPE_CHECKING:
+    from billfold.stripe.gateway import StripeGateway
 
 
 @dataclass
@@ -17,3 +20,5 @@ class Container:
     clock: Clock
     # Adapters added by other domains (Stripe gateway, cache, rate limiter, ...) by name.
     extras: dict[str, Any] = field(default_factory=dict)
+    # The Stripe gateway (`StripeClientGateway` unless a test injects one); set by create_app.
+    stripe_gateway: StripeGateway | None = None

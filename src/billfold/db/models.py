@@ -12,6 +12,9 @@ MODEL_MODULES = [
     "billfold.auth.models",
     "billfold.audit.models",
     "billfold.ledger.models",
+    "billfold.subscriptions.models",
+    "billfold.stripe.models",
+    "billfold.catalog.models",
 ]
 
 

@@ -1,0 +1,299 @@
+"""The Stripe webhook inbox: verify, store once, answer fast, apply exactly once.
+
+1. `receive_webhook` checks the signature on the raw body against every configured secret
+   (rotation) with Stripe's 300 s tolerance, and stores the event under its unique id
+   (INSERT ... ON CONFLICT DO NOTHING) in the request's transaction. A forged or stale request
+   stores nothing. Both webhook routes (`/api/v1/payments/webhook`, `/api/stripe/webhook`) call it.
+2. After the commit, `process_event` applies the event in a transaction of its own: the inbox
+   row is locked, the handlers run inside a savepoint, and the row is marked processed in the
+   same transaction as their effect, so an event is applied once even when delivered twice,
+   concurrently, or replayed by `billfold stripe sync`.
+3. A failure rolls the savepoint back and records the error, the traceback and the attempt;
+   `process_due` (the server's retry loop, `billfold stripe retry`) tries again with backoff.
+
+Handlers are registered per event type (`register_handler`); the subscription handlers live in
+`billfold.subscriptions.handlers`, and other domains add theirs to `HANDLER_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import stripe
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.config import Settings
+from billfold.container import Container
+from billfold.db.dialect import insert_ignoring_conflict
+from billfold.errors import ConfigurationError, ValidationFailed
+from billfold.stripe.gateway import StripeEvent
+from billfold.stripe.models import InboxStatus, WebhookEvent
+
+log = logging.getLogger("billfold.stripe.inbox")
+
+SIGNATURE_TOLERANCE_SECONDS = 300
+MAX_ATTEMPTS = 12
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
+Handler = Callable[[AsyncSession, Container, StripeEvent], Awaitable[None]]
+_handlers: dict[str, list[Handler]] = {}
+
+# Modules that register handlers when imported. Add your domain's module here.
+HANDLER_MODULES = ["billfold.subscriptions.handlers"]
+_loaded = False
+
+
+def register_handler(*event_types: str) -> Callable[[Handler], Handler]:
+    """Decorator: run this coroutine for every event of these types."""
+
+    def decorate(handler: Handler) -> Handler:
+        for event_type in event_types:
+            _handlers.setdefault(event_type, []).append(handler)
+        return handler
+
+    return decorate
+
+
+def handlers_for(event_type: str) -> list[Handler]:
+    global _loaded
+    if not _loaded:
+        for name in HANDLER_MODULES:
+            importlib.import_module(name)
+        _loaded = True
+    return list(_handlers.get(event_type, []))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """The inbox's answer to a delivery: which event, and whether it was new."""
+
+    id: str
+    type: str
+    inserted: bool
+
+
+def verify_signature(settings: Settings, payload: bytes, signature_header: str | None) -> Any:
+    """The parsed event when `signature_header` signs `payload` with one of the configured
+    secrets within the tolerance; ValidationFailed otherwise. With no secret configured every
+    request is refused: billfold never accepts an unsigned event."""
+    secrets = settings.webhook_secrets
+    if not secrets:
+        raise ConfigurationError(
+            "STRIPE_WEBHOOK_SECRET is not set: billfold refuses every webhook until it is"
+        )
+    if not signature_header:
+        raise ValidationFailed("missing Stripe-Signature header", field="Stripe-Signature")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ValidationFailed("webhook body is too large")
+    for secret in secrets:
+        try:
+            return stripe.Webhook.construct_event(
+                payload, signature_header, secret, tolerance=SIGNATURE_TOLERANCE_SECONDS
+            )
+        except stripe.SignatureVerificationError:
+            continue
+        except ValueError as exc:
+            raise ValidationFailed("webhook body is not a JSON event") from exc
+    raise ValidationFailed("invalid or expired Stripe signature", field="Stripe-Signature")
+
+
+async def store_event(session: AsyncSession, body: dict[str, Any], *, source: str) -> StoredEvent:
+    """Insert an event into the inbox unless its id is there already."""
+    event_id = body.get("id")
+    event_type = body.get("type")
+    if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
+        raise ValidationFailed("the event has no id or type")
+    inserted = await insert_ignoring_conflict(
+        session,
+        WebhookEvent.__table__,  # type: ignore[arg-type]
+        {
+            "id": event_id[:255],
+            "type": event_type[:100],
+            "stripe_created": int(body.get("created") or 0),
+            "livemode": bool(body.get("livemode")),
+            "payload": body,
+            "source": source,
+            "status": InboxStatus.PENDING.value,
+            "attempts": 0,
+            "received_at": _now(session),
+        },
+        ["id"],
+    )
+    return StoredEvent(id=event_id, type=event_type, inserted=inserted)
+
+
+def _now(session: AsyncSession) -> Any:
+    clock = session.info.get("clock")
+    from billfold.clock import utcnow
+
+    return clock.now() if clock is not None else utcnow()
+
+
+async def receive_webhook(
+    session: AsyncSession, settings: Settings, payload: bytes, signature_header: str | None
+) -> StoredEvent:
+    """Verify a delivery and store it once (in the caller's transaction). Raises
+    ValidationFailed (400) for a forged, stale or unsigned request, which stores nothing, and
+    ConfigurationError when no webhook secret is configured. Process the event after the
+    commit with `process_event` (or let the retry loop pick it up)."""
+    verify_signature(settings, payload, signature_header)
+    try:
+        body = json.loads(payload)
+    except ValueError as exc:
+        raise ValidationFailed("webhook body is not a JSON event") from exc
+    if not isinstance(body, dict):
+        raise ValidationFailed("webhook body is not a JSON event")
+    stored = await store_event(session, body, source="webhook")
+    await session.flush()
+    return stored
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(3600, 5 * 2 ** max(0, attempts - 1)))
+
+
+async def process_event(container: Container, event_id: str) -> str | None:
+    """Apply one stored event in its own transaction, unless it was applied already. Returns
+    the event's status afterwards (None when another worker holds it or it does not exist)."""
+    db = container.db
+    async with db.transaction() as session:
+        session.info["clock"] = container.clock
+        stmt = select(WebhookEvent).where(WebhookEvent.id == event_id)
+        stmt = stmt.with_for_update(skip_locked=True) if not db.is_sqlite else stmt
+        row = (await session.execute(stmt)).scalar_one_or_none()
+        if row is None or row.status in (InboxStatus.PROCESSED.value, InboxStatus.DEAD.value):
+            return row.status if row is not None else None
+        event = StripeEvent(
+            id=row.id, type=row.type, created=row.stripe_created, payload=dict(row.payload)
+        )
+        row.attempts += 1
+        try:
+            async with session.begin_nested():
+                for handler in handlers_for(event.type):
+                    await handler(session, container, event)
+        except Exception as exc:
+            row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+            row.last_traceback = traceback.format_exc()[-16000:]
+            dead = row.attempts >= MAX_ATTEMPTS
+            row.status = (InboxStatus.DEAD if dead else InboxStatus.FAILED).value
+            row.next_attempt_at = None if dead else container.clock.now() + _backoff(row.attempts)
+            log.warning(
+                "stripe event %s (%s) failed, attempt %d: %s",
+                row.id,
+                row.type,
+                row.attempts,
+                row.last_error,
+            )
+        else:
+            row.status = InboxStatus.PROCESSED.value
+            row.processed_at = container.clock.now()
+            row.last_error = None
+            row.next_attempt_at = None
+        return row.status
+
+
+async def process_event_safely(container: Container, event_id: str) -> None:
+    """`process_event` for a background task: logs instead of raising (the retry loop and
+    `billfold stripe retry` pick up whatever is left)."""
+    try:
+        await process_event(container, event_id)
+    except Exception:
+        log.exception("processing stripe event %s", event_id)
+
+
+@dataclass
+class ProcessReport:
+    processed: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+async def process_due(
+    container: Container, *, limit: int = 200, include_dead: bool = False
+) -> ProcessReport:
+    """Apply every pending event and every failed one whose next attempt is due, oldest first
+    (the retry loop and `billfold stripe retry`). `include_dead` also retries the abandoned."""
+    now = container.clock.now()
+    statuses = [InboxStatus.PENDING.value, InboxStatus.FAILED.value]
+    if include_dead:
+        statuses.append(InboxStatus.DEAD.value)
+    async with container.db.transaction() as session:
+        stmt = (
+            select(WebhookEvent.id)
+            .where(WebhookEvent.status.in_(statuses))
+            .where(or_(WebhookEvent.next_attempt_at.is_(None), WebhookEvent.next_attempt_at <= now))
+            .order_by(WebhookEvent.stripe_created, WebhookEvent.received_at)
+            .limit(limit)
+        )
+        ids = list((await session.execute(stmt)).scalars().all())
+        if include_dead and ids:
+            for row in (
+                await session.execute(
+                    select(WebhookEvent).where(
+                        WebhookEvent.id.in_(ids), WebhookEvent.status == InboxStatus.DEAD.value
+                    )
+                )
+            ).scalars():
+                row.status = InboxStatus.FAILED.value
+                row.attempts = 0
+    report = ProcessReport()
+    for event_id in ids:
+        outcome = await process_event(container, event_id)
+        if outcome == InboxStatus.PROCESSED.value:
+            report.processed += 1
+        elif outcome in (InboxStatus.FAILED.value, InboxStatus.DEAD.value):
+            report.failed += 1
+        else:
+            report.skipped += 1
+    return report
+
+
+@dataclass
+class SyncReport:
+    seen: int = 0
+    stored: int = 0
+    applied: ProcessReport | None = None
+
+
+async def sync_events(
+    container: Container, *, since: int | None = None, apply: bool = True
+) -> SyncReport:
+    """Fill gaps from Stripe's Events API (after downtime): store every event created since
+    `since` (default: five minutes before the newest event in the inbox, or the last 30 days)
+    that the inbox lacks, then apply what is due."""
+    from billfold.subscriptions.service import gateway_of
+
+    gateway = gateway_of(container)
+    if since is None:
+        async with container.db.transaction() as session:
+            newest = (
+                await session.execute(
+                    select(WebhookEvent.stripe_created)
+                    .order_by(WebhookEvent.stripe_created.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+        since = (
+            int(newest) - 300
+            if newest
+            else int((container.clock.now() - timedelta(days=30)).timestamp())
+        )
+    report = SyncReport()
+    async for event in gateway.list_events(created_after=since):
+        report.seen += 1
+        async with container.db.transaction() as session:
+            session.info["clock"] = container.clock
+            stored = await store_event(session, event.payload, source="sync")
+        if stored.inserted:
+            report.stored += 1
+    if apply:
+        report.applied = await process_due(container, limit=100_000)
+    return report

@@ -1,0 +1,88 @@
+"""How Stripe's events change billfold's subscriptions (registered with the webhook inbox).
+
+Each handler re-reads the subscription from Stripe (`sync_subscription`) rather than trusting
+the event's copy, so duplicates, retries and any delivery order end in Stripe's current state.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.audit.dependencies import system_audit_context
+from billfold.container import Container
+from billfold.stripe.gateway import (
+    StripeEvent,
+    checkout_session_from_stripe,
+    invoice_subscription_id,
+    subscription_from_stripe,
+)
+from billfold.stripe.inbox import register_handler
+from billfold.subscriptions.service import (
+    ACCOUNT_METADATA_KEY,
+    link_checkout_customer,
+    sync_subscription,
+)
+
+
+@register_handler("checkout.session.completed", "checkout.session.async_payment_succeeded")
+async def on_checkout_completed(
+    session: AsyncSession, container: Container, event: StripeEvent
+) -> None:
+    """A paid subscription Checkout: link the customer and record the subscription."""
+    checkout = checkout_session_from_stripe(event.object)
+    if checkout.mode != "subscription" or not checkout.subscription_id:
+        return  # one-off payments belong to other domains' handlers
+    account_id = checkout.metadata.get(ACCOUNT_METADATA_KEY) or checkout.client_reference_id
+    await link_checkout_customer(session, account_id, checkout.customer_id)
+    await sync_subscription(
+        session,
+        container,
+        checkout.subscription_id,
+        account_hint=account_id,
+        seen_at=event.created,
+        audit=system_audit_context("stripe", container.clock),
+    )
+
+
+@register_handler(
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "customer.subscription.trial_will_end",
+)
+async def on_subscription_changed(
+    session: AsyncSession, container: Container, event: StripeEvent
+) -> None:
+    obj = event.object
+    if not obj.get("id"):
+        return
+    await sync_subscription(
+        session,
+        container,
+        str(obj["id"]),
+        seen_at=event.created,
+        fallback=subscription_from_stripe(obj),
+        audit=system_audit_context("stripe", container.clock),
+    )
+
+
+@register_handler(
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+)
+async def on_invoice(session: AsyncSession, container: Container, event: StripeEvent) -> None:
+    """A renewal paid or failed: the subscription's status (active, past_due) follows."""
+    subscription_id = invoice_subscription_id(event.object)
+    if not subscription_id:
+        return
+    await sync_subscription(
+        session,
+        container,
+        subscription_id,
+        seen_at=event.created,
+        audit=system_audit_context("stripe", container.clock),
+    )

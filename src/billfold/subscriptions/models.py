@@ -1,0 +1,69 @@
+"""Subscriptions as Stripe reports them, kept per billing account."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from billfold.clock import utcnow
+from billfold.db.base import Base, JSONType, UTCDateTime
+
+# Stripe statuses that hold (or are about to hold) the account's one subscription: a second
+# checkout is refused while one of these exists.
+LIVE_STATUSES = frozenset({"active", "trialing", "past_due", "incomplete", "unpaid"})
+# Statuses where Stripe still bills the subscription and it can be canceled or changed.
+CHANGEABLE_STATUSES = frozenset({"active", "trialing", "past_due", "unpaid"})
+
+
+class Subscription(Base):
+    """One Stripe subscription of one billing account.
+
+    Columns are what billfold queries; `raw` keeps the whole Stripe object last seen.
+    `stripe_seen_at` is the `created` of the newest event applied, so an older event's own copy
+    can never overwrite newer state.
+    """
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("billing_accounts.id"), index=True
+    )
+    stripe_subscription_id: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(255), index=True)
+    plan_code: Mapped[str | None] = mapped_column(String(100), default=None)
+    price_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    interval: Mapped[str | None] = mapped_column(String(16), default=None)
+    currency: Mapped[str | None] = mapped_column(String(3), default=None)
+    unit_amount: Mapped[int | None] = mapped_column(Integer, default=None)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancel_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    trial_end: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    past_due_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    stripe_created: Mapped[int] = mapped_column(BigInteger, default=0)
+    stripe_seen_at: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Bumped on every local change; part of the idempotency keys of billfold's Stripe calls.
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+    @property
+    def raw_item_id(self) -> str | None:
+        """The id of the subscription's (one) item, needed to change its price."""
+        items = ((self.raw or {}).get("items") or {}).get("data") or []
+        found = items[0].get("id") if items else None
+        return str(found) if found else None

@@ -1,0 +1,748 @@
+"""Subscriptions: checkout, status, cancel, reactivate, plan change, portal, and keeping
+billfold's copy of every subscription equal to Stripe's.
+
+Every dialect (`/api/v1/payments`, organizations, `/api/subscriptions`, `/api/billing`, tRPC)
+calls these functions and nothing else. They take the request's session (they `flush`, the edge
+commits), the `Container` (settings, clock and the Stripe gateway) and an audit recorder, and
+raise only `billfold.errors` types.
+
+Writes are ordered per subscription by a row lock taken *before* Stripe is asked: whoever holds
+it reads Stripe's current state and writes it, so a slower writer can never put back an older
+state (see `sync_subscription`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.catalog.service import BILLFOLD_INTERVAL, Catalog, load_catalog, resolve_price
+from billfold.config import Settings
+from billfold.container import Container
+from billfold.customers.models import BillingAccount
+from billfold.db.base import new_id
+from billfold.db.dialect import insert_ignoring_conflict
+from billfold.errors import ConfigurationError, Conflict, NotFound, ValidationFailed
+from billfold.stripe.gateway import ProrationBehavior, StripeGateway, SubscriptionSnapshot
+from billfold.subscriptions.models import (
+    CHANGEABLE_STATUSES,
+    LIVE_STATUSES,
+    Subscription,
+)
+
+log = logging.getLogger("billfold.subscriptions")
+
+ACCOUNT_METADATA_KEY = "billfold_account_id"
+PLAN_METADATA_KEY = "billfold_plan"
+NO_ACTIVE_SUBSCRIPTION = "No active Stripe subscription found"
+NOT_SET_TO_CANCEL = "Subscription is not set to cancel"
+MAX_QUANTITY = 10_000
+
+
+class AuditRecorder(Protocol):
+    """What the services need of the audit log (`billfold.audit.AuditContext` is one)."""
+
+    async def record(
+        self,
+        session: AsyncSession,
+        action: str,
+        *,
+        account_id: str | None,
+        target: str | None = None,
+        details: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutStarted:
+    """A Checkout session the caller redirects the customer to."""
+
+    id: str
+    url: str
+    customer_id: str
+    plan_code: str
+    price_id: str
+    interval: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionStatus:
+    """What an app asks before unlocking a feature."""
+
+    has_premium: bool
+    plan: str | None
+    status: str | None  # Stripe's status, None when the account never subscribed
+    interval: str | None  # monthly | yearly
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+    subscription: Subscription | None
+
+
+def gateway_of(container: Container) -> StripeGateway:
+    """The container's Stripe gateway (set by `create_app`)."""
+    gateway = container.stripe_gateway
+    if gateway is None:
+        raise ConfigurationError("no Stripe gateway configured")
+    return gateway
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def has_premium(subscription: Subscription | None, now: datetime, grace_days: int) -> bool:
+    """True while active or trialing, and for `grace_days` after a subscription became past due."""
+    if subscription is None:
+        return False
+    if subscription.status in ("active", "trialing"):
+        return True
+    if subscription.status == "past_due" and grace_days > 0:
+        since = subscription.past_due_since or now
+        return now < since + timedelta(days=grace_days)
+    return False
+
+
+_STATUS_RANK = {"active": 0, "trialing": 1, "past_due": 2, "unpaid": 3, "incomplete": 4}
+
+
+async def list_subscriptions(session: AsyncSession, account: BillingAccount) -> list[Subscription]:
+    """Every subscription of the account, newest first."""
+    stmt = (
+        select(Subscription)
+        .where(Subscription.account_id == account.id)
+        .order_by(Subscription.stripe_created.desc(), Subscription.created_at.desc())
+    )
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def current_subscription(
+    session: AsyncSession, account: BillingAccount
+) -> Subscription | None:
+    """The subscription that speaks for the account: the live one (active, trialing, past due,
+    unpaid, incomplete, in that preference), else the newest ended one, else None."""
+    subscriptions = await list_subscriptions(session, account)
+    live = [s for s in subscriptions if s.status in LIVE_STATUSES]
+    if live:
+        return min(live, key=lambda s: (_STATUS_RANK.get(s.status, 9), -s.stripe_created))
+    return subscriptions[0] if subscriptions else None
+
+
+async def status(
+    session: AsyncSession, container: Container, account: BillingAccount
+) -> SubscriptionStatus:
+    """The account's premium flag and the facts behind it (document 004's status)."""
+    sub = await current_subscription(session, account)
+    return SubscriptionStatus(
+        has_premium=has_premium(sub, container.clock.now(), container.settings.past_due_grace_days),
+        plan=sub.plan_code if sub else None,
+        status=sub.status if sub else None,
+        interval=sub.interval if sub else None,
+        current_period_end=sub.current_period_end if sub else None,
+        cancel_at_period_end=bool(sub.cancel_at_period_end) if sub else False,
+        subscription=sub,
+    )
+
+
+# --- redirects ---------------------------------------------------------------------------------
+
+
+def check_redirect_url(settings: Settings, url: str, *, field: str) -> str:
+    """`url` when it is http(s) on an allowed host (FRONTEND_URL's, STRIPE_SUCCESS/CANCEL_URL's,
+    BILLFOLD_ALLOWED_REDIRECT_HOSTS); otherwise ValidationFailed: billfold is no open redirect."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        raise ValidationFailed(f"{field} is not a URL", field=field) from exc
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValidationFailed(f"{field} must be an http(s) URL", field=field)
+    if len(url) > 2048:
+        raise ValidationFailed(f"{field} is longer than 2048 characters", field=field)
+    if host.lower() not in settings.redirect_hosts:
+        raise ValidationFailed(f"{field} must point to an allowed host, not {host}", field=field)
+    return url
+
+
+def _default_success_url(settings: Settings) -> str:
+    return settings.stripe_success_url or (
+        settings.frontend_url.rstrip("/") + "/billing/success?session_id={CHECKOUT_SESSION_ID}"
+    )
+
+
+def _default_cancel_url(settings: Settings) -> str:
+    return settings.stripe_cancel_url or settings.frontend_url.rstrip("/") + "/billing/cancel"
+
+
+# --- customers ---------------------------------------------------------------------------------
+
+
+async def ensure_customer(
+    session: AsyncSession,
+    gateway: StripeGateway,
+    account: BillingAccount,
+    audit: AuditRecorder,
+) -> str:
+    """The account's Stripe customer, created on first use and linked to the account.
+
+    The account row is locked first, so two concurrent first checkouts create one customer;
+    the idempotency key is the account's id, so a retry after a crash returns the same one.
+    """
+    locked = (
+        await session.execute(
+            select(BillingAccount)
+            .where(BillingAccount.id == account.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
+    if locked.stripe_customer_id:
+        return locked.stripe_customer_id
+    customer_id = await gateway.create_customer(
+        email=locked.email,
+        name=locked.name or f"{locked.kind} {locked.external_id}",
+        metadata={
+            ACCOUNT_METADATA_KEY: locked.id,
+            "billfold_kind": locked.kind,
+            "billfold_external_id": locked.external_id,
+        },
+        idempotency_key=f"billfold-customer-{locked.id}",
+    )
+    locked.stripe_customer_id = customer_id
+    await session.flush()
+    await audit.record(
+        session, "customer.created", account_id=locked.id, target=customer_id, details={}
+    )
+    return customer_id
+
+
+# --- checkout and portal -----------------------------------------------------------------------
+
+
+async def start_checkout(
+    session: AsyncSession,
+    container: Container,
+    account: BillingAccount,
+    *,
+    audit: AuditRecorder,
+    price_id: str | None = None,
+    plan: str | None = None,
+    interval: str | None = None,
+    currency: str | None = None,
+    quantity: int = 1,
+    success_url: str | None = None,
+    cancel_url: str | None = None,
+    allow_promotion_codes: bool = False,
+    idempotency_key: str | None = None,
+) -> CheckoutStarted:
+    """Open a subscription-mode Stripe Checkout session for a catalog price.
+
+    The price is named by `price_id` (a Stripe price id, a lookup key, a plan code or the
+    plan's product id) or by `plan` + `interval` (+ `currency`). Refuses (409 Conflict) while
+    the account has a live subscription; redirect URLs must be on an allowed host (400). The
+    subscription itself is recorded when Stripe's webhook reports it.
+    """
+    settings = container.settings
+    gateway = gateway_of(container)
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise ValidationFailed(f"quantity must be 1 to {MAX_QUANTITY}", field="quantity")
+    success = check_redirect_url(
+        settings, success_url or _default_success_url(settings), field="success_url"
+    )
+    cancel = check_redirect_url(
+        settings, cancel_url or _default_cancel_url(settings), field="cancel_url"
+    )
+    catalog = await load_catalog(session, settings)
+    chosen_plan, price = resolve_price(
+        catalog, price_id=price_id, plan=plan, interval=interval, currency=currency
+    )
+    assert price.stripe_price_id is not None  # resolve_price guarantees it
+    existing = await current_subscription(session, account)
+    if existing is not None and existing.status in LIVE_STATUSES:
+        raise Conflict(
+            f"the account already has a subscription ({existing.status}); change its plan "
+            "or cancel it instead"
+        )
+    customer_id = await ensure_customer(session, gateway, account, audit)
+    if idempotency_key is None:
+        # The same request repeated within ten minutes (a double click, a retry after a
+        # timeout) gets the same Checkout session back instead of a second one.
+        bucket = int(container.clock.now().timestamp()) // 600
+        fingerprint = "|".join(
+            [
+                account.id,
+                price.stripe_price_id,
+                str(quantity),
+                success,
+                cancel,
+                str(allow_promotion_codes),
+                str(bucket),
+            ]
+        )
+        idempotency_key = "billfold-checkout-" + hashlib.sha256(fingerprint.encode()).hexdigest()
+    metadata = {ACCOUNT_METADATA_KEY: account.id, PLAN_METADATA_KEY: chosen_plan.code}
+    created = await gateway.create_checkout_session(
+        customer_id=customer_id,
+        price_id=price.stripe_price_id,
+        quantity=quantity,
+        success_url=success,
+        cancel_url=cancel,
+        allow_promotion_codes=allow_promotion_codes,
+        client_reference_id=account.id,
+        metadata=metadata,
+        trial_period_days=chosen_plan.trial_days or None,
+        idempotency_key=idempotency_key,
+    )
+    if not created.url:
+        raise ConfigurationError("Stripe returned a Checkout session without a URL")
+    await audit.record(
+        session,
+        "checkout.created",
+        account_id=account.id,
+        target=created.id,
+        details={
+            "plan": chosen_plan.code,
+            "price_id": price.stripe_price_id,
+            "interval": price.interval,
+            "quantity": quantity,
+        },
+    )
+    return CheckoutStarted(
+        id=created.id,
+        url=created.url,
+        customer_id=customer_id,
+        plan_code=chosen_plan.code,
+        price_id=price.stripe_price_id,
+        interval=price.interval,
+    )
+
+
+async def open_portal(
+    session: AsyncSession,
+    container: Container,
+    account: BillingAccount,
+    *,
+    audit: AuditRecorder,
+    return_url: str | None = None,
+) -> str:
+    """A Stripe billing portal URL for the account; NotFound when it has no Stripe customer yet
+    (it has never started a checkout). `return_url` must be on an allowed host."""
+    settings = container.settings
+    url = check_redirect_url(settings, return_url or settings.frontend_url, field="return_url")
+    if not account.stripe_customer_id:
+        raise NotFound("no billing record for this account yet: start a checkout first")
+    portal_url = await gateway_of(container).create_portal_session(
+        customer_id=account.stripe_customer_id, return_url=url
+    )
+    await audit.record(
+        session,
+        "portal.opened",
+        account_id=account.id,
+        target=account.stripe_customer_id,
+        details={"return_url": url},
+    )
+    return portal_url
+
+
+# --- changing a subscription -------------------------------------------------------------------
+
+
+async def _lock(session: AsyncSession, stripe_subscription_id: str) -> Subscription | None:
+    stmt = (
+        select(Subscription)
+        .where(Subscription.stripe_subscription_id == stripe_subscription_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def _changeable(session: AsyncSession, account: BillingAccount) -> Subscription:
+    sub = await current_subscription(session, account)
+    if sub is None or sub.status not in CHANGEABLE_STATUSES:
+        raise ValidationFailed(NO_ACTIVE_SUBSCRIPTION)
+    locked = await _lock(session, sub.stripe_subscription_id)
+    if locked is None or locked.status not in CHANGEABLE_STATUSES:
+        raise ValidationFailed(NO_ACTIVE_SUBSCRIPTION)
+    return locked
+
+
+def _key(sub: Subscription, action: str) -> str:
+    # The row's revision changes with every write, so the same action later is a new request
+    # to Stripe, while a retry of this one (the write never committed) replays the same key.
+    return f"billfold-{action}-{sub.id}-r{sub.revision}"
+
+
+async def cancel(
+    session: AsyncSession,
+    container: Container,
+    account: BillingAccount,
+    *,
+    audit: AuditRecorder,
+    immediately: bool = False,
+) -> Subscription:
+    """Cancel the account's subscription at the end of the period (access stays until then),
+    or now. ValidationFailed ("No active Stripe subscription found") when there is none."""
+    gateway = gateway_of(container)
+    sub = await _changeable(session, account)
+    if immediately:
+        snapshot = await gateway.cancel_subscription(
+            sub.stripe_subscription_id, idempotency_key=_key(sub, "cancel-now")
+        )
+        action = "subscription.canceled"
+    else:
+        snapshot = await gateway.update_subscription(
+            sub.stripe_subscription_id,
+            cancel_at_period_end=True,
+            idempotency_key=_key(sub, "cancel-at-period-end"),
+        )
+        action = "subscription.cancel_scheduled"
+    catalog = await load_catalog(session, container.settings)
+    _write(sub, snapshot, catalog, container.clock.now())
+    await session.flush()
+    await audit.record(
+        session,
+        action,
+        account_id=account.id,
+        target=sub.stripe_subscription_id,
+        details={"status": sub.status, "current_period_end": sub.current_period_end},
+    )
+    return sub
+
+
+async def reactivate(
+    session: AsyncSession,
+    container: Container,
+    account: BillingAccount,
+    *,
+    audit: AuditRecorder,
+) -> Subscription:
+    """Undo a cancellation scheduled for the period end. ValidationFailed ("Subscription is
+    not set to cancel") when none is scheduled."""
+    sub = await _changeable(session, account)
+    if not sub.cancel_at_period_end:
+        raise ValidationFailed(NOT_SET_TO_CANCEL)
+    snapshot = await gateway_of(container).update_subscription(
+        sub.stripe_subscription_id,
+        cancel_at_period_end=False,
+        idempotency_key=_key(sub, "reactivate"),
+    )
+    catalog = await load_catalog(session, container.settings)
+    _write(sub, snapshot, catalog, container.clock.now())
+    await session.flush()
+    await audit.record(
+        session,
+        "subscription.reactivated",
+        account_id=account.id,
+        target=sub.stripe_subscription_id,
+        details={"status": sub.status},
+    )
+    return sub
+
+
+async def change_plan(
+    session: AsyncSession,
+    container: Container,
+    account: BillingAccount,
+    *,
+    audit: AuditRecorder,
+    price_id: str | None = None,
+    plan: str | None = None,
+    interval: str | None = None,
+    currency: str | None = None,
+    quantity: int | None = None,
+    proration: ProrationBehavior = "create_prorations",
+) -> Subscription:
+    """Move the subscription to another catalog price and/or quantity, prorating by default
+    (`proration`: create_prorations, always_invoice, or none)."""
+    if proration not in ("create_prorations", "always_invoice", "none"):
+        raise ValidationFailed(
+            "proration must be create_prorations, always_invoice or none", field="proration"
+        )
+    if quantity is not None and not 1 <= quantity <= MAX_QUANTITY:
+        raise ValidationFailed(f"quantity must be 1 to {MAX_QUANTITY}", field="quantity")
+    catalog = await load_catalog(session, container.settings)
+    sub = await _changeable(session, account)
+    target_price = sub.price_id
+    if price_id is not None or plan is not None:
+        _, price = resolve_price(
+            catalog,
+            price_id=price_id,
+            plan=plan,
+            interval=interval,
+            currency=currency or sub.currency,
+        )
+        target_price = price.stripe_price_id
+    if target_price == sub.price_id and (quantity is None or quantity == sub.quantity):
+        raise ValidationFailed("the subscription is already on this plan", field="price_id")
+    before = {"price_id": sub.price_id, "plan": sub.plan_code, "quantity": sub.quantity}
+    snapshot = await gateway_of(container).update_subscription(
+        sub.stripe_subscription_id,
+        item_id=sub.raw_item_id,
+        price_id=target_price,
+        quantity=quantity,
+        proration_behavior=proration,
+        idempotency_key=_key(sub, f"change-{target_price}-{quantity}-{proration}"),
+    )
+    _write(sub, snapshot, catalog, container.clock.now())
+    await session.flush()
+    await audit.record(
+        session,
+        "subscription.plan_changed",
+        account_id=account.id,
+        target=sub.stripe_subscription_id,
+        details={
+            "from": before,
+            "to": {"price_id": sub.price_id, "plan": sub.plan_code, "quantity": sub.quantity},
+            "proration": proration,
+        },
+    )
+    return sub
+
+
+# --- keeping billfold's copy equal to Stripe's -------------------------------------------------
+
+
+def _plan_code_for(catalog: Catalog, snapshot: SubscriptionSnapshot) -> str | None:
+    for key in (snapshot.price_id, snapshot.lookup_key):
+        if key:
+            found = catalog.find_price(key)
+            if found is not None:
+                return found[0].code
+    if snapshot.product_id:
+        plan = next((p for p in catalog.plans if p.product_id == snapshot.product_id), None)
+        if plan is not None:
+            return plan.code
+    return snapshot.metadata.get(PLAN_METADATA_KEY)
+
+
+def _write(
+    sub: Subscription,
+    snapshot: SubscriptionSnapshot,
+    catalog: Catalog,
+    now: datetime,
+    *,
+    seen_at: int | None = None,
+) -> bool:
+    """Copy Stripe's state onto the row; True when something changed."""
+    before = _fingerprint(sub)
+    if snapshot.status == "past_due":
+        if sub.status != "past_due" or sub.past_due_since is None:
+            sub.past_due_since = now
+    else:
+        sub.past_due_since = None
+    sub.stripe_customer_id = snapshot.customer_id
+    sub.status = snapshot.status
+    sub.price_id = snapshot.price_id
+    sub.plan_code = _plan_code_for(catalog, snapshot)
+    sub.interval = BILLFOLD_INTERVAL.get(snapshot.interval or "", snapshot.interval)
+    sub.currency = snapshot.currency
+    sub.unit_amount = snapshot.unit_amount
+    sub.quantity = snapshot.quantity
+    sub.current_period_start = snapshot.current_period_start
+    sub.current_period_end = snapshot.current_period_end
+    sub.cancel_at_period_end = snapshot.cancel_at_period_end
+    sub.cancel_at = snapshot.cancel_at
+    sub.canceled_at = snapshot.canceled_at
+    sub.ended_at = snapshot.ended_at
+    sub.trial_end = snapshot.trial_end
+    sub.stripe_created = snapshot.created
+    sub.raw = snapshot.raw
+    if seen_at is not None:
+        sub.stripe_seen_at = max(sub.stripe_seen_at or 0, seen_at)
+    changed = _fingerprint(sub) != before
+    if changed:
+        sub.revision = (sub.revision or 0) + 1
+        sub.updated_at = now
+    return changed
+
+
+def _fingerprint(sub: Subscription) -> tuple[Any, ...]:
+    return (
+        sub.status,
+        sub.price_id,
+        sub.quantity,
+        sub.current_period_start,
+        sub.current_period_end,
+        sub.cancel_at_period_end,
+        sub.canceled_at,
+        sub.ended_at,
+        sub.trial_end,
+    )
+
+
+class AccountNotYetKnown(NotFound):
+    """A Stripe object names a customer billfold cannot place yet (retried later)."""
+
+    code = "account_not_yet_known"
+
+
+async def _account_for_snapshot(
+    session: AsyncSession, snapshot: SubscriptionSnapshot, account_hint: str | None
+) -> BillingAccount:
+    for account_id in (account_hint, snapshot.metadata.get(ACCOUNT_METADATA_KEY)):
+        if account_id:
+            found = await session.get(BillingAccount, account_id)
+            if found is not None:
+                return found
+    if snapshot.customer_id:
+        stmt = select(BillingAccount).where(
+            BillingAccount.stripe_customer_id == snapshot.customer_id
+        )
+        found = (await session.execute(stmt)).scalar_one_or_none()
+        if found is not None:
+            return found
+    raise AccountNotYetKnown(
+        f"subscription {snapshot.id} belongs to customer {snapshot.customer_id}, "
+        "which no billing account has (yet)"
+    )
+
+
+async def sync_subscription(
+    session: AsyncSession,
+    container: Container,
+    stripe_subscription_id: str,
+    *,
+    account_hint: str | None = None,
+    seen_at: int | None = None,
+    fallback: SubscriptionSnapshot | None = None,
+    audit: AuditRecorder | None = None,
+) -> Subscription:
+    """Make billfold's row for a Stripe subscription equal to what Stripe says now.
+
+    The row is locked before Stripe is read, so concurrent syncs of one subscription run one
+    after the other and the last writer always wrote the newest state: the order in which
+    events arrive does not matter. `fallback` (an event's own copy) is used only when Stripe no
+    longer knows the subscription, and only if it is newer than what the row already holds.
+    """
+    gateway = gateway_of(container)
+    now = container.clock.now()
+    sub = await _lock(session, stripe_subscription_id)
+    try:
+        snapshot = await gateway.retrieve_subscription(stripe_subscription_id)
+        authoritative = True
+    except NotFound:
+        if fallback is None:
+            raise
+        snapshot, authoritative = fallback, False
+    created = False
+    if sub is None:
+        account = await _account_for_snapshot(session, snapshot, account_hint)
+        await insert_ignoring_conflict(
+            session,
+            Subscription.__table__,  # type: ignore[arg-type]
+            {
+                "id": new_id("bsub"),
+                "account_id": account.id,
+                "stripe_subscription_id": snapshot.id,
+                "stripe_customer_id": snapshot.customer_id,
+                "status": snapshot.status,
+                "quantity": snapshot.quantity,
+                "cancel_at_period_end": False,
+                "stripe_created": snapshot.created,
+                "stripe_seen_at": 0,
+                "revision": 0,
+                "raw": {},
+                "created_at": now,
+                "updated_at": now,
+            },
+            ["stripe_subscription_id"],
+        )
+        sub = await _lock(session, stripe_subscription_id)
+        assert sub is not None
+        created = True
+        if account.stripe_customer_id is None and snapshot.customer_id:
+            account.stripe_customer_id = snapshot.customer_id
+    if not authoritative and seen_at is not None and not created and seen_at <= sub.stripe_seen_at:
+        return sub  # an older event's copy never overwrites newer state
+    previous_status = None if created else sub.status
+    catalog = await load_catalog(session, container.settings)
+    changed = _write(sub, snapshot, catalog, now, seen_at=seen_at)
+    await session.flush()
+    if audit is not None and (created or (changed and previous_status != sub.status)):
+        await audit.record(
+            session,
+            "subscription.created" if created else "subscription.status_changed",
+            account_id=sub.account_id,
+            target=sub.stripe_subscription_id,
+            details={"from": previous_status, "to": sub.status, "plan": sub.plan_code},
+            actor="stripe",
+        )
+    return sub
+
+
+async def link_checkout_customer(
+    session: AsyncSession, account_id: str | None, customer_id: str | None
+) -> None:
+    """Link a completed Checkout session's customer to its account if it has none yet."""
+    if not account_id or not customer_id:
+        return
+    account = await session.get(BillingAccount, account_id)
+    if account is not None and account.stripe_customer_id is None:
+        account.stripe_customer_id = customer_id
+        await session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One way billfold's copy of a subscription differs from Stripe's."""
+
+    stripe_subscription_id: str
+    field: str
+    billfold: Any
+    stripe: Any
+
+
+def _compare(sub: Subscription | None, snapshot: SubscriptionSnapshot) -> list[Difference]:
+    if sub is None:
+        return [Difference(snapshot.id, "missing", None, snapshot.status)]
+    pairs: list[tuple[str, Any, Any]] = [
+        ("status", sub.status, snapshot.status),
+        ("price_id", sub.price_id, snapshot.price_id),
+        ("quantity", sub.quantity, snapshot.quantity),
+        ("cancel_at_period_end", sub.cancel_at_period_end, snapshot.cancel_at_period_end),
+        ("current_period_end", sub.current_period_end, snapshot.current_period_end),
+        ("canceled_at", sub.canceled_at, snapshot.canceled_at),
+    ]
+    return [Difference(snapshot.id, name, a, b) for name, a, b in pairs if a != b]
+
+
+async def reconcile(
+    session: AsyncSession,
+    container: Container,
+    *,
+    fix: bool = False,
+    audit: AuditRecorder | None = None,
+) -> list[Difference]:
+    """Compare every Stripe subscription with billfold's copy and list each difference; with
+    `fix`, bring billfold's copy in line (subscriptions of unknown customers stay reported)."""
+    gateway = gateway_of(container)
+    differences: list[Difference] = []
+    seen: set[str] = set()
+    for snapshot in await gateway.list_subscriptions():
+        seen.add(snapshot.id)
+        row = (
+            await session.execute(
+                select(Subscription).where(Subscription.stripe_subscription_id == snapshot.id)
+            )
+        ).scalar_one_or_none()
+        found = _compare(row, snapshot)
+        differences.extend(found)
+        if fix and found:
+            try:
+                await sync_subscription(session, container, snapshot.id, audit=audit)
+            except AccountNotYetKnown:
+                log.warning("reconcile: %s has no billing account", snapshot.id)
+    rows = (await session.execute(select(Subscription))).scalars().all()
+    for row in rows:
+        if row.stripe_subscription_id not in seen:
+            differences.append(
+                Difference(row.stripe_subscription_id, "missing_in_stripe", row.status, None)
+            )
+    return differences
