@@ -20,6 +20,7 @@ from billfold.stripe.gateway import StripeClientGateway, StripeGateway
 # Every dialect's router, as "module:attribute". Add yours here.
 ROUTERS = [
     "billfold.api.ops:router",
+    "billfold.audit.endpoints:router",
 ]
 
 

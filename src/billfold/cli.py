@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
+from billfold.audit.cli import audit_app
+from billfold.auth.cli import apikey_app
 from billfold.config import get_settings
 from billfold.errors import BillfoldError
 from billfold.ledger.cli import ledger_app
@@ -18,6 +20,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(audit_app, name="audit")
 app.add_typer(ledger_app, name="ledger")
 
 console = Console()

@@ -8,7 +8,13 @@ import pytest
 from sqlalchemy import func, select, text
 
 from billfold.audit.models import AuditChainHead, AuditEntry
-from billfold.audit.service import GENESIS_HASH, hash_of, list_entries, record_event
+from billfold.audit.service import (
+    GENESIS_HASH,
+    hash_of,
+    list_entries,
+    record_event,
+    write_pending_entries,
+)
 from billfold.audit.verify import verify_chain
 from billfold.db.engine import Database
 from billfold.errors import ValidationFailed
@@ -100,3 +106,36 @@ async def test_database_refuses_update(database: Database) -> None:
     with pytest.raises(Exception, match="append-only"):
         async with database.transaction() as session:
             await session.execute(text("UPDATE audit_log SET actor = 'mallory'"))
+
+
+async def test_entries_of_a_rolled_back_savepoint_are_not_written(database: Database) -> None:
+    async with database.transaction() as session:
+        kept = await record_event(session, action="checkout.created", actor="a", account_id="x")
+        with pytest.raises(RuntimeError):
+            async with session.begin_nested():
+                await record_event(session, action="charge.created", actor="a", account_id="x")
+                raise RuntimeError("the charge failed")
+        async with session.begin_nested():
+            await record_event(session, action="credits.granted", actor="a", account_id="x")
+    async with database.transaction() as session:
+        actions = (
+            (await session.execute(select(AuditEntry.action).order_by(AuditEntry.seq)))
+            .scalars()
+            .all()
+        )
+    assert actions == ["checkout.created", "credits.granted"]
+    assert kept.seq == 1 and kept.entry_hash
+
+
+async def test_write_pending_entries_makes_them_readable_in_the_same_transaction(
+    database: Database,
+) -> None:
+    async with database.transaction() as session:
+        await record_event(session, action="api_key.created", actor="cli:root", account_id=None)
+        await write_pending_entries(session)
+        page, _ = await list_entries(session, account_id=None)
+        assert [e.action for e in page] == ["api_key.created"]
+        await record_event(session, action="api_key.revoked", actor="cli:root", account_id=None)
+    async with database.transaction() as session:
+        report = await verify_chain(session)
+    assert report.ok and report.checked == 2

@@ -2,9 +2,11 @@
 
 Appends are linearized on the single chain-head row: PostgreSQL takes it with
 `SELECT ... FOR UPDATE`, SQLite writers already hold the database lock (`BEGIN IMMEDIATE`), so
-two concurrent requests can never both extend the same entry and fork the chain. The lock is
-held until the request's transaction commits: audit writes are the one serial point of a
-billing request, which is the price of a single verifiable chain.
+two concurrent requests can never both extend the same entry and fork the chain. Entries are
+chained at commit time (a `before_commit` hook on the session), so the lock is held only from
+the insert to the commit: entries are numbered in commit order, the one serial point of an
+audited request is its commit, and an entry recorded in a rolled-back transaction or
+savepoint is never written.
 """
 
 from __future__ import annotations
@@ -14,21 +16,28 @@ import decimal
 import enum
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from billfold.audit.models import CHAIN_HEAD_ID, GENESIS_HASH, AuditChainHead, AuditEntry
 from billfold.clock import utcnow
 from billfold.db.base import new_id
-from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import ValidationFailed
 
+log = logging.getLogger("billfold.audit")
+
 _MAX_DETAILS_BYTES = 64 * 1024
+# session.info keys: entries waiting for the commit, and whether the session's hooks are set.
+_PENDING = "billfold.audit.pending"
+_WATCHED = "billfold.audit.watched"
 
 
 def _json_default(value: Any) -> Any:
@@ -121,24 +130,96 @@ def _clean(value: str | None, limit: int) -> str | None:
     return value.replace("\x00", "")[:limit]
 
 
-async def _lock_chain_head(session: AsyncSession) -> tuple[int, str]:
+def _lock_chain_head(session: Session) -> tuple[int, str]:
     stmt = (
         select(AuditChainHead.seq, AuditChainHead.entry_hash)
         .where(AuditChainHead.id == CHAIN_HEAD_ID)
         .with_for_update()
     )
-    row = (await session.execute(stmt)).one_or_none()
+    row = session.execute(stmt).one_or_none()
     if row is None:
         # First entry ever (or the tables were emptied): create the head, then lock it. A
         # concurrent first writer waits on the conflicting insert and then on the lock.
-        await insert_ignoring_conflict(
-            session,
-            AuditChainHead.__table__,  # type: ignore[arg-type]
-            {"id": CHAIN_HEAD_ID, "seq": 0, "entry_hash": GENESIS_HASH},
-            ["id"],
+        module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        session.execute(
+            module.insert(AuditChainHead.__table__)
+            .values(id=CHAIN_HEAD_ID, seq=0, entry_hash=GENESIS_HASH)
+            .on_conflict_do_nothing(index_elements=["id"])
         )
-        row = (await session.execute(stmt)).one()
+        row = session.execute(stmt).one()
     return int(row.seq), str(row.entry_hash)
+
+
+def _pending(session: Session) -> list[tuple[AuditEntry, SessionTransaction | None]]:
+    pending: list[tuple[AuditEntry, SessionTransaction | None]] = session.info.setdefault(
+        _PENDING, []
+    )
+    return pending
+
+
+def _chain_pending(session: Session) -> None:
+    """Chain and insert the transaction's pending entries, holding the head lock only from
+    here to the commit that follows."""
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    seq, prev_hash = _lock_chain_head(session)
+    for entry, _ in pending:
+        seq += 1
+        entry.seq = seq
+        entry.prev_hash = prev_hash
+        entry.entry_hash = hash_of(entry)
+        prev_hash = entry.entry_hash
+        session.add(entry)
+    session.flush()
+    session.execute(
+        update(AuditChainHead)
+        .where(AuditChainHead.id == CHAIN_HEAD_ID)
+        .values(seq=seq, entry_hash=prev_hash)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _before_commit(session: Session) -> None:
+    # Fires for savepoint releases too; entries wait for the outermost commit.
+    if session.in_nested_transaction():
+        return
+    _chain_pending(session)
+
+
+def _after_soft_rollback(session: Session, rolled_back: SessionTransaction) -> None:
+    """Entries recorded inside a rolled-back transaction or savepoint never happened."""
+    pending = session.info.get(_PENDING)
+    if not pending:
+        return
+    if not rolled_back.nested:
+        session.info.pop(_PENDING, None)
+        return
+
+    def inside(txn: SessionTransaction | None) -> bool:
+        while txn is not None:
+            if txn is rolled_back:
+                return True
+            txn = txn.parent
+        return False
+
+    pending[:] = [(entry, txn) for entry, txn in pending if not inside(txn)]
+
+
+def _after_commit(session: Session) -> None:
+    if session.info.get(_PENDING) and not session.in_transaction():
+        # Only when the outermost transaction was committed with a savepoint still open.
+        log.error("audit entries were not written: committed with a savepoint still open")
+        session.info.pop(_PENDING, None)
+
+
+def _watch(session: Session) -> None:
+    if session.info.get(_WATCHED):
+        return
+    event.listen(session, "before_commit", _before_commit)
+    event.listen(session, "after_soft_rollback", _after_soft_rollback)
+    event.listen(session, "after_commit", _after_commit)
+    session.info[_WATCHED] = True
 
 
 async def record_event(
@@ -153,11 +234,16 @@ async def record_event(
     request_id: str | None = None,
     at: datetime | None = None,
 ) -> AuditEntry:
-    """Append one entry to the audit log, chained to the newest entry, in the caller's
-    transaction (so the entry exists exactly when the action it records was committed).
+    """Append one entry to the audit log in the caller's transaction: it exists exactly when
+    the action it records was committed.
 
     `action` is a dotted name such as `checkout.created`; `actor` says who (`user:alice`,
     `api_key:ak_...`, `stripe`, `cli:root`); `details` is any JSON-serializable dict.
+
+    The entry is chained and inserted when the transaction commits (or at
+    `write_pending_entries`): the chain head's lock is then held only for the commit itself,
+    not for the rest of the request, so audited requests do not queue behind each other. The
+    returned entry has its `id` and fields at once, and `seq`/`entry_hash` after the commit.
     """
     action = (action or "").strip()
     if not action or len(action) > 100:
@@ -171,11 +257,9 @@ async def record_event(
         raise ValidationFailed(f"audit details are not JSON: {exc}", field="details") from exc
     if len(details_json) > _MAX_DETAILS_BYTES:
         raise ValidationFailed("audit details are larger than 64 KiB", field="details")
+    # Microseconds are what both databases keep, and what the hash covers.
     occurred_at = (at or utcnow()).astimezone(UTC)
-
-    prev_seq, prev_hash = await _lock_chain_head(session)
     entry = AuditEntry(
-        seq=prev_seq + 1,
         id=new_id("aud"),
         occurred_at=occurred_at,
         action=action,
@@ -185,17 +269,17 @@ async def record_event(
         details_json=details_json,
         ip=_clean(ip, 64),
         request_id=_clean(request_id, 128),
-        prev_hash=prev_hash,
     )
-    entry.entry_hash = hash_of(entry)
-    session.add(entry)
-    await session.flush()
-    await session.execute(
-        update(AuditChainHead)
-        .where(AuditChainHead.id == CHAIN_HEAD_ID)
-        .values(seq=entry.seq, entry_hash=entry.entry_hash)
-    )
+    sync_session = session.sync_session
+    _watch(sync_session)
+    _pending(sync_session).append((entry, sync_session.get_nested_transaction()))
     return entry
+
+
+async def write_pending_entries(session: AsyncSession) -> None:
+    """Chain and insert this transaction's recorded entries now rather than at commit (for a
+    caller that reads the log back in the same transaction); takes the chain head's lock."""
+    await session.run_sync(_chain_pending)
 
 
 async def list_entries(

@@ -1,0 +1,93 @@
+"""`billfold audit ...`: check the chain, read the log."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.audit.service import list_entries
+from billfold.audit.verify import ChainReport, verify_chain
+from billfold.config import get_settings
+from billfold.db.engine import Database
+from billfold.db.migrate import is_current
+
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+T = TypeVar("T")
+
+
+def cli_actor() -> str:
+    """How the audit log names a person at the command line."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def run_in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one transaction on the configured database (one transaction per CLI
+    command); refuses, with one sentence, a database whose migrations are not current."""
+
+    async def main() -> T:
+        database = Database(get_settings().effective_database_url)
+        try:
+            if not await is_current(database.engine):
+                err_console.print(
+                    "[red]error:[/red] the database is not at the newest migration; "
+                    "run `billfold db upgrade` first"
+                )
+                raise typer.Exit(code=2)
+            async with database.transaction() as session:
+                return await work(session)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(main())
+
+
+@audit_app.command("verify")
+def verify() -> None:
+    """Walk the hash chain; report the first altered, removed or inserted entry (exit 1)."""
+    report: ChainReport = run_in_transaction(verify_chain)
+    if report.ok:
+        console.print(f"audit log intact: {report.checked} entries verified")
+        return
+    err_console.print(
+        f"[red]audit log broken at entry {report.broken_seq}:[/red] {report.reason} "
+        f"({report.checked} entries before it verified)"
+    )
+    raise typer.Exit(code=1)
+
+
+@audit_app.command("list")
+def list_command(
+    account_id: str | None = typer.Option(None, "--account", help="Only this account (acct_...)."),
+    limit: int = typer.Option(20, min=1, max=1000, help="How many of the newest entries."),
+) -> None:
+    """Show the newest entries."""
+
+    async def work(session: AsyncSession) -> None:
+        entries, _ = await list_entries(session, account_id=account_id, limit=limit)
+        table = Table("seq", "when", "action", "actor", "account", "target", "request")
+        for entry in entries:
+            table.add_row(
+                str(entry.seq),
+                entry.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
+                entry.action,
+                entry.actor,
+                entry.account_id or "",
+                entry.target or "",
+                entry.request_id or "",
+            )
+        console.print(table)
+
+    run_in_transaction(work)

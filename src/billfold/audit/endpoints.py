@@ -1,0 +1,82 @@
+"""`GET /api/v1/audit`: the audit log of one billing account, newest first.
+
+API keys may read any account (or, with no account named, the whole log); a user may read
+their own account, their entitled shops and organizations they administer. An organization
+member gets 403; an account that is not the caller's is 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from billfold.api.deps import SessionDep
+from billfold.audit.schemas import AuditEntryRead, AuditPage
+from billfold.audit.service import list_entries
+from billfold.auth.dependencies import PrincipalDep
+from billfold.auth.principal import AccountRef
+from billfold.auth.tenancy import may_access_account
+from billfold.customers.models import AccountKind, BillingAccount
+from billfold.customers.service import find_account
+from billfold.errors import Forbidden, NotFound, ValidationFailed
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+
+@router.get("", response_model=AuditPage)
+async def read_audit_log(
+    session: SessionDep,
+    principal: PrincipalDep,
+    account_id: Annotated[
+        str | None, Query(max_length=40, description="A billing account id (acct_...).")
+    ] = None,
+    account: Annotated[
+        str | None,
+        Query(max_length=300, description="Or the account's subject: user:ID, organization:ID."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=20, description="`next_cursor`.")] = None,
+) -> AuditPage:
+    """The audit entries of one account (API keys: of every account when none is named)."""
+    if account_id is not None and account is not None:
+        raise ValidationFailed(
+            "name the account by account_id or by account, not both", field="account"
+        )
+    before_seq: int | None = None
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise ValidationFailed("cursor must be a next_cursor value", field="cursor")
+        before_seq = int(cursor)
+
+    target: BillingAccount | None
+    if account_id is not None:
+        target = await session.get(BillingAccount, account_id)
+    elif account is not None:
+        ref = AccountRef.parse(account, field="account")
+        target = await find_account(session, ref.kind, ref.external_id)
+    elif principal.is_api_key:
+        target = None
+    else:
+        target = await find_account(session, AccountKind.USER, principal.subject)
+        if target is None:
+            return AuditPage(data=[], has_more=False, next_cursor=None)
+
+    if target is not None and not may_access_account(principal, target, admin=True):
+        if may_access_account(principal, target, admin=False):
+            raise Forbidden("only an organization admin may read its audit log")
+        raise NotFound("no such billing account")
+    if target is None and (account_id is not None or account is not None):
+        raise NotFound("no such billing account")
+
+    entries, has_more = await list_entries(
+        session,
+        account_id=target.id if target is not None else None,
+        limit=limit,
+        before_seq=before_seq,
+    )
+    return AuditPage(
+        data=[AuditEntryRead.of(entry) for entry in entries],
+        has_more=has_more,
+        next_cursor=str(entries[-1].seq) if has_more and entries else None,
+    )

@@ -1,0 +1,161 @@
+"""`billfold audit verify` and `billfold apikey ...` against both databases, and tampering done
+behind billfold's back with raw SQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+from sqlalchemy import select, text
+from typer.testing import CliRunner, Result
+
+from billfold.audit.models import AuditEntry
+from billfold.audit.service import hash_of, record_event
+from billfold.auth.models import ApiKey
+from billfold.cli import app as cli_app
+from billfold.config import get_settings
+from billfold.db.engine import Database
+
+
+@pytest.fixture
+def cli_database(database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    """The test database, configured as the one the `billfold` command uses."""
+    monkeypatch.setenv("BILLFOLD_DATABASE_URL", database.url)
+    get_settings.cache_clear()
+    yield database
+    get_settings.cache_clear()
+
+
+async def invoke(*args: str) -> Result:
+    return await asyncio.to_thread(CliRunner().invoke, cli_app, list(args))
+
+
+async def _append(db: Database, n: int) -> None:
+    for i in range(n):
+        async with db.transaction() as session:
+            await record_event(
+                session,
+                action="charge.created",
+                actor="api_key:ak_1",
+                account_id="acct_1",
+                details={"amount": 1000 + i, "currency": "usd"},
+            )
+
+
+@asynccontextmanager
+async def behind_billfolds_back(db: Database) -> AsyncIterator[None]:
+    """Lift the append-only trigger for a moment, as someone with database access could."""
+    async with db.engine.begin() as conn:
+        if db.is_sqlite:
+            ddl = (
+                await conn.execute(
+                    text("SELECT sql FROM sqlite_master WHERE name = 'audit_log_append_only'")
+                )
+            ).scalar_one()
+            await conn.execute(text("DROP TRIGGER audit_log_append_only"))
+        else:
+            await conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+    try:
+        yield
+    finally:
+        async with db.engine.begin() as conn:
+            if db.is_sqlite:
+                await conn.execute(text(ddl))
+            else:
+                await conn.execute(
+                    text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+                )
+
+
+async def _raw(db: Database, sql: str) -> None:
+    async with db.engine.begin() as conn:
+        await conn.exec_driver_sql(sql)
+
+
+async def test_verify_passes_on_an_intact_log(cli_database: Database) -> None:
+    await _append(cli_database, 5)
+    result = await invoke("audit", "verify")
+    assert result.exit_code == 0, result.output
+    assert "5 entries verified" in result.output
+
+
+async def test_verify_passes_on_an_empty_log(cli_database: Database) -> None:
+    result = await invoke("audit", "verify")
+    assert result.exit_code == 0, result.output
+
+
+async def test_verify_detects_an_altered_row(cli_database: Database) -> None:
+    await _append(cli_database, 5)
+    async with behind_billfolds_back(cli_database):
+        await _raw(
+            cli_database,
+            'UPDATE audit_log SET details_json = \'{"amount":1,"currency":"usd"}\' WHERE seq = 3',
+        )
+    result = await invoke("audit", "verify")
+    assert result.exit_code == 1
+    assert "broken at entry 3" in result.output and "altered" in result.output
+
+
+async def test_verify_detects_a_rehashed_row(cli_database: Database) -> None:
+    """Recomputing the altered row's own hash is not enough: the next row's link breaks."""
+    await _append(cli_database, 4)
+    async with cli_database.transaction() as session:
+        row = (await session.execute(select(AuditEntry).where(AuditEntry.seq == 2))).scalar_one()
+        row.actor = "user:mallory"
+        forged = hash_of(row)
+        await session.rollback()
+    async with behind_billfolds_back(cli_database):
+        await _raw(
+            cli_database,
+            f"UPDATE audit_log SET actor = 'user:mallory', entry_hash = '{forged}' WHERE seq = 2",
+        )
+    result = await invoke("audit", "verify")
+    assert result.exit_code == 1
+    assert "broken at entry 3" in result.output and "does not link" in result.output
+
+
+async def test_verify_detects_a_deleted_row(cli_database: Database) -> None:
+    await _append(cli_database, 5)
+    async with behind_billfolds_back(cli_database):
+        await _raw(cli_database, "DELETE FROM audit_log WHERE seq = 2")
+    result = await invoke("audit", "verify")
+    assert result.exit_code == 1
+    assert "broken at entry 2" in result.output and "missing" in result.output
+
+
+async def test_verify_detects_a_deleted_tail(cli_database: Database) -> None:
+    await _append(cli_database, 5)
+    async with behind_billfolds_back(cli_database):
+        await _raw(cli_database, "DELETE FROM audit_log WHERE seq >= 4")
+    result = await invoke("audit", "verify")
+    assert result.exit_code == 1
+    assert "broken at entry 4" in result.output
+
+
+async def test_apikey_create_list_revoke(cli_database: Database) -> None:
+    created = await invoke("apikey", "create", "web backend")
+    assert created.exit_code == 0, created.output
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("bf_") and len(secret) > 40
+    async with cli_database.transaction() as session:
+        key = (await session.execute(select(ApiKey))).scalar_one()
+    assert key.name == "web backend"
+    assert secret not in (key.key_hash, key.prefix) and secret.startswith(key.prefix)
+
+    listed = await invoke("apikey", "list")
+    assert listed.exit_code == 0 and key.id in listed.output and secret not in listed.output
+
+    revoked = await invoke("apikey", "revoke", key.id)
+    assert revoked.exit_code == 0, revoked.output
+    again = await invoke("apikey", "revoke", key.id)
+    assert again.exit_code == 1 and "already revoked" in again.output
+    unknown = await invoke("apikey", "revoke", "ak_nope")
+    assert unknown.exit_code == 1
+
+    async with cli_database.transaction() as session:
+        actions = (await session.execute(select(AuditEntry.action))).scalars().all()
+    assert sorted(actions) == ["api_key.created", "api_key.revoked"]
+    verified = await invoke("audit", "verify")
+    assert verified.exit_code == 0
