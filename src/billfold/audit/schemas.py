@@ -26,20 +26,7 @@ class AuditEntryRead(BaseModel):
 
     @classmethod
     def of(cls, entry: AuditEntry) -> AuditEntryRead:
-        return cls(
-            id=entry.id,
-            seq=entry.seq,
-            occurred_at=entry.occurred_at,
-            action=entry.action,
-            actor=entry.actor,
-            account_id=entry.account_id,
-            target=entry.target,
-            details=entry.details,
-            ip=entry.ip,
-            request_id=entry.request_id,
-            prev_hash=entry.prev_hash,
-            entry_hash=entry.entry_hash,
-        )
+        return cls.model_validate(entry, from_attributes=True)
 
 
 class AuditPage(BaseModel):

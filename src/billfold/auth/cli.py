@@ -20,6 +20,17 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+async def _record(session: AsyncSession, action: str, key: ApiKey) -> None:
+    await record_event(
+        session,
+        action=action,
+        actor=cli_actor(),
+        account_id=None,
+        target=key.id,
+        details={"name": key.name, "prefix": key.prefix},
+    )
+
+
 def _fail(exc: BillfoldError) -> None:
     err_console.print(f"[red]error:[/red] {exc.message}")
     raise typer.Exit(code=1)
@@ -33,14 +44,7 @@ def create(
 
     async def work(session: AsyncSession) -> CreatedApiKey:
         created = await create_api_key(session, name)
-        await record_event(
-            session,
-            action="api_key.created",
-            actor=cli_actor(),
-            account_id=None,
-            target=created.key.id,
-            details={"name": created.key.name, "prefix": created.key.prefix},
-        )
+        await _record(session, "api_key.created", created.key)
         return created
 
     try:
@@ -88,14 +92,7 @@ def revoke(key: str = typer.Argument(..., help="The key's id (ak_...) or visible
 
     async def work(session: AsyncSession) -> ApiKey:
         revoked = await revoke_api_key(session, key)
-        await record_event(
-            session,
-            action="api_key.revoked",
-            actor=cli_actor(),
-            account_id=None,
-            target=revoked.id,
-            details={"name": revoked.name, "prefix": revoked.prefix},
-        )
+        await _record(session, "api_key.revoked", revoked)
         return revoked
 
     try:
