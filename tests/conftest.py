@@ -28,6 +28,8 @@ from billfold.db.engine import Database
 from billfold.db.migrate import upgrade_blocking
 from billfold.db.models import load_all_models
 
+pytest_plugins = ["tests.sandbox_fixtures"]
+
 load_all_models()
 
 PG_ADMIN_URL = os.environ.get(

@@ -15,6 +15,7 @@ from billfold.config import Settings, get_settings
 from billfold.container import Container
 from billfold.db.engine import Database
 from billfold.observability import RequestContextMiddleware
+from billfold.sandbox.embed import mount_sandbox
 from billfold.stripe.gateway import StripeClientGateway, StripeGateway
 
 # Every dialect's router, as "module:attribute". Add yours here.
@@ -61,6 +62,7 @@ def create_app(
     )
     app.state.container = container
     install_error_handlers(app)
+    mount_sandbox(app, settings)  # only in sandbox mode (no STRIPE_SECRET_KEY)
     for spec in ROUTERS:
         app.include_router(_load_router(spec))
     app.add_middleware(RequestContextMiddleware)

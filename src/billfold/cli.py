@@ -14,6 +14,7 @@ from billfold.auth.cli import apikey_app
 from billfold.config import get_settings
 from billfold.errors import BillfoldError
 from billfold.ledger.cli import ledger_app
+from billfold.sandbox.cli import sandbox_app
 
 app = typer.Typer(
     help="billfold: self-hosted billing for SaaS products on Stripe.", no_args_is_help=True
@@ -23,6 +24,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(audit_app, name="audit")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(sandbox_app, name="sandbox")
 
 console = Console()
 err_console = Console(stderr=True)

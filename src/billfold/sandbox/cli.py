@@ -1,0 +1,36 @@
+"""`billfold sandbox serve`: the Stripe sandbox as a standalone server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+sandbox_app = typer.Typer(help="The Stripe sandbox (a stateful Stripe API).", no_args_is_help=True)
+console = Console()
+
+
+@sandbox_app.command("serve")
+def serve(
+    port: int = typer.Option(12111, help="Port to listen on."),
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to listen on (loopback unless you say otherwise)."
+    ),
+    state_file: Path | None = typer.Option(
+        None, "--state-file", help="Keep the sandbox's world in this JSON file across restarts."
+    ),
+    api_key: list[str] = typer.Option(
+        [], "--api-key", help="Accept only these secret keys (default: any sk_test_ key)."
+    ),
+) -> None:
+    """Serve the Stripe sandbox; point any Stripe SDK's API base at it."""
+    import uvicorn
+
+    from billfold.sandbox.app import create_sandbox_app
+
+    app = create_sandbox_app(state_file=state_file, api_keys=set(api_key) or None)
+    console.print(f"Stripe sandbox listening on http://{host}:{port}")
+    console.print(f"  state: {state_file or 'in memory'}")
+    console.print("  API key: any sk_test_... key" if not api_key else "  API keys: as given")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

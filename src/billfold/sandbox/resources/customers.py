@@ -1,0 +1,214 @@
+"""Customers: create, retrieve, update, delete, list, search."""
+
+from __future__ import annotations
+
+import secrets
+
+from billfold.sandbox.params import (
+    anything,
+    apply_metadata,
+    array,
+    enum,
+    in_range,
+    integer,
+    metadata,
+    obj,
+    range_filter,
+    string,
+)
+from billfold.sandbox.routing import Call, SandboxRouter
+from billfold.sandbox.search import search_response
+from billfold.sandbox.state import StripeObject
+
+router = SandboxRouter()
+
+_ADDRESS = obj(
+    {
+        "city": string(nullable=True),
+        "country": string(nullable=True),
+        "line1": string(nullable=True),
+        "line2": string(nullable=True),
+        "postal_code": string(nullable=True),
+        "state": string(nullable=True),
+    },
+    nullable=True,
+)
+_INVOICE_SETTINGS = obj(
+    {
+        "default_payment_method": string(nullable=True),
+        "custom_fields": anything(),
+        "footer": string(nullable=True),
+        "rendering_options": anything(),
+    }
+)
+_FIELDS = {
+    "address": _ADDRESS,
+    "balance": integer(),
+    "description": string(nullable=True),
+    "email": string(nullable=True, max_length=512),
+    "invoice_prefix": string(),
+    "invoice_settings": _INVOICE_SETTINGS,
+    "metadata": metadata(),
+    "name": string(nullable=True, max_length=256),
+    "next_invoice_sequence": integer(min=1),
+    "phone": string(nullable=True, max_length=20),
+    "preferred_locales": array(string()),
+    "shipping": anything(),
+    "tax_exempt": enum("none", "exempt", "reverse", nullable=True),
+    "payment_method": string(),
+    "source": string(),
+    "tax": anything(),
+    "tax_id_data": anything(),
+}
+CREATE = {**_FIELDS, "test_clock": string()}
+UPDATE = {**_FIELDS, "default_source": string(nullable=True)}
+LIST = {
+    "email": string(max_length=512),
+    "created": range_filter(),
+    "test_clock": string(),
+}
+
+
+def _check_default_payment_method(call: Call, pm_id: str | None, customer_id: str | None) -> None:
+    """Stripe refuses a default payment method that is not attached to the customer."""
+    if pm_id is None:
+        return
+    pm = call.require("payment_method", pm_id, param="invoice_settings[default_payment_method]")
+    if customer_id is not None and pm.get("customer") != customer_id:
+        from billfold.sandbox.errors import invalid_request
+
+        raise invalid_request(
+            f"No such PaymentMethod: '{pm_id}'; It's possible this PaymentMethod exists on one "
+            "of your connected accounts, in which case you should retry this request on that "
+            "connected account.",
+            param="invoice_settings[default_payment_method]",
+            code="resource_missing",
+        )
+
+
+def _invoice_settings(
+    current: dict[str, object] | None, update: dict[str, object]
+) -> dict[str, object]:
+    settings: dict[str, object] = dict(
+        current
+        or {
+            "custom_fields": None,
+            "default_payment_method": None,
+            "footer": None,
+            "rendering_options": None,
+        }
+    )
+    settings.update(update)
+    return settings
+
+
+@router.post("/v1/customers", CREATE)
+def create_customer(call: Call) -> StripeObject:
+    p = call.params
+    state = call.state
+    clock_id = p.get("test_clock")
+    if clock_id:
+        call.require("test_helpers.test_clock", clock_id, param="test_clock")
+    customer: StripeObject = {
+        "id": state.new_id("cus", 14),
+        "object": "customer",
+        "address": p.get("address"),
+        "balance": p.get("balance", 0),
+        "created": state.now(clock_id),
+        "currency": None,
+        "default_source": None,
+        "delinquent": False,
+        "description": p.get("description"),
+        "discount": None,
+        "email": p.get("email"),
+        "invoice_prefix": p.get("invoice_prefix") or secrets.token_hex(4).upper(),
+        "invoice_settings": _invoice_settings(None, p.get("invoice_settings", {})),
+        "livemode": False,
+        "metadata": apply_metadata({}, p.get("metadata", {})),
+        "name": p.get("name"),
+        "next_invoice_sequence": p.get("next_invoice_sequence", 1),
+        "phone": p.get("phone"),
+        "preferred_locales": p.get("preferred_locales", []),
+        "shipping": p.get("shipping"),
+        "tax_exempt": p.get("tax_exempt") or "none",
+        "test_clock": clock_id,
+    }
+    state.insert(customer)
+    # Attaching `payment_method` at creation is what Stripe does; the payment methods module
+    # owns attachment, so it is done through its stored object if present.
+    pm_id = p.get("payment_method")
+    if pm_id:
+        pm = call.require("payment_method", pm_id, param="payment_method")
+        state.update(pm, {"customer": customer["id"]})
+    _check_default_payment_method(
+        call, customer["invoice_settings"].get("default_payment_method"), customer["id"]
+    )
+    call.emit("customer.created", customer)
+    if pm_id:
+        call.emit("payment_method.attached", call.require("payment_method", pm_id))
+    return customer
+
+
+@router.get("/v1/customers/{id}")
+def retrieve_customer(call: Call) -> StripeObject:
+    customer = call.state.require("customer", call.path["id"], deleted_ok=True)
+    return customer
+
+
+@router.post("/v1/customers/{id}", UPDATE)
+def update_customer(call: Call) -> StripeObject:
+    customer = call.require("customer", call.path["id"])
+    p = dict(call.params)
+    p.pop("expand", None)
+    changes: dict[str, object] = {}
+    if "invoice_settings" in p:
+        update = p.pop("invoice_settings")
+        _check_default_payment_method(call, update.get("default_payment_method"), customer["id"])
+        changes["invoice_settings"] = _invoice_settings(customer["invoice_settings"], update)
+    if "metadata" in p:
+        changes["metadata"] = apply_metadata(customer["metadata"], p.pop("metadata"))
+    for ignored in ("payment_method", "source", "tax", "tax_id_data"):
+        p.pop(ignored, None)
+    if "tax_exempt" in p and p["tax_exempt"] is None:
+        p["tax_exempt"] = "none"
+    changes.update(p)
+    previous = call.state.update(customer, changes)
+    if previous:
+        call.emit("customer.updated", customer, previous)
+    return customer
+
+
+@router.delete("/v1/customers/{id}")
+def delete_customer(call: Call) -> StripeObject:
+    customer = call.require("customer", call.path["id"])
+    snapshot = dict(customer)
+    deleted = call.state.mark_deleted(customer)
+    call.emit("customer.deleted", snapshot)
+    return deleted
+
+
+@router.get("/v1/customers", LIST, list=True)
+def list_customers(call: Call) -> StripeObject:
+    p = call.params
+    found = [
+        c
+        for c in call.state.all("customer", newest_first=True)
+        if ("email" not in p or c.get("email") == p["email"])
+        and ("test_clock" not in p or c.get("test_clock") == p["test_clock"])
+        and in_range(c.get("created"), p.get("created"))
+    ]
+    return call.list_response(found)
+
+
+@router.get("/v1/customers/search", search=True)
+def search_customers(call: Call) -> StripeObject:
+    return search_response(
+        call,
+        call.state.all("customer", newest_first=True),
+        {
+            "email": lambda c: c.get("email"),
+            "name": lambda c: c.get("name"),
+            "phone": lambda c: c.get("phone"),
+            "created": lambda c: c.get("created"),
+        },
+    )

@@ -1,0 +1,99 @@
+"""Test clocks: create, retrieve, list, delete, advance (runs the customer's world forward)."""
+
+from __future__ import annotations
+
+from billfold.sandbox.errors import invalid_request
+from billfold.sandbox.params import integer, string
+from billfold.sandbox.routing import Call, SandboxRouter
+from billfold.sandbox.state import SandboxState, StripeObject
+
+router = SandboxRouter()
+
+CLOCK = "test_helpers.test_clock"
+DELETES_AFTER = 30 * 86400
+
+
+def advance_test_clock(state: SandboxState, clock: StripeObject, to_ts: int) -> StripeObject:
+    """Move a test clock to `to_ts`: timers and time hooks run in time order; the clock goes
+    `advancing` then `ready`, with the matching events. Returns the clock as it was while
+    advancing (what Stripe answers the advance call with)."""
+    with state.lock:
+        if to_ts <= clock["frozen_time"]:
+            raise invalid_request(
+                "The frozen_time must be after the test clock's current frozen time.",
+                param="frozen_time",
+            )
+        previous = state.update(
+            clock,
+            {"status": "advancing", "status_details": {"advancing": {"target_frozen_time": to_ts}}},
+        )
+        advancing = state.render(clock)
+        state.emit("test_helpers.test_clock.advancing", clock, previous)
+        try:
+            state.run_forward(clock["id"], to_ts)
+        finally:
+            previous = state.update(
+                clock, {"frozen_time": to_ts, "status": "ready", "status_details": {}}
+            )
+            state.update(clock, {"deletes_after": to_ts + DELETES_AFTER})
+        state.emit("test_helpers.test_clock.ready", clock, previous)
+        assert isinstance(advancing, dict)
+        return advancing
+
+
+@router.post(
+    "/v1/test_helpers/test_clocks",
+    {"frozen_time": integer(required=True), "name": string(max_length=300)},
+)
+def create_test_clock(call: Call) -> StripeObject:
+    p = call.params
+    clock: StripeObject = {
+        "id": call.state.new_id("clock"),
+        "object": CLOCK,
+        "created": call.now(),
+        "deletes_after": p["frozen_time"] + DELETES_AFTER,
+        "frozen_time": p["frozen_time"],
+        "livemode": False,
+        "name": p.get("name"),
+        "status": "ready",
+        "status_details": {},
+    }
+    call.state.insert(clock)
+    call.emit("test_helpers.test_clock.created", clock)
+    return clock
+
+
+@router.get("/v1/test_helpers/test_clocks/{id}")
+def retrieve_test_clock(call: Call) -> StripeObject:
+    return call.require(CLOCK, call.path["id"])
+
+
+@router.get("/v1/test_helpers/test_clocks", list=True)
+def list_test_clocks(call: Call) -> StripeObject:
+    return call.list_response(call.state.all(CLOCK, newest_first=True))
+
+
+@router.delete("/v1/test_helpers/test_clocks/{id}")
+def delete_test_clock(call: Call) -> StripeObject:
+    clock = call.require(CLOCK, call.path["id"])
+    # Deleting a clock deletes the customers (and so their objects) that live on it.
+    for customer in call.state.all("customer"):
+        if customer.get("test_clock") == clock["id"]:
+            snapshot = dict(customer)
+            call.state.mark_deleted(customer)
+            call.emit("customer.deleted", snapshot)
+    for timer in call.state.pending_timers():
+        if timer.clock_id == clock["id"]:
+            call.state.cancel_timers(timer.object_id, timer.kind)
+    snapshot = dict(clock)
+    deleted = call.state.mark_deleted(clock)
+    call.emit("test_helpers.test_clock.deleted", snapshot)
+    return deleted
+
+
+@router.post("/v1/test_helpers/test_clocks/{id}/advance", {"frozen_time": integer(required=True)})
+def advance(call: Call) -> StripeObject:
+    clock = call.require(CLOCK, call.path["id"])
+    if clock["status"] != "ready":
+        raise invalid_request("The test clock is already advancing.", code="test_clock_not_ready")
+    return advance_test_clock(call.state, clock, call.params["frozen_time"])

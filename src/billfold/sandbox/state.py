@@ -1,0 +1,502 @@
+"""The sandbox's world: every Stripe object, the clocks, timers, events and idempotency records.
+
+One `SandboxState` per sandbox. All reads and writes of objects happen under `state.lock` (a
+re-entrant thread lock: request handlers, webhook workers and test code in other threads share
+it). Objects are plain JSON dicts in Stripe's shape; keys starting with `_` are private to the
+sandbox (never rendered, but persisted), e.g. a webhook endpoint's `_secret`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import heapq
+import json
+import os
+import secrets
+import string
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import stripe
+
+from billfold.sandbox.errors import invalid_request, resource_missing
+
+StripeObject = dict[str, Any]
+# fn(state, clock_id | None, from_ts, to_ts): run the world forward over (from_ts, to_ts].
+TimeHook = Callable[["SandboxState", "str | None", int, int], None]
+# fn(state, timer): a scheduled timer came due; the clock reads `timer.at` while it runs.
+TimerHandler = Callable[["SandboxState", "Timer"], None]
+# fn(state, object) -> value for `expand[]=field` where the field is not a plain id.
+Expander = Callable[["SandboxState", StripeObject], Any]
+# fn(state, id) -> object or None: makes well-known ids (pm_card_visa) exist on first use.
+Loader = Callable[["SandboxState", str], "StripeObject | None"]
+
+API_VERSION: str = stripe.api_version
+_ALPHABET = string.ascii_letters + string.digits
+SANDBOX_CLOCK = "__sandbox__"  # the key of the sandbox-wide clock in pinned times
+IDEMPOTENCY_KEEP = 5000
+_FILE_FORMAT = 1
+
+
+@dataclass
+class RequestInfo:
+    """The API request being served (recorded in events' `request`)."""
+
+    id: str
+    idempotency_key: str | None
+
+
+current_request: contextvars.ContextVar[RequestInfo | None] = contextvars.ContextVar(
+    "sandbox_request", default=None
+)
+
+
+@dataclass(order=True)
+class Timer:
+    """Something due at `at` on a clock (`clock_id` None = the sandbox-wide clock)."""
+
+    at: int
+    seq: int
+    kind: str
+    object_id: str
+    clock_id: str | None = None
+    data: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "seq": self.seq,
+            "kind": self.kind,
+            "object_id": self.object_id,
+            "clock_id": self.clock_id,
+            "data": self.data,
+        }
+
+
+def random_id(prefix: str, length: int = 24) -> str:
+    """`cus_` + 24 random letters and digits, like Stripe's ids."""
+    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+class SandboxState:
+    """The in-memory Stripe world, optionally persisted to a JSON file."""
+
+    def __init__(self, path: Path | str | None = None, *, api_keys: set[str] | None = None) -> None:
+        self.path = Path(path) if path else None
+        # None: any sk_test_/rk_test_ key is accepted; otherwise only these keys.
+        self.api_keys = api_keys
+        self.api_version = API_VERSION
+        self.lock = threading.RLock()
+        self.objects: dict[str, OrderedDict[str, StripeObject]] = {}
+        self._type_by_id: dict[str, str] = {}
+        self.clock_offset = 0
+        self.timers: list[Timer] = []
+        self._timer_seq = 0
+        self.idempotency: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.time_hooks: list[TimeHook] = []
+        self.timer_handlers: dict[str, TimerHandler] = {}
+        self.expanders: dict[tuple[str, str], Expander] = {}
+        self.loaders: dict[str, Loader] = {}
+        self._pinned: dict[str, int] = {}
+        self._dirty = False
+        # Created lazily to avoid import cycles.
+        from billfold.sandbox.faults import FaultTable
+        from billfold.sandbox.webhooks import WebhookDispatcher
+
+        self.faults = FaultTable()
+        self.webhooks = WebhookDispatcher(self)
+        if self.path and self.path.exists():
+            self._load()
+
+    # --- registration (resource modules, via their router) -------------------------------
+    def register_time_hook(self, fn: TimeHook) -> None:
+        """Call `fn(state, clock_id, from_ts, to_ts)` whenever a clock moves forward."""
+        self.time_hooks.append(fn)
+
+    def register_timer(self, kind: str, fn: TimerHandler) -> None:
+        """Call `fn(state, timer)` when a timer of `kind` (see `schedule`) comes due."""
+        self.timer_handlers[kind] = fn
+
+    def register_expander(self, object_type: str, field: str, fn: Expander) -> None:
+        self.expanders[(object_type, field)] = fn
+
+    def register_loader(self, object_type: str, fn: Loader) -> None:
+        self.loaders[object_type] = fn
+
+    # --- ids and the store ------------------------------------------------------------
+    def new_id(self, prefix: str, length: int = 24) -> str:
+        """A fresh id with Stripe's prefix (`cus`, `pi`, `evt`, ...)."""
+        while True:
+            candidate = random_id(prefix, length)
+            if candidate not in self._type_by_id:
+                return candidate
+
+    def _bucket(self, object_type: str) -> OrderedDict[str, StripeObject]:
+        return self.objects.get(object_type) or OrderedDict()
+
+    def insert(self, obj: StripeObject) -> StripeObject:
+        """Store a new object (it must carry `id` and `object`)."""
+        with self.lock:
+            kind = obj["object"]
+            if obj["id"] in self._type_by_id:
+                raise invalid_request(
+                    f"An object with id {obj['id']} already exists.", code="resource_already_exists"
+                )
+            self.objects.setdefault(kind, OrderedDict())[obj["id"]] = obj
+            self._type_by_id[obj["id"]] = kind
+            self._dirty = True
+            return obj
+
+    def get(self, object_type: str, object_id: str) -> StripeObject | None:
+        """The stored object (deleted ones included: check `obj.get("deleted")`)."""
+        with self.lock:
+            found = self._bucket(object_type).get(object_id)
+            if found is None and object_type in self.loaders:
+                found = self.loaders[object_type](self, object_id)
+            return found
+
+    def require(
+        self, object_type: str, object_id: str, *, param: str = "id", deleted_ok: bool = False
+    ) -> StripeObject:
+        """The object, or Stripe's 404 `resource_missing` naming `param`."""
+        found = self.get(object_type, object_id) if isinstance(object_id, str) else None
+        if found is None or (found.get("deleted") and not deleted_ok):
+            raise resource_missing(object_type, str(object_id), param=param)
+        return found
+
+    def find(self, object_id: str) -> StripeObject | None:
+        """Any stored object by id, whatever its type."""
+        with self.lock:
+            kind = self._type_by_id.get(object_id)
+            return self.objects[kind][object_id] if kind else None
+
+    def all(self, object_type: str, *, newest_first: bool = False) -> list[StripeObject]:
+        """Live (not deleted) objects of a type, in creation order (or newest first)."""
+        with self.lock:
+            items = [o for o in self.objects.get(object_type, {}).values() if not o.get("deleted")]
+        if newest_first:
+            items.reverse()
+        return items
+
+    def update(self, obj: StripeObject, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply top-level `changes`; returns `previous_attributes` (only keys that changed)."""
+        previous: dict[str, Any] = {}
+        with self.lock:
+            for key, value in changes.items():
+                old = obj.get(key)
+                if old != value:
+                    if not key.startswith("_"):
+                        previous[key] = copy.deepcopy(old)
+                    obj[key] = value
+            self._dirty = True
+        return previous
+
+    def mark_deleted(self, obj: StripeObject) -> StripeObject:
+        """Stripe keeps deleted objects answerable: retrieve gives `{id, object, deleted}`."""
+        with self.lock:
+            obj["deleted"] = True
+            self._dirty = True
+        return {"id": obj["id"], "object": obj["object"], "deleted": True}
+
+    def remove(self, object_type: str, object_id: str) -> None:
+        """Forget an object entirely."""
+        with self.lock:
+            self._bucket(object_type).pop(object_id, None)
+            self._type_by_id.pop(object_id, None)
+            self._dirty = True
+
+    def touch(self) -> None:
+        """Mark the state changed (after editing a stored object in place)."""
+        self._dirty = True
+
+    # --- time --------------------------------------------------------------------------
+    def now(self, clock_id: str | None = None) -> int:
+        """Unix time on a test clock, or on the sandbox-wide clock when `clock_id` is None."""
+        key = clock_id or SANDBOX_CLOCK
+        if key in self._pinned:
+            return self._pinned[key]
+        if clock_id:
+            clock = self._bucket("test_helpers.test_clock").get(clock_id)
+            if clock is not None and not clock.get("deleted"):
+                return int(clock["frozen_time"])
+        return int(time.time()) + self.clock_offset
+
+    def clock_of(self, obj: StripeObject | str | None) -> str | None:
+        """The test clock an object lives on: its own `test_clock`, or its customer's."""
+        if obj is None:
+            return None
+        if isinstance(obj, str):
+            found = self.find(obj)
+            if found is None:
+                return None
+            obj = found
+        if obj.get("object") == "customer":
+            return obj.get("test_clock")
+        if obj.get("test_clock"):
+            return str(obj["test_clock"])
+        customer = obj.get("customer")
+        if isinstance(customer, str):
+            found = self.find(customer)
+            return found.get("test_clock") if found else None
+        return None
+
+    def now_for(self, obj: StripeObject | str | None) -> int:
+        """Now, on the clock of the object (or customer id) given."""
+        return self.now(self.clock_of(obj))
+
+    def schedule(
+        self,
+        at: int,
+        kind: str,
+        object_id: str,
+        *,
+        clock_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Timer:
+        """Run the handler registered for `kind` when `clock_id`'s time reaches `at`."""
+        with self.lock:
+            self._timer_seq += 1
+            timer = Timer(at, self._timer_seq, kind, object_id, clock_id, data)
+            heapq.heappush(self.timers, timer)
+            self._dirty = True
+            return timer
+
+    def cancel_timers(self, object_id: str, kind: str | None = None) -> int:
+        """Drop pending timers for an object (of one kind, or all)."""
+        with self.lock:
+            keep = [
+                t
+                for t in self.timers
+                if not (t.object_id == object_id and (kind is None or t.kind == kind))
+            ]
+            dropped = len(self.timers) - len(keep)
+            heapq.heapify(keep)
+            self.timers = keep
+            self._dirty = True
+            return dropped
+
+    def pending_timers(self, object_id: str | None = None) -> list[Timer]:
+        with self.lock:
+            return sorted(t for t in self.timers if object_id in (None, t.object_id))
+
+    @contextmanager
+    def pinned_time(self, clock_id: str | None, at: int) -> Iterator[None]:
+        """Make `now(clock_id)` read `at` for the duration (objects created get that time)."""
+        key = clock_id or SANDBOX_CLOCK
+        before = self._pinned.get(key)
+        self._pinned[key] = at
+        try:
+            yield
+        finally:
+            if before is None:
+                self._pinned.pop(key, None)
+            else:
+                self._pinned[key] = before
+
+    def _next_due(self, clock_id: str | None, until: int) -> Timer | None:
+        due = [t for t in self.timers if t.clock_id == clock_id and t.at <= until]
+        return min(due) if due else None
+
+    def run_forward(self, clock_id: str | None, to_ts: int) -> None:
+        """Run timers and time hooks of a clock in time order up to `to_ts`.
+
+        The clock reads each timer's time while its handler runs; time hooks are called for
+        every stretch between timers, so hooks and timers interleave in time order.
+        """
+        with self.lock:
+            cursor = self.now(clock_id)
+            while True:
+                timer = self._next_due(clock_id, to_ts)
+                if timer is None:
+                    break
+                at = max(timer.at, cursor)
+                if at > cursor:
+                    self._run_hooks(clock_id, cursor, at)
+                    cursor = at
+                self.timers.remove(timer)
+                heapq.heapify(self.timers)
+                handler = self.timer_handlers.get(timer.kind)
+                if handler is not None:
+                    with self.pinned_time(clock_id, at):
+                        handler(self, timer)
+                self._dirty = True
+            if to_ts > cursor:
+                self._run_hooks(clock_id, cursor, to_ts)
+
+    def _run_hooks(self, clock_id: str | None, from_ts: int, to_ts: int) -> None:
+        with self.pinned_time(clock_id, to_ts):
+            for hook in self.time_hooks:
+                hook(self, clock_id, from_ts, to_ts)
+
+    def advance_sandbox_clock(self, to_ts: int) -> None:
+        """Move the sandbox-wide clock forward to `to_ts` (objects not on a test clock)."""
+        with self.lock:
+            current = self.now()
+            if to_ts < current:
+                raise invalid_request(
+                    "The sandbox clock cannot move backwards.", param="frozen_time"
+                )
+            self.run_forward(None, to_ts)
+            self.clock_offset += to_ts - self.now()
+            self._dirty = True
+
+    def run_due_sandbox_timers(self) -> None:
+        """Fire sandbox-clock timers whose time has passed in real time (called per request)."""
+        if any(t.clock_id is None for t in self.timers):
+            with self.lock:
+                self.run_forward(None, self.now())
+
+    # --- events --------------------------------------------------------------------------
+    def emit(
+        self,
+        event_type: str,
+        obj: StripeObject,
+        previous_attributes: dict[str, Any] | None = None,
+    ) -> StripeObject:
+        """Record an Event about `obj` (a snapshot) and queue its webhook deliveries."""
+        with self.lock:
+            request = current_request.get()
+            snapshot = self.render(obj)
+            data: dict[str, Any] = {"object": snapshot}
+            if previous_attributes:
+                data["previous_attributes"] = previous_attributes
+            endpoints = self.webhooks.endpoints_for(event_type)
+            event: StripeObject = {
+                "id": self.new_id("evt"),
+                "object": "event",
+                "api_version": self.api_version,
+                "created": self.now_for(obj),
+                "data": data,
+                "livemode": False,
+                "pending_webhooks": len(endpoints),
+                "request": {
+                    "id": request.id if request else None,
+                    "idempotency_key": request.idempotency_key if request else None,
+                },
+                "type": event_type,
+            }
+            self.insert(event)
+            self.webhooks.enqueue(event, endpoints)
+            return event
+
+    # --- rendering and expansion ------------------------------------------------------
+    def render(self, value: Any, expand: list[str] | None = None) -> Any:
+        """A deep copy for the wire: private `_` keys dropped, deleted objects reduced,
+        `expand` paths (`customer`, `data.customer`, `latest_invoice.payment_intent`) filled."""
+        with self.lock:
+            out = _public(value)
+            for path in expand or []:
+                self._expand(out, path.split("."), path, depth=0)
+            return out
+
+    def _expand(self, node: Any, parts: list[str], full: str, depth: int) -> None:
+        if depth > 4:
+            raise invalid_request(
+                f"You cannot expand more than 4 levels of a property ({full}).", param="expand"
+            )
+        if isinstance(node, list):
+            for item in node:
+                self._expand(item, parts, full, depth)
+            return
+        if not isinstance(node, dict) or not parts:
+            return
+        head, rest = parts[0], parts[1:]
+        if node.get("object") in ("list", "search_result") and head == "data":
+            self._expand(node.get("data", []), rest, full, depth)
+            return
+        custom = self.expanders.get((str(node.get("object")), head))
+        if custom is not None:
+            stored = self.find(node["id"]) if isinstance(node.get("id"), str) else None
+            node[head] = _public(custom(self, stored if stored is not None else node))
+        elif head not in node:
+            raise invalid_request(f"This property cannot be expanded ({full}).", param="expand")
+        value = node.get(head)
+        if isinstance(value, str):
+            target = self.find(value)
+            if target is None:
+                raise invalid_request(f"This property cannot be expanded ({full}).", param="expand")
+            value = _public(target)
+            node[head] = value
+        if rest:
+            self._expand(value, rest, full, depth + 1)
+
+    # --- idempotency -----------------------------------------------------------------
+    def remember_response(self, key: str, record: dict[str, Any]) -> None:
+        with self.lock:
+            self.idempotency[key] = record
+            while len(self.idempotency) > IDEMPOTENCY_KEEP:
+                self.idempotency.popitem(last=False)
+            self._dirty = True
+
+    # --- persistence -----------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "format": _FILE_FORMAT,
+                "api_version": self.api_version,
+                "clock_offset": self.clock_offset,
+                "timer_seq": self._timer_seq,
+                "timers": [t.to_json() for t in sorted(self.timers)],
+                "objects": {k: list(v.values()) for k, v in self.objects.items()},
+                "idempotency": list(self.idempotency.items()),
+            }
+
+    def save(self) -> None:
+        """Write the world to `path` atomically (no-op without a path)."""
+        if self.path is None:
+            return
+        with self.lock:
+            payload = json.dumps(self.to_json(), separators=(",", ":"))
+            self._dirty = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(payload, encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def save_if_dirty(self) -> None:
+        if self._dirty and self.path is not None:
+            self.save()
+
+    def _load(self) -> None:
+        assert self.path is not None
+        raw = json.loads(self.path.read_text(encoding="utf-8"))
+        self.clock_offset = int(raw.get("clock_offset", 0))
+        self._timer_seq = int(raw.get("timer_seq", 0))
+        self.timers = [Timer(**t) for t in raw.get("timers", [])]
+        heapq.heapify(self.timers)
+        for kind, items in raw.get("objects", {}).items():
+            bucket = self.objects.setdefault(kind, OrderedDict())
+            for item in items:
+                bucket[item["id"]] = item
+                self._type_by_id[item["id"]] = kind
+        self.idempotency = OrderedDict((k, v) for k, v in raw.get("idempotency", []))
+        self.webhooks.restore_endpoints()
+
+    def reset(self) -> None:
+        """Forget everything (objects, timers, idempotency, faults, queued deliveries)."""
+        self.webhooks.reset()  # outside the lock: workers may be waiting for it
+        with self.lock:
+            self.faults.clear()
+            self.objects.clear()
+            self._type_by_id.clear()
+            self.timers.clear()
+            self.idempotency.clear()
+            self.clock_offset = 0
+            self._dirty = True
+
+
+def _public(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get("deleted") is True and "object" in value and "id" in value:
+            return {"id": value["id"], "object": value["object"], "deleted": True}
+        return {k: _public(v) for k, v in value.items() if not k.startswith("_")}
+    if isinstance(value, list):
+        return [_public(v) for v in value]
+    return value

@@ -1,0 +1,66 @@
+"""Customers, products, prices, coupons and promotion codes through the official SDK."""
+
+from __future__ import annotations
+
+import pytest
+import stripe
+
+from tests.sandbox.shapes import assert_stripe_shape
+from tests.sandbox_fixtures import SandboxServer
+
+
+def test_customer_lifecycle_and_events(stripe_client: stripe.StripeClient) -> None:
+    customer = stripe_client.v1.customers.create(
+        params={"email": "ada@example.com", "name": "Ada", "metadata": {"user_id": "u1"}}
+    )
+    assert customer.id.startswith("cus_")
+    assert customer.livemode is False
+    assert customer.metadata["user_id"] == "u1"
+    assert_stripe_shape(customer, "customer", nested=("invoice_settings",))
+
+    updated = stripe_client.v1.customers.update(
+        customer.id, params={"name": "Ada L.", "metadata": {"user_id": "", "plan": "pro"}}
+    )
+    assert updated.name == "Ada L."
+    assert updated.metadata.to_dict() == {"plan": "pro"}
+
+    fetched = stripe_client.v1.customers.retrieve(customer.id)
+    assert fetched.email == "ada@example.com"
+
+    deleted = stripe_client.v1.customers.delete(customer.id)
+    assert deleted.deleted is True
+    assert stripe_client.v1.customers.retrieve(customer.id).deleted is True
+    assert stripe_client.v1.customers.list().data == []
+
+    events = stripe_client.v1.events.list(params={"type": "customer.*"}).data
+    assert [e.type for e in events] == ["customer.deleted", "customer.updated", "customer.created"]
+    update_event = events[1]
+    assert update_event.api_version == stripe.api_version
+    assert update_event.data.previous_attributes["name"] == "Ada"
+    assert update_event.request.id is not None
+
+
+async def test_customer_async_and_search(stripe_client: stripe.StripeClient) -> None:
+    a = await stripe_client.v1.customers.create_async(
+        params={"email": "a@example.com", "metadata": {"org": "acme"}}
+    )
+    await stripe_client.v1.customers.create_async(params={"email": "b@example.com"})
+    by_meta = await stripe_client.v1.customers.search_async(
+        params={"query": "metadata['org']:'acme'"}
+    )
+    assert [c.id for c in by_meta.data] == [a.id]
+    by_email = stripe_client.v1.customers.search(params={"query": "email:'a@example.com'"})
+    assert [c.id for c in by_email.data] == [a.id]
+    assert by_email.object == "search_result"
+
+
+def test_missing_customer_is_resource_missing(stripe_client: stripe.StripeClient) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        stripe_client.v1.customers.retrieve("cus_nope")
+    assert info.value.http_status == 404
+    assert info.value.code == "resource_missing"
+    assert "No such customer: 'cus_nope'" in str(info.value.user_message)
+
+
+def test_sandbox_server_fixture(sandbox_server: SandboxServer) -> None:
+    assert sandbox_server.url.startswith("http://127.0.0.1:")

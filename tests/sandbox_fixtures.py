@@ -1,0 +1,197 @@
+"""Fixtures for tests that drive the Stripe sandbox with the real `stripe` SDK over loopback.
+
+- `sandbox_server`: the sandbox app served by uvicorn in a background thread on a free
+  127.0.0.1 port (one per test session, its state reset before each test). It has `.url`,
+  `.state`, `.api_key`, `.wait_for_webhooks()`, `.advance_clock(clock_id, to)`.
+- `stripe_client`: `stripe.StripeClient` pointed at it (sync calls, and `*_async` calls use
+  httpx); `make_stripe_client(**options)` for other options (retries, timeouts).
+- `webhook_receiver`: a tiny HTTP server collecting deliveries (`.url`, `.deliveries`,
+  `.events()`, `.fail_next(n)`, `.register(sandbox_server, ...)`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import stripe
+import uvicorn
+
+from billfold.sandbox.app import create_sandbox_app
+from billfold.sandbox.state import SandboxState
+
+SANDBOX_API_KEY = "sk_test_sandbox_tests"
+
+
+class ServedApp:
+    """An ASGI app served by uvicorn in a daemon thread on 127.0.0.1 and a free port."""
+
+    def __init__(self, app: Any) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the sandbox server did not start")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@dataclass
+class SandboxServer:
+    """A running sandbox: its base URL and its state (for helpers that skip HTTP)."""
+
+    url: str
+    state: SandboxState
+    served: ServedApp
+    api_key: str = SANDBOX_API_KEY
+
+    def wait_for_webhooks(self, timeout: float = 15.0) -> None:
+        """Block until every queued webhook delivery is done (fails the test on timeout)."""
+        if not self.state.webhooks.wait_idle(timeout):
+            raise AssertionError(
+                f"webhook deliveries still pending after {timeout}s: "
+                f"{self.state.webhooks.pending()}"
+            )
+
+    def advance_clock(self, clock_id: str, to_ts: int) -> None:
+        """Advance a test clock in-process (same effect as the advance API call)."""
+        from billfold.sandbox.resources.test_clocks import advance_test_clock
+
+        with self.state.lock:
+            clock = self.state.require("test_helpers.test_clock", clock_id)
+            advance_test_clock(self.state, clock, to_ts)
+
+    def client(self, **options: Any) -> stripe.StripeClient:
+        options.setdefault("max_network_retries", 0)
+        return stripe.StripeClient(
+            self.api_key,
+            base_addresses={"api": self.url, "files": self.url, "connect": self.url},
+            http_client=stripe.HTTPXClient(allow_sync_methods=True),
+            **options,
+        )
+
+
+@pytest.fixture(scope="session")
+def _sandbox_session() -> Iterator[SandboxServer]:
+    state = SandboxState()
+    served = ServedApp(create_sandbox_app(state))
+    server = SandboxServer(url=served.url, state=state, served=served)
+    try:
+        yield server
+    finally:
+        state.webhooks.stop()
+        served.stop()
+
+
+@pytest.fixture
+def sandbox_server(_sandbox_session: SandboxServer) -> Iterator[SandboxServer]:
+    """The running sandbox, emptied before the test."""
+    _sandbox_session.state.reset()
+    yield _sandbox_session
+    _sandbox_session.state.webhooks.stop()
+
+
+@pytest.fixture
+def make_stripe_client(sandbox_server: SandboxServer) -> Callable[..., stripe.StripeClient]:
+    return sandbox_server.client
+
+
+@pytest.fixture
+def stripe_client(sandbox_server: SandboxServer) -> stripe.StripeClient:
+    """`stripe.StripeClient` on the sandbox (no automatic retries, so faults show)."""
+    return sandbox_server.client()
+
+
+@dataclass
+class Delivery:
+    path: str
+    headers: dict[str, str]
+    body: str
+
+    @property
+    def event(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.body)
+        return parsed
+
+
+@dataclass
+class WebhookReceiver:
+    """Collects webhook deliveries; answers 200, or 500 for the next `fail_next(n)` calls."""
+
+    url: str
+    deliveries: list[Delivery] = field(default_factory=list)
+    failures_left: int = 0
+    status_for: Callable[[Delivery], int] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, n: int) -> None:
+        with self.lock:
+            self.failures_left = n
+
+    def events(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [d.event for d in self.deliveries]
+
+    def event_types(self) -> list[str]:
+        return [e["type"] for e in self.events()]
+
+    def register(
+        self, sandbox: SandboxServer, enabled_events: list[str] | None = None
+    ) -> tuple[str, str]:
+        """Create a webhook endpoint for this receiver; returns (endpoint id, secret)."""
+        endpoint = sandbox.state.webhooks.add_endpoint(
+            self.url, enabled_events=enabled_events or ["*"]
+        )
+        return str(endpoint["id"]), str(endpoint["_secret"])
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver: WebhookReceiver
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            delivery = Delivery(
+                self.path, dict(self.headers.items()), self.rfile.read(length).decode()
+            )
+            with receiver.lock:
+                receiver.deliveries.append(delivery)
+                status = 200
+                if receiver.failures_left > 0:
+                    receiver.failures_left -= 1
+                    status = 500
+                elif receiver.status_for is not None:
+                    status = receiver.status_for(delivery)
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = httpd.server_address[1]
+    receiver = WebhookReceiver(url=f"http://127.0.0.1:{port}/webhook")
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
