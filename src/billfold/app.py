@@ -17,11 +17,14 @@ from billfold.db.engine import Database
 from billfold.observability import RequestContextMiddleware
 from billfold.sandbox.embed import mount_sandbox
 from billfold.stripe.gateway import StripeClientGateway, StripeGateway
+from billfold.stripe.worker import background_work
 
 # Every dialect's router, as "module:attribute". Add yours here.
 ROUTERS = [
     "billfold.api.ops:router",
     "billfold.audit.endpoints:router",
+    "billfold.api.payments_v1:router",
+    "billfold.api.organizations:router",
 ]
 
 
@@ -49,7 +52,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            yield
+            # The webhook retry loop; in sandbox mode also the catalog sync into the sandbox.
+            async with background_work(container, sync_sandbox_catalog=stripe_gateway is None):
+                yield
         finally:
             if owns_db:
                 await db.dispose()

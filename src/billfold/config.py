@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     past_due_grace_days: int = Field(
         default=3, validation_alias=_alias("BILLFOLD_PAST_DUE_GRACE_DAYS")
     )
+    # How often the server retries webhook events that failed (0 = never; `billfold stripe retry`).
+    webhook_retry_seconds: float = Field(
+        default=15.0, validation_alias=_alias("BILLFOLD_WEBHOOK_RETRY_SECONDS")
+    )
     catalog_file: Path | None = Field(
         default=None, validation_alias=_alias("BILLFOLD_CATALOG_FILE")
     )

@@ -1,0 +1,124 @@
+"""Document 002: organization billing under `/api/v1/organizations/{org_id}/billing/*`.
+
+Only an admin of the organization (or the host app's API key) may start a checkout or open the
+portal; members may read the subscription; anyone else gets 403. Errors use billfold's default
+shape. The rules live in `billfold.subscriptions.service`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from billfold.api.deps import ContainerDep, SessionDep
+from billfold.audit import AuditContextDep
+from billfold.auth.dependencies import PrincipalDep
+from billfold.auth.tenancy import account_for_organization
+from billfold.errors import ValidationFailed
+from billfold.subscriptions import service as subscriptions
+
+router = APIRouter(
+    prefix="/api/v1/organizations/{org_id}/billing", tags=["organization billing (document 002)"]
+)
+
+
+class CheckoutSessionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    price_id: str = Field(min_length=1, max_length=255)
+    quantity: int | None = Field(default=None, ge=1, le=subscriptions.MAX_QUANTITY)
+    success_url: str | None = Field(default=None, max_length=2048)
+    cancel_url: str | None = Field(default=None, max_length=2048)
+
+
+class CheckoutSessionResponse(BaseModel):
+    session_id: str
+    url: str
+
+
+class SubscriptionStatusRead(BaseModel):
+    status: str | None
+    plan: str | None
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+
+
+class PortalSessionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    return_url: str | None = Field(default=None, max_length=2048)
+
+
+class PortalSessionResponse(BaseModel):
+    url: str
+
+
+@router.post("/checkout")
+async def create_checkout(
+    org_id: str,
+    body: CheckoutSessionRequest,
+    session: SessionDep,
+    container: ContainerDep,
+    principal: PrincipalDep,
+    audit: AuditContextDep,
+) -> CheckoutSessionResponse:
+    """Start a subscription checkout for the organization (admins only)."""
+    account = await account_for_organization(
+        session, principal, org_id, container.settings, require_admin=True
+    )
+    started = await subscriptions.start_checkout(
+        session,
+        container,
+        account,
+        audit=audit,
+        price_id=body.price_id,
+        quantity=body.quantity or 1,
+        success_url=body.success_url,
+        cancel_url=body.cancel_url,
+    )
+    return CheckoutSessionResponse(session_id=started.id, url=started.url)
+
+
+@router.get("/subscription")
+async def get_subscription(
+    org_id: str, session: SessionDep, container: ContainerDep, principal: PrincipalDep
+) -> SubscriptionStatusRead:
+    """The organization's subscription status (any member)."""
+    account = await account_for_organization(
+        session, principal, org_id, container.settings, require_admin=False
+    )
+    found = await subscriptions.status(session, container, account)
+    return SubscriptionStatusRead(
+        status=found.status,
+        plan=found.plan,
+        current_period_end=found.current_period_end,
+        cancel_at_period_end=found.cancel_at_period_end,
+    )
+
+
+@router.post("/portal")
+async def create_portal(
+    org_id: str,
+    request: Request,
+    session: SessionDep,
+    container: ContainerDep,
+    principal: PrincipalDep,
+    audit: AuditContextDep,
+) -> PortalSessionResponse:
+    """A Stripe billing portal session for the organization (admins only)."""
+    raw = await request.body()
+    try:
+        body = (
+            PortalSessionRequest.model_validate_json(raw) if raw.strip() else PortalSessionRequest()
+        )
+    except ValueError as exc:
+        raise ValidationFailed("return_url must be a string", field="return_url") from exc
+    account = await account_for_organization(
+        session, principal, org_id, container.settings, require_admin=True
+    )
+    url = await subscriptions.open_portal(
+        session, container, account, audit=audit, return_url=body.return_url
+    )
+    return PortalSessionResponse(url=url)

@@ -1,0 +1,441 @@
+"""The subscription service against the fake gateway, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from billfold.audit.models import AuditEntry
+from billfold.clock import FrozenClock
+from billfold.container import Container
+from billfold.customers.models import AccountKind, BillingAccount
+from billfold.customers.service import get_or_create_account
+from billfold.errors import Conflict, NotFound, UpstreamUnavailable, ValidationFailed
+from billfold.stripe.gateway import StripeEvent
+from billfold.stripe.inbox import process_due, store_event, sync_events
+from billfold.stripe.models import WebhookEvent
+from billfold.subscriptions import service as subscriptions
+from billfold.subscriptions.models import Subscription
+from tests.subscriptions.fake_stripe import FakeStripeGateway
+
+MONTHLY = "billfold_premium_monthly_usd"
+YEARLY = "billfold_premium_yearly_usd"
+
+
+async def _account(container: Container, user: str = "alice") -> BillingAccount:
+    async with container.db.transaction() as session:
+        return await get_or_create_account(session, AccountKind.USER, user, currency="usd")
+
+
+async def _checkout(
+    container: Container, account: BillingAccount, audit: Any, **kwargs: Any
+) -> subscriptions.CheckoutStarted:
+    async with container.db.transaction() as session:
+        return await subscriptions.start_checkout(
+            session, container, account, audit=audit, **kwargs
+        )
+
+
+async def _apply_all(container: Container, events: list[dict[str, Any]]) -> None:
+    for event in events:
+        async with container.db.transaction() as session:
+            await store_event(session, event, source="webhook")
+    await process_due(container)
+
+
+async def _subscribed(
+    container: Container, gateway: FakeStripeGateway, audit: Any, user: str = "alice"
+) -> tuple[BillingAccount, str]:
+    account = await _account(container, user)
+    started = await _checkout(container, account, audit, price_id=MONTHLY)
+    sub_id = gateway.stripe.complete_checkout(started.id)
+    await _apply_all(container, gateway.stripe.events)
+    return account, sub_id
+
+
+async def _status(
+    container: Container, account: BillingAccount
+) -> subscriptions.SubscriptionStatus:
+    async with container.db.transaction() as session:
+        fresh = await session.get(BillingAccount, account.id)
+        assert fresh is not None
+        return await subscriptions.status(session, container, fresh)
+
+
+async def test_checkout_creates_customer_once_and_links_it(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    account = await _account(container)
+    first = await _checkout(container, account, audit, plan="premium", interval="monthly")
+    second = await _checkout(container, account, audit, price_id=synced[YEARLY])
+    assert first.price_id == synced[MONTHLY] and first.interval == "monthly"
+    assert second.price_id == synced[YEARLY] and second.interval == "yearly"
+    assert first.customer_id == second.customer_id
+    assert len(gateway.stripe.customers) == 1
+    async with container.db.transaction() as session:
+        linked = await session.get(BillingAccount, account.id)
+        assert linked is not None and linked.stripe_customer_id == first.customer_id
+        actions = (await session.execute(select(AuditEntry.action))).scalars().all()
+    assert actions.count("checkout.created") == 2 and actions.count("customer.created") == 1
+
+
+async def test_same_checkout_repeated_returns_the_same_session(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    account = await _account(container)
+    first = await _checkout(container, account, audit, price_id=MONTHLY)
+    again = await _checkout(container, account, audit, price_id=MONTHLY)
+    assert again.id == first.id
+    assert len(gateway.stripe.sessions) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"price_id": "price_unknown"}, "price_id"),
+        ({"price_id": MONTHLY, "interval": "yearly"}, "interval"),
+        ({"price_id": MONTHLY, "interval": "weekly-ish"}, "interval"),
+        ({"price_id": MONTHLY, "success_url": "https://evil.example.net/x"}, "success_url"),
+        ({"price_id": MONTHLY, "cancel_url": "javascript:alert(1)"}, "cancel_url"),
+        ({"price_id": MONTHLY, "success_url": "https://app.example.com.evil.net/"}, "success_url"),
+        ({"price_id": MONTHLY, "quantity": 0}, "quantity"),
+        ({}, "price_id"),
+    ],
+)
+async def test_checkout_refuses_bad_input(
+    container: Container,
+    synced: dict[str, str],
+    audit: Any,
+    kwargs: dict[str, Any],
+    field: str,
+) -> None:
+    account = await _account(container)
+    with pytest.raises(ValidationFailed) as caught:
+        await _checkout(container, account, audit, **kwargs)
+    assert caught.value.field == field
+
+
+async def test_allowed_redirect_hosts_are_accepted(
+    container: Container, synced: dict[str, str], audit: Any
+) -> None:
+    account = await _account(container)
+    started = await _checkout(
+        container,
+        account,
+        audit,
+        price_id=MONTHLY,
+        success_url="https://billing.example.com/done",
+        cancel_url="https://app.example.com/plans",
+        allow_promotion_codes=True,
+    )
+    assert started.url.startswith("https://")
+
+
+async def test_paid_checkout_gives_premium_and_a_second_checkout_conflicts(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    account, sub_id = await _subscribed(container, gateway, audit)
+    found = await _status(container, account)
+    assert found.has_premium and found.status == "active"
+    assert found.plan == "premium" and found.interval == "monthly"
+    assert found.subscription is not None
+    assert found.subscription.stripe_subscription_id == sub_id
+    assert found.current_period_end is not None
+    with pytest.raises(Conflict):
+        await _checkout(container, account, audit, price_id=YEARLY)
+
+
+async def test_cancel_reactivate_cancel_then_period_ends(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    account, sub_id = await _subscribed(container, gateway, audit)
+    async with container.db.transaction() as session:
+        with pytest.raises(ValidationFailed, match="Subscription is not set to cancel"):
+            await subscriptions.reactivate(session, container, account, audit=audit)
+    async with container.db.transaction() as session:
+        sub = await subscriptions.cancel(session, container, account, audit=audit)
+        assert sub.cancel_at_period_end and sub.status == "active"
+    async with container.db.transaction() as session:
+        sub = await subscriptions.reactivate(session, container, account, audit=audit)
+        assert not sub.cancel_at_period_end
+    async with container.db.transaction() as session:
+        sub = await subscriptions.cancel(session, container, account, audit=audit)
+        assert sub.cancel_at_period_end
+    assert (await _status(container, account)).has_premium
+    gateway.stripe.end_period(sub_id)
+    await _apply_all(container, gateway.stripe.events)
+    found = await _status(container, account)
+    assert found.status == "canceled" and not found.has_premium
+    async with container.db.transaction() as session:
+        with pytest.raises(ValidationFailed, match="No active Stripe subscription found"):
+            await subscriptions.cancel(session, container, account, audit=audit)
+        actions = (await session.execute(select(AuditEntry.action))).scalars().all()
+    assert actions.count("subscription.cancel_scheduled") == 2
+    assert "subscription.reactivated" in actions
+    assert "subscription.status_changed" in actions
+
+
+async def test_cancel_immediately(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    account, _ = await _subscribed(container, gateway, audit)
+    async with container.db.transaction() as session:
+        sub = await subscriptions.cancel(session, container, account, audit=audit, immediately=True)
+        assert sub.status == "canceled" and sub.canceled_at is not None
+    assert not (await _status(container, account)).has_premium
+    # A new subscription may start once the old one ended.
+    await _checkout(container, account, audit, price_id=YEARLY)
+
+
+async def test_failed_renewal_is_past_due_with_grace(
+    container: Container,
+    gateway: FakeStripeGateway,
+    synced: dict[str, str],
+    audit: Any,
+    clock: FrozenClock,
+) -> None:
+    account, sub_id = await _subscribed(container, gateway, audit)
+    gateway.stripe.end_period(sub_id, payment_fails=True)
+    await _apply_all(container, gateway.stripe.events)
+    found = await _status(container, account)
+    assert found.status == "past_due"
+    assert found.has_premium  # within the grace period (3 days by default)
+    clock.advance(timedelta(days=3, seconds=1))
+    assert not (await _status(container, account)).has_premium
+
+
+async def test_change_plan_prorates(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    account, _ = await _subscribed(container, gateway, audit)
+    async with container.db.transaction() as session:
+        sub = await subscriptions.change_plan(
+            session, container, account, audit=audit, price_id=YEARLY
+        )
+        assert sub.price_id == synced[YEARLY] and sub.interval == "yearly"
+    prorations = [i for i in gateway.stripe.invoices if i.get("proration")]
+    assert prorations == [
+        {
+            "id": prorations[0]["id"],
+            "object": "invoiceitem",
+            "proration": True,
+            "credited": synced[MONTHLY],
+            "charged": synced[YEARLY],
+        }
+    ]
+    async with container.db.transaction() as session:
+        with pytest.raises(ValidationFailed, match="already on this plan"):
+            await subscriptions.change_plan(
+                session, container, account, audit=audit, price_id=YEARLY
+            )
+        sub = await subscriptions.change_plan(
+            session, container, account, audit=audit, quantity=3, proration="none"
+        )
+        assert sub.quantity == 3
+
+
+async def test_portal_needs_a_customer(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    account = await _account(container)
+    async with container.db.transaction() as session:
+        with pytest.raises(NotFound):
+            await subscriptions.open_portal(session, container, account, audit=audit)
+    await _checkout(container, account, audit, price_id=MONTHLY)
+    async with container.db.transaction() as session:
+        fresh = await session.get(BillingAccount, account.id)
+        assert fresh is not None
+        url = await subscriptions.open_portal(
+            session, container, fresh, audit=audit, return_url="https://app.example.com/account"
+        )
+        assert url.startswith("https://billing.stripe.test/")
+        with pytest.raises(ValidationFailed):
+            await subscriptions.open_portal(
+                session, container, fresh, audit=audit, return_url="https://evil.example/"
+            )
+
+
+def _end_state(rows: list[Subscription]) -> list[tuple[Any, ...]]:
+    return sorted(
+        (
+            r.stripe_subscription_id,
+            r.status,
+            r.price_id,
+            r.quantity,
+            r.cancel_at_period_end,
+            r.current_period_end,
+            r.canceled_at,
+        )
+        for r in rows
+    )
+
+
+async def test_duplicated_shuffled_events_end_in_the_same_state(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    """Build a history through the service, then replay every event twice in random order
+    into an empty inbox and subscription table: the end state is the same."""
+    account, sub_id = await _subscribed(container, gateway, audit)
+    async with container.db.transaction() as session:
+        await subscriptions.cancel(session, container, account, audit=audit)
+    async with container.db.transaction() as session:
+        await subscriptions.reactivate(session, container, account, audit=audit)
+    gateway.stripe.end_period(sub_id, payment_fails=True)
+    gateway.stripe.end_period(sub_id)
+    async with container.db.transaction() as session:
+        await subscriptions.change_plan(session, container, account, audit=audit, price_id=YEARLY)
+    await _apply_all(container, gateway.stripe.events)
+    async with container.db.transaction() as session:
+        expected = _end_state(list((await session.execute(select(Subscription))).scalars()))
+        await session.execute(Subscription.__table__.delete())
+        await session.execute(WebhookEvent.__table__.delete())
+
+    events = gateway.stripe.events * 2
+    random.Random(7).shuffle(events)
+    await _apply_all(container, events)
+    async with container.db.transaction() as session:
+        again = _end_state(list((await session.execute(select(Subscription))).scalars()))
+        stored = (await session.execute(select(func.count()).select_from(WebhookEvent))).scalar()
+        pending = (
+            await session.execute(
+                select(func.count())
+                .select_from(WebhookEvent)
+                .where(WebhookEvent.status != "processed")
+            )
+        ).scalar()
+    assert again == expected
+    assert stored == len(gateway.stripe.events) and pending == 0
+
+
+async def test_stale_event_copy_never_overwrites_newer_state(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    """When Stripe no longer knows a subscription, the event's own copy is applied only if
+    it is newer than what billfold holds."""
+    account, sub_id = await _subscribed(container, gateway, audit)
+    async with container.db.transaction() as session:
+        await subscriptions.cancel(session, container, account, audit=audit, immediately=True)
+    await _apply_all(container, gateway.stripe.events)
+    created_event = next(
+        e for e in gateway.stripe.events if e["type"] == "customer.subscription.created"
+    )
+    del gateway.stripe.subscriptions[sub_id]  # Stripe forgot it: only the event's copy remains
+    replay = dict(created_event, id="evt_replayed_old")
+    await _apply_all(container, [replay])
+    assert (await _status(container, account)).status == "canceled"
+
+
+async def test_failing_event_is_kept_with_error_and_retried(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    account = await _account(container)
+    started = await _checkout(container, account, audit, price_id=MONTHLY)
+    gateway.stripe.complete_checkout(started.id)
+    gateway.fail_next = UpstreamUnavailable("Stripe is unreachable: boom")
+    first = gateway.stripe.events[0]
+    await _apply_all(container, [first])
+    async with container.db.transaction() as session:
+        row = await session.get(WebhookEvent, first["id"])
+        assert row is not None
+        assert row.status == "failed" and row.attempts == 1
+        assert row.last_error is not None and "boom" in row.last_error
+        assert row.last_traceback and "UpstreamUnavailable" in row.last_traceback
+        assert row.payload == first
+        assert (await session.execute(select(func.count()).select_from(Subscription))).scalar() == 0
+    # Not due yet: nothing happens.
+    assert (await process_due(container)).processed == 0
+    container.clock.advance(timedelta(minutes=5))  # type: ignore[attr-defined]
+    report = await process_due(container)
+    assert report.processed == 1
+    async with container.db.transaction() as session:
+        row = await session.get(WebhookEvent, first["id"], populate_existing=True)
+        assert row is not None and row.status == "processed" and row.attempts == 2
+    assert (await _status(container, account)).has_premium
+
+
+async def test_event_for_unknown_customer_waits(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    await _subscribed(container, gateway, audit)
+    stranger = dict(gateway.stripe.events[0], id="evt_stranger")
+    sub = dict(stranger["data"]["object"], id="sub_stranger", customer="cus_nobody", metadata={})
+    stranger["data"] = {"object": sub}
+    gateway.stripe.subscriptions["sub_stranger"] = sub
+    await _apply_all(container, [stranger])
+    async with container.db.transaction() as session:
+        row = await session.get(WebhookEvent, "evt_stranger")
+        assert row is not None and row.status == "failed"
+        assert row.last_error is not None and "cus_nobody" in row.last_error
+
+
+async def test_sync_fills_gaps_from_the_events_api(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    account = await _account(container)
+    started = await _checkout(container, account, audit, price_id=MONTHLY)
+    gateway.stripe.complete_checkout(started.id)  # no webhook delivered: billfold was down
+    report = await sync_events(container, since=0)
+    assert report.stored == len(gateway.stripe.events)
+    assert (await _status(container, account)).has_premium
+    again = await sync_events(container)
+    assert again.stored == 0
+
+
+async def test_reconcile_reports_and_fixes(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    account, sub_id = await _subscribed(container, gateway, audit)
+    # Stripe changed behind billfold's back (a lost webhook).
+    gateway.stripe.subscriptions[sub_id]["cancel_at_period_end"] = True
+    gateway.stripe.subscriptions[sub_id]["status"] = "past_due"
+    async with container.db.transaction() as session:
+        found = await subscriptions.reconcile(session, container)
+    assert {(d.stripe_subscription_id, d.field) for d in found} == {
+        (sub_id, "status"),
+        (sub_id, "cancel_at_period_end"),
+    }
+    async with container.db.transaction() as session:
+        await subscriptions.reconcile(session, container, fix=True, audit=audit)
+    async with container.db.transaction() as session:
+        assert await subscriptions.reconcile(session, container) == []
+    assert (await _status(container, account)).status == "past_due"
+
+
+async def test_sync_catalog_is_idempotent_and_follows_amount_changes(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str]
+) -> None:
+    from billfold.catalog.service import Catalog, load_catalog, sync_catalog
+
+    async with container.db.transaction() as session:
+        catalog = await load_catalog(session, container.settings)
+        report = await sync_catalog(session, gateway, catalog)
+    assert report.prices_created == 0 and report.prices_unchanged == 4
+    assert len(gateway.stripe.prices) == 4
+    plan = catalog.plans[0]
+    from dataclasses import replace
+
+    changed_prices = tuple(
+        replace(p, amount=799, stripe_price_id=None) if p.lookup_key == MONTHLY else p
+        for p in plan.prices
+    )
+    changed = Catalog(plans=(replace(plan, prices=changed_prices),))
+    async with container.db.transaction() as session:
+        report = await sync_catalog(session, gateway, changed)
+    assert report.prices_created == 1
+    active_monthly = [
+        p for p in gateway.stripe.prices.values() if p["lookup_key"] == MONTHLY and p["active"]
+    ]
+    assert [p["unit_amount"] for p in active_monthly] == [799]
+    assert not gateway.stripe.prices[synced[MONTHLY]]["active"]
+    async with container.db.transaction() as session:
+        reloaded = await load_catalog(session, container.settings)
+    assert reloaded.find_price(MONTHLY)[1].stripe_price_id == active_monthly[0]["id"]  # type: ignore[index]
+
+
+def test_stripe_event_object_accessor() -> None:
+    event = StripeEvent(id="evt_1", type="x", created=1, payload={"data": {"object": {"id": "o"}}})
+    assert event.object == {"id": "o"}
