@@ -1,0 +1,87 @@
+"""The gateway's parsing against Stripe's own sample objects, and its error translation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stripe
+
+from billfold.errors import (
+    ConfigurationError,
+    NotFound,
+    PaymentFailed,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
+from billfold.stripe.gateway import (
+    checkout_session_from_stripe,
+    invoice_subscription_id,
+    subscription_from_stripe,
+    translate_stripe_error,
+)
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "stripe" / "fixtures3.json"
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, Any]:
+    if not FIXTURES.is_file():
+        pytest.skip(f"Stripe reference fixtures not found at {FIXTURES}")
+    loaded: dict[str, Any] = json.loads(FIXTURES.read_text())["resources"]
+    return loaded
+
+
+def test_subscription_periods_come_from_the_item(resources: dict[str, Any]) -> None:
+    sample = resources["subscription"]
+    item = sample["items"]["data"][0]
+    parsed = subscription_from_stripe(sample)
+    assert parsed.id == sample["id"] and parsed.customer_id == sample["customer"]
+    assert parsed.price_id == item["price"]["id"] and parsed.interval == "month"
+    assert parsed.item_id == item["id"] and parsed.quantity == item["quantity"]
+    assert parsed.current_period_end is not None
+    assert int(parsed.current_period_end.timestamp()) == item["current_period_end"]
+    assert int(parsed.current_period_start.timestamp()) == item["current_period_start"]  # type: ignore[union-attr]
+    assert "current_period_end" not in sample  # API 2026-10-28: not on the subscription
+    assert parsed.raw == sample
+
+
+def test_invoice_subscription_lives_under_parent(resources: dict[str, Any]) -> None:
+    invoice = dict(resources["invoice"])
+    assert "payment_intent" not in invoice
+    invoice.pop("subscription", None)
+    invoice["parent"] = {
+        "type": "subscription_details",
+        "subscription_details": {"subscription": "sub_123", "metadata": {}},
+    }
+    assert invoice_subscription_id(invoice) == "sub_123"
+    invoice["parent"] = None
+    assert invoice_subscription_id(invoice) is None
+
+
+def test_checkout_session(resources: dict[str, Any]) -> None:
+    parsed = checkout_session_from_stripe(resources["checkout.session"])
+    assert parsed.id.startswith("cs_") and parsed.url and parsed.mode == "payment"
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (stripe.CardError("Your card was declined.", "card", "card_declined"), PaymentFailed),
+        (stripe.APIConnectionError("connection refused"), UpstreamUnavailable),
+        (stripe.RateLimitError("slow down"), UpstreamUnavailable),
+        (stripe.APIError("boom", http_status=500), UpstreamUnavailable),
+        (stripe.AuthenticationError("bad key", http_status=401), ConfigurationError),
+        (stripe.InvalidRequestError("No such price", "price", http_status=400), ValidationFailed),
+        (
+            stripe.InvalidRequestError(
+                "No such subscription", "id", code="resource_missing", http_status=404
+            ),
+            NotFound,
+        ),
+    ],
+)
+def test_errors_become_billfold_errors(error: stripe.StripeError, expected: type) -> None:
+    assert type(translate_stripe_error(error)) is expected
