@@ -4,6 +4,7 @@ behind billfold's back with raw SQL."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -159,3 +160,38 @@ async def test_apikey_create_list_revoke(cli_database: Database) -> None:
     assert sorted(actions) == ["api_key.created", "api_key.revoked"]
     verified = await invoke("audit", "verify")
     assert verified.exit_code == 0
+
+
+async def test_an_anchor_catches_a_rewritten_chain(cli_database: Database) -> None:
+    await _append(cli_database, 5)
+    head = await invoke("audit", "head")
+    assert head.exit_code == 0
+    anchor = head.stdout.strip()
+    assert anchor.startswith("5:")
+    # Someone with write access alters entry 2 and recomputes every hash after it.
+    async with cli_database.transaction() as session:
+        rows = list((await session.execute(select(AuditEntry).order_by(AuditEntry.seq))).scalars())
+        session.expunge_all()
+    rows[1].details_json = '{"amount":1,"currency":"usd"}'
+    for previous, row in itertools.pairwise(rows):
+        row.prev_hash = previous.entry_hash
+        row.entry_hash = hash_of(row)
+    async with behind_billfolds_back(cli_database):
+        for row in rows[1:]:
+            await _raw(
+                cli_database,
+                f"UPDATE audit_log SET details_json = '{row.details_json}', "
+                f"prev_hash = '{row.prev_hash}', entry_hash = '{row.entry_hash}' "
+                f"WHERE seq = {row.seq}",
+            )
+        await _raw(
+            cli_database, f"UPDATE audit_chain_head SET entry_hash = '{rows[-1].entry_hash}'"
+        )
+    # The chain is consistent again, so only the anchor kept elsewhere can tell.
+    assert (await invoke("audit", "verify")).exit_code == 0
+    result = await invoke("audit", "verify", "--anchor", anchor)
+    assert result.exit_code == 1 and "rewritten" in result.output
+    missing = await invoke("audit", "verify", "--anchor", "9:" + "0" * 64)
+    assert missing.exit_code == 1 and "anchored entry 9 is missing" in missing.output
+    bad = await invoke("audit", "verify", "--anchor", "nonsense")
+    assert bad.exit_code == 2

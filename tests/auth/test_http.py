@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from billfold.api.deps import SessionDep
-from billfold.audit.dependencies import AuditContextDep
+from billfold.audit.dependencies import AuditContextDep, audit_context_for
 from billfold.audit.models import AuditEntry
 from billfold.auth.apikeys import create_api_key, revoke_api_key
 from billfold.auth.dependencies import (
@@ -48,6 +48,9 @@ def _probe_router(settings: Settings) -> APIRouter:
     @router.post("/body")
     async def body(request: Request, payload: TrpcInput, session: SessionDep) -> dict[str, Any]:
         principal = await principal_from_token_or_header(request, payload.token, session)
+        await audit_context_for(request, principal).record(
+            session, "portal.opened", account_id=None
+        )
         return {"kind": principal.kind, "subject": principal.subject}
 
     @router.get("/shop")
@@ -166,6 +169,9 @@ async def test_token_in_the_body(
     assert (
         await client.post("/_probe/body", json={"token": alice}, headers=bearer(refreshed))
     ).status_code == 200
+    async with database.transaction() as session:
+        actors = (await session.execute(select(AuditEntry.actor))).scalars().all()
+    assert actors == ["user:alice"] * 4
     mixed = await client.post("/_probe/body", json={"token": bob}, headers=bearer(alice))
     assert mixed.status_code == 401
     forged = await client.post("/_probe/body", json={"token": alice + "x"}, headers=bearer(alice))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -13,10 +14,11 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit.service import list_entries
-from billfold.audit.verify import ChainReport, verify_chain
+from billfold.audit.verify import Anchor, ChainReport, chain_head, verify_chain
 from billfold.config import get_settings
 from billfold.db.engine import Database
 from billfold.db.migrate import is_current
+from billfold.errors import BillfoldError
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 console = Console()
@@ -55,9 +57,22 @@ def run_in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
 
 @audit_app.command("verify")
-def verify() -> None:
+def verify(
+    anchor: list[str] = typer.Option(
+        [], "--anchor", help="SEQ:HASH printed earlier by `billfold audit head` (repeatable)."
+    ),
+) -> None:
     """Walk the hash chain; report the first altered, removed or inserted entry (exit 1)."""
-    report: ChainReport = run_in_transaction(verify_chain)
+    try:
+        anchors = [Anchor.parse(text) for text in anchor]
+    except BillfoldError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(code=2) from exc
+
+    async def work(session: AsyncSession) -> ChainReport:
+        return await verify_chain(session, anchors)
+
+    report = run_in_transaction(work)
     if report.ok:
         console.print(f"audit log intact: {report.checked} entries verified")
         return
@@ -66,6 +81,16 @@ def verify() -> None:
         f"({report.checked} entries before it verified)"
     )
     raise typer.Exit(code=1)
+
+
+@audit_app.command("head")
+def head() -> None:
+    """Print the newest entry as SEQ:HASH, to keep outside the database as an anchor."""
+    newest = run_in_transaction(chain_head)
+    if newest is None:
+        err_console.print("the audit log is empty")
+        raise typer.Exit(code=1)
+    sys.stdout.write(f"{newest}\n")
 
 
 @audit_app.command("list")

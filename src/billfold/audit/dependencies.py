@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billfold.api.deps import client_address, get_container, request_id
 from billfold.audit.models import AuditEntry
 from billfold.audit.service import record_event
+from billfold.auth.principal import Principal
 from billfold.clock import Clock, SystemClock
 
 
@@ -72,6 +73,14 @@ def audit_context(request: Request) -> AuditContext:
         request_id=request_id(request) or None,
         clock=container.clock,
     )
+
+
+def audit_context_for(request: Request, principal: Principal) -> AuditContext:
+    """The audit context of a call that authenticated itself (a tRPC call's body `token`):
+    the actor is fixed to `principal`, so calls of one batch never borrow each other's."""
+    context = audit_context(request)
+    context.fixed_actor = principal.actor
+    return context
 
 
 def system_audit_context(actor: str = "system", clock: Clock | None = None) -> AuditContext:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
@@ -38,6 +38,7 @@ _MAX_DETAILS_BYTES = 64 * 1024
 # session.info keys: entries waiting for the commit, and whether the session's hooks are set.
 _PENDING = "billfold.audit.pending"
 _WATCHED = "billfold.audit.watched"
+_COLUMNS = [column.key for column in AuditEntry.__table__.columns]
 
 
 def _json_default(value: Any) -> Any:
@@ -164,14 +165,16 @@ def _chain_pending(session: Session) -> None:
     if not pending:
         return
     seq, prev_hash = _lock_chain_head(session)
+    rows: list[dict[str, Any]] = []
     for entry, _ in pending:
         seq += 1
         entry.seq = seq
         entry.prev_hash = prev_hash
         entry.entry_hash = hash_of(entry)
         prev_hash = entry.entry_hash
-        session.add(entry)
-    session.flush()
+        rows.append({column: getattr(entry, column) for column in _COLUMNS})
+    # A Core insert: the entries stay plain objects for the caller, outside the identity map.
+    session.execute(insert(AuditEntry), rows)
     session.execute(
         update(AuditChainHead)
         .where(AuditChainHead.id == CHAIN_HEAD_ID)

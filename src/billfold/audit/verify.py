@@ -1,7 +1,15 @@
-"""Walking the audit chain: the first entry that was altered, removed or inserted."""
+"""Walking the audit chain: the first entry that was altered, removed or inserted.
+
+A hash chain alone shows tampering by anyone who does not rewrite the rest of the chain after
+it; someone with write access to the database could recompute every later hash. Anchors close
+that gap: `billfold audit head` prints the newest `SEQ:HASH`, kept somewhere the database's
+writers cannot reach (a ticket, a log shipped elsewhere), and `billfold audit verify --anchor
+SEQ:HASH` then refuses a chain rewritten at or before that entry.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -9,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit.models import CHAIN_HEAD_ID, GENESIS_HASH, AuditChainHead, AuditEntry
 from billfold.audit.service import hash_of
+from billfold.errors import ValidationFailed
 
 _BATCH = 1000
 
@@ -24,9 +33,50 @@ class ChainReport:
     reason: str | None = None
 
 
-async def verify_chain(session: AsyncSession) -> ChainReport:
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """An entry's hash recorded outside the database: `SEQ:HASH`."""
+
+    seq: int
+    entry_hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        seq, sep, entry_hash = text.strip().partition(":")
+        entry_hash = entry_hash.lower()
+        if (
+            not sep
+            or not seq.isdigit()
+            or int(seq) < 1
+            or len(entry_hash) != 64
+            or any(c not in "0123456789abcdef" for c in entry_hash)
+        ):
+            raise ValidationFailed("an anchor looks like SEQ:HASH (64 hex digits)", field="anchor")
+        return cls(int(seq), entry_hash)
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.entry_hash}"
+
+
+async def chain_head(session: AsyncSession) -> Anchor | None:
+    """The newest entry as an anchor, None while the log is empty."""
+    row = (
+        await session.execute(
+            select(AuditChainHead.seq, AuditChainHead.entry_hash).where(
+                AuditChainHead.id == CHAIN_HEAD_ID
+            )
+        )
+    ).one_or_none()
+    if row is None or not row.seq:
+        return None
+    return Anchor(int(row.seq), str(row.entry_hash))
+
+
+async def verify_chain(session: AsyncSession, anchors: Sequence[Anchor] = ()) -> ChainReport:
     """Recompute every entry's hash in order and check each links to the one before it, that
-    the sequence has no gaps, and that the chain head names the last entry (a deleted tail)."""
+    the sequence has no gaps, that the chain head names the last entry (a deleted tail), and
+    that every anchored entry still has the hash recorded for it."""
+    anchored = {anchor.seq: anchor.entry_hash for anchor in anchors}
     head = (
         await session.execute(
             select(AuditChainHead.seq, AuditChainHead.entry_hash).where(
@@ -63,12 +113,22 @@ async def verify_chain(session: AsyncSession) -> ChainReport:
                 return ChainReport(
                     False, checked, entry.seq, f"entry {entry.seq} was altered (hash mismatch)"
                 )
+            if anchored.get(entry.seq, entry.entry_hash) != entry.entry_hash:
+                return ChainReport(
+                    False,
+                    checked,
+                    entry.seq,
+                    f"entry {entry.seq} differs from its anchor (the chain was rewritten)",
+                )
             checked += 1
             expected_seq += 1
             prev_hash = entry.entry_hash
         session.expunge_all()
         if len(batch) < _BATCH:
             break
+    beyond = sorted(seq for seq in anchored if seq > checked)
+    if beyond:
+        return ChainReport(False, checked, beyond[0], f"anchored entry {beyond[0]} is missing")
     if head is None:
         if checked:
             return ChainReport(False, checked, 1, "the chain head is missing")
