@@ -69,8 +69,8 @@ async def test_admin_checks_out_members_read_others_refused(
 
     gateway.stripe.complete_checkout(started["session_id"])
     for event in gateway.stripe.events:
-        assert (await deliver(client := api, event)).status_code == 200
-    response = await client.get(f"{BASE}/subscription", headers=member)
+        assert (await deliver(api, event)).status_code == 200
+    response = await api.get(f"{BASE}/subscription", headers=member)
     status = response.json()
     assert status["status"] == "active" and status["plan"] == "premium"
     assert status["current_period_end"] is not None and status["cancel_at_period_end"] is False
