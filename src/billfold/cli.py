@@ -11,10 +11,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from billfold.audit.cli import audit_app
 from billfold.auth.cli import apikey_app
+from billfold.catalog.cli import catalog_app
 from billfold.config import get_settings
 from billfold.errors import BillfoldError
 from billfold.ledger.cli import ledger_app
 from billfold.sandbox.cli import sandbox_app
+from billfold.stripe.cli import stripe_app
 
 app = typer.Typer(
     help="billfold: self-hosted billing for SaaS products on Stripe.", no_args_is_help=True
@@ -25,6 +27,8 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(audit_app, name="audit")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(stripe_app, name="stripe")
 
 console = Console()
 err_console = Console(stderr=True)

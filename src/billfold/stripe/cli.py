@@ -1,0 +1,163 @@
+"""`billfold stripe sync|reconcile|retry|events`: keep billfold in step with Stripe."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from billfold.audit.cli import cli_actor
+from billfold.audit.dependencies import system_audit_context
+from billfold.clock import SystemClock
+from billfold.config import get_settings
+from billfold.container import Container
+from billfold.db.engine import Database
+from billfold.db.migrate import is_current
+from billfold.errors import BillfoldError
+from billfold.stripe.gateway import StripeClientGateway
+from billfold.stripe.inbox import process_due, sync_events
+from billfold.stripe.models import WebhookEvent
+
+stripe_app = typer.Typer(help="Stripe: fill event gaps, reconcile, retry.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+T = TypeVar("T")
+
+
+def run_with_container(work: Callable[[Container], Awaitable[T]]) -> T:
+    """Run `work` against the configured database and Stripe (one command, its own
+    transactions), refusing a database whose migrations are not current."""
+
+    async def main() -> T:
+        settings = get_settings()
+        settings.check()
+        database = Database(settings.effective_database_url)
+        try:
+            if not await is_current(database.engine):
+                err_console.print(
+                    "[red]error:[/red] the database is not at the newest migration; "
+                    "run `billfold db upgrade` first"
+                )
+                raise typer.Exit(code=2)
+            container = Container(
+                settings=settings,
+                db=database,
+                clock=SystemClock(),
+                stripe_gateway=StripeClientGateway(settings),
+            )
+            return await work(container)
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(main())
+    except BillfoldError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(code=1) from exc
+
+
+@stripe_app.command("sync")
+def sync(
+    since: int | None = typer.Option(
+        None, help="Unix time to read events from (default: 5 minutes before the newest stored)."
+    ),
+) -> None:
+    """Store every Stripe event the inbox lacks (after downtime) and apply them."""
+    report = run_with_container(lambda c: sync_events(c, since=since))
+    applied = report.applied
+    console.print(
+        f"{report.seen} events read, {report.stored} new; "
+        f"{applied.processed if applied else 0} applied, {applied.failed if applied else 0} failed"
+    )
+    if applied and applied.failed:
+        raise typer.Exit(code=1)
+
+
+@stripe_app.command("retry")
+def retry(
+    all_: bool = typer.Option(
+        False, "--all", help="Also retry events given up on (dead) and ones not due yet."
+    ),
+) -> None:
+    """Apply pending events and retry failed ones."""
+
+    async def work(container: Container) -> tuple[int, int]:
+        if all_:
+            async with container.db.transaction() as session:
+                rows = (
+                    await session.execute(
+                        select(WebhookEvent).where(WebhookEvent.status.in_(["failed", "dead"]))
+                    )
+                ).scalars()
+                for row in rows:
+                    row.next_attempt_at = None
+        report = await process_due(container, limit=100_000, include_dead=all_)
+        return report.processed, report.failed
+
+    processed, failed = run_with_container(work)
+    console.print(f"{processed} applied, {failed} failed")
+    if failed:
+        raise typer.Exit(code=1)
+
+
+@stripe_app.command("reconcile")
+def reconcile(
+    fix: bool = typer.Option(False, "--fix", help="Bring billfold's copy in line with Stripe."),
+) -> None:
+    """Compare every Stripe subscription with billfold's copy and report each difference."""
+    from billfold.subscriptions.service import reconcile as compare
+
+    async def work(container: Container) -> list[tuple[str, str, str, str]]:
+        audit = system_audit_context(cli_actor(), container.clock)
+        async with container.db.transaction() as session:
+            found = await compare(session, container, fix=fix, audit=audit)
+        return [(d.stripe_subscription_id, d.field, str(d.billfold), str(d.stripe)) for d in found]
+
+    rows = run_with_container(work)
+    if not rows:
+        console.print("billfold and Stripe agree")
+        return
+    table = Table("subscription", "field", "billfold", "stripe")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"{len(rows)} differences" + (" repaired" if fix else " (run with --fix)"))
+    if not fix:
+        raise typer.Exit(code=1)
+
+
+@stripe_app.command("events")
+def events() -> None:
+    """Count the inbox's events by status, and show the failed ones."""
+
+    async def work(container: Container) -> tuple[list[tuple[str, int]], list[WebhookEvent]]:
+        async with container.db.transaction() as session:
+            counts = (
+                await session.execute(
+                    select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)
+                )
+            ).all()
+            failed = (
+                await session.execute(
+                    select(WebhookEvent)
+                    .where(WebhookEvent.status.in_(["failed", "dead"]))
+                    .order_by(WebhookEvent.received_at)
+                    .limit(50)
+                )
+            ).scalars()
+            return [(str(s), int(n)) for s, n in counts], list(failed)
+
+    counts, failed = run_with_container(work)
+    for status_name, count in counts:
+        console.print(f"{status_name}: {count}")
+    if failed:
+        table = Table("event", "type", "status", "attempts", "last error")
+        for row in failed:
+            table.add_row(row.id, row.type, row.status, str(row.attempts), row.last_error or "")
+        console.print(table)
