@@ -76,11 +76,12 @@ class SandboxServer:
             advance_test_clock(self.state, clock, to_ts)
 
     def client(self, **options: Any) -> stripe.StripeClient:
+        """A StripeClient on this sandbox (no retries, httpx for sync and async calls)."""
         options.setdefault("max_network_retries", 0)
+        options.setdefault("http_client", stripe.HTTPXClient(allow_sync_methods=True))
         return stripe.StripeClient(
             self.api_key,
             base_addresses={"api": self.url, "files": self.url, "connect": self.url},
-            http_client=stripe.HTTPXClient(allow_sync_methods=True),
             **options,
         )
 

@@ -139,6 +139,7 @@ class _Dispatcher:
             headers["Idempotency-Key"] = idem_key
         fault: Fault | None = None
         store_key: str | None = None
+        owns_key = False  # this call runs under its idempotency key (not a replay/conflict)
         try:
             api_key = _api_key(request, state) if route.auth else None
             path = request.url.path.removeprefix(request.scope.get("root_path", ""))
@@ -161,6 +162,7 @@ class _Dispatcher:
                 replay = self._replay(store_key, fingerprint, path, headers)
                 if replay is not None:
                     return replay
+                owns_key = True
             response = await self._run(route, request, raw, api_key, request_id, idem_key, headers)
             status = response.status_code
             body_bytes = bytes(response.body)
@@ -173,7 +175,7 @@ class _Dispatcher:
             error = api_error()
             status, body_bytes = 500, json.dumps(error.body(), indent=2).encode()
             response = Response(body_bytes, status, media_type="application/json", headers=headers)
-        if store_key is not None:
+        if store_key is not None and owns_key:
             self.in_flight.discard(store_key)
             retryable = status >= 500 or status == 429 or status == 409
             if not retryable:

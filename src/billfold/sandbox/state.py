@@ -310,6 +310,14 @@ class SandboxState:
         The clock reads each timer's time while its handler runs; time hooks are called for
         every stretch between timers, so hooks and timers interleave in time order.
         """
+        # What happens as time passes is not caused by the API request that moved the clock.
+        token = current_request.set(None)
+        try:
+            self._run_forward(clock_id, to_ts)
+        finally:
+            current_request.reset(token)
+
+    def _run_forward(self, clock_id: str | None, to_ts: int) -> None:
         with self.lock:
             cursor = self.now(clock_id)
             while True:

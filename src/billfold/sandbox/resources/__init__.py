@@ -15,4 +15,6 @@ RESOURCE_MODULES: list[str] = [
     "billfold.sandbox.resources.sandbox_helpers",
     # sandbox-payments: append your modules below this line
     # sandbox-billing: append your modules below this line
+    "billfold.sandbox.resources.subscriptions",
+    "billfold.sandbox.resources.invoices",
 ]

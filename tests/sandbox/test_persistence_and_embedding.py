@@ -1,0 +1,167 @@
+"""The sandbox keeps its world across restarts, runs inside `billfold serve`, and standalone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import stripe
+
+from billfold.app import create_app
+from billfold.config import (
+    SANDBOX_MOUNT_PATH,
+    SANDBOX_SECRET_KEY,
+    SANDBOX_WEBHOOK_SECRET,
+    Settings,
+)
+from billfold.db.engine import Database
+from billfold.sandbox.app import create_sandbox_app
+from billfold.sandbox.embed import BILLFOLD_ENDPOINT_ID, WEBHOOK_PATH
+from billfold.sandbox.state import SandboxState
+from tests.sandbox_fixtures import ServedApp, WebhookReceiver
+
+
+def _client(url: str, key: str = "sk_test_persist") -> stripe.StripeClient:
+    return stripe.StripeClient(key, base_addresses={"api": url}, max_network_retries=0)
+
+
+def test_state_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "sandbox.json"
+    served = ServedApp(create_sandbox_app(state_file=path))
+    client = _client(served.url)
+    customer = client.v1.customers.create(
+        params={"email": "keep@example.com"}, options={"idempotency_key": "restart-1"}
+    )
+    price = client.v1.prices.create(
+        params={"currency": "usd", "unit_amount": 700, "product_data": {"name": "Kept"}}
+    )
+    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": 1_800_000_000})
+    endpoint = client.v1.webhook_endpoints.create(
+        params={"url": "http://127.0.0.1:9/hook", "enabled_events": ["customer.created"]}
+    )
+    served.stop()
+    assert path.exists()
+
+    reloaded = SandboxState(path)
+    served = ServedApp(create_sandbox_app(reloaded))
+    try:
+        client = _client(served.url)
+        assert client.v1.customers.retrieve(customer.id).email == "keep@example.com"
+        assert (
+            client.v1.prices.retrieve(price.id, params={"expand": ["product"]}).product.name
+            == "Kept"
+        )
+        assert client.v1.test_helpers.test_clocks.retrieve(clock.id).frozen_time == 1_800_000_000
+        replay = client.v1.customers.create(
+            params={"email": "keep@example.com"}, options={"idempotency_key": "restart-1"}
+        )
+        assert replay.id == customer.id
+        assert len(client.v1.events.list().data) == 4
+        kept = client.v1.webhook_endpoints.retrieve(endpoint.id)
+        assert kept.enabled_events == ["customer.created"]
+        assert reloaded.require("webhook_endpoint", endpoint.id)["_secret"] == endpoint.secret
+    finally:
+        served.stop()
+
+
+def test_webhook_secret_and_timers_persist(tmp_path: Path) -> None:
+    path = tmp_path / "sandbox.json"
+    state = SandboxState(path)
+    endpoint = state.webhooks.add_endpoint("http://127.0.0.1:9/x", secret="whsec_fixed")
+    state.schedule(123, "x.kind", "cus_1", clock_id="clock_1", data={"n": 1})
+    state.save()
+    again = SandboxState(path)
+    assert again.require("webhook_endpoint", endpoint["id"])["_secret"] == "whsec_fixed"
+    [timer] = again.pending_timers("cus_1")
+    assert (timer.at, timer.kind, timer.clock_id, timer.data) == (
+        123,
+        "x.kind",
+        "clock_1",
+        {"n": 1},
+    )
+
+
+def test_embedded_in_billfold_serve(
+    tmp_path: Path, sqlite_url: str, webhook_receiver: WebhookReceiver
+) -> None:
+    receiver_base = webhook_receiver.url.rsplit("/", 1)[0]
+    settings = Settings(
+        jwt_secret="x" * 40,
+        data_dir=tmp_path / "data",
+        environment="test",
+        public_url=receiver_base,  # billfold's webhook route is "served" by the receiver here
+    )
+    assert settings.sandbox_mode
+    app = create_app(settings, database=Database(sqlite_url))
+    served = ServedApp(app)
+    try:
+        client = _client(served.url + SANDBOX_MOUNT_PATH, SANDBOX_SECRET_KEY)
+        customer = client.v1.customers.create(params={"email": "embedded@example.com"})
+        other = _client(served.url + SANDBOX_MOUNT_PATH, "sk_test_someone_else")
+        try:
+            other.v1.customers.list()
+            raise AssertionError("only the sandbox key is accepted inside billfold")
+        except stripe.AuthenticationError:
+            pass
+        state: SandboxState = app.state.sandbox
+        assert state.webhooks.wait_idle(10)
+        endpoint = state.require("webhook_endpoint", BILLFOLD_ENDPOINT_ID)
+        assert endpoint["url"] == receiver_base + WEBHOOK_PATH
+        [delivery] = webhook_receiver.deliveries
+        assert delivery.path == WEBHOOK_PATH
+        event = stripe.Webhook.construct_event(
+            delivery.body, delivery.headers["Stripe-Signature"], SANDBOX_WEBHOOK_SECRET
+        )
+        assert event.type == "customer.created"
+        assert event.data.object.id == customer.id
+        assert (settings.data_dir / "sandbox.json").exists()
+        assert settings.stripe_api_base == receiver_base + SANDBOX_MOUNT_PATH
+    finally:
+        served.stop()
+
+    # Restarting billfold keeps the sandbox's world and its one billfold endpoint.
+    app = create_app(settings, database=Database(sqlite_url))
+    state = app.state.sandbox
+    assert state.require("customer", customer.id)["email"] == "embedded@example.com"
+    assert len(state.all("webhook_endpoint")) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_standalone_cli(tmp_path: Path) -> None:
+    port = _free_port()
+    state_file = tmp_path / "cli.json"
+    billfold = Path(sys.executable).with_name("billfold")
+    process = subprocess.Popen(
+        [str(billfold), "sandbox", "serve", "--port", str(port), "--state-file", str(state_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(url + "/v1/customers", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise AssertionError("billfold sandbox serve did not start") from None
+                time.sleep(0.1)
+        customer = _client(url).v1.customers.create(params={"email": "cli@example.com"})
+        assert customer.id.startswith("cus_")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+    assert customer.id in state_file.read_text()

@@ -1,0 +1,151 @@
+"""Test clocks, the sandbox-wide clock, timers and time hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import stripe
+
+from billfold.sandbox.app import create_sandbox_app
+from billfold.sandbox.routing import SandboxRouter
+from billfold.sandbox.state import SandboxState, Timer
+from tests.sandbox.shapes import assert_stripe_shape
+from tests.sandbox_fixtures import SandboxServer, ServedApp
+
+T0 = 1_800_000_000
+DAY = 86400
+
+
+def test_test_clock_lifecycle(stripe_client: stripe.StripeClient) -> None:
+    clock = stripe_client.v1.test_helpers.test_clocks.create(
+        params={"frozen_time": T0, "name": "renewals"}
+    )
+    assert clock.id.startswith("clock_")
+    assert clock.status == "ready"
+    assert_stripe_shape(clock, "test_helpers.test_clock")
+    customer = stripe_client.v1.customers.create(
+        params={"email": "clock@example.com", "test_clock": clock.id}
+    )
+    assert customer.test_clock == clock.id
+    assert customer.created == T0
+
+    advancing = stripe_client.v1.test_helpers.test_clocks.advance(
+        clock.id, params={"frozen_time": T0 + 31 * DAY}
+    )
+    assert advancing.status == "advancing"
+    ready = stripe_client.v1.test_helpers.test_clocks.retrieve(clock.id)
+    assert ready.status == "ready"
+    assert ready.frozen_time == T0 + 31 * DAY
+    later = stripe_client.v1.customers.create(
+        params={"email": "later@example.com", "test_clock": clock.id}
+    )
+    assert later.created == T0 + 31 * DAY
+
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        stripe_client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0})
+    assert info.value.param == "frozen_time"
+    types = [e.type for e in stripe_client.v1.events.list(params={"type": "test_helpers.*"}).data]
+    assert types == [
+        "test_helpers.test_clock.ready",
+        "test_helpers.test_clock.advancing",
+        "test_helpers.test_clock.created",
+    ]
+    assert [c.id for c in stripe_client.v1.test_helpers.test_clocks.list().data] == [clock.id]
+
+    deleted = stripe_client.v1.test_helpers.test_clocks.delete(clock.id)
+    assert deleted.deleted is True
+    assert stripe_client.v1.customers.retrieve(customer.id).deleted is True
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.customers.create(params={"test_clock": clock.id})
+
+
+@pytest.fixture
+def hooked() -> Iterator[tuple[stripe.StripeClient, SandboxState, list[tuple[str, object]]]]:
+    """A sandbox with a test module: a monthly 'renewal' timer and a time hook that logs."""
+    log: list[tuple[str, object]] = []
+    router = SandboxRouter()
+
+    @router.timer("test.renew")
+    def renew(state: SandboxState, timer: Timer) -> None:
+        customer = state.require("customer", timer.object_id)
+        log.append(("renew", state.now_for(customer)))
+        state.emit("customer.updated", customer)
+        count = (timer.data or {}).get("left", 0)
+        if count > 1:
+            state.schedule(
+                timer.at + 30 * DAY,
+                "test.renew",
+                timer.object_id,
+                clock_id=timer.clock_id,
+                data={"left": count - 1},
+            )
+
+    @router.time_hook
+    def hook(state: SandboxState, clock_id: str | None, from_ts: int, to_ts: int) -> None:
+        log.append(("hook", (from_ts, to_ts)))
+
+    state = SandboxState()
+    router.install(state)
+    served = ServedApp(create_sandbox_app(state))
+    client = stripe.StripeClient(
+        "sk_test_hooks", base_addresses={"api": served.url}, max_network_retries=0
+    )
+    try:
+        yield client, state, log
+    finally:
+        served.stop()
+
+
+def test_timers_and_hooks_run_in_time_order(
+    hooked: tuple[stripe.StripeClient, SandboxState, list[tuple[str, object]]],
+) -> None:
+    client, state, log = hooked
+    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": T0})
+    customer = client.v1.customers.create(params={"test_clock": clock.id})
+    state.schedule(T0 + 30 * DAY, "test.renew", customer.id, clock_id=clock.id, data={"left": 3})
+
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 75 * DAY})
+
+    assert log == [
+        ("hook", (T0, T0 + 30 * DAY)),
+        ("renew", T0 + 30 * DAY),
+        ("hook", (T0 + 30 * DAY, T0 + 60 * DAY)),
+        ("renew", T0 + 60 * DAY),
+        ("hook", (T0 + 60 * DAY, T0 + 75 * DAY)),
+    ]
+    # The renewal scheduled during the advance (third) waits for the next one.
+    assert [t.at for t in state.pending_timers(customer.id)] == [T0 + 90 * DAY]
+    updates = client.v1.events.list(params={"type": "customer.updated"}).data
+    assert sorted(e.created for e in updates) == [T0 + 30 * DAY, T0 + 60 * DAY]
+    assert all(e.request.id is None for e in updates)  # not caused by an API request
+
+    state.cancel_timers(customer.id)
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 100 * DAY})
+    assert [entry for entry in log if entry[0] == "renew"] == [
+        ("renew", T0 + 30 * DAY),
+        ("renew", T0 + 60 * DAY),
+    ]
+
+
+def test_sandbox_wide_clock(
+    hooked: tuple[stripe.StripeClient, SandboxState, list[tuple[str, object]]],
+) -> None:
+    client, state, log = hooked
+    customer = client.v1.customers.create(params={"email": "wall@example.com"})
+    start = state.now()
+    state.schedule(start + 10 * DAY, "test.renew", customer.id)
+    moved = client.raw_request("post", "/v1/test_helpers/sandbox/clock/advance", seconds=20 * DAY)
+    assert moved.code == 200
+    assert state.now() >= start + 20 * DAY
+    assert ("renew", start + 10 * DAY) in log
+    later = client.v1.customers.create(params={"email": "future@example.com"})
+    assert later.created >= start + 20 * DAY
+
+
+def test_advance_in_process_helper(
+    sandbox_server: SandboxServer, stripe_client: stripe.StripeClient
+) -> None:
+    clock = stripe_client.v1.test_helpers.test_clocks.create(params={"frozen_time": T0})
+    sandbox_server.advance_clock(clock.id, T0 + DAY)
+    assert stripe_client.v1.test_helpers.test_clocks.retrieve(clock.id).frozen_time == T0 + DAY
