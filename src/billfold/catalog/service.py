@@ -170,12 +170,27 @@ def parse_catalog(data: Mapping[str, Any], *, source: str = "catalog") -> Catalo
     return Catalog(plans=tuple(plans))
 
 
+_parsed: dict[tuple[str, float], Catalog] = {}
+
+
 def read_catalog_file(settings: Settings) -> Catalog:
-    """The catalog file (BILLFOLD_CATALOG_FILE) or the embedded default, before overrides."""
+    """The catalog file (BILLFOLD_CATALOG_FILE) or the embedded default, before overrides.
+    Parsed once per file version (path and modification time)."""
     if settings.catalog_file is not None:
         path = Path(settings.catalog_file)
         if not path.is_file():
             raise ConfigurationError(f"BILLFOLD_CATALOG_FILE {str(path)!r} does not exist")
+        key = (str(path.resolve()), path.stat().st_mtime)
+    else:
+        key = ("default", 0.0)
+    if key not in _parsed:
+        _parsed[key] = _parse_catalog_file(settings)
+    return _parsed[key]
+
+
+def _parse_catalog_file(settings: Settings) -> Catalog:
+    if settings.catalog_file is not None:
+        path = Path(settings.catalog_file)
         text, source = path.read_text(), str(path)
     else:
         text = resources.files("billfold.catalog").joinpath("default_catalog.toml").read_text()
