@@ -25,6 +25,10 @@ ROUTERS = [
     "billfold.audit.endpoints:router",
     "billfold.api.payments_v1:router",
     "billfold.api.organizations:router",
+    "billfold.api.trpc:router",
+    "billfold.api.subscriptions:router",
+    "billfold.api.billing:router",
+    "billfold.api.webhooks:router",
 ]
 
 

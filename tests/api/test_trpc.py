@@ -1,8 +1,6 @@
-"""The tRPC wire format at `/trpc`: single calls, batches, errors, per-call transactions.
-
-A small procedure set of its own (mounted at `/trpc-wire`) exercises the adapter; the billing
-procedures of document 000 are tested in test_trpc_billing.py and, with the official client,
-in test_trpc_node.py.
+"""The tRPC dialect: the wire format (single calls, batches, errors, per-call transactions) on a
+small procedure set of its own mounted at `/trpc-wire`, then document 000's billing procedures
+at `/trpc` over the fake Stripe gateway. test_trpc_node.py calls them with the official client.
 """
 
 from __future__ import annotations
@@ -21,10 +19,14 @@ from billfold import errors
 from billfold.api.trpc.endpoint import build_router
 from billfold.api.trpc.procedures import ProcedureContext, ProcedureRouter
 from billfold.api.trpc.wire import TRPCError, parse_request, trpc_error_for
+from billfold.audit import AuditEntry
 from billfold.auth.tokens import issue_token
 from billfold.config import Settings
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import get_or_create_account
+from tests.subscriptions.fake_stripe import FakeStripeGateway
+from tests.subscriptions.fixtures import *  # noqa: F403
+from tests.subscriptions.fixtures import deliver
 
 PREFIX = "/trpc-wire"
 
@@ -299,3 +301,176 @@ def test_undefined_and_null_inputs_differ() -> None:
     ).calls[0]
     assert repr(none.input) == "UNDEFINED"
     assert null.input is None
+
+
+# --- document 000's billing procedures, at /trpc, over the fake Stripe gateway ---------------
+
+CHECKOUT = "/trpc/billing.createCheckoutSession"
+PORTAL = "/trpc/billing.createCustomerPortalSession"
+APP = "https://app.example.com"
+
+
+def _checkout_input(token: str | None, product: str = "billfold_premium") -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "productId": product,
+        "successUrl": f"{APP}/success",
+        "cancelUrl": f"{APP}/cancel",
+    }
+    if token is not None:
+        data["token"] = token
+    return data
+
+
+async def test_checkout_returns_id_and_url_in_subscription_mode(
+    api: httpx.AsyncClient,
+    billing_settings: Settings,
+    database: Any,
+    gateway: FakeStripeGateway,
+    synced: dict[str, str],
+) -> None:
+    token = issue_token(billing_settings, "alice")
+    response = await api.post(CHECKOUT, json=_checkout_input(token))
+    assert response.status_code == 200, response.text
+    data = response.json()["result"]["data"]
+    assert set(data) == {"id", "url"}
+    session = gateway.stripe.sessions[data["id"]]
+    assert data["url"] == session["url"]
+    assert session["mode"] == "subscription"
+    assert session["allow_promotion_codes"] is True
+    # productId "billfold_premium" (the plan's Stripe product) resolved to its monthly price.
+    assert session["price"] == synced["billfold_premium_monthly_usd"]
+    assert session["success_url"] == f"{APP}/success"
+    async with database.transaction() as db:
+        entries = (await db.execute(select(AuditEntry))).scalars().all()
+    audited = {(e.action, e.actor, e.target) for e in entries}
+    assert ("checkout.created", "user:alice", data["id"]) in audited
+
+
+@pytest.mark.parametrize(
+    "product",
+    ["premium", "billfold_premium_yearly_usd", "PRICE:billfold_premium_yearly_usd"],
+)
+async def test_product_id_may_be_a_plan_code_lookup_key_or_price_id(
+    api: httpx.AsyncClient,
+    billing_settings: Settings,
+    gateway: FakeStripeGateway,
+    synced: dict[str, str],
+    product: str,
+) -> None:
+    if product.startswith("PRICE:"):
+        product = synced[product.removeprefix("PRICE:")]
+    token = issue_token(billing_settings, "alice")
+    response = await api.post(CHECKOUT, json=_checkout_input(token, product))
+    assert response.status_code == 200, response.text
+    session = gateway.stripe.sessions[response.json()["result"]["data"]["id"]]
+    expected = "monthly" if product == "premium" else "yearly"
+    assert session["price"] == synced[f"billfold_premium_{expected}_usd"]
+
+
+async def test_checkout_errors(
+    api: httpx.AsyncClient, billing_settings: Settings, synced: dict[str, str]
+) -> None:
+    token = issue_token(billing_settings, "alice")
+    unknown = await api.post(CHECKOUT, json=_checkout_input(token, "prod_nope"))
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["data"]["code"] == "BAD_REQUEST"
+    assert "prod_nope" in unknown.json()["error"]["message"]
+
+    open_redirect = _checkout_input(token) | {"successUrl": "https://evil.example.net/x"}
+    refused = await api.post(CHECKOUT, json=open_redirect)
+    assert refused.status_code == 400
+    assert "evil.example.net" in refused.json()["error"]["message"]
+
+    missing = await api.post(CHECKOUT, json={"productId": "premium", "token": token})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["data"]["field"] == "successUrl"
+
+    anonymous = await api.post(CHECKOUT, json=_checkout_input(None))
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["data"]["code"] == "UNAUTHORIZED"
+
+
+async def test_portal_needs_a_billing_record_then_opens(
+    api: httpx.AsyncClient, billing_settings: Settings, synced: dict[str, str]
+) -> None:
+    token = issue_token(billing_settings, "bob")
+    portal = {"returnUrl": f"{APP}/dashboard", "token": token}
+    before = await api.post(PORTAL, json=portal)
+    assert before.status_code == 404
+    assert before.json()["error"] == {
+        "message": "no billing record for this account yet: start a checkout first",
+        "code": -32004,
+        "data": {
+            "code": "NOT_FOUND",
+            "httpStatus": 404,
+            "path": "billing.createCustomerPortalSession",
+        },
+    }
+    checkout = await api.post(CHECKOUT, json=_checkout_input(token))
+    assert checkout.status_code == 200
+    after = await api.post(PORTAL, json=portal)
+    assert after.status_code == 200, after.text
+    assert set(after.json()["result"]["data"]) == {"url"}
+    assert after.json()["result"]["data"]["url"].startswith("https://billing.stripe.test/")
+    elsewhere = await api.post(PORTAL, json=portal | {"returnUrl": "https://evil.example.net/"})
+    assert elsewhere.status_code == 400
+
+
+async def test_second_checkout_while_subscribed_is_a_conflict(
+    api: httpx.AsyncClient,
+    billing_settings: Settings,
+    gateway: FakeStripeGateway,
+    synced: dict[str, str],
+) -> None:
+    token = issue_token(billing_settings, "carol")
+    first = await api.post(CHECKOUT, json=_checkout_input(token))
+    gateway.stripe.complete_checkout(first.json()["result"]["data"]["id"])
+    for event in gateway.stripe.events:
+        assert (await deliver(api, event)).status_code == 200
+    again = await api.post(CHECKOUT, json=_checkout_input(token))
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == -32009
+    assert again.json()["error"]["data"]["code"] == "CONFLICT"
+
+
+async def test_batched_checkout_then_portal_with_header_token(
+    api: httpx.AsyncClient, billing_settings: Settings, synced: dict[str, str]
+) -> None:
+    token = issue_token(billing_settings, "dave")
+    response = await api.post(
+        "/trpc/billing.createCustomerPortalSession,billing.createCheckoutSession,"
+        "billing.createCustomerPortalSession?batch=1",
+        json={
+            "0": {"returnUrl": f"{APP}/dashboard"},
+            "1": _checkout_input(None),
+            "2": {"returnUrl": f"{APP}/dashboard"},
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 207
+    before, checkout, after = response.json()
+    assert before["error"]["data"]["code"] == "NOT_FOUND"
+    assert checkout["result"]["data"]["id"].startswith("cs_")
+    assert after["result"]["data"]["url"].startswith("https://billing.stripe.test/")
+
+
+async def test_shop_token_bills_the_shop(
+    api: httpx.AsyncClient,
+    billing_settings: Settings,
+    database: Any,
+    synced: dict[str, str],
+) -> None:
+    token = issue_token(billing_settings, "owner", shop="demo.myshopify.com")
+    response = await api.post(CHECKOUT, json=_checkout_input(token))
+    assert response.status_code == 200
+    async with database.transaction() as session:
+        rows = (await session.execute(select(BillingAccount))).scalars().all()
+    assert [(a.kind, a.external_id) for a in rows] == [("shop", "demo.myshopify.com")]
+    assert rows[0].stripe_customer_id is not None
+    other = await api.post(
+        CHECKOUT,
+        json=_checkout_input(token),
+        headers={"X-Shopify-Shop-Domain": "other.myshopify.com"},
+    )
+    assert other.status_code == 403
+    assert other.json()["error"]["data"]["code"] == "FORBIDDEN"

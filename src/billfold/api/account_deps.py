@@ -1,0 +1,46 @@
+"""The billing account of a route that does not name one in its path (documents 001 and 003).
+
+A user's token acts on their own account, or on a shop: the token's `shop` claim, or the shop
+`X-Shopify-Shop-Domain` names when the token is entitled to it (otherwise 403). An API key names
+the account with `X-Billfold-Account` (or the shop header). The rule itself is
+`billfold.auth.tenancy.account_for_principal`; these are its FastAPI dependencies.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+
+from billfold.api.deps import ContainerDep, SessionDep
+from billfold.auth.dependencies import PrincipalDep, ShopHeaderDep
+from billfold.auth.tenancy import account_for_principal
+from billfold.customers.models import BillingAccount
+
+
+async def acting_account(
+    session: SessionDep,
+    container: ContainerDep,
+    principal: PrincipalDep,
+    shop: ShopHeaderDep = None,
+) -> BillingAccount:
+    """The account the caller acts on (an organization needs the admin role)."""
+    return await account_for_principal(
+        session, principal, container.settings, header_shop=shop, require_admin=True
+    )
+
+
+async def reading_account(
+    session: SessionDep,
+    container: ContainerDep,
+    principal: PrincipalDep,
+    shop: ShopHeaderDep = None,
+) -> BillingAccount:
+    """The account the caller reads (any member of an organization may)."""
+    return await account_for_principal(
+        session, principal, container.settings, header_shop=shop, require_admin=False
+    )
+
+
+ActingAccountDep = Annotated[BillingAccount, Depends(acting_account)]
+ReadingAccountDep = Annotated[BillingAccount, Depends(reading_account)]

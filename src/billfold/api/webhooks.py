@@ -1,0 +1,39 @@
+"""Document 003's Stripe webhook route, `POST /api/stripe/webhook`.
+
+It feeds the same inbox as `/api/v1/payments/webhook` (document 004): the signature is checked
+on the raw body (400 and nothing stored when it is forged, stale or missing), the event is
+stored once under its id, the answer is sent at once, and the event is applied after the commit
+(and retried by the server's retry loop if applying it fails). Point a Stripe webhook endpoint
+at either path; both behave the same.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, BackgroundTasks, Request
+from pydantic import BaseModel
+
+from billfold.api.deps import ContainerDep, SessionDep
+from billfold.stripe.inbox import process_event_safely, receive_webhook
+
+router = APIRouter(tags=["Stripe webhooks (document 003)"])
+
+
+class WebhookReceived(BaseModel):
+    received: bool
+    event_id: str
+    type: str
+    duplicate: bool
+
+
+@router.post("/api/stripe/webhook", response_model=WebhookReceived)
+async def stripe_webhook(
+    request: Request, session: SessionDep, container: ContainerDep, background: BackgroundTasks
+) -> WebhookReceived:
+    """Receive a Stripe event: verified, stored once, applied after the response."""
+    stored = await receive_webhook(
+        session, container.settings, await request.body(), request.headers.get("stripe-signature")
+    )
+    background.add_task(process_event_safely, container, stored.id)
+    return WebhookReceived(
+        received=True, event_id=stored.id, type=stored.type, duplicate=not stored.inserted
+    )
