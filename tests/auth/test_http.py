@@ -3,6 +3,7 @@ audit context an endpoint gets."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -55,7 +56,7 @@ def _probe_router(settings: Settings) -> APIRouter:
 
     @router.get("/shop")
     async def shop(
-        session: SessionDep, principal: PrincipalDep, shop_domain: ShopHeaderDep = None
+        session: SessionDep, principal: PrincipalDep, shop_domain: ShopHeaderDep
     ) -> dict[str, Any]:
         account = await account_for_shop(session, principal, shop_domain, settings)
         return {"kind": account.kind, "external_id": account.external_id}
@@ -230,3 +231,18 @@ async def test_audit_context_names_actor_address_and_request(
     )
     assert first.ip == "127.0.0.1" and first.details == {"amount": 500}
     assert second.actor == f"api_key:{key_id}" and second.request_id
+
+
+async def test_concurrent_requests_with_one_api_key(
+    probe: FastAPI, client: httpx.AsyncClient, database: Database
+) -> None:
+    """Every request of a busy key passes; `last_used_at` is written without contention errors."""
+    key_id, secret = await _key(database)
+    headers = {**bearer(secret), "X-Billfold-Account": "user:alice"}
+    responses = await asyncio.gather(
+        *(client.get("/_probe/whoami", headers=headers) for _ in range(25))
+    )
+    assert [r.status_code for r in responses] == [200] * 25
+    async with database.transaction() as session:
+        key = await session.get(ApiKey, key_id)
+    assert key is not None and key.last_used_at is not None

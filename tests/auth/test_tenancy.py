@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -181,3 +182,16 @@ def test_account_header_forms() -> None:
     assert AccountRef.parse("Organization:o1") == AccountRef(AccountKind.ORGANIZATION, "o1")
     assert str(AccountRef.parse("shop:X.myshopify.com")) == "shop:x.myshopify.com"
     assert AccountRef.parse("user:auth0|12:34").external_id == "auth0|12:34"
+
+
+async def test_concurrent_first_use_creates_one_account(
+    database: Database, settings: Settings
+) -> None:
+    async def first_use() -> str:
+        async with database.transaction() as session:
+            return (
+                await account_for_user(session, Principal(kind="user", subject="new"), settings)
+            ).id
+
+    ids = await asyncio.gather(*(first_use() for _ in range(20)))
+    assert len(set(ids)) == 1

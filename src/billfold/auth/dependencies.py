@@ -110,5 +110,14 @@ async def principal_from_token_or_header(
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]
-# Document 001's optional fallback; it may only select a shop the token is entitled to.
-ShopHeaderDep = Annotated[str | None, Header(alias=SHOP_HEADER)]
+
+
+def shop_header(
+    x_shopify_shop_domain: Annotated[str | None, Header(alias=SHOP_HEADER)] = None,
+) -> str | None:
+    """Document 001's optional `X-Shopify-Shop-Domain`; pass it to `account_for_shop`, which
+    lets it select only a shop the token is entitled to."""
+    return x_shopify_shop_domain
+
+
+ShopHeaderDep = Annotated[str | None, Depends(shop_header)]
