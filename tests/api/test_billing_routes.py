@@ -1,0 +1,226 @@
+"""Document 003's `POST /api/billing/checkout_session`, `GET /api/billing/subscriptions` and
+`POST /api/stripe/webhook` over HTTP with the fake Stripe gateway, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from billfold.config import Settings
+from billfold.stripe.models import WebhookEvent
+from tests.subscriptions.fake_stripe import FakeStripeGateway, sign
+from tests.subscriptions.fixtures import *  # noqa: F403
+from tests.subscriptions.fixtures import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, bearer, deliver
+
+B = "/api/billing"
+WEBHOOK = "/api/stripe/webhook"
+APP = "https://app.example.com"
+SUBSCRIPTION_KEYS = {
+    "id",
+    "stripe_subscription_id",
+    "stripe_customer_id",
+    "plan",
+    "price_id",
+    "status",
+    "interval",
+    "unit_amount",
+    "currency",
+    "quantity",
+    "current_period_start",
+    "current_period_end",
+    "cancel_at_period_end",
+    "canceled_at",
+    "ended_at",
+    "trial_end",
+    "created_at",
+    "updated_at",
+}
+
+
+async def _pay(api: httpx.AsyncClient, gateway: FakeStripeGateway, session_id: str) -> None:
+    """The customer pays on the hosted page; Stripe's events reach /api/stripe/webhook."""
+    gateway.stripe.complete_checkout(session_id)
+    for event in gateway.stripe.events:
+        assert (await deliver(api, event, path=WEBHOOK)).status_code == 200
+
+
+async def _stored_events(database: Any) -> int:
+    async with database.transaction() as session:
+        return int((await session.execute(select(func.count(WebhookEvent.id)))).scalar_one())
+
+
+async def test_checkout_session(
+    api: httpx.AsyncClient,
+    billing_settings: Settings,
+    gateway: FakeStripeGateway,
+    synced: dict[str, str],
+) -> None:
+    headers = bearer(billing_settings, "alice")
+    response = await api.post(
+        f"{B}/checkout_session",
+        json={"price_id": "billfold_premium_yearly_usd", "quantity": 3},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"id", "url"}
+    session = gateway.stripe.sessions[body["id"]]
+    assert body["url"] == session["url"]
+    assert (session["mode"], session["quantity"]) == ("subscription", 3)
+    assert session["price"] == synced["billfold_premium_yearly_usd"]
+    # No redirect sent: FRONTEND_URL's defaults (STRIPE_SUCCESS_URL / STRIPE_CANCEL_URL unset).
+    assert session["success_url"].startswith(f"{APP}/billing/success")
+    assert session["cancel_url"] == f"{APP}/billing/cancel"
+
+    by_plan = await api.post(
+        f"{B}/checkout_session",
+        json={"plan": "premium", "interval": "monthly", "currency": "eur"},
+        headers=bearer(billing_settings, "bob"),
+    )
+    assert by_plan.status_code == 200
+    assert (
+        gateway.stripe.sessions[by_plan.json()["id"]]["price"]
+        == synced["billfold_premium_monthly_eur"]
+    )
+
+
+async def test_checkout_session_errors(
+    api: httpx.AsyncClient,
+    billing_settings: Settings,
+    gateway: FakeStripeGateway,
+    synced: dict[str, str],
+) -> None:
+    body = {"price_id": "billfold_premium_monthly_usd"}
+    anonymous = await api.post(f"{B}/checkout_session", json=body)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "unauthenticated"
+    headers = bearer(billing_settings, "alice")
+    bad_host = await api.post(
+        f"{B}/checkout_session",
+        json=body | {"success_url": "https://evil.example.net/"},
+        headers=headers,
+    )
+    assert bad_host.status_code == 400
+    assert bad_host.json()["error"]["field"] == "success_url"
+    nothing = await api.post(f"{B}/checkout_session", json={}, headers=headers)
+    assert nothing.status_code == 400
+    assert nothing.json()["error"]["field"] == "price_id"
+    unknown = await api.post(
+        f"{B}/checkout_session", json={"price_id": "price_unknown"}, headers=headers
+    )
+    assert unknown.status_code == 400
+    zero = await api.post(f"{B}/checkout_session", json=body | {"quantity": 0}, headers=headers)
+    assert zero.status_code == 422
+    assert zero.json()["error"]["field"] == "quantity"
+
+    first = await api.post(f"{B}/checkout_session", json=body, headers=headers)
+    await _pay(api, gateway, first.json()["id"])
+    second = await api.post(f"{B}/checkout_session", json=body, headers=headers)
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "conflict"
+
+
+async def test_subscriptions_list(
+    api: httpx.AsyncClient,
+    billing_settings: Settings,
+    gateway: FakeStripeGateway,
+    synced: dict[str, str],
+) -> None:
+    assert (await api.get(f"{B}/subscriptions")).status_code == 401
+    headers = bearer(billing_settings, "alice")
+    empty = await api.get(f"{B}/subscriptions", headers=headers)
+    assert empty.status_code == 200
+    assert empty.json() == {"subscriptions": []}
+
+    body = {"price_id": "billfold_premium_monthly_usd"}
+    first = await api.post(f"{B}/checkout_session", json=body, headers=headers)
+    await _pay(api, gateway, first.json()["id"])
+    (only,) = (await api.get(f"{B}/subscriptions", headers=headers)).json()["subscriptions"]
+    assert set(only) == SUBSCRIPTION_KEYS
+    assert (only["plan"], only["status"], only["interval"]) == ("premium", "active", "monthly")
+    assert (only["unit_amount"], only["currency"]) == (699, "usd")
+    assert only["price_id"] == synced["billfold_premium_monthly_usd"]
+
+    # Canceled now, then subscribed again: both listed, the newest first.
+    sub = gateway.stripe.subscriptions[only["stripe_subscription_id"]]
+    await gateway.cancel_subscription(sub["id"], idempotency_key="test-cancel")
+    for event in gateway.stripe.events:
+        await deliver(api, event, path=WEBHOOK)
+    again = await api.post(
+        f"{B}/checkout_session", json={"price_id": "billfold_premium_yearly_usd"}, headers=headers
+    )
+    assert again.status_code == 200, again.text
+    await _pay(api, gateway, again.json()["id"])
+    listed = (await api.get(f"{B}/subscriptions", headers=headers)).json()["subscriptions"]
+    assert [(s["status"], s["interval"]) for s in listed] == [
+        ("active", "yearly"),
+        ("canceled", "monthly"),
+    ]
+    # Another user sees none of them.
+    other = await api.get(f"{B}/subscriptions", headers=bearer(billing_settings, "mallory"))
+    assert other.json() == {"subscriptions": []}
+
+
+async def test_stripe_webhook_stores_once_and_applies(
+    api: httpx.AsyncClient,
+    billing_settings: Settings,
+    gateway: FakeStripeGateway,
+    database: Any,
+    synced: dict[str, str],
+) -> None:
+    headers = bearer(billing_settings, "alice")
+    started = await api.post(
+        f"{B}/checkout_session", json={"price_id": "billfold_premium_monthly_usd"}, headers=headers
+    )
+    gateway.stripe.complete_checkout(started.json()["id"])
+    event = gateway.stripe.events[0]
+    response = await deliver(api, event, path=WEBHOOK)
+    assert response.status_code == 200
+    assert response.json() == {
+        "received": True,
+        "event_id": event["id"],
+        "type": event["type"],
+        "duplicate": False,
+    }
+    again = await deliver(api, event, path=WEBHOOK, secret=OLD_WEBHOOK_SECRET)
+    assert again.status_code == 200
+    assert again.json()["duplicate"] is True
+    # The same inbox as document 004's route: a third delivery there is a duplicate too.
+    there = await deliver(api, event)
+    assert there.json()["data"]["duplicate"] is True
+    assert await _stored_events(database) == 1
+    listed = (await api.get(f"{B}/subscriptions", headers=headers)).json()["subscriptions"]
+    assert [s["status"] for s in listed] == ["active"]
+
+
+async def test_stripe_webhook_refuses_forged_and_stale(
+    api: httpx.AsyncClient, database: Any, synced: dict[str, str]
+) -> None:
+    event = {
+        "id": "evt_forged",
+        "object": "event",
+        "type": "customer.subscription.updated",
+        "created": int(time.time()),
+        "data": {"object": {"id": "sub_x", "object": "subscription"}},
+    }
+    payload = json.dumps(event).encode()
+    forged = await api.post(
+        WEBHOOK,
+        content=payload,
+        headers={"Stripe-Signature": sign(payload, "whsec_not_ours")},
+    )
+    assert forged.status_code == 400
+    assert forged.json()["error"]["code"] == "validation_error"
+    stale = await api.post(
+        WEBHOOK,
+        content=payload,
+        headers={"Stripe-Signature": sign(payload, WEBHOOK_SECRET, int(time.time()) - 3600)},
+    )
+    assert stale.status_code == 400
+    unsigned = await api.post(WEBHOOK, content=payload)
+    assert unsigned.status_code == 400
+    assert await _stored_events(database) == 0
