@@ -248,3 +248,33 @@ def test_parse_ttl() -> None:
     assert parse_ttl("7d") == timedelta(days=7)
     with pytest.raises(ValidationFailed):
         parse_ttl("soon")
+
+
+def test_misconfigured_keys_are_named(tmp_path: Path, rsa_pair: tuple[str, str]) -> None:
+    _, ec_public = _pem_pair("ec")
+    private_pem, rsa_public = rsa_pair
+    cases = [
+        ("RS256", ec_public, "not a key for RS256"),
+        ("ES256", rsa_public, "not a key for ES256"),
+        ("RS256", "-----BEGIN PUBLIC KEY-----\ngarbage\n-----END PUBLIC KEY-----\n", "PEM"),
+        ("RS256", str(tmp_path / "missing.pem"), "not found"),
+        ("RS256", private_pem, "PEM public key"),
+    ]
+    for algorithm, key, message in cases:
+        # The key is loaded before the signature is checked, so any signature will do.
+        token = _hand_signed({"alg": algorithm, "typ": "JWT"}, _claims(), b"unused")
+        settings = Settings(
+            jwt_algorithm=algorithm, jwt_public_key=key, data_dir=tmp_path, environment="test"
+        )
+        with pytest.raises(ConfigurationError, match="BILLFOLD_JWT_PUBLIC_KEY") as caught:
+            verify_token(settings, token)
+        assert message in caught.value.message
+
+
+def test_embedded_secret_is_created_once_and_private(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", environment="test")
+    token = issue_token(settings, "alice")
+    secret_file = tmp_path / "data" / "jwt-secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    again = Settings(data_dir=tmp_path / "data", environment="test")
+    assert verify_token(again, token).subject == "alice"

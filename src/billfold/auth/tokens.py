@@ -6,14 +6,19 @@ Issuer, audience and expiry are always checked; the algorithm is pinned by confi
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from billfold.auth.principal import OrgRole, Principal, normalize_shop_domain
 from billfold.clock import utcnow
@@ -29,38 +34,74 @@ MAX_TOKEN_LENGTH = 8192
 _SUBJECT = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
 
 
-def _read_key(value: str) -> str:
+def _read_key(value: str, variable: str) -> str:
     """A PEM given inline, or the path of a file holding it."""
     if value.lstrip().startswith("-----BEGIN"):
         return value
     path = Path(value)
     if path.is_file():
         return path.read_text()
-    raise ConfigurationError(f"key file {value!r} not found")
+    raise ConfigurationError(f"{variable}: key file {value!r} not found")
 
 
 def signing_secret(settings: Settings) -> str:
+    """BILLFOLD_JWT_SECRET, or the embedded default's secret in the data dir (created once,
+    atomically, so two processes starting together agree on it)."""
     if settings.jwt_secret:
         return settings.jwt_secret
     path = settings.data_dir / _SECRET_FILE
-    if path.is_file():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    path.write_text(secret)
-    path.chmod(0o600)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+    secret = path.read_text().strip()
+    if len(secret) < 32:
+        raise ConfigurationError(f"{path} holds no usable JWT secret; delete it to regenerate")
     return secret
 
 
-def _verification_key(settings: Settings) -> str:
+_KEY_TYPES: dict[str, tuple[type[Any], ...]] = {
+    "RS256": (rsa.RSAPublicKey, rsa.RSAPrivateKey),
+    "ES256": (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey),
+}
+
+
+@lru_cache(maxsize=8)
+def _load_key(algorithm: str, value: str, variable: str, private: bool) -> Any:
+    """The key object for `algorithm`, parsed once (a restart picks up a rotated key file)."""
+    pem = _read_key(value, variable).encode()
+    try:
+        key: Any = (
+            serialization.load_pem_private_key(pem, password=None)
+            if private
+            else serialization.load_pem_public_key(pem)
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        kind = "private" if private else "public"
+        raise ConfigurationError(f"{variable} is not a PEM {kind} key") from exc
+    if not isinstance(key, _KEY_TYPES[algorithm]):
+        raise ConfigurationError(f"{variable} is not a key for {algorithm}")
+    if algorithm == "ES256" and not isinstance(key.curve, ec.SECP256R1):
+        raise ConfigurationError(f"{variable}: ES256 needs a P-256 key")
+    return key
+
+
+def _verification_key(settings: Settings) -> Any:
     if settings.jwt_algorithm == "HS256":
         return signing_secret(settings)
     if not settings.jwt_public_key:
         raise ConfigurationError("BILLFOLD_JWT_PUBLIC_KEY is not set")
-    return _read_key(settings.jwt_public_key)
+    return _load_key(
+        settings.jwt_algorithm, settings.jwt_public_key, "BILLFOLD_JWT_PUBLIC_KEY", False
+    )
 
 
-def _signing_key(settings: Settings) -> str:
+def _signing_key(settings: Settings) -> Any:
     if settings.jwt_algorithm == "HS256":
         return signing_secret(settings)
     if not settings.jwt_private_key:
@@ -68,7 +109,9 @@ def _signing_key(settings: Settings) -> str:
             "BILLFOLD_JWT_PRIVATE_KEY is needed to issue tokens with "
             f"{settings.jwt_algorithm}; billfold only verifies them otherwise"
         )
-    return _read_key(settings.jwt_private_key)
+    return _load_key(
+        settings.jwt_algorithm, settings.jwt_private_key, "BILLFOLD_JWT_PRIVATE_KEY", True
+    )
 
 
 def parse_ttl(text: str) -> timedelta:
