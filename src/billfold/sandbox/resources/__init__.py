@@ -14,7 +14,13 @@ RESOURCE_MODULES: list[str] = [
     "billfold.sandbox.resources.test_clocks",
     "billfold.sandbox.resources.sandbox_helpers",
     # sandbox-payments: append your modules below this line
+    "billfold.sandbox.resources.payment_methods",
+    "billfold.sandbox.resources.setup_intents",
+    "billfold.sandbox.resources.payment_intents",
+    "billfold.sandbox.resources.charges",
+    "billfold.sandbox.resources.refunds",
     # sandbox-billing: append your modules below this line
     "billfold.sandbox.resources.subscriptions",
     "billfold.sandbox.resources.invoices",
+    "billfold.sandbox.resources.checkout",
 ]
