@@ -20,4 +20,7 @@ RESOURCE_MODULES: list[str] = [
     "billfold.sandbox.resources.charges",
     "billfold.sandbox.resources.refunds",
     # sandbox-billing: append your modules below this line
+    "billfold.sandbox.resources.subscriptions",
+    "billfold.sandbox.resources.invoices",
+    "billfold.sandbox.resources.checkout",
 ]

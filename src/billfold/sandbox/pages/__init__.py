@@ -1,0 +1,30 @@
+"""The sandbox's hosted pages (Checkout, the billing portal): Jinja2 templates in this folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+_TEMPLATES = Path(__file__).resolve().parent
+_env = Environment(
+    loader=FileSystemLoader(_TEMPLATES),
+    autoescape=select_autoescape(("html",)),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def render_page(template: str, context: dict[str, Any], *, status: int = 200) -> HTMLResponse:
+    """A hosted page rendered from `template` (never cached: it shows live state)."""
+    html = _env.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def sandbox_base_url(request: Request) -> str:
+    """The sandbox's absolute base URL as the caller reached it, mount prefix included
+    (`http://127.0.0.1:8000/stripe-sandbox` inside `billfold serve`)."""
+    return str(request.base_url).rstrip("/")

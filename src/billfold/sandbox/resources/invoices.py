@@ -1,0 +1,265 @@
+"""Invoices and invoice payments: retrieve, list, lines, finalize, pay, void, uncollectible.
+
+Invoices are made by subscriptions (`billing/lifecycle.py`); the rules are in
+`billing/invoicing.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from billfold.sandbox.billing import invoicing
+from billfold.sandbox.errors import card_error, invalid_request
+from billfold.sandbox.params import (
+    Field,
+    anything,
+    apply_metadata,
+    boolean,
+    enum,
+    in_range,
+    metadata,
+    range_filter,
+    string,
+)
+from billfold.sandbox.routing import Call, SandboxRouter
+from billfold.sandbox.search import search_response
+from billfold.sandbox.state import SandboxState, StripeObject
+
+router = SandboxRouter()
+
+LIST: dict[str, Field] = {
+    "customer": string(),
+    "subscription": string(),
+    "status": enum("draft", "open", "paid", "uncollectible", "void"),
+    "collection_method": enum("charge_automatically", "send_invoice"),
+    "created": range_filter(),
+    "due_date": range_filter(),
+    "customer_account": string(),
+}
+PAY: dict[str, Field] = {
+    "payment_method": string(),
+    "off_session": boolean(),
+    "paid_out_of_band": boolean(),
+    "forgive": boolean(),
+    "mandate": string(nullable=True),
+    "source": string(),
+}
+UPDATE: dict[str, Field] = {
+    "metadata": metadata(),
+    "description": string(nullable=True),
+    "default_payment_method": string(nullable=True),
+    "auto_advance": boolean(),
+    "footer": string(nullable=True),
+    "custom_fields": anything(),
+}
+
+
+@router.expander("invoice", "payments")
+def _expand_payments(state: SandboxState, invoice: StripeObject) -> StripeObject:
+    return invoicing.payments_list(state, invoice)
+
+
+@router.get("/v1/invoices/{id}")
+def retrieve_invoice(call: Call) -> StripeObject:
+    return call.require("invoice", call.path["id"])
+
+
+@router.post("/v1/invoices/{id}", UPDATE)
+def update_invoice(call: Call) -> StripeObject:
+    invoice = call.require("invoice", call.path["id"])
+    p = dict(call.params)
+    p.pop("expand", None)
+    if invoice["status"] in ("paid", "void") and set(p) - {"metadata"}:
+        raise invalid_request(
+            f"You can only update the metadata of a {invoice['status']} invoice.",
+            code="invoice_not_editable",
+        )
+    if p.get("default_payment_method"):
+        pm = call.require(
+            "payment_method", p["default_payment_method"], param="default_payment_method"
+        )
+        if pm.get("customer") != invoice["customer"]:
+            raise invalid_request(
+                "The payment method must be attached to the invoice's customer.",
+                param="default_payment_method",
+            )
+    if "metadata" in p:
+        p["metadata"] = apply_metadata(invoice["metadata"], p["metadata"])
+    p.pop("custom_fields", None)
+    previous = call.state.update(invoice, p)
+    if previous:
+        call.emit("invoice.updated", invoice, previous)
+    return invoice
+
+
+def _matches(invoice: StripeObject, p: dict[str, object]) -> bool:
+    return (
+        ("customer" not in p or invoice["customer"] == p["customer"])
+        and ("subscription" not in p or invoicing.subscription_of(invoice) == p["subscription"])
+        and ("status" not in p or invoice["status"] == p["status"])
+        and in_range(invoice["created"], p.get("created"))  # type: ignore[arg-type]
+    )
+
+
+@router.get("/v1/invoices", LIST, list=True)
+def list_invoices(call: Call) -> StripeObject:
+    found = [i for i in call.state.all("invoice", newest_first=True) if _matches(i, call.params)]
+    return call.list_response(found)
+
+
+@router.get("/v1/invoices/search", search=True)
+def search_invoices(call: Call) -> StripeObject:
+    return search_response(
+        call,
+        call.state.all("invoice", newest_first=True),
+        {
+            "status": lambda i: i.get("status"),
+            "customer": lambda i: i.get("customer"),
+            "subscription": invoicing.subscription_of,
+            "total": lambda i: i.get("total"),
+            "number": lambda i: i.get("number"),
+            "created": lambda i: i.get("created"),
+        },
+    )
+
+
+@router.get("/v1/invoices/{id}/lines", list=True)
+def list_invoice_lines(call: Call) -> StripeObject:
+    invoice = call.require("invoice", call.path["id"])
+    return call.list_response(list(invoice["lines"]["data"]))
+
+
+@router.post("/v1/invoices/{id}/finalize", {"auto_advance": boolean()})
+def finalize_invoice(call: Call) -> StripeObject:
+    invoice = call.require("invoice", call.path["id"])
+    if invoice["status"] != "draft":
+        raise invalid_request(
+            "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+            code="invoice_not_editable",
+        )
+    if "auto_advance" in call.params:
+        invoice["auto_advance"] = call.params["auto_advance"]
+    call.state.cancel_timers(invoice["id"], invoicing.FINALIZE_TIMER)
+    invoicing.finalize(call.state, invoice)
+    return invoice
+
+
+@router.post("/v1/invoices/{id}/pay", PAY)
+def pay_invoice(call: Call) -> StripeObject:
+    """Pay now: with `payment_method` (attached to the customer), or the default one; or
+    `paid_out_of_band=true` to record a payment made elsewhere. A decline answers 402."""
+    state = call.state
+    invoice = call.require("invoice", call.path["id"])
+    p = call.params
+    if invoice["status"] == "draft":
+        call.state.cancel_timers(invoice["id"], invoicing.FINALIZE_TIMER)
+        invoicing.finalize(state, invoice)
+        if invoice["status"] == "paid":
+            return invoice
+    if invoice["status"] == "paid":
+        raise invalid_request("Invoice is already paid.")
+    if invoice["status"] not in ("open", "uncollectible"):
+        raise invalid_request(
+            f"You cannot pay an invoice that is {invoice['status']}.", code="invoice_not_open"
+        )
+    if invoice["status"] == "uncollectible":
+        invoice["status"] = "open"
+    if p.get("paid_out_of_band"):
+        state.update(invoice, {"amount_paid_off_stripe": invoice["amount_remaining"]})
+        invoicing.mark_paid(state, invoice, payment_intent=None)
+        return invoice
+    pm = p.get("payment_method")
+    if pm:
+        method = call.require("payment_method", pm, param="payment_method")
+        if method.get("customer") not in (None, invoice["customer"]):
+            raise invalid_request(
+                "The payment method must be attached to the invoice's customer.",
+                param="payment_method",
+            )
+    outcome = invoicing.collect(
+        state,
+        invoice,
+        payment_method=pm,
+        off_session=bool(p.get("off_session", True)),
+        schedule_retry=False,
+    )
+    if outcome.status == "paid":
+        return invoice
+    if outcome.status == "no_payment_method":
+        raise invalid_request(
+            "This invoice cannot be paid: the customer has no default payment method. Pass "
+            "payment_method or set the customer's invoice_settings.default_payment_method.",
+        )
+    error = outcome.error or {}
+    raise card_error(
+        error.get("message", "Your card was declined."),
+        code=error.get("code", "card_declined"),
+        decline_code=error.get("decline_code"),
+        extra={
+            k: v for k, v in error.items() if k in ("payment_intent", "charge", "payment_method")
+        },
+    )
+
+
+@router.post("/v1/invoices/{id}/void")
+def void_invoice(call: Call) -> StripeObject:
+    invoice = call.require("invoice", call.path["id"])
+    return invoicing.void(call.state, invoice)
+
+
+@router.post("/v1/invoices/{id}/mark_uncollectible")
+def mark_uncollectible(call: Call) -> StripeObject:
+    invoice = call.require("invoice", call.path["id"])
+    return invoicing.mark_uncollectible(call.state, invoice)
+
+
+@router.delete("/v1/invoices/{id}")
+def delete_invoice(call: Call) -> StripeObject:
+    invoice = call.require("invoice", call.path["id"])
+    if invoice["status"] != "draft":
+        raise invalid_request("You can only delete draft invoices.", code="invoice_not_editable")
+    if invoicing.subscription_of(invoice):
+        raise invalid_request(
+            "You can't delete invoices created by subscriptions.", code="invoice_not_editable"
+        )
+    call.state.cancel_timers(invoice["id"])
+    snapshot = dict(invoice)
+    deleted = call.state.mark_deleted(invoice)
+    call.emit("invoice.deleted", snapshot)
+    return deleted
+
+
+# --- invoice payments ---------------------------------------------------------------------------
+
+
+@router.get(
+    "/v1/invoice_payments",
+    {
+        "invoice": string(),
+        "status": enum("canceled", "open", "paid"),
+        "payment": anything(),
+        "created": range_filter(),
+    },
+    list=True,
+)
+def list_invoice_payments(call: Call) -> StripeObject:
+    p = call.params
+    raw_payment = p.get("payment")
+    payment: dict[str, Any] = raw_payment if isinstance(raw_payment, dict) else {}
+    found = [
+        ip
+        for ip in call.state.all("invoice_payment", newest_first=True)
+        if ("invoice" not in p or ip["invoice"] == p["invoice"])
+        and ("status" not in p or ip["status"] == p["status"])
+        and (
+            not payment.get("payment_intent")
+            or ip["payment"].get("payment_intent") == payment["payment_intent"]
+        )
+        and in_range(ip["created"], p.get("created"))
+    ]
+    return call.list_response(found)
+
+
+@router.get("/v1/invoice_payments/{id}")
+def retrieve_invoice_payment(call: Call) -> StripeObject:
+    return call.require("invoice_payment", call.path["id"])
