@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     past_due_grace_days: int = Field(
         default=3, validation_alias=_alias("BILLFOLD_PAST_DUE_GRACE_DAYS")
     )
+    # Where the Stripe SDK sends requests instead of api.stripe.com (`billfold sandbox serve`).
+    stripe_api_base_override: str | None = Field(
+        default=None, validation_alias=_alias("BILLFOLD_STRIPE_API_BASE")
+    )
     # How often the server retries webhook events that failed (0 = never; `billfold stripe retry`).
     webhook_retry_seconds: float = Field(
         default=15.0, validation_alias=_alias("BILLFOLD_WEBHOOK_RETRY_SECONDS")
@@ -153,7 +157,10 @@ class Settings(BaseSettings):
 
     @property
     def stripe_api_base(self) -> str | None:
-        """Base address for the Stripe SDK: None for real Stripe, the mounted sandbox otherwise."""
+        """Base address for the Stripe SDK: BILLFOLD_STRIPE_API_BASE when set (a sandbox served on
+        its own), else None for real Stripe, the mounted sandbox otherwise."""
+        if self.stripe_api_base_override:
+            return self.stripe_api_base_override.rstrip("/")
         return None if self.stripe_secret_key else self.base_url + SANDBOX_MOUNT_PATH
 
     @property

@@ -8,10 +8,12 @@ error to a `billfold.errors` type.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 import stripe
@@ -314,11 +316,18 @@ class StripeGateway(Protocol):
 # --- the adapter ---------------------------------------------------------------------------
 
 
+def _wire_value(value: Any) -> Any:
+    # The SDK turns Stripe's `*_decimal` strings into Decimal; give them back as on the wire.
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def _as_dict(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, stripe.StripeObject):
-        result: dict[str, Any] = obj.to_dict()
-        return result
-    return dict(obj)
+    """An SDK object as the plain JSON Stripe sent (so it can be stored and compared)."""
+    plain = obj.to_dict() if isinstance(obj, stripe.StripeObject) else dict(obj)
+    result: dict[str, Any] = json.loads(json.dumps(plain, default=_wire_value))
+    return result
 
 
 def translate_stripe_error(exc: stripe.StripeError) -> BillfoldError:
