@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from billfold import __version__
+from billfold.api.cors import install_cors
 from billfold.api.errors import install_error_handlers
 from billfold.clock import Clock, SystemClock
 from billfold.config import Settings, get_settings
@@ -74,5 +75,6 @@ def create_app(
     mount_sandbox(app, settings)  # only in sandbox mode (no STRIPE_SECRET_KEY)
     for spec in ROUTERS:
         app.include_router(_load_router(spec))
+    install_cors(app, settings)  # the app's own frontends (FRONTEND_URL's host and the like)
     app.add_middleware(RequestContextMiddleware)
     return app

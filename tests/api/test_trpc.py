@@ -474,3 +474,25 @@ async def test_shop_token_bills_the_shop(
     )
     assert other.status_code == 403
     assert other.json()["error"]["data"]["code"] == "FORBIDDEN"
+
+
+async def test_the_apps_frontend_may_call_across_origins(client: httpx.AsyncClient) -> None:
+    preflight = await client.options(
+        CHECKOUT,
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,authorization",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "access-control-allow-credentials" not in preflight.headers
+    answer = await client.post(CHECKOUT, json={}, headers={"Origin": "http://app.example.com:3000"})
+    assert answer.headers["access-control-allow-origin"] == "http://app.example.com:3000"
+    for origin in ("https://evil.example.net", "https://app.example.com.evil.net"):
+        refused = await client.options(
+            CHECKOUT, headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
+        )
+        assert refused.status_code == 400
+        assert "access-control-allow-origin" not in refused.headers
