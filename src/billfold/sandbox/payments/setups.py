@@ -205,12 +205,12 @@ def confirm(
 
 def succeed(state: SandboxState, intent: StripeObject, pm: StripeObject) -> None:
     """The payment method is saved: attached to the customer, usable off-session."""
-    if intent.get("customer"):
-        attach(state, pm, intent["customer"], check_card=False)
     pm_changes: dict[str, Any] = {"_set_up": intent.get("usage") == "off_session"}
     if pm["type"] == "us_bank_account":
         pm_changes["_verified"] = True
     state.update(pm, pm_changes)
+    if intent.get("customer"):
+        attach(state, pm, intent["customer"], check_card=False)
     previous = state.update(intent, {"status": "succeeded", "next_action": None})
     state.emit("setup_intent.succeeded", intent, previous)
     announce(state, intent)
