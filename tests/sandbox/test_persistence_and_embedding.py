@@ -120,12 +120,17 @@ def test_embedded_in_billfold_serve(
         )
         assert event.type == "customer.created"
         assert event.data.object.id == customer.id
+        deadline = time.monotonic() + 5  # written in the background, within 0.2 s
+        while not (settings.data_dir / "sandbox.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert (settings.data_dir / "sandbox.json").exists()
         assert settings.stripe_api_base == receiver_base + SANDBOX_MOUNT_PATH
     finally:
         served.stop()
 
-    # Restarting billfold keeps the sandbox's world and its one billfold endpoint.
+    # Restarting billfold keeps the sandbox's world and its one billfold endpoint. (The state
+    # is written in the background within 0.2 s, and at process exit; flush it as exit would.)
+    app.state.sandbox.save_if_dirty()
     app = create_app(settings, database=Database(sqlite_url))
     state = app.state.sandbox
     assert state.require("customer", customer.id)["email"] == "embedded@example.com"

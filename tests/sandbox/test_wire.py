@@ -253,3 +253,32 @@ def test_fault_timeout_and_share(make_stripe_client: Any, sandbox_server: Sandbo
     with _http(sandbox_server) as http:
         assert http.delete("/v1/test_helpers/sandbox/faults").status_code == 200
     assert all(client.v1.coupons.list() is not None for _ in range(5))
+
+
+async def test_concurrent_calls_are_safe(stripe_client: stripe.StripeClient) -> None:
+    import asyncio
+
+    created = await asyncio.gather(
+        *(
+            stripe_client.v1.customers.create_async(params={"email": f"p{i}@example.com"})
+            for i in range(40)
+        )
+    )
+    assert len({c.id for c in created}) == 40
+    same_key = await asyncio.gather(
+        *(
+            stripe_client.v1.customers.create_async(
+                params={"email": "once@example.com"}, options={"idempotency_key": "race"}
+            )
+            for _ in range(10)
+        ),
+        return_exceptions=True,
+    )
+    ids = {c.id for c in same_key if not isinstance(c, Exception)}
+    assert len(ids) == 1  # the others replayed it or were told the key is in use (409)
+    for outcome in same_key:
+        if isinstance(outcome, Exception):
+            assert isinstance(outcome, stripe.StripeError)
+            assert outcome.http_status == 409
+    listed = stripe_client.v1.customers.list(params={"limit": 100}).data
+    assert len(listed) == 41

@@ -189,7 +189,7 @@ class _Dispatcher:
                         "request_id": request_id,
                     },
                 )
-                state.save_if_dirty()
+                state.save_soon()
         if fault is not None and fault.after:
             if fault.timeout:
                 await asyncio.sleep(fault.timeout)
@@ -277,7 +277,7 @@ class _Dispatcher:
                 try:
                     result = route.handler(call)
                 finally:
-                    state.save_if_dirty()
+                    state.save_soon()
                 if isinstance(result, Response):
                     for name, value in headers.items():
                         result.headers.setdefault(name, value)

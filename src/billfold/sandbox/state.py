@@ -8,10 +8,12 @@ sandbox (never rendered, but persisted), e.g. a webhook endpoint's `_secret`.
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import copy
 import heapq
 import json
+import logging
 import os
 import secrets
 import string
@@ -38,6 +40,7 @@ Expander = Callable[["SandboxState", StripeObject], Any]
 # fn(state, id) -> object or None: makes well-known ids (pm_card_visa) exist on first use.
 Loader = Callable[["SandboxState", str], "StripeObject | None"]
 
+log = logging.getLogger("billfold.sandbox")
 API_VERSION: str = stripe.api_version
 _ALPHABET = string.ascii_letters + string.digits
 SANDBOX_CLOCK = "__sandbox__"  # the key of the sandbox-wide clock in pinned times
@@ -106,6 +109,11 @@ class SandboxState:
         self.loaders: dict[str, Loader] = {}
         self._pinned: dict[str, int] = {}
         self._dirty = False
+        self.save_interval = 0.2
+        self._flusher: threading.Thread | None = None
+        self._flush_lock = threading.Lock()
+        self._flush_wakeup = threading.Event()
+        self._atexit_registered = False
         # Created lazily to avoid import cycles.
         from billfold.sandbox.faults import FaultTable
         from billfold.sandbox.webhooks import WebhookDispatcher
@@ -191,11 +199,11 @@ class SandboxState:
         with self.lock:
             for key, value in changes.items():
                 old = obj.get(key)
-                if old != value:
+                if old != value or key not in obj:
                     if not key.startswith("_"):
                         previous[key] = copy.deepcopy(old)
                     obj[key] = value
-            self._dirty = True
+                    self._dirty = True
         return previous
 
     def mark_deleted(self, obj: StripeObject) -> StripeObject:
@@ -469,8 +477,35 @@ class SandboxState:
         os.replace(tmp, self.path)
 
     def save_if_dirty(self) -> None:
+        """Write now if anything changed since the last save."""
         if self._dirty and self.path is not None:
             self.save()
+
+    def save_soon(self) -> None:
+        """Save within `save_interval` seconds, off the request path: writing the whole world
+        after every call would make each call cost as much as the world is big."""
+        if self.path is None or not self._dirty:
+            return
+        with self._flush_lock:
+            if self._flusher is None or not self._flusher.is_alive():
+                self._flusher = threading.Thread(
+                    target=self._flush_loop, name="sandbox-state-flusher", daemon=True
+                )
+                self._flusher.start()
+                if not self._atexit_registered:
+                    atexit.register(self.save_if_dirty)  # the last changes, at process exit
+                    self._atexit_registered = True
+        self._flush_wakeup.set()
+
+    def _flush_loop(self) -> None:
+        while True:
+            self._flush_wakeup.wait()
+            time.sleep(self.save_interval)
+            self._flush_wakeup.clear()
+            try:
+                self.save_if_dirty()
+            except OSError:
+                log.exception("could not save the sandbox state to %s", self.path)
 
     def _load(self) -> None:
         assert self.path is not None

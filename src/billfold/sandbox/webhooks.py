@@ -142,6 +142,7 @@ class _EndpointWorker(threading.Thread):
                     if event is not None and event.get("pending_webhooks", 0) > 0:
                         event["pending_webhooks"] -= 1
                         d.state.touch()
+                d.state.save_soon()
                 return
             if attempt < d.max_attempts:
                 delay = min(d.retry_cap, d.retry_base * 2 ** (attempt - 1))
