@@ -328,9 +328,14 @@ def _big(value: int) -> ColumnElement[int]:
 
 
 def _balance_update(
-    deltas: Mapping[int, int], units: Mapping[int, str], allow_overdraft: bool
+    deltas: Mapping[int, int], units: Mapping[int, str], allow_overdraft: bool, dialect: str
 ) -> Any:
-    """One UPDATE for every account of the posting, guarded row by row in the database."""
+    """One UPDATE for every account of the posting, guarded row by row in the database.
+
+    On PostgreSQL the rows are first locked in id order (a materialised `FOR NO KEY UPDATE`
+    CTE the UPDATE joins): the UPDATE alone would lock them in whatever order its plan reads
+    them, and two postings over the same accounts could deadlock. SQLite has one writer at a time.
+    """
     ids = sorted(deltas)
     if len(ids) == 1:
         delta: ColumnElement[int] = _big(deltas[ids[0]])
@@ -342,7 +347,18 @@ def _balance_update(
         unit_matches = accounts.c.unit == next(iter(distinct_units))
     else:
         unit_matches = accounts.c.unit == case(*((accounts.c.id == _big(i), units[i]) for i in ids))
-    conditions = [accounts.c.id.in_(ids), unit_matches]
+    if dialect == "postgresql" and len(ids) > 1:
+        locked = (
+            select(accounts.c.id)
+            .where(accounts.c.id.in_(ids))
+            .order_by(accounts.c.id)
+            .with_for_update(key_share=True)
+            .cte("locked")
+            .prefix_with("MATERIALIZED")
+        )
+        conditions = [accounts.c.id == locked.c.id, unit_matches]
+    else:
+        conditions = [accounts.c.id.in_(ids), unit_matches]
     if allow_overdraft:
         overdrawn: ColumnElement[bool] = new_balance < 0
     else:
@@ -411,7 +427,7 @@ async def post_transaction(
 
     updated = {
         row.id: row.balance
-        for row in await session.execute(_balance_update(deltas, units, allow_overdraft))
+        for row in await session.execute(_balance_update(deltas, units, allow_overdraft, dialect))
     }
     if len(updated) != len(deltas):
         await _undo_balances(session, {i: deltas[i] for i in updated})
