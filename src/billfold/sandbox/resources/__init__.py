@@ -19,6 +19,7 @@ RESOURCE_MODULES: list[str] = [
     "billfold.sandbox.resources.payment_intents",
     "billfold.sandbox.resources.charges",
     "billfold.sandbox.resources.refunds",
+    "billfold.sandbox.resources.payment_pages",
     # sandbox-billing: append your modules below this line
     "billfold.sandbox.resources.subscriptions",
     "billfold.sandbox.resources.invoices",
