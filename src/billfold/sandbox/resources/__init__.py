@@ -24,5 +24,4 @@ RESOURCE_MODULES: list[str] = [
     "billfold.sandbox.resources.subscriptions",
     "billfold.sandbox.resources.invoices",
     "billfold.sandbox.resources.checkout",
-    "billfold.sandbox.resources.portal",
 ]
