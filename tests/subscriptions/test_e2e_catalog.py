@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from billfold.catalog.service import load_catalog, sync_catalog
 from tests.e2e_fixtures import BillfoldServer, sandbox_gateway
+
+# The SDK's httpx client posts form bodies with `data=`, which httpx deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 async def test_plans_show_the_sandbox_prices_and_sync_is_idempotent(
