@@ -21,12 +21,14 @@ class HeldEvents:
     """Events emitted while held: (type, object, previous_attributes)."""
 
     emitted: list[tuple[str, StripeObject, dict[str, Any] | None]] = field(default_factory=list)
-    first: list[tuple[str, StripeObject]] = field(default_factory=list)
+    first: list[tuple[str, StripeObject, dict[str, Any] | None]] = field(default_factory=list)
     dropped: set[str] = field(default_factory=set)
 
-    def lead_with(self, event_type: str, obj: StripeObject) -> None:
+    def lead_with(
+        self, event_type: str, obj: StripeObject, previous: dict[str, Any] | None = None
+    ) -> None:
         """Send this event first, with `obj` as it is when the hold ends."""
-        self.first.append((event_type, obj))
+        self.first.append((event_type, obj, previous))
 
     def drop_about(self, object_id: str) -> None:
         """Send nothing about this object (it was never really created)."""
@@ -56,9 +58,9 @@ def held_events(state: SandboxState) -> Iterator[HeldEvents]:
                 state.emit = original  # type: ignore[method-assign]
             else:
                 del state.emit  # back to the class's method
-            for event_type, obj in held.first:
+            for event_type, obj, previous in held.first:
                 if obj.get("id") not in held.dropped:
-                    original(event_type, obj)
+                    original(event_type, obj, previous)
             for event_type, snapshot, previous in held.emitted:
                 if snapshot.get("id") not in held.dropped:
                     original(event_type, snapshot, previous)

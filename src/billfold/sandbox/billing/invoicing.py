@@ -293,7 +293,6 @@ def create_invoice(
         "amount_due": 0,
         "amount_overpaid": 0,
         "amount_paid": 0,
-        "amount_paid_off_stripe": 0,
         "amount_remaining": 0,
         "amount_shipping": 0,
         "application": None,
@@ -310,7 +309,6 @@ def create_invoice(
         "automatically_finalizes_at": None,
         "billing_reason": billing_reason,
         "collection_method": "charge_automatically",
-        "confirmation_secret": None,
         "created": now,
         "currency": currency,
         "custom_fields": None,
@@ -636,15 +634,11 @@ def attach_intent(state: SandboxState, invoice: StripeObject, payment_intent: St
     """Make `payment_intent` the invoice's payment (`default_incomplete`: confirmed later by the
     customer); the invoice's `confirmation_secret` then carries its client secret."""
     _new_invoice_payment(state, invoice, str(payment_intent["id"]))
-    state.update(
-        invoice,
-        {
-            "confirmation_secret": {
-                "client_secret": payment_intent.get("client_secret"),
-                "type": "payment_intent",
-            }
-        },
-    )
+    invoice["_confirmation_secret"] = {
+        "client_secret": payment_intent.get("client_secret"),
+        "type": "payment_intent",
+    }
+    state.touch()
 
 
 def _payment_intent_of(inpay: StripeObject | None) -> str | None:

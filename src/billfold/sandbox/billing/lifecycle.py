@@ -310,11 +310,9 @@ def _start(
         "pending_invoice_item_interval": None,
         "pending_setup_intent": None,
         "pending_update": None,
-        "presentment_details": None,
         "schedule": None,
         "start_date": now,
         "status": "incomplete",
-        "status_details": None,
         "test_clock": customer.get("test_clock"),
         "transfer_data": None,
         "trial_end": trial_end if trialing else None,
@@ -610,23 +608,25 @@ def _renew(
         for item in items
     ]
     unpaid = sub["status"] == "unpaid"
-    invoice = invoicing.create_invoice(
-        state,
-        customer=customer,
-        currency=str(sub["currency"]),
-        lines=lines,
-        billing_reason="subscription_cycle",
-        subscription=sub,
-        period=current_period(sub),
-        discounts=discounting_ids(state, sub, period[0]),
-        auto_advance=not unpaid,
-    )
-    discounting.record_use(state, invoice.get("discounts") or [])
-    changes: dict[str, Any] = {"items": new_items, "latest_invoice": invoice["id"]}
-    if ending_trial:
-        changes["status"] = "active"
-    previous = state.update(sub, changes)
-    state.emit("customer.subscription.updated", sub, previous)
+    # Stripe announces the new period before the invoice that bills it.
+    with held_events(state) as held:
+        invoice = invoicing.create_invoice(
+            state,
+            customer=customer,
+            currency=str(sub["currency"]),
+            lines=lines,
+            billing_reason="subscription_cycle",
+            subscription=sub,
+            period=current_period(sub),
+            discounts=discounting_ids(state, sub, period[0]),
+            auto_advance=not unpaid,
+        )
+        discounting.record_use(state, invoice.get("discounts") or [])
+        changes: dict[str, Any] = {"items": new_items, "latest_invoice": invoice["id"]}
+        if ending_trial:
+            changes["status"] = "active"
+        previous = state.update(sub, changes)
+        held.lead_with("customer.subscription.updated", sub, previous)
     _schedule(state, sub)
     if not unpaid:
         delay = int(billing_settings(state)["renewal_finalize_delay"])
@@ -756,7 +756,7 @@ def cancel_now(
                     period=(now, end),
                     amount=credit,
                     description=f"Unused time on {item['quantity']} \u00d7 "
-                    f"{invoicing.product_name(state, item['price'])} after {_date(now)}",
+                    f"{invoicing.product_name(state, item['price'])} after {format_date(now)}",
                     subscription=sub["id"],
                     subscription_item=item["id"],
                     proration=True,
@@ -785,7 +785,8 @@ def cancel_now(
     )
 
 
-def _date(ts: int) -> str:
+def format_date(ts: int) -> str:
+    """`05 Mar 2026`, for descriptions and hosted pages."""
     return datetime.fromtimestamp(ts, UTC).strftime("%d %b %Y")
 
 
@@ -911,7 +912,7 @@ def _proration_lines(
                     period=(at, end),
                     amount=credit,
                     description=f"Unused time on {old['quantity']} \u00d7 "
-                    f"{invoicing.product_name(state, old['price'])} after {_date(at)}",
+                    f"{invoicing.product_name(state, old['price'])} after {format_date(at)}",
                     subscription=sub["id"],
                     subscription_item=item_id,
                     proration=True,
@@ -938,7 +939,7 @@ def _proration_lines(
                     period=(at, end),
                     amount=charge,
                     description=f"Remaining time on {new['quantity']} \u00d7 "
-                    f"{invoicing.product_name(state, new['price'])} after {_date(at)}",
+                    f"{invoicing.product_name(state, new['price'])} after {format_date(at)}",
                     subscription=sub["id"],
                     subscription_item=item_id,
                     proration=True,

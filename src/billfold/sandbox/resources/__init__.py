@@ -24,4 +24,5 @@ RESOURCE_MODULES: list[str] = [
     "billfold.sandbox.resources.subscriptions",
     "billfold.sandbox.resources.invoices",
     "billfold.sandbox.resources.checkout",
+    "billfold.sandbox.resources.portal",
 ]

@@ -59,6 +59,13 @@ def _expand_payments(state: SandboxState, invoice: StripeObject) -> StripeObject
     return invoicing.payments_list(state, invoice)
 
 
+@router.expander("invoice", "confirmation_secret")
+def _expand_confirmation_secret(state: SandboxState, invoice: StripeObject) -> Any:
+    """`expand[]=confirmation_secret`: the client secret of the invoice's PaymentIntent
+    (`payment_behavior=default_incomplete`), for Stripe.js to confirm."""
+    return invoice.get("_confirmation_secret")
+
+
 @router.get("/v1/invoices/{id}")
 def retrieve_invoice(call: Call) -> StripeObject:
     return call.require("invoice", call.path["id"])
@@ -165,7 +172,7 @@ def pay_invoice(call: Call) -> StripeObject:
     if invoice["status"] == "uncollectible":
         invoice["status"] = "open"
     if p.get("paid_out_of_band"):
-        state.update(invoice, {"amount_paid_off_stripe": invoice["amount_remaining"]})
+        invoice["_paid_out_of_band"] = invoice["amount_remaining"]
         invoicing.mark_paid(state, invoice, payment_intent=None)
         return invoice
     pm = p.get("payment_method")
