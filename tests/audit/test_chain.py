@@ -75,13 +75,15 @@ async def test_bad_details_are_refused(database: Database) -> None:
 
 
 async def test_concurrent_appends_never_fork_the_chain(database: Database) -> None:
-    async def one(i: int) -> None:
-        async with database.transaction() as session:
-            await record_event(
-                session, action="usage.recorded", actor=f"user:u{i}", account_id=f"acct_{i % 5}"
-            )
+    async def writer(i: int) -> None:
+        for _ in range(3):
+            async with database.transaction() as session:
+                await record_event(
+                    session, action="usage.recorded", actor=f"user:u{i}", account_id=f"acct_{i % 5}"
+                )
 
-    await asyncio.gather(*(one(i) for i in range(60)))
+    # 20 writers (a connection each, leaving room on a shared server) and 60 commits.
+    await asyncio.gather(*(writer(i) for i in range(20)))
     async with database.transaction() as session:
         count = (await session.execute(select(func.count()).select_from(AuditEntry))).scalar()
         prevs = (await session.execute(select(AuditEntry.prev_hash))).scalars().all()

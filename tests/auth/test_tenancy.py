@@ -171,7 +171,7 @@ async def test_reading_an_existing_account(database: Database, settings: Setting
 
 @pytest.mark.parametrize(
     "text",
-    ["alice", "team:o1", "user:", "shop:not a domain", "user:a\x01b", ":x"],
+    ["alice", "team:o1", "user:", "shop:not a domain", "user:a\x01b", ":x", "user:\udc00"],
 )
 def test_account_header_is_validated(text: str) -> None:
     with pytest.raises(ValidationFailed):

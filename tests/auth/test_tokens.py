@@ -230,6 +230,7 @@ def test_garbage_is_refused(hs: Settings, token: str) -> None:
         {"sub": ""},
         {"sub": 42},
         {"sub": "a\x00b"},
+        {"sub": "\ud800"},
         {"shop": "not a domain"},
         {"shop": 7},
         {"shops": "a.myshopify.com"},

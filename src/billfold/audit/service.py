@@ -125,10 +125,12 @@ def hash_of(entry: AuditEntry) -> str:
 
 
 def _clean(value: str | None, limit: int) -> str | None:
-    """Text fit for both databases: PostgreSQL refuses NUL; columns have a length."""
+    """Text fit for both databases: no NUL (PostgreSQL refuses it), no lone surrogates (not
+    UTF-8), no longer than the column."""
     if value is None:
         return None
-    return value.replace("\x00", "")[:limit]
+    text = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return text[:limit]
 
 
 def _lock_chain_head(session: Session) -> tuple[int, str]:

@@ -16,7 +16,7 @@ OrgRole = Literal["admin", "member"]
 _SHOP_DOMAIN = re.compile(
     r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$"
 )
-_EXTERNAL_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
+_EXTERNAL_ID = re.compile(r"^[^\x00-\x1f\x7f\ud800-\udfff]{1,255}$")
 
 
 def normalize_shop_domain(value: str, *, field: str = "shop") -> str:

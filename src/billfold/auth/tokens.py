@@ -30,8 +30,9 @@ from billfold.errors import ConfigurationError, Unauthenticated, ValidationFaile
 _SECRET_FILE = "jwt-secret"
 # Far above any real token; refuses megabyte headers before parsing them.
 MAX_TOKEN_LENGTH = 8192
-# A user id: 1 to 255 characters, no control characters.
-_SUBJECT = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
+# A user id: 1 to 255 characters, no control characters and no lone surrogates (which no
+# database column can store).
+_SUBJECT = re.compile(r"^[^\x00-\x1f\x7f\ud800-\udfff]{1,255}$")
 
 
 def _read_key(value: str, variable: str) -> str:
