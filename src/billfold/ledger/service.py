@@ -43,6 +43,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -58,6 +59,7 @@ from billfold.errors import (
     NotFound,
     ValidationFailed,
 )
+from billfold.ledger import statements
 from billfold.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from billfold.ledger.schemas import (
     CREDITS,
@@ -71,6 +73,9 @@ from billfold.ledger.schemas import (
 accounts = cast(Table, LedgerAccount.__table__)
 transactions = cast(Table, LedgerTransaction.__table__)
 entries_table = cast(Table, LedgerEntry.__table__)
+
+_INSERT_TRANSACTION_PG = text(statements.INSERT_TRANSACTION)
+_MOVE_BALANCES_PG = text(statements.MOVE_BALANCES)
 
 MAIN = "main"
 """The name of a customer's spendable account (others: e.g. `held` for reserved credits)."""
@@ -328,13 +333,12 @@ def _big(value: int) -> ColumnElement[int]:
 
 
 def _balance_update(
-    deltas: Mapping[int, int], units: Mapping[int, str], allow_overdraft: bool, dialect: str
+    deltas: Mapping[int, int], units: Mapping[int, str], allow_overdraft: bool
 ) -> Any:
     """One UPDATE for every account of the posting, guarded row by row in the database.
 
-    On PostgreSQL the rows are first locked in id order (a materialised `FOR NO KEY UPDATE`
-    CTE the UPDATE joins): the UPDATE alone would lock them in whatever order its plan reads
-    them, and two postings over the same accounts could deadlock. SQLite has one writer at a time.
+    (SQLite: the writer holds the database lock, so lock order does not arise. PostgreSQL runs
+    statements.MOVE_BALANCES, which locks the rows in id order first.)
     """
     ids = sorted(deltas)
     if len(ids) == 1:
@@ -347,18 +351,7 @@ def _balance_update(
         unit_matches = accounts.c.unit == next(iter(distinct_units))
     else:
         unit_matches = accounts.c.unit == case(*((accounts.c.id == _big(i), units[i]) for i in ids))
-    if dialect == "postgresql" and len(ids) > 1:
-        locked = (
-            select(accounts.c.id)
-            .where(accounts.c.id.in_(ids))
-            .order_by(accounts.c.id)
-            .with_for_update(key_share=True)
-            .cte("locked")
-            .prefix_with("MATERIALIZED")
-        )
-        conditions = [accounts.c.id == locked.c.id, unit_matches]
-    else:
-        conditions = [accounts.c.id.in_(ids), unit_matches]
+    conditions = [accounts.c.id.in_(ids), unit_matches]
     if allow_overdraft:
         overdrawn: ColumnElement[bool] = new_balance < 0
     else:
@@ -400,44 +393,102 @@ async def post_transaction(
     now = clock.now()
     dialect = session.get_bind().dialect.name
 
-    transaction_id = (
-        await session.execute(
-            _insert_transaction(dialect).values(
-                idempotency_key=idempotency_key,
-                kind=kind,
-                description=description,
-                metadata=meta,
-                fingerprint=fingerprint,
-                created_at=now,
-            )
-        )
-    ).scalar_one_or_none()
-    if transaction_id is None:
-        return await _replay(session, idempotency_key, fingerprint)
-
     deltas: dict[int, int] = defaultdict(int)
     units: dict[int, str] = {}
     for line in entries:
         deltas[line.account_id] += line.amount
         if units.setdefault(line.account_id, line.unit) != line.unit:
-            await _forget_transaction(session, transaction_id)
             raise ValidationFailed(
                 f"ledger account {line.account_id} has entries in two units", field="entries"
             )
+    transaction_id = await _claim_key(
+        session,
+        dialect,
+        {
+            "idempotency_key": idempotency_key,
+            "kind": kind,
+            "description": description,
+            "metadata": meta,
+            "fingerprint": fingerprint,
+            "created_at": now,
+        },
+    )
+    if transaction_id is None:
+        return await _replay(session, idempotency_key, fingerprint)
 
+    if dialect == "postgresql":
+        posted = await _move_postgresql(session, transaction_id, entries, allow_overdraft)
+    else:
+        posted = await _move_generic(
+            session, transaction_id, entries, deltas, units, allow_overdraft
+        )
+    moved = {entry.account_id: entry.balance_after for entry in posted}
+    if len(moved) != len(deltas):
+        await _undo_balances(session, {i: deltas[i] for i in moved})
+        await _forget_transaction(session, transaction_id)
+        raise await _refusal(session, deltas, units, moved)
+    return PostedTransaction(
+        id=transaction_id,
+        idempotency_key=idempotency_key,
+        kind=kind,
+        description=description,
+        metadata=meta,
+        fingerprint=fingerprint,
+        created_at=now,
+        entries=tuple(posted),
+    )
+
+
+async def _claim_key(session: AsyncSession, dialect: str, values: dict[str, Any]) -> int | None:
+    """Insert the transaction row unless its idempotency key exists; its id, or None."""
+    if dialect == "postgresql":
+        params = dict(values, metadata=canonical_json(values["metadata"]))
+        result = await session.execute(_INSERT_TRANSACTION_PG, params)
+    else:
+        result = await session.execute(_insert_transaction(dialect).values(**values))
+    transaction_id: int | None = result.scalar_one_or_none()
+    return transaction_id
+
+
+async def _move_postgresql(
+    session: AsyncSession,
+    transaction_id: int,
+    entries: Sequence[EntryLine],
+    allow_overdraft: bool,
+) -> list[PostedEntry]:
+    """Lock, guard, move and write the entries in one statement (statements.MOVE_BALANCES)."""
+    written = await session.execute(
+        _MOVE_BALANCES_PG,
+        {
+            "account_ids": [line.account_id for line in entries],
+            "units": [line.unit for line in entries],
+            "amounts": [line.amount for line in entries],
+            "overdraft": allow_overdraft,
+            "transaction_id": transaction_id,
+        },
+    )
+    return sorted((PostedEntry(*row) for row in written), key=lambda e: e.id)
+
+
+async def _move_generic(
+    session: AsyncSession,
+    transaction_id: int,
+    entries: Sequence[EntryLine],
+    deltas: Mapping[int, int],
+    units: Mapping[int, str],
+    allow_overdraft: bool,
+) -> list[PostedEntry]:
+    """The same as _move_postgresql in two statements (SQLite: one writer at a time)."""
     updated = {
         row.id: row.balance
-        for row in await session.execute(_balance_update(deltas, units, allow_overdraft, dialect))
+        for row in await session.execute(_balance_update(deltas, units, allow_overdraft))
     }
-    if len(updated) != len(deltas):
-        await _undo_balances(session, {i: deltas[i] for i in updated})
-        await _forget_transaction(session, transaction_id)
-        raise await _refusal(session, deltas, units, updated)
-
     # Running balances: each account's balance before this posting, then entry by entry.
-    running = {i: updated[i] - deltas[i] for i in deltas}
+    running = {i: updated[i] - deltas[i] for i in updated}
     rows = []
     for line in entries:
+        if line.account_id not in updated:
+            continue
         running[line.account_id] += line.amount
         rows.append(
             {
@@ -448,6 +499,8 @@ async def post_transaction(
                 "balance_after": running[line.account_id],
             }
         )
+    if not rows:
+        return []
     written = await session.execute(
         insert(entries_table)
         .values(rows)
@@ -459,20 +512,7 @@ async def post_transaction(
             entries_table.c.balance_after,
         )
     )
-    posted = sorted(
-        (PostedEntry(r.id, r.account_id, r.unit, r.amount, r.balance_after) for r in written),
-        key=lambda e: e.id,
-    )
-    return PostedTransaction(
-        id=transaction_id,
-        idempotency_key=idempotency_key,
-        kind=kind,
-        description=description,
-        metadata=meta,
-        fingerprint=fingerprint,
-        created_at=now,
-        entries=tuple(posted),
-    )
+    return sorted((PostedEntry(*row) for row in written), key=lambda e: e.id)
 
 
 async def _replay(
@@ -507,6 +547,10 @@ async def _undo_balances(session: AsyncSession, applied: Mapping[int, int]) -> N
 
 
 async def _forget_transaction(session: AsyncSession, transaction_id: int) -> None:
+    """Remove a refused posting's rows (entries already written for the accounts that moved)."""
+    await session.execute(
+        delete(entries_table).where(entries_table.c.transaction_id == transaction_id)
+    )
     await session.execute(delete(transactions).where(transactions.c.id == transaction_id))
 
 
