@@ -30,6 +30,7 @@ from billfold.sandbox.payments.instruments import (
     BankFailure,
     Decline,
 )
+from billfold.sandbox.payments.last_errors import last_error
 from billfold.sandbox.payments.methods import (
     attach,
     bank_account_of,
@@ -334,16 +335,7 @@ def _fail_card(
     state: SandboxState, intent: StripeObject, pm: StripeObject, decline: Decline
 ) -> StripeError:
     charge = new_charge(state, intent, pm, status="failed", captured=False, failure=decline)
-    error: dict[str, Any] = {
-        "charge": charge["id"],
-        "code": decline.code,
-        "doc_url": f"https://stripe.com/docs/error-codes/{decline.code.replace('_', '-')}",
-        "message": decline.message,
-        "payment_method": _rendered(state, pm),
-        "type": "card_error",
-    }
-    if decline.decline_code:
-        error["decline_code"] = decline.decline_code
+    error = last_error(state, decline, pm, type="card_error", charge=charge["id"])
     previous = state.update(
         intent,
         {
@@ -479,15 +471,7 @@ def settle(state: SandboxState, intent: StripeObject) -> None:
             {
                 "status": "requires_payment_method",
                 "payment_method": None,
-                "last_payment_error": {
-                    "charge": charge["id"],
-                    "code": failure.code,
-                    "doc_url": "https://stripe.com/docs/error-codes/"
-                    + failure.code.replace("_", "-"),
-                    "message": failure.message,
-                    "payment_method": _rendered(state, pm),
-                    "type": "invalid_request_error",
-                },
+                "last_payment_error": last_error(state, failure, pm, charge=charge["id"]),
             },
         )
         state.emit("charge.failed", charge, before)
@@ -513,7 +497,7 @@ def verify_microdeposits(
                 "status": "requires_payment_method",
                 "payment_method": None,
                 "next_action": None,
-                "last_payment_error": microdeposits.error_dict(code, message, pm),
+                "last_payment_error": last_error(state, (code, message), pm),
             },
         )
         state.emit("payment_intent.payment_failed", intent, previous)
@@ -541,14 +525,7 @@ def authenticate(state: SandboxState, intent: StripeObject, *, succeed: bool) ->
                 "status": "requires_payment_method",
                 "payment_method": None,
                 "next_action": None,
-                "last_payment_error": {
-                    "code": failure.code,
-                    "doc_url": "https://stripe.com/docs/error-codes/"
-                    + failure.code.replace("_", "-"),
-                    "message": failure.message,
-                    "payment_method": _rendered(state, pm),
-                    "type": "invalid_request_error",
-                },
+                "last_payment_error": last_error(state, failure, pm),
             },
         )
         state.emit("payment_intent.payment_failed", intent, previous)

@@ -393,6 +393,23 @@ def create_from_params(
     )
 
 
+def from_intent_params(state: SandboxState, params: dict[str, Any]) -> StripeObject | None:
+    """The PaymentMethod an intent call names: `payment_method` (a stored or test id) or
+    `payment_method_data` (a new one), never both; None when neither was sent."""
+    if "payment_method" in params and "payment_method_data" in params:
+        raise invalid_request(
+            "You cannot provide both payment_method and payment_method_data.",
+            param="payment_method_data",
+        )
+    if "payment_method_data" in params:
+        return create_from_params(
+            state, params["payment_method_data"], prefix="payment_method_data"
+        )
+    if params.get("payment_method"):
+        return resolve(state, params["payment_method"])
+    return None
+
+
 def card_of(pm: StripeObject) -> StripeTestCard | None:
     """The test card behind a card PaymentMethod."""
     number = pm.get("_card")

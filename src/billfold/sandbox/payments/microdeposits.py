@@ -46,19 +46,6 @@ def awaiting(intent: StripeObject) -> bool:
     return intent.get("status") == "requires_action" and action.get("type") == VERIFY_ACTION
 
 
-def error_dict(code: str, message: str, pm: StripeObject | None) -> dict[str, Any]:
-    """A `last_setup_error`/`last_payment_error` for a failed verification."""
-    error: dict[str, Any] = {
-        "code": code,
-        "doc_url": f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}",
-        "message": message,
-        "type": "invalid_request_error",
-    }
-    if pm is not None:
-        error["payment_method"] = {k: v for k, v in pm.items() if not k.startswith("_")}
-    return error
-
-
 EXCEEDED = (
     "payment_method_microdeposit_verification_attempts_exceeded",
     "You have exceeded the number of allowed verification attempts.",

@@ -14,6 +14,7 @@ from billfold.sandbox.errors import StripeError, card_error, invalid_request
 from billfold.sandbox.params import apply_metadata
 from billfold.sandbox.payments import authentication, microdeposits
 from billfold.sandbox.payments.instruments import Decline
+from billfold.sandbox.payments.last_errors import last_error
 from billfold.sandbox.payments.methods import attach, bank_account_of, card_of, require_usable
 from billfold.sandbox.payments.outcomes import announce
 from billfold.sandbox.state import SandboxState, StripeObject
@@ -235,16 +236,7 @@ def _decline(
     state: SandboxState, intent: StripeObject, pm: StripeObject, decline: Decline
 ) -> StripeError:
     rendered_pm = state.render(pm)
-    error: dict[str, Any] = {
-        "code": decline.code,
-        "doc_url": f"https://stripe.com/docs/error-codes/{decline.code.replace('_', '-')}",
-        "message": decline.message,
-        "payment_method": rendered_pm,
-        "type": "card_error",
-    }
-    if decline.decline_code:
-        error["decline_code"] = decline.decline_code
-    fail(state, intent, error)
+    fail(state, intent, last_error(state, decline, pm, type="card_error"))
     return card_error(
         decline.message,
         code=decline.code,
@@ -265,18 +257,7 @@ def authenticate(state: SandboxState, intent: StripeObject, *, succeed_: bool) -
     if succeed_:
         succeed(state, intent, pm)
         return
-    failure = AUTHENTICATION_FAILED
-    fail(
-        state,
-        intent,
-        {
-            "code": failure.code,
-            "doc_url": "https://stripe.com/docs/error-codes/" + failure.code.replace("_", "-"),
-            "message": failure.message,
-            "payment_method": state.render(pm),
-            "type": "invalid_request_error",
-        },
-    )
+    fail(state, intent, last_error(state, AUTHENTICATION_FAILED, pm))
 
 
 def verify_microdeposits(
@@ -292,7 +273,7 @@ def verify_microdeposits(
     if failure is not None:
         code, message = failure
         state.cancel_timers(intent["id"], MICRODEPOSITS_FAILED_TIMER)
-        fail(state, intent, microdeposits.error_dict(code, message, pm))
+        fail(state, intent, last_error(state, (code, message), pm))
         return invalid_request(message, code=code)
     state.cancel_timers(intent["id"], MICRODEPOSITS_FAILED_TIMER)
     succeed(state, intent, pm)
@@ -305,7 +286,7 @@ def microdeposits_failed(state: SandboxState, intent: StripeObject) -> None:
         return
     pm = state.get("payment_method", intent.get("payment_method") or "")
     code, message = MICRODEPOSITS_FAILED
-    fail(state, intent, microdeposits.error_dict(code, message, pm))
+    fail(state, intent, last_error(state, (code, message), pm))
 
 
 def cancel(state: SandboxState, intent: StripeObject, reason: str | None = None) -> None:

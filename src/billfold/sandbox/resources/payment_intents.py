@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billfold.sandbox.errors import StripeError, invalid_request
+from billfold.sandbox.errors import invalid_request
 from billfold.sandbox.params import (
     Field,
     anything,
@@ -23,8 +23,9 @@ from billfold.sandbox.params import (
     string,
 )
 from billfold.sandbox.payments import intents
+from billfold.sandbox.payments.last_errors import raise_failure
 from billfold.sandbox.payments.links import remember_base
-from billfold.sandbox.payments.methods import PAYMENT_METHOD_DATA, create_from_params, resolve
+from billfold.sandbox.payments.methods import PAYMENT_METHOD_DATA, from_intent_params
 from billfold.sandbox.routing import Call, SandboxRouter
 from billfold.sandbox.search import search_response
 from billfold.sandbox.state import SandboxState, StripeObject, Timer
@@ -128,27 +129,6 @@ AUTHENTICATE = {"outcome": enum("succeed", "fail")}
 _UPDATABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
 
 
-def _payment_method(call: Call) -> StripeObject | None:
-    p = call.params
-    if "payment_method" in p and "payment_method_data" in p:
-        raise invalid_request(
-            "You cannot provide both payment_method and payment_method_data.",
-            param="payment_method_data",
-        )
-    if "payment_method_data" in p:
-        return create_from_params(
-            call.state, p["payment_method_data"], prefix="payment_method_data"
-        )
-    if p.get("payment_method"):
-        return resolve(call.state, p["payment_method"])
-    return None
-
-
-def _raise(error: StripeError | None) -> None:
-    if error is not None:
-        raise error
-
-
 def _confirm(call: Call, intent: StripeObject, pm: StripeObject | None) -> None:
     p = call.params
     if "payment_method_types" in p and intent["status"] in _UPDATABLE:
@@ -156,7 +136,7 @@ def _confirm(call: Call, intent: StripeObject, pm: StripeObject | None) -> None:
     for key in ("receipt_email", "shipping"):
         if key in p:
             call.state.update(intent, {key: p[key]})
-    _raise(
+    raise_failure(
         intents.confirm(
             call.state,
             intent,
@@ -184,7 +164,7 @@ def create_payment_intent(call: Call) -> StripeObject:
         for key in ("off_session", "return_url", "error_on_requires_action"):
             if key in p:
                 raise invalid_request(f"You can only pass `{key}` when `confirm=true`.", param=key)
-    pm = _payment_method(call)
+    pm = from_intent_params(call.state, call.params)
     intent = intents.create(
         call.state,
         amount=p["amount"],
@@ -207,7 +187,7 @@ def create_payment_intent(call: Call) -> StripeObject:
     if "transfer_group" in p:
         call.state.update(intent, {"transfer_group": p["transfer_group"]})
     if p.get("confirm"):
-        _raise(
+        raise_failure(
             intents.confirm(
                 call.state,
                 intent,
@@ -262,7 +242,7 @@ def update_payment_intent(call: Call) -> StripeObject:
     ):
         if key in p:
             changes[key] = p[key]
-    pm = _payment_method(call)
+    pm = from_intent_params(call.state, call.params)
     if pm is not None:
         changes.update(
             {"payment_method": pm["id"], "status": "requires_confirmation", "next_action": None}
@@ -275,7 +255,7 @@ def update_payment_intent(call: Call) -> StripeObject:
 def confirm_payment_intent(call: Call) -> StripeObject:
     remember_base(call.state, call.request)
     intent = call.require(PAYMENT_INTENT, call.path["id"], param="intent")
-    _confirm(call, intent, _payment_method(call))
+    _confirm(call, intent, from_intent_params(call.state, call.params))
     return intent
 
 
@@ -304,7 +284,7 @@ def cancel_payment_intent(call: Call) -> StripeObject:
 @router.post("/v1/payment_intents/{id}/verify_microdeposits", VERIFY)
 def verify_payment_intent_microdeposits(call: Call) -> StripeObject:
     intent = call.require(PAYMENT_INTENT, call.path["id"], param="intent")
-    _raise(
+    raise_failure(
         intents.verify_microdeposits(
             call.state,
             intent,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billfold.sandbox.errors import StripeError, invalid_request
+from billfold.sandbox.errors import invalid_request
 from billfold.sandbox.params import (
     anything,
     apply_metadata,
@@ -21,8 +21,9 @@ from billfold.sandbox.params import (
     string,
 )
 from billfold.sandbox.payments import setups
+from billfold.sandbox.payments.last_errors import raise_failure
 from billfold.sandbox.payments.links import remember_base
-from billfold.sandbox.payments.methods import PAYMENT_METHOD_DATA, create_from_params, resolve
+from billfold.sandbox.payments.methods import PAYMENT_METHOD_DATA, from_intent_params
 from billfold.sandbox.routing import Call, SandboxRouter
 from billfold.sandbox.state import SandboxState, StripeObject, Timer
 
@@ -78,27 +79,6 @@ CANCEL = {"cancellation_reason": enum("abandoned", "duplicate", "requested_by_cu
 AUTHENTICATE = {"outcome": enum("succeed", "fail")}
 
 
-def _payment_method(call: Call) -> StripeObject | None:
-    p = call.params
-    if "payment_method" in p and "payment_method_data" in p:
-        raise invalid_request(
-            "You cannot provide both payment_method and payment_method_data.",
-            param="payment_method_data",
-        )
-    if "payment_method_data" in p:
-        return create_from_params(
-            call.state, p["payment_method_data"], prefix="payment_method_data"
-        )
-    if p.get("payment_method"):
-        return resolve(call.state, p["payment_method"])
-    return None
-
-
-def _raise(error: StripeError | None) -> None:
-    if error is not None:
-        raise error
-
-
 @router.post("/v1/setup_intents", CREATE)
 def create_setup_intent(call: Call) -> StripeObject:
     remember_base(call.state, call.request)
@@ -109,7 +89,7 @@ def create_setup_intent(call: Call) -> StripeObject:
             "payment_method_types.",
             param="automatic_payment_methods",
         )
-    pm = _payment_method(call)
+    pm = from_intent_params(call.state, call.params)
     intent = setups.create(
         call.state,
         customer=p.get("customer"),
@@ -123,7 +103,7 @@ def create_setup_intent(call: Call) -> StripeObject:
         payment_method_options=p.get("payment_method_options"),
     )
     if p.get("confirm"):
-        _raise(
+        raise_failure(
             setups.confirm(call.state, intent, payment_method=pm, return_url=p.get("return_url"))
         )
     return intent
@@ -152,7 +132,7 @@ def update_setup_intent(call: Call) -> StripeObject:
         changes["payment_method_types"] = p["payment_method_types"]
     if "flow_directions" in p:
         changes["flow_directions"] = p["flow_directions"]
-    pm = _payment_method(call)
+    pm = from_intent_params(call.state, call.params)
     if pm is not None:
         changes["payment_method"] = pm["id"]
         changes["status"] = "requires_confirmation"
@@ -165,8 +145,8 @@ def update_setup_intent(call: Call) -> StripeObject:
 def confirm_setup_intent(call: Call) -> StripeObject:
     remember_base(call.state, call.request)
     intent = call.require(SETUP_INTENT, call.path["id"], param="intent")
-    pm = _payment_method(call)
-    _raise(
+    pm = from_intent_params(call.state, call.params)
+    raise_failure(
         setups.confirm(
             call.state, intent, payment_method=pm, return_url=call.params.get("return_url")
         )
@@ -184,7 +164,7 @@ def cancel_setup_intent(call: Call) -> StripeObject:
 @router.post("/v1/setup_intents/{id}/verify_microdeposits", {**VERIFY, "client_secret": string()})
 def verify_setup_intent_microdeposits(call: Call) -> StripeObject:
     intent = call.require(SETUP_INTENT, call.path["id"], param="intent")
-    _raise(
+    raise_failure(
         setups.verify_microdeposits(
             call.state,
             intent,
