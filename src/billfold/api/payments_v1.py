@@ -310,7 +310,11 @@ async def stripe_webhook(
 ) -> JSONResponse:
     """Stripe's events: verified, stored once, applied after the response."""
     stored = await receive_webhook(
-        session, container.settings, await request.body(), request.headers.get("stripe-signature")
+        session,
+        container.settings,
+        await request.body(),
+        request.headers.get("stripe-signature"),
+        clock=container.clock,
     )
     background.add_task(process_event_safely, container, stored.id)
     return envelope(

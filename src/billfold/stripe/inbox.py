@@ -30,6 +30,7 @@ import stripe
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.clock import Clock, SystemClock
 from billfold.config import Settings
 from billfold.container import Container
 from billfold.db.dialect import insert_ignoring_conflict
@@ -105,7 +106,9 @@ def verify_signature(settings: Settings, payload: bytes, signature_header: str |
     raise ValidationFailed("invalid or expired Stripe signature", field="Stripe-Signature")
 
 
-async def store_event(session: AsyncSession, body: dict[str, Any], *, source: str) -> StoredEvent:
+async def store_event(
+    session: AsyncSession, body: dict[str, Any], *, source: str, clock: Clock | None = None
+) -> StoredEvent:
     """Insert an event into the inbox unless its id is there already."""
     event_id = body.get("id")
     event_type = body.get("type")
@@ -123,22 +126,20 @@ async def store_event(session: AsyncSession, body: dict[str, Any], *, source: st
             "source": source,
             "status": InboxStatus.PENDING.value,
             "attempts": 0,
-            "received_at": _now(session),
+            "received_at": (clock or SystemClock()).now(),
         },
         ["id"],
     )
     return StoredEvent(id=event_id, type=event_type, inserted=inserted)
 
 
-def _now(session: AsyncSession) -> Any:
-    clock = session.info.get("clock")
-    from billfold.clock import utcnow
-
-    return clock.now() if clock is not None else utcnow()
-
-
 async def receive_webhook(
-    session: AsyncSession, settings: Settings, payload: bytes, signature_header: str | None
+    session: AsyncSession,
+    settings: Settings,
+    payload: bytes,
+    signature_header: str | None,
+    *,
+    clock: Clock | None = None,
 ) -> StoredEvent:
     """Verify a delivery and store it once (in the caller's transaction). Raises
     ValidationFailed (400) for a forged, stale or unsigned request, which stores nothing, and
@@ -151,7 +152,7 @@ async def receive_webhook(
         raise ValidationFailed("webhook body is not a JSON event") from exc
     if not isinstance(body, dict):
         raise ValidationFailed("webhook body is not a JSON event")
-    stored = await store_event(session, body, source="webhook")
+    stored = await store_event(session, body, source="webhook", clock=clock)
     await session.flush()
     return stored
 
@@ -165,7 +166,6 @@ async def process_event(container: Container, event_id: str) -> str | None:
     the event's status afterwards (None when another worker holds it or it does not exist)."""
     db = container.db
     async with db.transaction() as session:
-        session.info["clock"] = container.clock
         stmt = select(WebhookEvent).where(WebhookEvent.id == event_id)
         stmt = stmt.with_for_update(skip_locked=True) if not db.is_sqlite else stmt
         row = (await session.execute(stmt)).scalar_one_or_none()
@@ -290,8 +290,7 @@ async def sync_events(
     async for event in gateway.list_events(created_after=since):
         report.seen += 1
         async with container.db.transaction() as session:
-            session.info["clock"] = container.clock
-            stored = await store_event(session, event.payload, source="sync")
+            stored = await store_event(session, event.payload, source="sync", clock=container.clock)
         if stored.inserted:
             report.stored += 1
     if apply:
