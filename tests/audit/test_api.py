@@ -7,7 +7,7 @@ import httpx
 from billfold.audit.service import record_event
 from billfold.auth.apikeys import create_api_key
 from billfold.auth.principal import Principal
-from billfold.auth.tenancy import account_for_organization, account_for_user
+from billfold.auth.tenancy import account_for_organization, account_for_shop, account_for_user
 from billfold.auth.tokens import issue_token
 from billfold.config import Settings
 from billfold.db.engine import Database
@@ -121,3 +121,20 @@ async def test_bad_queries_are_4xx(
     ):
         response = await client.get("/api/v1/audit", params=params, headers=key)
         assert response.status_code == status, (params, response.text)
+
+
+async def test_a_shop_token_reads_its_shop_log(
+    client: httpx.AsyncClient, database: Database, settings: Settings
+) -> None:
+    await _seed(database, settings)
+    sam = Principal(kind="user", subject="sam", shop="a.myshopify.com")
+    async with database.transaction() as session:
+        shop = await account_for_shop(session, sam, None, settings)
+        await record_event(session, action="topup.created", actor="user:sam", account_id=shop.id)
+    token = bearer(issue_token(settings, "sam", shop="a.myshopify.com"))
+    own = await client.get("/api/v1/audit", headers=token)
+    assert [e["action"] for e in own.json()["data"]] == ["topup.created"]
+    other = await client.get(
+        "/api/v1/audit", params={"account": "shop:b.myshopify.com"}, headers=token
+    )
+    assert other.status_code == 404

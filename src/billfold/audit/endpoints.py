@@ -58,7 +58,11 @@ async def read_audit_log(
     elif principal.is_api_key:
         target = None
     else:
-        target = await find_account(session, AccountKind.USER, principal.subject)
+        # A user's own log: the token's shop when it names one, else the user's account.
+        if principal.shop is not None:
+            target = await find_account(session, AccountKind.SHOP, principal.shop)
+        else:
+            target = await find_account(session, AccountKind.USER, principal.subject)
         if target is None:
             return AuditPage(data=[], has_more=False, next_cursor=None)
 

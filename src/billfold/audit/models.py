@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billfold.db.base import Base, UTCDateTime
@@ -26,13 +26,14 @@ class AuditEntry(Base):
     """
 
     __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_account_id_seq", "account_id", "seq"),)
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     id: Mapped[str] = mapped_column(String(40), unique=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     action: Mapped[str] = mapped_column(String(100))
     actor: Mapped[str] = mapped_column(String(255))
-    account_id: Mapped[str | None] = mapped_column(String(40), index=True, default=None)
+    account_id: Mapped[str | None] = mapped_column(String(40), default=None)
     target: Mapped[str | None] = mapped_column(String(255), default=None)
     details_json: Mapped[str] = mapped_column(Text, default="{}")
     ip: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -65,7 +65,8 @@ def upgrade() -> None:
         sa.UniqueConstraint("id", name=op.f("uq_audit_log_id")),
         sa.UniqueConstraint("entry_hash", name=op.f("uq_audit_log_entry_hash")),
     )
-    op.create_index(op.f("ix_audit_log_account_id"), "audit_log", ["account_id"])
+    # An account's log, newest first, is one index range scan.
+    op.create_index("ix_audit_log_account_id_seq", "audit_log", ["account_id", "seq"])
     op.create_table(
         "audit_chain_head",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
@@ -94,6 +95,6 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS billfold_audit_log_append_only()")
     op.drop_table("audit_chain_head")
-    op.drop_index(op.f("ix_audit_log_account_id"), table_name="audit_log")
+    op.drop_index("ix_audit_log_account_id_seq", table_name="audit_log")
     op.drop_table("audit_log")
     op.drop_table("api_keys")
