@@ -84,6 +84,22 @@ def test_tokens_and_test_ids_give_fresh_payment_methods(stripe_client: stripe.St
     assert "No such PaymentMethod" in str(info.value.user_message)
 
 
+def test_test_id_names_one_payment_method_within_a_request(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    # Stripe's documented way to give a new customer a card it can charge.
+    customer = stripe_client.v1.customers.create(
+        params={
+            "payment_method": "pm_card_visa",
+            "invoice_settings": {"default_payment_method": "pm_card_visa"},
+        }
+    )
+    attached = stripe_client.v1.customers.payment_methods.list(customer.id).data
+    assert len(attached) == 1
+    assert attached[0].card.last4 == "4242"
+    assert len(stripe_client.v1.payment_methods.list().data) == 1
+
+
 def test_attach_detach_update_and_list(stripe_client: stripe.StripeClient) -> None:
     customer = stripe_client.v1.customers.create(params={"email": "wallet@example.com"}).id
     visa = stripe_client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer})

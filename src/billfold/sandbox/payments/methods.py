@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+import weakref
 from typing import Any
 
 from billfold.sandbox.errors import StripeError, card_error, invalid_request, resource_missing
@@ -35,7 +36,7 @@ from billfold.sandbox.payments.instruments import (
     fingerprint_of,
     luhn_valid,
 )
-from billfold.sandbox.state import SandboxState, StripeObject
+from billfold.sandbox.state import SandboxState, StripeObject, current_request
 
 PAYMENT_METHOD = "payment_method"
 SUPPORTED_TYPES = ("card", "us_bank_account")
@@ -214,8 +215,34 @@ def _default_expiry(state: SandboxState) -> tuple[int, int]:
     return 12, year + 3
 
 
+# Within one API request a test id names one PaymentMethod (Stripe's documented
+# `customers.create(payment_method=pm_card_visa, invoice_settings[default_payment_method]=
+# pm_card_visa)` attaches and defaults the same card): state -> (request id, test id -> pm id).
+_per_request: weakref.WeakKeyDictionary[SandboxState, tuple[str, dict[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def load_test_payment_method(state: SandboxState, pm_id: str) -> StripeObject | None:
-    """`pm_card_visa`, `pm_usBankAccount_success`, ...: a fresh PaymentMethod on every use."""
+    """`pm_card_visa`, `pm_usBankAccount_success`, ...: a fresh PaymentMethod on every use
+    (on every API request: the same id twice in one request is the same PaymentMethod)."""
+    request = current_request.get()
+    if request is not None:
+        request_id, made = _per_request.get(state, ("", {}))
+        if request_id != request.id:
+            made = {}
+            _per_request[state] = (request.id, made)
+        existing = state.find(made[pm_id]) if pm_id in made else None
+        if existing is not None:
+            return existing
+        created = _new_test_payment_method(state, pm_id)
+        if created is not None:
+            made[pm_id] = created["id"]
+        return created
+    return _new_test_payment_method(state, pm_id)
+
+
+def _new_test_payment_method(state: SandboxState, pm_id: str) -> StripeObject | None:
     card = card_for_test_id(pm_id) if pm_id.startswith("pm_card_") else None
     if card is not None:
         month, year = _default_expiry(state)
