@@ -64,3 +64,36 @@ def test_missing_customer_is_resource_missing(stripe_client: stripe.StripeClient
 
 def test_sandbox_server_fixture(sandbox_server: SandboxServer) -> None:
     assert sandbox_server.url.startswith("http://127.0.0.1:")
+
+
+def test_default_payment_method(stripe_client: stripe.StripeClient) -> None:
+    customer = stripe_client.v1.customers.create(
+        params={
+            "email": "pm@example.com",
+            "payment_method": "pm_card_visa",
+            "invoice_settings": {"default_payment_method": "pm_card_visa"},
+        }
+    )
+    default = customer.invoice_settings.default_payment_method
+    assert isinstance(default, str) and default.startswith("pm_")
+    attached = stripe_client.v1.payment_methods.retrieve(default)
+    assert attached.customer == customer.id
+    expanded = stripe_client.v1.customers.retrieve(
+        customer.id, params={"expand": ["invoice_settings.default_payment_method"]}
+    )
+    assert expanded.invoice_settings.default_payment_method.card.last4 == "4242"
+
+    loose = stripe_client.v1.payment_methods.create(
+        params={"type": "card", "card": {"token": "tok_mastercard"}}
+    )
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        stripe_client.v1.customers.update(
+            customer.id, params={"invoice_settings": {"default_payment_method": loose.id}}
+        )
+    assert info.value.param == "invoice_settings[default_payment_method]"
+    cleared = stripe_client.v1.customers.update(
+        customer.id, params={"invoice_settings": {"default_payment_method": ""}}
+    )
+    assert cleared.invoice_settings.default_payment_method is None
+    types = [e.type for e in stripe_client.v1.events.list().data]
+    assert types[-2:] == ["payment_method.attached", "customer.created"]

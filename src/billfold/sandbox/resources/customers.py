@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+from billfold.sandbox.errors import invalid_request
 from billfold.sandbox.params import (
     anything,
     apply_metadata,
@@ -69,18 +70,15 @@ LIST = {
 }
 
 
-def _check_default_payment_method(call: Call, pm_id: str | None, customer_id: str | None) -> None:
+def _check_default_payment_method(call: Call, pm_id: str | None, customer_id: str) -> None:
     """Stripe refuses a default payment method that is not attached to the customer."""
     if pm_id is None:
         return
     pm = call.require("payment_method", pm_id, param="invoice_settings[default_payment_method]")
-    if customer_id is not None and pm.get("customer") != customer_id:
-        from billfold.sandbox.errors import invalid_request
-
+    if pm.get("customer") != customer_id:
         raise invalid_request(
-            f"No such PaymentMethod: '{pm_id}'; It's possible this PaymentMethod exists on one "
-            "of your connected accounts, in which case you should retry this request on that "
-            "connected account.",
+            f"The customer does not have a payment method with the ID {pm_id}. The payment "
+            "method must be attached to the customer.",
             param="invoice_settings[default_payment_method]",
             code="resource_missing",
         )
@@ -109,6 +107,20 @@ def create_customer(call: Call) -> StripeObject:
     clock_id = p.get("test_clock")
     if clock_id:
         call.require("test_helpers.test_clock", clock_id, param="test_clock")
+    invoice_settings = _invoice_settings(None, p.get("invoice_settings", {}))
+    # `payment_method` is attached at creation (a test id such as pm_card_visa becomes a fresh
+    # PaymentMethod); naming the same id as the default makes that fresh one the default.
+    pm: StripeObject | None = None
+    if p.get("payment_method"):
+        from billfold.sandbox.payments import resolve_payment_method
+
+        pm = resolve_payment_method(state, p["payment_method"])
+        if invoice_settings.get("default_payment_method") == p["payment_method"]:
+            invoice_settings["default_payment_method"] = pm["id"]
+    default_pm = invoice_settings.get("default_payment_method")
+    if default_pm is not None and (pm is None or default_pm != pm["id"]):
+        # A brand-new customer has no other attached payment method.
+        _check_default_payment_method(call, str(default_pm), "")
     customer: StripeObject = {
         "id": state.new_id("cus", 14),
         "object": "customer",
@@ -122,7 +134,7 @@ def create_customer(call: Call) -> StripeObject:
         "discount": None,
         "email": p.get("email"),
         "invoice_prefix": p.get("invoice_prefix") or secrets.token_hex(4).upper(),
-        "invoice_settings": _invoice_settings(None, p.get("invoice_settings", {})),
+        "invoice_settings": invoice_settings,
         "livemode": False,
         "metadata": apply_metadata({}, p.get("metadata", {})),
         "name": p.get("name"),
@@ -134,18 +146,11 @@ def create_customer(call: Call) -> StripeObject:
         "test_clock": clock_id,
     }
     state.insert(customer)
-    # Attaching `payment_method` at creation is what Stripe does; the payment methods module
-    # owns attachment, so it is done through its stored object if present.
-    pm_id = p.get("payment_method")
-    if pm_id:
-        pm = call.require("payment_method", pm_id, param="payment_method")
-        state.update(pm, {"customer": customer["id"]})
-    _check_default_payment_method(
-        call, customer["invoice_settings"].get("default_payment_method"), customer["id"]
-    )
     call.emit("customer.created", customer)
-    if pm_id:
-        call.emit("payment_method.attached", call.require("payment_method", pm_id))
+    if pm is not None:
+        from billfold.sandbox.payments import attach_payment_method
+
+        attach_payment_method(state, pm["id"], customer["id"])
     return customer
 
 
