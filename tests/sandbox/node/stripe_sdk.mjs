@@ -29,7 +29,10 @@ const price = await stripe.prices.create({
 });
 out.productName = price.product.name;
 const listed = await stripe.prices.list({ lookup_keys: ["node_monthly"], expand: ["data.product"] });
-out.lookup = listed.data.map((p) => p.id) === undefined ? null : listed.data[0].id === price.id;
+out.lookup =
+  listed.data.length === 1 &&
+  listed.data[0].id === price.id &&
+  listed.data[0].product.name === "Node plan";
 const found = await stripe.customers.search({ query: "metadata['from']:'node'" });
 out.search = found.data.map((c) => c.id);
 out.customer = customer.id;
