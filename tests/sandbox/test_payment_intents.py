@@ -667,3 +667,53 @@ async def test_async_client_pays_and_refunds(stripe_client: stripe.StripeClient)
     assert refund.amount == 1999
     listed = await stripe_client.v1.payment_intents.list_async(params={"customer": customer.id})
     assert [p.id for p in listed.data] == [pi.id]
+
+
+def test_manual_confirmation_and_error_on_requires_action(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    pi = stripe_client.v1.payment_intents.create(
+        params={
+            "amount": 1800,
+            "currency": "usd",
+            "payment_method": "pm_card_authenticationRequired",
+            "confirmation_method": "manual",
+            "confirm": True,
+        }
+    )
+    assert pi.status == "requires_action"
+    # With manual confirmation the server confirms again after the challenge.
+    assert authenticate(stripe_client, pi.id)["status"] == "requires_confirmation"
+    assert stripe_client.v1.payment_intents.confirm(pi.id).status == "succeeded"
+
+    with pytest.raises(stripe.CardError) as info:
+        stripe_client.v1.payment_intents.create(
+            params={
+                "amount": 1800,
+                "currency": "usd",
+                "payment_method": "pm_card_authenticationRequired",
+                "error_on_requires_action": True,
+                "confirm": True,
+            }
+        )
+    assert info.value.code == "authentication_required"
+    with pytest.raises(stripe.InvalidRequestError) as unconfirmed:
+        stripe_client.v1.payment_intents.create(
+            params={"amount": 1800, "currency": "usd", "off_session": True}
+        )
+    assert unconfirmed.value.param == "off_session"
+
+
+def test_authenticated_card_then_declined_for_funds(stripe_client: stripe.StripeClient) -> None:
+    pi = stripe_client.v1.payment_intents.create(
+        params={
+            "amount": 1800,
+            "currency": "usd",
+            "payment_method": "pm_card_authenticationRequiredChargeDeclinedInsufficientFunds",
+            "confirm": True,
+        }
+    )
+    assert pi.status == "requires_action"
+    after = authenticate(stripe_client, pi.id)
+    assert after["status"] == "requires_payment_method"
+    assert after["last_payment_error"]["decline_code"] == "insufficient_funds"
