@@ -27,4 +27,10 @@ def render_page(template: str, context: dict[str, Any], *, status: int = 200) ->
 def sandbox_base_url(request: Request) -> str:
     """The sandbox's absolute base URL as the caller reached it, mount prefix included
     (`http://127.0.0.1:8000/stripe-sandbox` inside `billfold serve`)."""
-    return str(request.base_url).rstrip("/")
+    base = str(request.base_url).rstrip("/")
+    # Inside a Mount, Starlette's base_url stops at the outer app; the mount's prefix is in
+    # the scope's root_path.
+    root_path = str(request.scope.get("root_path", "")).rstrip("/")
+    if root_path and not base.endswith(root_path):
+        base += root_path
+    return base

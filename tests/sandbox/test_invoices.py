@@ -1,0 +1,109 @@
+"""Invoices and invoice payments: shapes, lists, pay, void, uncollectible, webhooks."""
+
+from __future__ import annotations
+
+import pytest
+import stripe
+
+from tests.sandbox.billing_support import (
+    HOUR,
+    JAN_1_2026,
+    advance,
+    attach_card,
+    customer_on_clock,
+    make_catalog,
+)
+from tests.sandbox.shapes import assert_stripe_shape
+
+FEB_1_2026 = JAN_1_2026 + 31 * 86_400
+
+
+def _past_due(client: stripe.StripeClient) -> tuple[str, str, str]:
+    """A subscription whose renewal failed: (customer, subscription, open invoice)."""
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    sub = client.v1.subscriptions.create(
+        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
+    )
+    attach_card(client, who.customer, "pm_card_chargeCustomerFail")
+    advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
+    invoice = str(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    return who.customer, str(sub.id), invoice
+
+
+def test_invoice_shapes_lines_and_payments(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    sub = client.v1.subscriptions.create(
+        params={"customer": who.customer, "items": [{"price": catalog.monthly, "quantity": 2}]}
+    )
+
+    invoice = client.v1.invoices.retrieve(str(sub.latest_invoice), params={"expand": ["payments"]})
+
+    # 2026-10-28: no top-level `subscription` on an invoice (it is under `parent`), and
+    # `payments` only when asked for with expand[]=payments.
+    assert_stripe_shape(
+        invoice, "invoice", allow_missing=("subscription",), allow_extra=("payments",)
+    )
+    assert "payment_intent" not in invoice and "charge" not in invoice and "paid" not in invoice
+    assert "payments" not in client.v1.invoices.retrieve(invoice.id)
+    line = invoice.lines.data[0]
+    assert_stripe_shape(line, "line_item")
+    assert (line.quantity, line.amount, line.pricing.price_details.price) == (
+        2,
+        4000,
+        catalog.monthly,
+    )
+    assert line.description == "2 \u00d7 Premium (at $20.00 / month)"
+    assert invoice.number is not None and invoice.number.endswith("-0001")
+    payment = invoice.payments.data[0]
+    assert_stripe_shape(payment, "invoice_payment")
+    assert payment.payment.type == "payment_intent"
+    assert client.v1.invoice_payments.retrieve(payment.id).invoice == invoice.id
+    listed = client.v1.invoice_payments.list(params={"invoice": invoice.id, "status": "paid"})
+    assert [p.id for p in listed.data] == [payment.id]
+    lines = client.v1.invoices.line_items.list(invoice.id)
+    assert [item.id for item in lines.data] == [line.id]
+    found = client.v1.invoices.search(params={"query": f"subscription:'{sub.id}'"})
+    assert [i.id for i in found.data] == [invoice.id]
+
+
+def test_pay_void_and_uncollectible(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    customer, sub, invoice_id = _past_due(client)
+    assert [i.id for i in client.v1.invoices.list(params={"status": "open"}).data] == [invoice_id]
+
+    with pytest.raises(stripe.CardError) as declined:
+        client.v1.invoices.pay(invoice_id)
+    assert declined.value.code == "card_declined"
+    assert client.v1.invoices.retrieve(invoice_id).attempt_count == 2
+
+    marked = client.v1.invoices.mark_uncollectible(invoice_id)
+    assert marked.status == "uncollectible"
+    assert marked.next_payment_attempt is None
+    paid = client.v1.invoices.pay(invoice_id, params={"paid_out_of_band": True})
+    assert (paid.status, paid.amount_remaining) == ("paid", 0)
+    assert client.v1.subscriptions.retrieve(sub).status == "active"
+
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.invoices.void_invoice(invoice_id)
+    assert customer
+
+
+def test_void_an_open_invoice(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    _, _, invoice_id = _past_due(client)
+
+    voided = client.v1.invoices.void_invoice(invoice_id)
+
+    assert voided.status == "void"
+    assert voided.status_transitions.voided_at is not None
+    assert client.v1.events.list().data[0].type == "invoice.voided"
+    payments = client.v1.invoice_payments.list(params={"invoice": invoice_id}).data
+    assert [p.status for p in payments] == ["canceled"]
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.invoices.pay(invoice_id)
+    with pytest.raises(stripe.InvalidRequestError) as missing:
+        client.v1.invoices.retrieve("in_missing")
+    assert missing.value.http_status == 404
