@@ -3,6 +3,8 @@ sandbox's signed webhooks delivered to billfold, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 from typing import Any
 
@@ -25,11 +27,11 @@ P = "/api/v1/payments"
 DAY = 86400
 
 
-def sandbox_call(server: BillfoldServer, method: str, path: str, **form: Any) -> Any:
+def sandbox_call(server: BillfoldServer, method_: str, path_: str, **form: Any) -> Any:
     """A plain HTTP call to the sandbox (its test helper routes are not in the SDK)."""
     response = httpx.request(
-        method,
-        server.sandbox.url + path,
+        method_,
+        server.sandbox.url + path_,
         data={k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in form.items()},
         headers={"Authorization": f"Bearer {server.sandbox.api_key}"},
         timeout=30,
@@ -330,3 +332,55 @@ pytestmark = [
         reason="the sandbox does not serve Checkout sessions and payment methods yet",
     ),
 ]
+
+
+async def test_an_event_that_fails_to_apply_is_retried_by_the_server(
+    billfold_server: BillfoldServer,
+) -> None:
+    """Stripe answers 500 while billfold re-reads the subscription: the event is kept with its
+    error and traceback, and once Stripe is back the server's retry loop applies it."""
+    server = billfold_server
+    sandbox_call(
+        server,
+        "POST",
+        "/v1/test_helpers/sandbox/faults",
+        path="/v1/subscriptions/*",
+        method="GET",
+        status=500,
+        count=1000,
+    )
+    async with server.http() as http:
+        headers = server.bearer("erin")
+        response = await http.post(
+            f"{P}/create-checkout-session",
+            json={"price_id": server.prices["billfold_premium_monthly_usd"], "interval": "monthly"},
+            headers=headers,
+        )
+        session_id = response.json()["data"]["session_id"]
+        sandbox_call(server, "POST", f"/v1/test_helpers/checkout/sessions/{session_id}/complete")
+
+        async def failed() -> list[WebhookEvent]:
+            async with server.database.transaction() as session:
+                return list(
+                    (
+                        await session.execute(
+                            select(WebhookEvent).where(WebhookEvent.status == "failed")
+                        )
+                    ).scalars()
+                )
+
+        deadline = time.monotonic() + 20
+        while not (failing := await failed()):
+            assert time.monotonic() < deadline, "no event failed"
+            await asyncio.sleep(0.1)
+        assert "Stripe" in (failing[0].last_error or "")
+        assert "UpstreamUnavailable" in (failing[0].last_traceback or "")
+        assert (await status_of(http, headers))["has_premium"] is False
+
+        sandbox_call(server, "DELETE", "/v1/test_helpers/sandbox/faults")
+        await server.settle()
+        assert (await status_of(http, headers))["has_premium"] is True
+    async with server.database.transaction() as session:
+        rows = (await session.execute(select(WebhookEvent))).scalars().all()
+    assert all(r.status == "processed" and r.last_error is None for r in rows)
+    assert any(r.attempts > 1 for r in rows)

@@ -196,6 +196,7 @@ async def process_event(container: Container, event_id: str) -> str | None:
             row.status = InboxStatus.PROCESSED.value
             row.processed_at = container.clock.now()
             row.last_error = None
+            row.last_traceback = None
             row.next_attempt_at = None
         return row.status
 
