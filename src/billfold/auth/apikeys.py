@@ -37,10 +37,12 @@ class CreatedApiKey:
 
 
 def hash_api_key(secret: str) -> str:
+    """The stored form of a key: SHA-256, hex."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 def looks_like_api_key(credential: str) -> bool:
+    """Whether a credential is an API key (`bf_...`) rather than a JWT."""
     return credential.startswith(KEY_PREFIX)
 
 

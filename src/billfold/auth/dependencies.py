@@ -30,6 +30,7 @@ SHOP_HEADER = "X-Shopify-Shop-Domain"
 
 
 def bearer_token(request: Request) -> str | None:
+    """The value of `Authorization: Bearer ...`, None when absent."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
