@@ -249,3 +249,41 @@ async def test_async_attach_and_list(stripe_client: stripe.StripeClient) -> None
     assert [p.id for p in listed.data] == [pm.id]
     detached = await stripe_client.v1.payment_methods.detach_async(pm.id)
     assert detached.customer is None
+
+
+def test_payment_method_without_customer_is_used_up_after_one_payment(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    loose = stripe_client.v1.payment_methods.create(
+        params={"type": "card", "card": {"token": "tok_visa"}}
+    )
+    paid = stripe_client.v1.payment_intents.create(
+        params={"amount": 1000, "currency": "usd", "payment_method": loose.id, "confirm": True}
+    )
+    assert paid.status == "succeeded"
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        stripe_client.v1.payment_intents.create(
+            params={"amount": 1000, "currency": "usd", "payment_method": loose.id, "confirm": True}
+        )
+    assert "may not be used again" in str(info.value.user_message)
+    customer = stripe_client.v1.customers.create(params={"name": "Late"}).id
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.payment_methods.attach(loose.id, params={"customer": customer})
+
+    # Attached methods are reused freely; a detached one is used up.
+    saved = stripe_client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer})
+    for _ in range(2):
+        again = stripe_client.v1.payment_intents.create(
+            params={
+                "amount": 1000,
+                "currency": "usd",
+                "customer": customer,
+                "payment_method": saved.id,
+                "confirm": True,
+            }
+        )
+        assert again.status == "succeeded"
+    stripe_client.v1.payment_methods.detach(saved.id)
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        stripe_client.v1.payment_methods.attach(saved.id, params={"customer": customer})
+    assert "may not be used again" in str(info.value.user_message)

@@ -35,6 +35,7 @@ from billfold.sandbox.payments.methods import (
     attach,
     bank_account_of,
     card_of,
+    mark_used,
     require_usable,
 )
 from billfold.sandbox.payments.outcomes import announce
@@ -335,6 +336,7 @@ def _fail_card(
     state: SandboxState, intent: StripeObject, pm: StripeObject, decline: Decline
 ) -> StripeError:
     charge = new_charge(state, intent, pm, status="failed", captured=False, failure=decline)
+    mark_used(state, pm)
     error = last_error(state, decline, pm, type="card_error", charge=charge["id"])
     previous = state.update(
         intent,
@@ -378,6 +380,7 @@ def _succeed_card(
         state, intent, pm, status="succeeded", captured=not manual, three_d_secure=three_d_secure
     )
     _remember_for_future_use(state, intent, pm)
+    mark_used(state, pm)
     amount = int(intent["amount"])
     changes: dict[str, Any] = {"latest_charge": charge["id"], "next_action": None}
     if manual:
@@ -415,6 +418,7 @@ def start_processing(state: SandboxState, intent: StripeObject, pm: StripeObject
     """Submit the bank debit: a pending Charge, `processing`, settlement scheduled."""
     charge = new_charge(state, intent, pm, status="pending", captured=True)
     _remember_for_future_use(state, intent, pm)
+    mark_used(state, pm)
     previous = state.update(
         intent, {"status": "processing", "latest_charge": charge["id"], "next_action": None}
     )

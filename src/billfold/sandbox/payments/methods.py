@@ -492,6 +492,12 @@ def attach(
             code="payment_method_unexpected_state",
             param="payment_method",
         )
+    if pm.get("_consumed"):
+        raise invalid_request(
+            "This PaymentMethod was previously used without being attached to a Customer or was "
+            "detached from a Customer, and may not be used again.",
+            param="payment_method",
+        )
     if pm["type"] == "us_bank_account" and not pm.get("_verified"):
         raise invalid_request(
             "PaymentMethods of type us_bank_account must be verified before they can be "
@@ -516,7 +522,7 @@ def detach(state: SandboxState, pm: StripeObject) -> StripeObject:
             "impossible.",
             code="payment_method_unexpected_state",
         )
-    previous = state.update(pm, {"customer": None, "_set_up": False})
+    previous = state.update(pm, {"customer": None, "_set_up": False, "_consumed": True})
     customer = state.get("customer", customer_id)
     if customer is not None and not customer.get("deleted"):
         settings = customer.get("invoice_settings") or {}
@@ -529,9 +535,26 @@ def detach(state: SandboxState, pm: StripeObject) -> StripeObject:
     return pm
 
 
+REUSED = (
+    "The provided PaymentMethod was previously used with a PaymentIntent without Customer "
+    "attachment, shared with a connected account without Customer attachment, or was detached "
+    "from a Customer. It may not be used again. To use a PaymentMethod multiple times, you must "
+    "attach it to a Customer first."
+)
+
+
 def require_usable(pm: StripeObject, *, param: str = "payment_method") -> None:
-    """Refuse PaymentMethod types the intents cannot process."""
+    """Refuse PaymentMethod types the intents cannot process, and methods Stripe considers
+    used up (charged once without a customer, or detached)."""
     if pm.get("type") not in SUPPORTED_TYPES:
         raise StripeError(
             f"The sandbox cannot process PaymentMethods of type {pm.get('type')}.", param=param
         )
+    if pm.get("_consumed"):
+        raise invalid_request(REUSED, param=param)
+
+
+def mark_used(state: SandboxState, pm: StripeObject) -> None:
+    """A payment attempt with a PaymentMethod no customer owns uses it up (as on Stripe)."""
+    if pm.get("customer") is None:
+        state.update(pm, {"_consumed": True})
