@@ -87,16 +87,38 @@ async def test_verify_passes_on_an_empty_log(cli_database: Database) -> None:
     assert result.exit_code == 0, result.output
 
 
-async def test_verify_detects_an_altered_row(cli_database: Database) -> None:
+_INSERTED = (
+    "INSERT INTO audit_log (seq, id, occurred_at, action, actor, account_id, details_json, "
+    "prev_hash, entry_hash) SELECT 6, 'aud_forged', occurred_at, 'credits.granted', actor, "
+    "account_id, details_json, entry_hash, '" + "f" * 64 + "' FROM audit_log WHERE seq = 5"
+)
+
+
+@pytest.mark.parametrize(
+    ("tampering", "broken_at", "reason"),
+    [
+        (
+            'UPDATE audit_log SET details_json = \'{"amount":1,"currency":"usd"}\' WHERE seq = 3',
+            3,
+            "altered",
+        ),
+        ("UPDATE audit_log SET account_id = 'acct_2' WHERE seq = 1", 1, "altered"),
+        ("UPDATE audit_log SET action = 'charge.refunded' WHERE seq = 5", 5, "altered"),
+        ("DELETE FROM audit_log WHERE seq = 2", 2, "missing"),
+        ("DELETE FROM audit_log WHERE seq >= 4", 4, "missing"),
+        (_INSERTED, 6, "not in the chain"),
+    ],
+    ids=["details", "account", "action", "deleted-row", "deleted-tail", "inserted-row"],
+)
+async def test_verify_detects_tampering(
+    cli_database: Database, tampering: str, broken_at: int, reason: str
+) -> None:
     await _append(cli_database, 5)
     async with behind_billfolds_back(cli_database):
-        await _raw(
-            cli_database,
-            'UPDATE audit_log SET details_json = \'{"amount":1,"currency":"usd"}\' WHERE seq = 3',
-        )
+        await _raw(cli_database, tampering)
     result = await invoke("audit", "verify")
     assert result.exit_code == 1
-    assert "broken at entry 3" in result.output and "altered" in result.output
+    assert f"broken at entry {broken_at}" in result.output and reason in result.output
 
 
 async def test_verify_detects_a_rehashed_row(cli_database: Database) -> None:
@@ -115,24 +137,6 @@ async def test_verify_detects_a_rehashed_row(cli_database: Database) -> None:
     result = await invoke("audit", "verify")
     assert result.exit_code == 1
     assert "broken at entry 3" in result.output and "does not link" in result.output
-
-
-async def test_verify_detects_a_deleted_row(cli_database: Database) -> None:
-    await _append(cli_database, 5)
-    async with behind_billfolds_back(cli_database):
-        await _raw(cli_database, "DELETE FROM audit_log WHERE seq = 2")
-    result = await invoke("audit", "verify")
-    assert result.exit_code == 1
-    assert "broken at entry 2" in result.output and "missing" in result.output
-
-
-async def test_verify_detects_a_deleted_tail(cli_database: Database) -> None:
-    await _append(cli_database, 5)
-    async with behind_billfolds_back(cli_database):
-        await _raw(cli_database, "DELETE FROM audit_log WHERE seq >= 4")
-    result = await invoke("audit", "verify")
-    assert result.exit_code == 1
-    assert "broken at entry 4" in result.output
 
 
 async def test_apikey_create_list_revoke(cli_database: Database) -> None:
