@@ -115,7 +115,12 @@ async def test_user_token(probe: FastAPI, client: httpx.AsyncClient, settings: S
 
 async def test_api_keys(probe: FastAPI, client: httpx.AsyncClient, database: Database) -> None:
     key_id, secret = await _key(database)
-    for headers in (bearer(secret), {"X-API-Key": secret}, {**bearer(secret), "X-API-Key": secret}):
+    for headers in (
+        bearer(secret),
+        {"X-API-Key": secret},
+        {**bearer(secret), "X-API-Key": secret},
+        {"Authorization": "Basic cHJveHk6cHc=", "X-API-Key": secret},
+    ):
         response = await client.get(
             "/_probe/whoami", headers={**headers, "X-Billfold-Account": "organization:o1"}
         )

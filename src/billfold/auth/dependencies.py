@@ -44,7 +44,8 @@ def header_credential(request: Request) -> str | None:
     api_key = request.headers.get(API_KEY_HEADER, "").strip() or None
     if bearer and api_key and bearer != api_key:
         raise Unauthenticated(f"send either Authorization or {API_KEY_HEADER}, not both")
-    if request.headers.get("authorization") and bearer is None:
+    # A non-Bearer Authorization (say, a proxy's Basic) is ignored when X-API-Key is sent.
+    if request.headers.get("authorization") and bearer is None and api_key is None:
         raise Unauthenticated("Authorization must use the Bearer scheme")
     return bearer or api_key
 
