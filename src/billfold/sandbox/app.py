@@ -13,7 +13,6 @@ import importlib
 import inspect
 import json
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -342,7 +341,3 @@ def create_sandbox_app(
     )
     app.state.sandbox = state
     return app
-
-
-def new_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(24)

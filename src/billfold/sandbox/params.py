@@ -18,7 +18,7 @@ matching `invalid_request_error`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from billfold.sandbox.errors import invalid_request, missing_parameter, unknown_parameter
@@ -300,13 +300,6 @@ SEARCH_PARAMS: dict[str, Field] = {
     "page": string(),
 }
 EXPAND_PARAMS: dict[str, Field] = {"expand": array(string(), max_items=100)}
-
-
-@dataclass
-class Spec:
-    """A route's parameter spec (kept as a class so routes can merge specs)."""
-
-    fields: dict[str, Field] = field(default_factory=dict)
 
 
 def _validate(spec: dict[str, Field], raw: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -520,7 +520,6 @@ class SandboxState:
                 bucket[item["id"]] = item
                 self._type_by_id[item["id"]] = kind
         self.idempotency = OrderedDict((k, v) for k, v in raw.get("idempotency", []))
-        self.webhooks.restore_endpoints()
 
     def reset(self) -> None:
         """Forget everything (objects, timers, idempotency, faults, queued deliveries)."""

@@ -212,9 +212,6 @@ class WebhookDispatcher:
                 matching.append(str(endpoint["id"]))
         return matching
 
-    def restore_endpoints(self) -> None:
-        """After loading a saved state: workers start on the next event (nothing to do)."""
-
     # --- queueing -----------------------------------------------------------------------
     def enqueue(self, event: StripeObject, endpoint_ids: list[str]) -> None:
         if not endpoint_ids:
