@@ -535,3 +535,34 @@ async def test_url_carries_the_mount_prefix() -> None:
                 f"/stripe-sandbox/v1/checkout/sessions/{session_id}", headers=auth
             )
             assert json.loads(retrieved.text)["status"] == "complete"
+
+
+def test_free_trial_without_a_payment_method(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    session = _subscription_session(
+        client,
+        catalog.monthly,
+        subscription_data={
+            "trial_period_days": 14,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "cancel"}},
+        },
+        payment_method_collection="if_required",
+        customer_email="free@example.com",
+    )
+    page = httpx.get(session.url)
+    assert "No payment method is needed today" in page.text
+
+    paid = httpx.post(session.url, data={"action": "pay"})
+
+    assert paid.status_code == 303
+    session = client.v1.checkout.sessions.retrieve(session.id)
+    assert (session.status, session.payment_status) == ("complete", "no_payment_required")
+    sub = client.v1.subscriptions.retrieve(str(session.subscription))
+    assert (sub.status, sub.default_payment_method) == ("trialing", None)
+    assert client.v1.payment_methods.list(params={"customer": str(session.customer)}).data == []
+
+    helper(client, "post", "/v1/test_helpers/sandbox/clock/advance", seconds=15 * DAY)
+    sub = client.v1.subscriptions.retrieve(sub.id)
+    assert (sub.status, sub.ended_at) == ("canceled", sub.trial_end)
+    assert client.v1.invoices.list(params={"subscription": sub.id}).data[0].total == 0

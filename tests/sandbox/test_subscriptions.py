@@ -644,3 +644,72 @@ def test_list_filters_search_and_refusals(stripe_client: stripe.StripeClient) ->
             params={"customer": who.customer, "items": [{"price": one_time.id}]}
         )
     assert not_recurring.value.param == "items[0][price]"
+
+
+def test_downgrade_credit_pays_part_of_the_next_invoice(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    sub = client.v1.subscriptions.create(
+        params={"customer": who.customer, "items": [{"price": catalog.monthly_plus}]}
+    )
+    at = JAN_1_2026 + 16 * DAY
+    advance(client, who.clock, at)
+
+    sub = client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": sub["items"].data[0].id, "price": catalog.monthly}],
+            "proration_behavior": "always_invoice",
+        },
+    )
+
+    net = _prorated(2000, JAN_1_2026, FEB_1_2026, at) - _prorated(5000, JAN_1_2026, FEB_1_2026, at)
+    assert net < 0
+    credit_note = client.v1.invoices.retrieve(str(sub.latest_invoice))
+    assert (credit_note.total, credit_note.amount_due, credit_note.status) == (net, 0, "paid")
+    assert client.v1.customers.retrieve(who.customer).balance == net
+
+    advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
+    renewal = client.v1.invoices.retrieve(
+        str(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    )
+    assert (renewal.total, renewal.starting_balance) == (2000, net)
+    assert (renewal.amount_due, renewal.amount_paid) == (2000 + net, 2000 + net)
+    assert client.v1.customers.retrieve(who.customer).balance == 0
+
+
+def test_billing_cycle_anchor_now_and_paused_collection(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    sub = client.v1.subscriptions.create(
+        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
+    )
+    at = JAN_1_2026 + 7 * DAY
+    advance(client, who.clock, at)
+
+    sub = client.v1.subscriptions.update(sub.id, params={"billing_cycle_anchor": "now"})
+
+    assert sub.billing_cycle_anchor == at
+    assert sub["items"].data[0].current_period_end == at + 31 * DAY
+    anchored = client.v1.invoices.retrieve(str(sub.latest_invoice))
+    assert anchored.total == 2000 - _prorated(2000, JAN_1_2026, FEB_1_2026, at)
+
+    sub = client.v1.subscriptions.update(sub.id, params={"pause_collection": {"behavior": "void"}})
+    assert sub.pause_collection.behavior == "void"
+    advance(client, who.clock, at + 31 * DAY + 2 * HOUR)
+    voided = client.v1.invoices.retrieve(
+        str(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    )
+    assert (voided.billing_reason, voided.status) == ("subscription_cycle", "void")
+    assert client.v1.subscriptions.retrieve(sub.id).status == "active"
+
+    client.v1.subscriptions.update(sub.id, params={"pause_collection": ""})  # type: ignore[typeddict-item]
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.subscriptions.update(sub.id, params={"collection_method": "send_invoice"})
+    assert refused.value.param == "collection_method"

@@ -608,6 +608,7 @@ def _renew(
         for item in items
     ]
     unpaid = sub["status"] == "unpaid"
+    paused = _collection_pause(state, sub, period[0])
     # Stripe announces the new period before the invoice that bills it.
     with held_events(state) as held:
         invoice = invoicing.create_invoice(
@@ -619,7 +620,7 @@ def _renew(
             subscription=sub,
             period=current_period(sub),
             discounts=discounting_ids(state, sub, period[0]),
-            auto_advance=not unpaid,
+            auto_advance=not unpaid and paused != "keep_as_draft",
         )
         discounting.record_use(state, invoice.get("discounts") or [])
         changes: dict[str, Any] = {"items": new_items, "latest_invoice": invoice["id"]}
@@ -628,7 +629,15 @@ def _renew(
         previous = state.update(sub, changes)
         held.lead_with("customer.subscription.updated", sub, previous)
     _schedule(state, sub)
-    if not unpaid:
+    if paused in ("void", "mark_uncollectible"):
+        # Collection is paused: the invoice is finalized and set aside, nothing is charged.
+        invoicing.finalize(state, invoice)
+        if invoice["status"] == "open":
+            if paused == "void":
+                invoicing.void(state, invoice)
+            else:
+                invoicing.mark_uncollectible(state, invoice)
+    elif not unpaid and paused is None:
         delay = int(billing_settings(state)["renewal_finalize_delay"])
         if delay <= 0:
             invoicing.finalize_and_collect(state, invoice)
@@ -640,6 +649,19 @@ def _renew(
                 clock_id=state.clock_of(sub),
             )
     return invoice
+
+
+def _collection_pause(state: SandboxState, sub: StripeObject, at: int) -> str | None:
+    """The `pause_collection.behavior` in force at `at` (cleared once `resumes_at` passed)."""
+    pause = sub.get("pause_collection")
+    if not pause:
+        return None
+    resumes_at = pause.get("resumes_at")
+    if resumes_at is not None and at >= int(resumes_at):
+        previous = state.update(sub, {"pause_collection": None})
+        state.emit("customer.subscription.updated", sub, previous)
+        return None
+    return str(pause["behavior"])
 
 
 def trial_will_end(state: SandboxState, timer: Timer) -> None:
@@ -801,13 +823,15 @@ def change_items(
     proration_behavior: str,
     proration_date: int | None,
     payment_behavior: str,
+    reset_anchor: bool = False,
 ) -> tuple[dict[str, Any], StripeObject | None]:
     """Replace the items: [(existing item or None, price, quantity, metadata)].
 
     Same interval: the period stays; unused time on the old items is credited and the rest of
     the period on the new ones charged (`create_prorations`: pending invoice items for the next
-    invoice; `always_invoice`: an invoice now; `none`: nothing). A different interval restarts
-    the billing cycle today and invoices the new period at once. Returns (changes, invoice).
+    invoice; `always_invoice`: an invoice now; `none`: nothing). A different interval (or
+    `billing_cycle_anchor=now`, `reset_anchor`) restarts the billing cycle today and invoices the
+    new period at once. Returns (changes, invoice).
     """
     now = state.now_for(sub)
     at = proration_date if proration_date is not None else now
@@ -822,7 +846,7 @@ def change_items(
             f"subscription with currency {sub['currency']}.",
             param="items",
         )
-    reset_cycle = (interval, count) != old_interval
+    reset_cycle = (interval, count) != old_interval or reset_anchor
     trialing = sub["status"] == "trialing"
     period = (
         (now, add_intervals(now, interval, count, 1))

@@ -41,6 +41,7 @@ from billfold.sandbox.params import (
 )
 from billfold.sandbox.resources.customers import create_customer
 from billfold.sandbox.resources.prices import new_price
+from billfold.sandbox.resources.subscriptions import TRIAL_SETTINGS
 from billfold.sandbox.routing import Call, SandboxRouter
 from billfold.sandbox.state import SandboxState, StripeObject, Timer
 
@@ -104,7 +105,7 @@ CREATE: dict[str, Field] = {
             "trial_period_days": integer(min=1, max=730),
             "trial_end": integer(),
             "description": string(max_length=500),
-            "trial_settings": anything(),
+            "trial_settings": TRIAL_SETTINGS,
             "default_tax_rates": anything(),
             "billing_cycle_anchor": anything(),
             "proration_behavior": anything(),
@@ -513,6 +514,7 @@ def create_session(call: Call) -> StripeObject:
             "metadata": apply_metadata({}, sub_data.get("metadata") or {}),
             "trial_period_days": sub_data.get("trial_period_days"),
             "trial_end": sub_data.get("trial_end"),
+            "trial_settings": sub_data.get("trial_settings"),
             "description": sub_data.get("description"),
         },
         "_payment_intent_data": {
@@ -677,11 +679,14 @@ def complete_session(
     call: Call,
     session: StripeObject,
     *,
-    payment_method: str,
+    payment_method: str | None,
     email: str | None = None,
     name: str | None = None,
 ) -> StripeObject:
     """Pay (or set up) a session with a test payment method, as the hosted page does.
+
+    `payment_method` may be None only when nothing is due and the session collects a method
+    `if_required` (a free trial).
 
     Raises a 402 card error when the payment is declined (the session stays open), and answers
     a session whose `_pending_action` names the PaymentIntent when 3-D Secure is needed.
@@ -701,16 +706,25 @@ def complete_session(
             "An email address is required to complete this Checkout Session.", param="email"
         )
     allowed = session["payment_method_types"]
-    method = payments_port.payment_method_for_token(state, payment_method, param="payment_method")
-    if method["type"] not in allowed:
-        raise invalid_request(
-            f"This Checkout Session accepts {', '.join(allowed)}, not {method['type']}.",
-            param="payment_method",
+    method: StripeObject | None = None
+    if payment_method is None and not method_optional(session):
+        payment_method = "pm_card_visa"
+    if payment_method is not None:
+        method = payments_port.payment_method_for_token(
+            state, payment_method, param="payment_method"
         )
+        if method["type"] not in allowed:
+            raise invalid_request(
+                f"This Checkout Session accepts {', '.join(allowed)}, not {method['type']}.",
+                param="payment_method",
+            )
     customer = _customer_for(call, session, email=email, name=name)
-    if customer is not None:
+    if customer is not None and method is not None:
         payments_port.attach(state, method, customer)
-    if session["mode"] == "subscription":
+    if method is None:
+        assert customer is not None
+        _complete_subscription(state, session, customer, None)
+    elif session["mode"] == "subscription":
         assert customer is not None
         _complete_subscription(state, session, customer, method)
     elif session["mode"] == "payment":
@@ -761,8 +775,20 @@ def _customer_for(
     return customer
 
 
+def method_optional(session: StripeObject) -> bool:
+    """A subscription session with nothing due today that collects a method `if_required`."""
+    return (
+        session["mode"] == "subscription"
+        and session.get("payment_method_collection") == "if_required"
+        and not session.get("amount_total")
+    )
+
+
 def _complete_subscription(
-    state: SandboxState, session: StripeObject, customer: StripeObject, method: StripeObject
+    state: SandboxState,
+    session: StripeObject,
+    customer: StripeObject,
+    method: StripeObject | None,
 ) -> None:
     data = session["_subscription_data"]
     now = state.now_for(customer)
@@ -793,11 +819,12 @@ def _complete_subscription(
         customer=customer,
         items=recurring,
         extra_items=one_time,
-        default_payment_method=method["id"],
+        default_payment_method=method["id"] if method is not None else None,
         trial_end=trial_end,
         payment_behavior="error_if_incomplete",
         metadata=data.get("metadata") or {},
         description=data.get("description"),
+        trial_settings=data.get("trial_settings"),
         discounts=found,
         announce_first=False,
         checkout_session=session["id"],
@@ -992,7 +1019,7 @@ def complete(call: Call) -> StripeObject:
     complete_session(
         call,
         session,
-        payment_method=p.get("payment_method", "pm_card_visa"),
+        payment_method=p.get("payment_method"),
         email=p.get("email"),
         name=p.get("name"),
     )
@@ -1042,7 +1069,9 @@ def _page_context(state: SandboxState, session: StripeObject, base: str) -> dict
         "total": invoicing.money(int(total), session["currency"]),
         "trial_days": trial_days,
         "promo_code": promo_code,
-        "methods": payments_port.hosted_page_methods(session["payment_method_types"]),
+        "methods": []
+        if method_optional(session)
+        else payments_port.hosted_page_methods(session["payment_method_types"]),
         "action": f"{base}/checkout/pay/{session['id']}",
         "email": (session.get("customer_details") or {}).get("email")
         or session.get("customer_email")
@@ -1097,7 +1126,7 @@ def checkout_submit(call: Call) -> Response:
         complete_session(
             call,
             session,
-            payment_method=str(form.get("payment_method") or ""),
+            payment_method=str(form.get("payment_method") or "") or None,
             email=str(form.get("email") or "") or None,
             name=str(form.get("name") or "") or None,
         )

@@ -81,13 +81,21 @@ _IGNORED: dict[str, Field] = {
         "pending_invoice_item_interval",
         "transfer_data",
         "add_invoice_items",
-        "collection_method",
         "days_until_due",
         "billing_mode",
     )
 }
+PAUSE = obj(
+    {
+        "behavior": enum("keep_as_draft", "mark_uncollectible", "void", required=True),
+        "resumes_at": integer(),
+    },
+    nullable=True,
+)
+COLLECTION = enum("charge_automatically", "send_invoice")
 CREATE: dict[str, Field] = {
     **_IGNORED,
+    "collection_method": COLLECTION,
     "customer": string(required=True),
     "items": array(obj(_ITEM_FIELDS), required=True, max_items=20),
     "default_payment_method": string(),
@@ -150,8 +158,9 @@ UPDATE: dict[str, Field] = {
     "proration_behavior": enum("always_invoice", "create_prorations", "none"),
     "proration_date": integer(),
     "off_session": boolean(),
-    "pause_collection": anything(),
+    "pause_collection": PAUSE,
     "billing_cycle_anchor": enum("now", "unchanged"),
+    "collection_method": COLLECTION,
 }
 CANCEL: dict[str, Field] = {
     "invoice_now": boolean(),
@@ -183,6 +192,15 @@ LIST: dict[str, Field] = {
     "collection_method": enum("charge_automatically", "send_invoice"),
     "automatic_tax": anything(),
 }
+
+
+def _refuse_send_invoice(p: dict[str, Any]) -> None:
+    if p.get("collection_method") == "send_invoice":
+        raise invalid_request(
+            "collection_method=send_invoice is not supported by the sandbox; subscriptions "
+            "charge automatically.",
+            param="collection_method",
+        )
 
 
 def _items(
@@ -263,6 +281,7 @@ def create_subscription(call: Call) -> StripeObject:
             "subscription.",
             param="payment_behavior",
         )
+    _refuse_send_invoice(p)
     lifecycle.check_payment_method(
         state, p.get("default_payment_method"), customer, param="default_payment_method"
     )
@@ -304,6 +323,7 @@ def update_subscription(call: Call) -> StripeObject:
             raise invalid_request(
                 "A canceled subscription can only update its cancellation_details and metadata.",
             )
+    _refuse_send_invoice(p)
     if p.get("payment_behavior") in ("pending_if_incomplete", "default_incomplete"):
         raise invalid_request(
             f"payment_behavior={p['payment_behavior']} is not supported by the sandbox on update; "
@@ -386,6 +406,17 @@ def update_subscription(call: Call) -> StripeObject:
             for coupon, promo in (found_discounts or [])
         ]
         changes["discounts"] = ids
+    reset_anchor = p.get("billing_cycle_anchor") == "now"
+    if reset_anchor and sub["status"] not in ("active", "past_due"):
+        raise invalid_request(
+            "billing_cycle_anchor=now needs an active or past_due subscription.",
+            param="billing_cycle_anchor",
+        )
+    if reset_anchor and new_items is None:
+        new_items = [
+            (item, item["price"], int(item["quantity"]), dict(item["metadata"]))
+            for item in lifecycle.items_of(sub)
+        ]
     if new_items is not None:
         item_changes, invoice = lifecycle.change_items(
             state,
@@ -394,6 +425,7 @@ def update_subscription(call: Call) -> StripeObject:
             proration_behavior=p.get("proration_behavior", "create_prorations"),
             proration_date=p.get("proration_date"),
             payment_behavior=p.get("payment_behavior", "allow_incomplete"),
+            reset_anchor=reset_anchor,
         )
         changes.update(item_changes)
     if p.get("trial_end") == "now" and sub["status"] == "trialing":
@@ -418,14 +450,14 @@ def update_subscription(call: Call) -> StripeObject:
         )
         if changes.get("cancel_at_period_end"):
             changes["cancel_at"] = new_end
-    if (
-        p.get("billing_cycle_anchor") == "now"
-        and invoice is None
-        and sub["status"] in ("active", "past_due")
-    ):
-        raise invalid_request(
-            "billing_cycle_anchor=now is supported by the sandbox only with a price change.",
-            param="billing_cycle_anchor",
+    if "pause_collection" in p:
+        changes["pause_collection"] = (
+            None
+            if p["pause_collection"] is None
+            else {
+                "behavior": p["pause_collection"]["behavior"],
+                "resumes_at": p["pause_collection"].get("resumes_at"),
+            }
         )
     previous = state.update(sub, changes)
     if previous:
