@@ -170,3 +170,32 @@ def test_standalone_cli(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=10)
     assert customer.id in state_file.read_text()
+
+
+def test_deliveries_owed_at_shutdown_resume_after_restart(
+    tmp_path: Path, webhook_receiver: WebhookReceiver
+) -> None:
+    path = tmp_path / "sandbox.json"
+    state = SandboxState(path)
+    endpoint = state.webhooks.add_endpoint(webhook_receiver.url)
+    state.webhooks.configure(paused=True)  # the process "stops" before delivering
+    first = state.emit("customer.created", {"id": "cus_a", "object": "customer"})
+    second = state.emit("customer.updated", {"id": "cus_a", "object": "customer"})
+    state.webhooks.stop()
+    state.save()
+    assert webhook_receiver.deliveries == []
+
+    restarted = SandboxState(path)
+    assert restarted.webhooks.wait_idle(10)
+    assert [e["id"] for e in webhook_receiver.events()] == [first["id"], second["id"]]
+    delivered = webhook_receiver.deliveries[0]
+    stripe.Webhook.construct_event(
+        delivered.body, delivered.headers["Stripe-Signature"], endpoint["_secret"]
+    )
+    assert restarted.require("event", first["id"])["pending_webhooks"] == 0
+    restarted.webhooks.stop()
+    restarted.save()
+    # Nothing is owed any more: a second restart delivers nothing again.
+    again = SandboxState(path)
+    assert again.webhooks.wait_idle(5)
+    assert len(webhook_receiver.deliveries) == 2

@@ -397,6 +397,8 @@ class SandboxState:
                     "idempotency_key": request.idempotency_key if request else None,
                 },
                 "type": event_type,
+                # Endpoints still owed this event (private; lets a restart resume delivery).
+                "_undelivered": list(endpoints),
             }
             self.insert(event)
             self.webhooks.enqueue(event, endpoints)
@@ -520,6 +522,7 @@ class SandboxState:
                 bucket[item["id"]] = item
                 self._type_by_id[item["id"]] = kind
         self.idempotency = OrderedDict((k, v) for k, v in raw.get("idempotency", []))
+        self.webhooks.resume()
 
     def reset(self) -> None:
         """Forget everything (objects, timers, idempotency, faults, queued deliveries)."""

@@ -108,6 +108,7 @@ class _EndpointWorker(threading.Thread):
         for attempt in range(1, d.max_attempts + 1):
             endpoint = d.state.get("webhook_endpoint", self.endpoint_id)
             if endpoint is None or endpoint.get("deleted") or endpoint.get("status") != "enabled":
+                self._settle(delivery, succeeded=False)
                 return
             url, secret = str(endpoint["url"]), str(endpoint["_secret"])
             headers = {
@@ -137,19 +138,31 @@ class _EndpointWorker(threading.Thread):
                 }
             )
             if ok:
-                with d.state.lock:
-                    event = d.state.get("event", delivery.event_id)
-                    if event is not None and event.get("pending_webhooks", 0) > 0:
-                        event["pending_webhooks"] -= 1
-                        d.state.touch()
-                d.state.save_soon()
+                self._settle(delivery, succeeded=True)
                 return
-            if attempt < d.max_attempts:
+            if attempt == d.max_attempts:
+                self._settle(delivery, succeeded=False)  # given up on: not resumed on restart
+            else:
                 delay = min(d.retry_cap, d.retry_base * 2 ** (attempt - 1))
                 with d.cond:
                     d.cond.wait_for(lambda: self.stopped, timeout=delay)
                 if self.stopped:
                     return
+
+    def _settle(self, delivery: _Delivery, *, succeeded: bool) -> None:
+        """This endpoint is done with the event: drop it from the event's undelivered list
+        (kept in the state so a restart resumes what was still owed) and count a success."""
+        state = self.dispatcher.state
+        with state.lock:
+            event = state.get("event", delivery.event_id)
+            owed = event.get("_undelivered", []) if event is not None else []
+            if event is None or self.endpoint_id not in owed:
+                return  # a duplicate delivery, or already settled
+            owed.remove(self.endpoint_id)
+            if succeeded and event.get("pending_webhooks", 0) > 0:
+                event["pending_webhooks"] -= 1
+            state.touch()
+        state.save_soon()
 
 
 class WebhookDispatcher:
@@ -227,6 +240,14 @@ class WebhookDispatcher:
                     worker.start()
                 worker.queue.append(delivery)
             self.cond.notify_all()
+
+    def resume(self) -> None:
+        """Queue again, in the order they happened, the deliveries a stopped sandbox still owed
+        (called after loading a saved state)."""
+        for event in self.state.objects.get("event", {}).values():
+            owed = [e for e in event.get("_undelivered", []) if isinstance(e, str)]
+            if owed:
+                self.enqueue(event, owed)
 
     def record(self, attempt: dict[str, Any]) -> None:
         with self.cond:
