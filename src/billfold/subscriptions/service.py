@@ -634,7 +634,7 @@ async def sync_subscription(
     created = False
     if sub is None:
         account = await _account_for_snapshot(session, snapshot, account_hint)
-        await insert_ignoring_conflict(
+        created = await insert_ignoring_conflict(
             session,
             Subscription.__table__,  # type: ignore[arg-type]
             {
@@ -656,7 +656,10 @@ async def sync_subscription(
         )
         sub = await _lock(session, stripe_subscription_id)
         assert sub is not None
-        created = True
+        if authoritative:
+            # Read again now that the row is locked: a concurrent first sync may have written
+            # a state newer than the one read before the row existed.
+            snapshot = await gateway.retrieve_subscription(stripe_subscription_id)
         if account.stripe_customer_id is None and snapshot.customer_id:
             account.stripe_customer_id = snapshot.customer_id
     if not authoritative and seen_at is not None and not created and seen_at <= sub.stripe_seen_at:
