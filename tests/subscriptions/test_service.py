@@ -439,3 +439,40 @@ async def test_sync_catalog_is_idempotent_and_follows_amount_changes(
 def test_stripe_event_object_accessor() -> None:
     event = StripeEvent(id="evt_1", type="x", created=1, payload={"data": {"object": {"id": "o"}}})
     assert event.object == {"id": "o"}
+
+
+async def test_concurrent_deliveries_are_applied_once(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    """The same events stored and applied by many workers at once: one row per event, one
+    subscription, one `subscription.created` in the audit log."""
+    import asyncio
+
+    from billfold.stripe.inbox import process_event
+
+    account = await _account(container)
+    started = await _checkout(container, account, audit, price_id=MONTHLY)
+    gateway.stripe.complete_checkout(started.id)
+    events = gateway.stripe.events
+
+    async def deliver(event: dict[str, Any]) -> None:
+        async with container.db.transaction() as session:
+            await store_event(session, event, source="webhook")
+        await process_event(container, event["id"])
+
+    await asyncio.gather(*(deliver(e) for e in events * 4))
+    await process_due(container)
+    async with container.db.transaction() as session:
+        rows = (await session.execute(select(WebhookEvent))).scalars().all()
+        created = (
+            await session.execute(
+                select(func.count())
+                .select_from(AuditEntry)
+                .where(AuditEntry.action == "subscription.created")
+            )
+        ).scalar()
+        subs = (await session.execute(select(func.count()).select_from(Subscription))).scalar()
+    assert len(rows) == len(events) and all(r.status == "processed" for r in rows)
+    assert all(r.attempts == 1 for r in rows)
+    assert created == 1 and subs == 1
+    assert (await _status(container, account)).has_premium
