@@ -2,7 +2,8 @@
 
 - `sandbox_server`: the sandbox app served by uvicorn in a background thread on a free
   127.0.0.1 port (one per test session, its state reset before each test). It has `.url`,
-  `.state`, `.api_key`, `.wait_for_webhooks()`, `.advance_clock(clock_id, to)`.
+  `.state`, `.api_key`, `.wait_for_webhooks()` (and `await .wait_for_webhooks_async()`),
+  `.advance_clock(clock_id, to)`.
 - `stripe_client`: `stripe.StripeClient` pointed at it (sync calls, and `*_async` calls use
   httpx); `make_stripe_client(**options)` for other options (retries, timeouts).
 - `webhook_receiver`: a tiny HTTP server collecting deliveries (`.url`, `.deliveries`,
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -66,6 +68,10 @@ class SandboxServer:
                 f"webhook deliveries still pending after {timeout}s: "
                 f"{self.state.webhooks.pending()}"
             )
+
+    async def wait_for_webhooks_async(self, seconds: float = 15.0) -> None:
+        """The same, without blocking the test's event loop (when it serves the receiver)."""
+        await asyncio.to_thread(self.wait_for_webhooks, seconds)
 
     def advance_clock(self, clock_id: str, to_ts: int) -> None:
         """Advance a test clock in-process (same effect as the advance API call)."""

@@ -92,6 +92,7 @@ async def test_async_client_and_webhooks(
     ) as http:
         waited = (await http.post("/v1/test_helpers/sandbox/webhooks/wait")).json()
     assert waited["idle"] is True
+    await sandbox_server.wait_for_webhooks_async()
     assert webhook_receiver.event_types() == ["customer.created", "customer.updated"]
     event = stripe.Webhook.construct_event(
         webhook_receiver.deliveries[1].body,
