@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from billfold.sandbox.payments.instruments import BankFailure, Decline
@@ -122,7 +123,7 @@ def new_charge(
         "application_fee": None,
         "application_fee_amount": None,
         "balance_transaction": None,
-        "billing_details": dict(pm["billing_details"]),
+        "billing_details": copy.deepcopy(pm["billing_details"]),
         "calculated_statement_descriptor": intent.get("statement_descriptor")
         or STATEMENT_DESCRIPTOR,
         "captured": captured and status != "failed",
