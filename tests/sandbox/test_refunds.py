@@ -44,7 +44,7 @@ def test_partial_refunds_then_the_rest(stripe_client: stripe.StripeClient) -> No
 
     with pytest.raises(stripe.InvalidRequestError) as info:
         stripe_client.v1.refunds.create(params={"charge": pi.latest_charge, "amount": 3501})
-    assert (info.value.code, info.value.param) == ("amount_too_large", "amount")
+    assert (info.value.code, info.value.param) == (None, "amount")
     assert "($35.01) is greater than unrefunded amount on charge ($35.00)" in str(
         info.value.user_message
     )

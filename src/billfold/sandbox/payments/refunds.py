@@ -77,8 +77,8 @@ def refund(
         raise invalid_request(
             f"Refund amount ({_money(value, currency)}) is greater than unrefunded amount on "
             f"charge ({_money(left, currency)})",
+            # Stripe sends no `code` for this refusal, only the parameter.
             param="amount",
-            code="amount_too_large",
         )
     pm = state.get("payment_method", charge.get("payment_method") or "")
     card = (pm or {}).get("type") != "us_bank_account"
