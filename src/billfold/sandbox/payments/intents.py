@@ -255,8 +255,14 @@ def _rendered(state: SandboxState, obj: StripeObject) -> Any:
 def unexpected_state(intent: StripeObject, action: str, allowed: tuple[str, ...]) -> StripeError:
     """Stripe's refusal of an action in the wrong status."""
     done = {"capture": "captured", "cancel": "canceled", "confirm": "confirmed"}[action]
+    # Stripe words the capture refusal differently from the others.
+    opening = (
+        "This PaymentIntent could not be captured"
+        if action == "capture"
+        else f"You cannot {action} this PaymentIntent"
+    )
     return invalid_request(
-        f"You cannot {action} this PaymentIntent because it has a status of {intent['status']}. "
+        f"{opening} because it has a status of {intent['status']}. "
         f"Only a PaymentIntent with one of the following statuses may be {done}: "
         f"{', '.join(allowed)}.",
         code="payment_intent_unexpected_state",
