@@ -1,8 +1,10 @@
 """Document 003's `POST /api/billing/checkout_session`, `GET /api/billing/subscriptions` and
-`POST /api/stripe/webhook` over HTTP with the fake Stripe gateway, on SQLite and PostgreSQL."""
+`POST /api/stripe/webhook` over HTTP with the fake Stripe gateway, and end to end with the
+Stripe sandbox, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -12,8 +14,8 @@ from sqlalchemy import func, select
 
 from billfold.config import Settings
 from billfold.stripe.models import WebhookEvent
+from tests.e2e_fixtures import BillfoldServer
 from tests.subscriptions.fake_stripe import FakeStripeGateway, sign
-from tests.subscriptions.fixtures import *  # noqa: F403
 from tests.subscriptions.fixtures import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, bearer, deliver
 
 B = "/api/billing"
@@ -224,3 +226,39 @@ async def test_stripe_webhook_refuses_forged_and_stale(
     unsigned = await api.post(WEBHOOK, content=payload)
     assert unsigned.status_code == 400
     assert await _stored_events(database) == 0
+
+
+async def test_paid_in_the_sandbox_through_api_stripe_webhook(
+    billfold_server: BillfoldServer,
+) -> None:
+    """The real SDK against the Stripe sandbox, its signed webhooks sent to /api/stripe/webhook."""
+    server = billfold_server
+    state = server.sandbox.state
+    with state.lock:
+        (endpoint,) = state.all("webhook_endpoint")
+        state.update(endpoint, {"url": server.url + WEBHOOK})
+    headers = server.bearer("alice")
+    async with server.http() as http:
+        started = await http.post(
+            f"{B}/checkout_session", json={"plan": "premium", "interval": "yearly"}, headers=headers
+        )
+        assert started.status_code == 200, started.text
+        session_id = started.json()["id"]
+        assert started.json()["url"].startswith(server.sandbox.url)
+        await asyncio.to_thread(
+            httpx.post,
+            f"{server.sandbox.url}/v1/test_helpers/checkout/sessions/{session_id}/complete",
+            headers={"Authorization": f"Bearer {server.sandbox.api_key}"},
+        )
+        await server.settle()
+        listed = (await http.get(f"{B}/subscriptions", headers=headers)).json()["subscriptions"]
+    (sub,) = listed
+    assert (sub["status"], sub["plan"], sub["interval"]) == ("active", "premium", "yearly")
+    assert sub["price_id"] == server.prices["billfold_premium_yearly_usd"]
+    stripe_sub = await asyncio.to_thread(
+        server.sandbox.client().v1.subscriptions.retrieve, sub["stripe_subscription_id"]
+    )
+    assert stripe_sub.status == "active"
+    deliveries = list(state.webhooks.deliveries)
+    assert deliveries and all(d["succeeded"] for d in deliveries)
+    assert {d["endpoint"] for d in deliveries} == {endpoint["id"]}

@@ -1,8 +1,10 @@
-"""Document 001's `/api/subscriptions/*` over HTTP with the fake Stripe gateway, on SQLite and
-PostgreSQL: every route's shape, its errors, and shops chosen by token or header."""
+"""Document 001's `/api/subscriptions/*` over HTTP with the fake Stripe gateway (every route's
+shape, its errors, shops chosen by token or header), then end to end with the Stripe sandbox, on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -10,8 +12,8 @@ from sqlalchemy import select
 
 from billfold.config import Settings
 from billfold.customers.models import BillingAccount
+from tests.e2e_fixtures import BillfoldServer
 from tests.subscriptions.fake_stripe import FakeStripeGateway
-from tests.subscriptions.fixtures import *  # noqa: F403
 from tests.subscriptions.fixtures import bearer, deliver
 
 S = "/api/subscriptions"
@@ -285,3 +287,70 @@ async def test_shop_from_the_token_or_an_entitled_header(
         ("shop", "two.myshopify.com"),
         ("user", "owner"),
     ]
+
+
+async def test_the_whole_flow_against_the_stripe_sandbox(billfold_server: BillfoldServer) -> None:
+    """The real SDK and the Stripe sandbox: subscribe, pay, change plan with proration, cancel."""
+    server = billfold_server
+    headers = server.bearer("owner", shop="demo.myshopify.com")
+
+    def sandbox_post(path: str, **form: Any) -> Any:
+        response = httpx.post(
+            server.sandbox.url + path,
+            data={k: str(v) for k, v in form.items()},
+            headers={"Authorization": f"Bearer {server.sandbox.api_key}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async with server.http() as http:
+        started = await http.post(f"{S}/subscribe", json={"planId": "premium"}, headers=headers)
+        assert started.status_code == 200, started.text
+        await asyncio.to_thread(
+            sandbox_post,
+            f"/v1/test_helpers/checkout/sessions/{started.json()['sessionId']}/complete",
+        )
+        await server.settle()
+        current = (await http.get(f"{S}/current", headers=headers)).json()
+        assert current["hasPremium"] is True
+        assert (current["subscription"]["interval"], current["subscription"]["amount"]) == (
+            "monthly",
+            699,
+        )
+
+        await asyncio.to_thread(
+            sandbox_post, "/v1/test_helpers/sandbox/clock/advance", seconds=10 * 86400
+        )
+        changed = await http.put(
+            f"{S}/update",
+            json={"planId": "premium", "interval": "yearly", "prorationBehavior": "always_invoice"},
+            headers=headers,
+        )
+        assert changed.status_code == 200, changed.text
+        sub = changed.json()["subscription"]
+        assert (sub["interval"], sub["amount"], sub["status"]) == ("yearly", 6000, "active")
+        client = server.sandbox.client()
+        customer = (
+            await asyncio.to_thread(client.v1.subscriptions.retrieve, sub["stripeSubscriptionId"])
+        ).customer
+        invoice = (
+            await asyncio.to_thread(client.v1.invoices.list, {"customer": customer, "limit": 1})
+        ).data[0]
+        amounts = sorted(int(line.amount) for line in invoice.lines.data)
+        assert 6000 in amounts
+        assert amounts[0] < 0  # the unused part of the month, credited
+
+        portal = await http.get(
+            f"{S}/portal", params={"returnUrl": f"{APP}/billing"}, headers=headers
+        )
+        assert portal.status_code == 200
+        assert (await http.get(portal.json()["url"])).status_code == 200
+
+        canceled = await http.post(f"{S}/cancel", headers=headers)
+        assert canceled.json()["subscription"]["cancelAtPeriodEnd"] is True
+        await server.settle()
+        current = (await http.get(f"{S}/current", headers=headers)).json()
+    assert current["hasPremium"] is True
+    assert current["subscription"]["cancelAtPeriodEnd"] is True
+    assert current["subscription"]["interval"] == "yearly"

@@ -25,7 +25,6 @@ from billfold.config import Settings
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import get_or_create_account
 from tests.subscriptions.fake_stripe import FakeStripeGateway
-from tests.subscriptions.fixtures import *  # noqa: F403
 from tests.subscriptions.fixtures import deliver
 
 PREFIX = "/trpc-wire"

@@ -1,6 +1,7 @@
 """The official `@trpc/client` (v11, under Node) calls billfold's `/trpc` unchanged.
 
-billfold runs under uvicorn on a loopback port, with the fake Stripe gateway; the Node script
+billfold runs under uvicorn on a loopback port, with the fake Stripe gateway and then with the
+real SDK against the Stripe sandbox (`tests.e2e_fixtures`); the Node script
 (tests/node/trpc_billing.mjs) calls both billing procedures with `httpLink` and batched with
 `httpBatchLink`, and prints what the client got. Skipped, visibly, when node or
 tests/node/node_modules is missing (`./scripts/test` runs `npm install`), unless
@@ -19,13 +20,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
 from billfold.auth.tokens import issue_token
 from billfold.config import Settings
+from tests.e2e_fixtures import BillfoldServer
 from tests.subscriptions.fake_stripe import FakeStripeGateway
-from tests.subscriptions.fixtures import *  # noqa: F403
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 SCRIPT = NODE_DIR / "trpc_billing.mjs"
@@ -168,3 +170,55 @@ async def test_official_trpc_client_calls_billfold(
     bob_customer = gateway.stripe.sessions[bob_checkout["data"]["id"]]["customer"]
     assert bob_customer != session["customer"]
     assert batch["portalTwiceWithHeaderToken"][0]["data"]["url"].endswith(bob_customer)
+
+
+async def test_official_trpc_client_against_the_stripe_sandbox(
+    billfold_server: BillfoldServer,
+) -> None:
+    """The same client calls with billfold on the real SDK and the sandbox: the hosted pages
+    answer, and paying the Checkout gives the account premium."""
+    node = _node_or_skip()
+    server = billfold_server
+    alice = issue_token(server.settings, "alice")
+    bob = issue_token(server.settings, "bob")
+    out = await _run_node(
+        node, server.url, alice, "--batch-token", bob, "--product", "premium", "--app-url", APP
+    )
+    single = out["httpLink"]
+    _not_found(single["portalBeforeCheckout"])
+    checkout = single["checkout"]["data"]
+    assert checkout["id"].startswith("cs_")
+    portal = single["portalAfterCheckout"]["data"]["url"]
+    before, bob_checkout = out["httpBatchLink"]["portalThenCheckout"]
+    _not_found(before)
+    assert bob_checkout["data"]["id"].startswith("cs_")
+    assert [o["ok"] for o in out["httpBatchLink"]["portalTwiceWithHeaderToken"]] == [True, True]
+
+    stripe_session = await asyncio.to_thread(
+        server.sandbox.client().v1.checkout.sessions.retrieve, checkout["id"]
+    )
+    assert stripe_session.mode == "subscription"
+    assert stripe_session.allow_promotion_codes is True
+    assert stripe_session.url == checkout["url"]
+    async with httpx.AsyncClient(timeout=30) as http:
+        for page in (checkout["url"], portal):
+            assert (await http.get(page)).status_code == 200, page
+
+    # The customer pays: the sandbox's webhooks reach billfold, and alice has premium.
+    await asyncio.to_thread(
+        _sandbox_post, server, f"/v1/test_helpers/checkout/sessions/{checkout['id']}/complete"
+    )
+    await server.settle()
+    async with server.http() as http:
+        current = await http.get("/api/subscriptions/current", headers=server.bearer("alice"))
+    assert current.json()["hasPremium"] is True
+    assert current.json()["subscription"]["plan"] == "premium"
+
+
+def _sandbox_post(server: BillfoldServer, path: str) -> None:
+    response = httpx.post(
+        server.sandbox.url + path,
+        headers={"Authorization": f"Bearer {server.sandbox.api_key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
