@@ -40,7 +40,10 @@ def run(*args: str) -> str:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_catalog_sync_and_stripe_commands(cli_env: None, sandbox_server: SandboxServer) -> None:
+def test_catalog_sync_and_stripe_commands(
+    cli_env: None, sandbox_server: SandboxServer, database: Database
+) -> None:
+    database_url = database.url
     first = run("catalog", "sync")
     assert "prices: 4 created, 0 unchanged" in first
     again = run("catalog", "sync")
@@ -59,3 +62,22 @@ def test_catalog_sync_and_stripe_commands(cli_env: None, sandbox_server: Sandbox
     assert ", 0 new;" in run("stripe", "sync", "--since", "0")
     assert "0 applied, 0 failed" in run("stripe", "retry")
     assert f"processed: {events_read}" in run("stripe", "events")
+    assert _audit_actions(database_url).count("catalog.synced") == 2
+
+
+def _audit_actions(url: str) -> list[str]:
+    import asyncio
+
+    from sqlalchemy import select
+
+    from billfold.audit.models import AuditEntry
+
+    async def read() -> list[str]:
+        db = Database(url)
+        try:
+            async with db.transaction() as session:
+                return list((await session.execute(select(AuditEntry.action))).scalars())
+        finally:
+            await db.dispose()
+
+    return asyncio.run(read())

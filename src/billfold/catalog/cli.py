@@ -7,6 +7,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from billfold.audit.cli import cli_actor
+from billfold.audit.dependencies import system_audit_context
 from billfold.catalog.service import Catalog, load_catalog, sync_catalog, sync_steps
 from billfold.container import Container
 from billfold.stripe.cli import run_with_container
@@ -59,6 +61,16 @@ def sync() -> None:
                     progress.update(task, advance=1, description=line)
 
                 report = await sync_catalog(session, gateway_of(container), catalog, on_step=step)
+                await system_audit_context(cli_actor(), container.clock).record(
+                    session,
+                    "catalog.synced",
+                    account_id=None,
+                    details={
+                        "products_created": report.products_created,
+                        "prices_created": report.prices_created,
+                        "prices_unchanged": report.prices_unchanged,
+                    },
+                )
                 progress.update(task, description="catalog synced")
         return (
             f"products: {report.products_created} created, {report.products_updated} updated; "
