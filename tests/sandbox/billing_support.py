@@ -66,6 +66,19 @@ def customer_on_clock(
     return ClockedCustomer(str(clock.id), str(customer.id), pm_id)
 
 
+def subscribed(
+    client: stripe.StripeClient, *, price: str = "monthly", **params: Any
+) -> tuple[Catalog, ClockedCustomer, Any]:
+    """The catalog, a customer on a test clock paying with 4242, and their subscription to
+    `price` (a Catalog field), created with `params`."""
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    sub = client.v1.subscriptions.create(
+        params={"customer": who.customer, "items": [{"price": getattr(catalog, price)}], **params}
+    )
+    return catalog, who, sub
+
+
 def attach_card(
     client: stripe.StripeClient, customer: str, card: str, *, default: bool = True
 ) -> str:

@@ -12,6 +12,7 @@ from tests.sandbox.billing_support import (
     attach_card,
     customer_on_clock,
     make_catalog,
+    subscribed,
 )
 from tests.sandbox.shapes import assert_stripe_shape
 
@@ -20,11 +21,7 @@ FEB_1_2026 = JAN_1_2026 + 31 * 86_400
 
 def _past_due(client: stripe.StripeClient) -> tuple[str, str, str]:
     """A subscription whose renewal failed: (customer, subscription, open invoice)."""
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    _catalog, who, sub = subscribed(client)
     attach_card(client, who.customer, "pm_card_chargeCustomerFail")
     advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
     invoice = str(client.v1.subscriptions.retrieve(sub.id).latest_invoice)

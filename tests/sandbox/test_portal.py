@@ -14,8 +14,7 @@ from tests.sandbox.billing_support import (
     JAN_1_2026,
     advance,
     attach_card,
-    customer_on_clock,
-    make_catalog,
+    subscribed,
 )
 from tests.sandbox.shapes import assert_stripe_shape
 
@@ -30,11 +29,7 @@ def _act(url: str, **form: str) -> httpx.Response:
 
 def test_portal_page_cancel_renew_switch_and_cards(stripe_client: stripe.StripeClient) -> None:
     client = stripe_client
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    catalog, who, sub = subscribed(client)
     session = client.v1.billing_portal.sessions.create(
         params={"customer": who.customer, "return_url": RETURN}
     )
@@ -88,11 +83,7 @@ def test_configuration_cancel_immediately_and_flow_redirect(
     stripe_client: stripe.StripeClient,
 ) -> None:
     client = stripe_client
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    catalog, who, sub = subscribed(client)
     config = client.v1.billing_portal.configurations.create(
         params={
             "features": {

@@ -18,6 +18,7 @@ from tests.sandbox.billing_support import (
     event_types,
     last_event_id,
     make_catalog,
+    subscribed,
 )
 from tests.sandbox.shapes import assert_stripe_shape
 
@@ -79,11 +80,7 @@ def test_create_charges_the_first_invoice_and_is_active(stripe_client: stripe.St
 
 def test_renewal_creates_and_pays_the_next_invoice(stripe_client: stripe.StripeClient) -> None:
     client = stripe_client
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    _catalog, who, sub = subscribed(client)
     mark = last_event_id(client)
 
     advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
@@ -114,11 +111,7 @@ def test_failed_renewal_goes_past_due_retries_then_cancels(
     stripe_client: stripe.StripeClient,
 ) -> None:
     client = stripe_client
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    _catalog, who, sub = subscribed(client)
     # 4000000000000341: attaches fine, every charge is declined.
     attach_card(client, who.customer, "pm_card_chargeCustomerFail")
     mark = last_event_id(client)
@@ -163,11 +156,7 @@ def test_final_failure_can_leave_the_subscription_unpaid(
 ) -> None:
     client = stripe_client
     billing_settings(client, after_final_failure="unpaid", retry_days=[1])
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    _catalog, who, sub = subscribed(client)
     attach_card(client, who.customer, "pm_card_chargeCustomerFail")
 
     advance(client, who.clock, FEB_1_2026 + HOUR + 2 * DAY)
@@ -186,11 +175,7 @@ def test_final_failure_can_leave_the_subscription_unpaid(
 
 def test_past_due_recovers_when_a_retry_succeeds(stripe_client: stripe.StripeClient) -> None:
     client = stripe_client
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    _catalog, who, sub = subscribed(client)
     attach_card(client, who.customer, "pm_card_chargeCustomerFail")
     advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
     assert client.v1.subscriptions.retrieve(sub.id).status == "past_due"
@@ -212,11 +197,7 @@ def test_renewal_needing_authentication_is_paid_on_session(
     from tests.sandbox.payments_support import authenticate
 
     client = stripe_client
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    _catalog, who, sub = subscribed(client)
     attach_card(client, who.customer, "pm_card_authenticationRequired")
     advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
     sub = client.v1.subscriptions.retrieve(sub.id)
@@ -237,11 +218,7 @@ def test_renewal_needing_authentication_is_paid_on_session(
 
 def test_cancel_at_period_end_reactivate_then_end(stripe_client: stripe.StripeClient) -> None:
     client = stripe_client
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    _catalog, who, sub = subscribed(client)
     advance(client, who.clock, JAN_1_2026 + 10 * DAY)
 
     sub = client.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
@@ -273,11 +250,7 @@ def test_cancel_now_with_proration_credits_the_customer(
     stripe_client: stripe.StripeClient,
 ) -> None:
     client = stripe_client
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    _catalog, who, sub = subscribed(client)
     at = JAN_1_2026 + 11 * DAY
     advance(client, who.clock, at)
 
@@ -306,11 +279,7 @@ def test_plan_change_creates_prorations_for_the_next_invoice(
     stripe_client: stripe.StripeClient,
 ) -> None:
     client = stripe_client
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    catalog, who, sub = subscribed(client)
     at = JAN_1_2026 + 15 * DAY
     advance(client, who.clock, at)
     item = sub["items"].data[0]
@@ -344,11 +313,7 @@ def test_plan_change_creates_prorations_for_the_next_invoice(
 
 def test_plan_change_always_invoice_charges_now(stripe_client: stripe.StripeClient) -> None:
     client = stripe_client
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    catalog, who, sub = subscribed(client)
     at = JAN_1_2026 + 20 * DAY
     advance(client, who.clock, at)
 
@@ -394,11 +359,7 @@ def test_plan_change_without_proration_and_quantity(stripe_client: stripe.Stripe
 
 def test_interval_change_restarts_the_cycle(stripe_client: stripe.StripeClient) -> None:
     client = stripe_client
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    catalog, who, sub = subscribed(client)
     at = JAN_1_2026 + 10 * DAY
     advance(client, who.clock, at)
 
@@ -650,11 +611,7 @@ def test_downgrade_credit_pays_part_of_the_next_invoice(
     stripe_client: stripe.StripeClient,
 ) -> None:
     client = stripe_client
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly_plus}]}
-    )
+    catalog, who, sub = subscribed(client, price="monthly_plus")
     at = JAN_1_2026 + 16 * DAY
     advance(client, who.clock, at)
 
@@ -685,11 +642,7 @@ def test_billing_cycle_anchor_now_and_paused_collection(
     stripe_client: stripe.StripeClient,
 ) -> None:
     client = stripe_client
-    catalog = make_catalog(client)
-    who = customer_on_clock(client)
-    sub = client.v1.subscriptions.create(
-        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
-    )
+    _catalog, who, sub = subscribed(client)
     at = JAN_1_2026 + 7 * DAY
     advance(client, who.clock, at)
 

@@ -766,23 +766,10 @@ def cancel_now(
         )
     now = state.now_for(sub)
     if prorate_unused and sub["status"] in ("active", "past_due"):
-        start, end = current_period(sub)
+        period = current_period(sub)
         for item in items_of(sub):
-            full = int(item["price"].get("unit_amount") or 0) * int(item["quantity"])
-            credit = -prorate(full, start, end, now)
-            if credit:
-                line = invoicing.price_line(
-                    state,
-                    item["price"],
-                    int(item["quantity"]),
-                    period=(now, end),
-                    amount=credit,
-                    description=f"Unused time on {item['quantity']} \u00d7 "
-                    f"{invoicing.product_name(state, item['price'])} after {format_date(now)}",
-                    subscription=sub["id"],
-                    subscription_item=item["id"],
-                    proration=True,
-                )
+            line = proration_line(state, sub, item, period, now, unused=True)
+            if line is not None:
                 invoicing.add_invoice_item(
                     state, customer=sub["customer"], line=line, subscription=sub["id"]
                 )
@@ -925,23 +912,9 @@ def _proration_lines(
         )
         if unchanged:
             continue
-        full = int(old["price"].get("unit_amount") or 0) * int(old["quantity"])
-        credit = -prorate(full, start, end, at)
-        if credit:
-            lines.append(
-                invoicing.price_line(
-                    state,
-                    old["price"],
-                    int(old["quantity"]),
-                    period=(at, end),
-                    amount=credit,
-                    description=f"Unused time on {old['quantity']} \u00d7 "
-                    f"{invoicing.product_name(state, old['price'])} after {format_date(at)}",
-                    subscription=sub["id"],
-                    subscription_item=item_id,
-                    proration=True,
-                )
-            )
+        credit = proration_line(state, sub, old, (start, end), at, unused=True)
+        if credit is not None:
+            lines.append(credit)
     if reset_cycle:
         return lines  # the new items are billed in full for their new period
     for item_id, new in new_by_id.items():
@@ -952,24 +925,39 @@ def _proration_lines(
             and int(new["quantity"]) == int(before["quantity"])
         ):
             continue
-        full = int(new["price"].get("unit_amount") or 0) * int(new["quantity"])
-        charge = prorate(full, start, end, at)
-        if charge:
-            lines.append(
-                invoicing.price_line(
-                    state,
-                    new["price"],
-                    int(new["quantity"]),
-                    period=(at, end),
-                    amount=charge,
-                    description=f"Remaining time on {new['quantity']} \u00d7 "
-                    f"{invoicing.product_name(state, new['price'])} after {format_date(at)}",
-                    subscription=sub["id"],
-                    subscription_item=item_id,
-                    proration=True,
-                )
-            )
+        charge = proration_line(state, sub, new, (start, end), at, unused=False)
+        if charge is not None:
+            lines.append(charge)
     return lines
+
+
+def proration_line(
+    state: SandboxState,
+    sub: StripeObject,
+    item: StripeObject,
+    period: tuple[int, int],
+    at: int,
+    *,
+    unused: bool,
+) -> StripeObject | None:
+    """A proration line for `item` from `at` to the period's end: a credit for unused time
+    on what the customer had, or a charge for the remaining time on what they now have."""
+    full = int(item["price"].get("unit_amount") or 0) * int(item["quantity"])
+    amount = prorate(full, period[0], period[1], at)
+    if not amount:
+        return None
+    what = f"{item['quantity']} \u00d7 {invoicing.product_name(state, item['price'])}"
+    return invoicing.price_line(
+        state,
+        item["price"],
+        int(item["quantity"]),
+        period=(at, period[1]),
+        amount=-amount if unused else amount,
+        description=f"{'Unused' if unused else 'Remaining'} time on {what} after {format_date(at)}",
+        subscription=sub["id"],
+        subscription_item=item["id"],
+        proration=True,
+    )
 
 
 def _invoice_change(
