@@ -4,6 +4,7 @@ events delivered as signed webhooks."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -258,3 +259,32 @@ def test_payment_events_arrive_as_signed_webhooks(
             failed.headers["Stripe-Signature"],
             secret,
         )
+
+
+def test_processing_debit_settles_after_a_restart(tmp_path: Path) -> None:
+    from billfold.sandbox.app import create_sandbox_app
+
+    path = tmp_path / "sandbox.json"
+    state = SandboxState(path)
+    create_sandbox_app(state)
+    with state.lock:
+        customer = {"id": "cus_restart", "object": "customer", "test_clock": None}
+        state.insert({**customer, "invoice_settings": {"default_payment_method": None}})
+        bank = payments.attach_payment_method(state, "pm_usBankAccount_success", "cus_restart")
+        pi = payments.pay(
+            state,
+            customer="cus_restart",
+            amount=7000,
+            currency="usd",
+            payment_method=bank["id"],
+        )
+    assert pi["status"] == "processing"
+    state.save()
+
+    restarted = SandboxState(path)
+    create_sandbox_app(restarted)
+    assert restarted.get("payment_intent", pi["id"])["status"] == "processing"  # type: ignore[index]
+    restarted.advance_sandbox_clock(restarted.now() + 5 * 86400)
+    settled = restarted.get("payment_intent", pi["id"])
+    assert settled is not None and settled["status"] == "succeeded"
+    assert restarted.get("payment_method", bank["id"])["customer"] == "cus_restart"  # type: ignore[index]
