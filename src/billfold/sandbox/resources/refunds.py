@@ -63,12 +63,12 @@ def create_refund(call: Call) -> StripeObject:
 
 @router.get("/v1/refunds/{id}")
 def retrieve_refund(call: Call) -> StripeObject:
-    return call.require(REFUND, call.path["id"], param="refund")
+    return call.require(REFUND, call.path["id"], param="id")
 
 
 @router.post("/v1/refunds/{id}", {"metadata": metadata()})
 def update_refund(call: Call) -> StripeObject:
-    found = call.require(REFUND, call.path["id"], param="refund")
+    found = call.require(REFUND, call.path["id"], param="id")
     if "metadata" in call.params:
         previous = call.state.update(
             found, {"metadata": apply_metadata(found["metadata"], call.params["metadata"])}
@@ -83,7 +83,7 @@ def update_refund(call: Call) -> StripeObject:
 
 @router.post("/v1/refunds/{id}/cancel")
 def cancel_refund(call: Call) -> StripeObject:
-    found = call.require(REFUND, call.path["id"], param="refund")
+    found = call.require(REFUND, call.path["id"], param="id")
     raise invalid_request(
         f"Refund {found['id']} cannot be canceled because it has a status of {found['status']}. "
         "Only refunds with a status of requires_action can be canceled.",
