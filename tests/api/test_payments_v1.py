@@ -279,3 +279,22 @@ def test_no_webhook_secret_refuses_everything(tmp_path: Any) -> None:
     for secret in ("whsec_anything", "whsec_billfold_sandbox_local_only"):
         with pytest.raises(ConfigurationError, match="STRIPE_WEBHOOK_SECRET"):
             verify_signature(settings, payload, sign(payload, secret))
+
+
+async def test_idempotency_key_replays_the_same_session_per_account(
+    api: httpx.AsyncClient, billing_settings: Settings, synced: dict[str, str]
+) -> None:
+    body = {"price_id": synced["billfold_premium_monthly_usd"], "interval": "monthly"}
+    alice = {**bearer(billing_settings, "alice"), "Idempotency-Key": "k-1"}
+    bob = {**bearer(billing_settings, "bob"), "Idempotency-Key": "k-1"}
+    first = _envelope(
+        await api.post(f"{P}/create-checkout-session", json=body, headers=alice), 200, True
+    )
+    again = _envelope(
+        await api.post(f"{P}/create-checkout-session", json=body, headers=alice), 200, True
+    )
+    other = _envelope(
+        await api.post(f"{P}/create-checkout-session", json=body, headers=bob), 200, True
+    )
+    assert again["session_id"] == first["session_id"]
+    assert other["session_id"] != first["session_id"]

@@ -11,6 +11,7 @@ import stripe
 
 from billfold.errors import (
     ConfigurationError,
+    IdempotencyConflict,
     NotFound,
     PaymentFailed,
     UpstreamUnavailable,
@@ -74,6 +75,10 @@ def test_checkout_session(resources: dict[str, Any]) -> None:
         (stripe.RateLimitError("slow down"), UpstreamUnavailable),
         (stripe.APIError("boom", http_status=500), UpstreamUnavailable),
         (stripe.AuthenticationError("bad key", http_status=401), ConfigurationError),
+        (
+            stripe.IdempotencyError("Keys for idempotent requests ...", http_status=400),
+            IdempotencyConflict,
+        ),
         (stripe.InvalidRequestError("No such price", "price", http_status=400), ValidationFailed),
         (
             stripe.InvalidRequestError(

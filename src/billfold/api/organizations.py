@@ -59,6 +59,7 @@ class PortalSessionResponse(BaseModel):
 async def create_checkout(
     org_id: str,
     body: CheckoutSessionRequest,
+    request: Request,
     session: SessionDep,
     container: ContainerDep,
     principal: PrincipalDep,
@@ -77,6 +78,7 @@ async def create_checkout(
         quantity=body.quantity or 1,
         success_url=body.success_url,
         cancel_url=body.cancel_url,
+        idempotency_key=request.headers.get("idempotency-key"),
     )
     return CheckoutSessionResponse(session_id=started.id, url=started.url)
 

@@ -156,6 +156,7 @@ class CheckoutCreate(BaseModel):
 @router.post("/create-checkout-session")
 async def create_checkout_session(
     body: CheckoutCreate,
+    request: Request,
     session: SessionDep,
     container: ContainerDep,
     principal: PrincipalDep,
@@ -171,6 +172,7 @@ async def create_checkout_session(
         interval=body.interval,
         success_url=body.success_url,
         cancel_url=body.cancel_url,
+        idempotency_key=request.headers.get("idempotency-key"),
     )
     return envelope(
         "Checkout session created successfully",

@@ -22,6 +22,7 @@ from billfold.config import Settings
 from billfold.errors import (
     BillfoldError,
     ConfigurationError,
+    IdempotencyConflict,
     NotFound,
     PaymentFailed,
     UpstreamUnavailable,
@@ -340,7 +341,9 @@ def translate_stripe_error(exc: stripe.StripeError) -> BillfoldError:
         return UpstreamUnavailable(f"Stripe is unreachable: {message}")
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
         return ConfigurationError(f"Stripe refused billfold's API key: {message}")
-    if isinstance(exc, stripe.InvalidRequestError | stripe.IdempotencyError):
+    if isinstance(exc, stripe.IdempotencyError):
+        return IdempotencyConflict(message)
+    if isinstance(exc, stripe.InvalidRequestError):
         if exc.http_status == 404 or exc.code == "resource_missing":
             return NotFound(message, field=getattr(exc, "param", None))
         return ValidationFailed(message, field=getattr(exc, "param", None))

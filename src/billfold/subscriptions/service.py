@@ -270,7 +270,11 @@ async def start_checkout(
             "or cancel it instead"
         )
     customer_id = await ensure_customer(session, gateway, account, audit)
-    if idempotency_key is None:
+    if idempotency_key is not None:
+        # The caller's key, kept apart per account: the same key replays the same session.
+        scoped = f"{account.id}|{idempotency_key}"
+        idempotency_key = "billfold-checkout-" + hashlib.sha256(scoped.encode()).hexdigest()
+    else:
         # The same request repeated within ten minutes (a double click, a retry after a
         # timeout) gets the same Checkout session back instead of a second one.
         bucket = int(container.clock.now().timestamp()) // 600
