@@ -97,3 +97,35 @@ def test_default_payment_method(stripe_client: stripe.StripeClient) -> None:
     assert cleared.invoice_settings.default_payment_method is None
     types = [e.type for e in stripe_client.v1.events.list().data]
     assert types[-2:] == ["payment_method.attached", "customer.created"]
+
+
+def test_search_query_language(stripe_client: stripe.StripeClient) -> None:
+    ada = stripe_client.v1.customers.create(
+        params={"email": "ada@example.com", "name": "Ada Lovelace", "metadata": {"plan": "pro"}}
+    )
+    bob = stripe_client.v1.customers.create(
+        params={"email": "bob@example.com", "name": "Bob", "metadata": {"plan": "pro"}}
+    )
+
+    def ids(query: str) -> list[str]:
+        return [c.id for c in stripe_client.v1.customers.search(params={"query": query}).data]
+
+    assert ids('email:"ada@example.com"') == [ada.id]
+    assert ids('metadata["plan"]:"pro"') == [bob.id, ada.id]
+    assert ids("metadata['plan']:'pro' AND name~'love'") == [ada.id]
+    assert ids("email:'ada@example.com' OR email:'bob@example.com'") == [bob.id, ada.id]
+    assert ids("-name:'Bob' AND metadata['plan']:'pro'") == [ada.id]
+    assert ids(f"created>={ada.created}") == [bob.id, ada.id]
+    first = stripe_client.v1.customers.search(
+        params={"query": "metadata['plan']:'pro'", "limit": 1}
+    )
+    assert first.has_more is True
+    second = stripe_client.v1.customers.search(
+        params={"query": "metadata['plan']:'pro'", "limit": 1, "page": first.next_page}
+    )
+    assert [c.id for c in second.data] == [ada.id]
+    assert second.has_more is False
+    for bad in ("email:'a' AND name:'b' OR phone:'c'", "nonsense", "colour:'red'"):
+        with pytest.raises(stripe.InvalidRequestError) as info:
+            stripe_client.v1.customers.search(params={"query": bad})
+        assert info.value.param == "query"
