@@ -307,8 +307,8 @@ def confirm(
         changes["setup_future_usage"] = setup_future_usage
     if capture_method is not None:
         changes["capture_method"] = capture_method
-    if off_session is not None:
-        changes["_off_session"] = off_session
+    # `off_session` describes this attempt only: a later confirmation without it is on-session.
+    changes["_off_session"] = bool(off_session)
     if return_url is not None:
         changes["_return_url"] = return_url
     state.update(intent, changes)

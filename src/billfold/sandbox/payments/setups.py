@@ -206,7 +206,9 @@ def confirm(
 
 def succeed(state: SandboxState, intent: StripeObject, pm: StripeObject) -> None:
     """The payment method is saved: attached to the customer, usable off-session."""
-    pm_changes: dict[str, Any] = {"_set_up": intent.get("usage") == "off_session"}
+    pm_changes: dict[str, Any] = {
+        "_set_up": intent.get("usage") == "off_session" or bool(pm.get("_set_up"))
+    }
     if pm["type"] == "us_bank_account":
         pm_changes["_verified"] = True
     state.update(pm, pm_changes)
