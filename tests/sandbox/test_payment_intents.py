@@ -718,3 +718,25 @@ def test_authenticated_card_then_declined_for_funds(stripe_client: stripe.Stripe
     after = authenticate(stripe_client, pi.id)
     assert after["status"] == "requires_payment_method"
     assert after["last_payment_error"]["decline_code"] == "insufficient_funds"
+
+
+def test_expand_latest_charge_and_payment_method(stripe_client: stripe.StripeClient) -> None:
+    customer = _customer(stripe_client)
+    pi = stripe_client.v1.payment_intents.create(
+        params={
+            "amount": 2100,
+            "currency": "usd",
+            "customer": customer,
+            "payment_method": "pm_card_jcb",
+            "confirm": True,
+            "expand": ["latest_charge", "payment_method", "customer"],
+        }
+    )
+    assert pi.latest_charge.object == "charge"
+    assert pi.latest_charge.amount == 2100
+    assert pi.payment_method.card.brand == "jcb"
+    assert pi.customer.id == customer
+    listed = stripe_client.v1.charges.list(
+        params={"customer": customer, "expand": ["data.payment_intent"]}
+    )
+    assert listed.data[0].payment_intent.id == pi.id
