@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
+import httpx
 import pytest
 import stripe
 
@@ -104,3 +107,26 @@ def test_void_an_open_invoice(stripe_client: stripe.StripeClient) -> None:
     with pytest.raises(stripe.InvalidRequestError) as missing:
         client.v1.invoices.retrieve("in_missing")
     assert missing.value.http_status == 404
+
+
+def test_hosted_invoice_page_pays_a_past_due_invoice(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    _, sub, invoice_id = _past_due(client)
+    invoice = client.v1.invoices.retrieve(invoice_id)
+    url = str(invoice.hosted_invoice_url)
+    assert url.startswith("http://127.0.0.1:") and f"/i/{invoice_id}_" in url
+    page = httpx.get(url)
+    assert page.status_code == 200 and "$20.00" in page.text
+    assert httpx.get(url.replace(f"{invoice_id}_", f"{invoice_id}_0")).status_code == 404
+
+    declined = httpx.post(url, data={"payment_method": "pm_card_chargeDeclined"})
+    assert "declined" in unquote(declined.headers["location"]).lower()
+    challenge = httpx.post(url, data={"payment_method": "pm_card_authenticationRequired"})
+    assert challenge.headers["location"] == f"{url}/authenticate"
+    assert "Complete authentication" in httpx.get(f"{url}/authenticate").text
+    done = httpx.post(f"{url}/authenticate", data={"outcome": "complete"})
+
+    assert done.headers["location"] == url
+    assert "This invoice is paid" in httpx.get(url).text
+    assert client.v1.invoices.retrieve(invoice_id).status == "paid"
+    assert client.v1.subscriptions.retrieve(sub).status == "active"

@@ -83,6 +83,24 @@ def test_renewal_creates_and_pays_the_next_invoice(stripe_client: stripe.StripeC
     _catalog, who, sub = subscribed(client)
     mark = last_event_id(client)
 
+    advance(client, who.clock, FEB_1_2026 - 3 * DAY + 60)
+    upcoming = client.v1.events.list(params={"type": "invoice.upcoming"}).data
+    assert len(upcoming) == 1
+    preview = upcoming[0].data.object
+    assert (preview["id"], preview["billing_reason"], preview["amount_due"]) == (
+        None,
+        "upcoming",
+        2000,
+    )
+    assert preview["lines"]["data"][0]["period"].to_dict() == {
+        "start": FEB_1_2026,
+        "end": MAR_1_2026,
+    }
+    assert client.v1.invoices.list(params={"subscription": sub.id}).data[0].billing_reason == (
+        "subscription_create"
+    )
+    mark = last_event_id(client)
+
     advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
 
     sub = client.v1.subscriptions.retrieve(sub.id)
@@ -400,7 +418,8 @@ def test_trial_then_first_charge(stripe_client: stripe.StripeClient) -> None:
 
     advance(client, who.clock, trial_end - 3 * DAY + 60)
     assert event_types(client, since=mark, prefixes=BILLING_PREFIXES) == [
-        "customer.subscription.trial_will_end"
+        "customer.subscription.trial_will_end",
+        "invoice.upcoming",
     ]
 
     advance(client, who.clock, trial_end + 2 * HOUR)

@@ -8,6 +8,7 @@ this module knows nothing of subscription statuses.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -261,16 +262,22 @@ def create_invoice(
     auto_advance: bool = True,
     metadata: dict[str, str] | None = None,
     description: str | None = None,
+    preview: bool = False,
 ) -> StripeObject:
-    """Create a draft invoice (`invoice.created`) with `lines`, pending prorations first."""
+    """Create a draft invoice (`invoice.created`) with `lines`, pending prorations first.
+
+    With `preview`, the invoice is only built (no id of its own, nothing stored or claimed):
+    what `invoice.upcoming` shows.
+    """
     now = state.now_for(customer)
-    invoice_id = state.new_id("in")
+    invoice_id = state.new_id("in") if not preview else None
     pending: list[StripeObject] = []
     if include_pending:
         pending = pending_items(state, customer["id"], subscription["id"] if subscription else None)
     all_lines = [dict(i["_line"]) for i in pending] + lines
-    for item in pending:
-        state.update(item, {"invoice": invoice_id})
+    if not preview:
+        for item in pending:
+            state.update(item, {"invoice": invoice_id})
     for line in all_lines:
         line["invoice"] = invoice_id
     start, end = period or (now, now)
@@ -341,7 +348,9 @@ def create_invoice(
             "data": all_lines,
             "has_more": False,
             "total_count": len(all_lines),
-            "url": f"/v1/invoices/{invoice_id}/lines",
+            "url": f"/v1/invoices/{invoice_id}/lines"
+            if invoice_id
+            else "/v1/invoices/upcoming/lines",
         },
         "livemode": False,
         "metadata": dict(metadata or {}),
@@ -384,6 +393,8 @@ def create_invoice(
         "_retry_started": None,
     }
     _compute_totals(state, invoice)
+    if preview:
+        return invoice
     if auto_advance and billing_reason not in ("subscription_create", "subscription_update"):
         invoice["automatically_finalizes_at"] = now + int(
             billing_settings(state)["renewal_finalize_delay"]
@@ -446,6 +457,7 @@ def finalize(state: SandboxState, invoice: StripeObject) -> StripeObject:
         {
             "status": "open",
             "number": number,
+            "hosted_invoice_url": hosted_page(state, invoice),
             "effective_at": now,
             "starting_balance": balance,
             "ending_balance": ending,
@@ -459,6 +471,15 @@ def finalize(state: SandboxState, invoice: StripeObject) -> StripeObject:
     if amount_due == 0:
         mark_paid(state, invoice, payment_intent=None)
     return invoice
+
+
+def hosted_page(state: SandboxState, invoice: StripeObject) -> str:
+    """The invoice's hosted page (`hosted_invoice_url`), behind a secret like Stripe's."""
+    from billfold.sandbox.pages import page_url
+
+    if not invoice.get("_page"):
+        invoice["_page"] = f"{invoice['id']}_{secrets.token_hex(12)}"
+    return page_url(state, f"/i/{invoice['_page']}")
 
 
 def payment_method_for(state: SandboxState, invoice: StripeObject) -> str | None:

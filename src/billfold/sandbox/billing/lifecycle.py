@@ -31,6 +31,7 @@ PERIOD_END = "subscription.period_end"
 TRIAL_WILL_END = "subscription.trial_will_end"
 INCOMPLETE_EXPIRY = "subscription.incomplete_expiry"
 CANCEL_AT = "subscription.cancel_at"
+UPCOMING = "subscription.upcoming_invoice"
 
 LIVE = ("incomplete", "trialing", "active", "past_due", "unpaid", "paused")
 ENDED = ("canceled", "incomplete_expired")
@@ -457,7 +458,7 @@ def _schedule(state: SandboxState, sub: StripeObject) -> None:
     """(Re)arm the subscription's timers from its current state."""
     clock = state.clock_of(sub)
     settings = billing_settings(state)
-    for kind in (PERIOD_END, TRIAL_WILL_END, INCOMPLETE_EXPIRY, CANCEL_AT):
+    for kind in (PERIOD_END, TRIAL_WILL_END, INCOMPLETE_EXPIRY, CANCEL_AT, UPCOMING):
         state.cancel_timers(sub["id"], kind)
     status = sub["status"]
     if status in ENDED:
@@ -473,9 +474,12 @@ def _schedule(state: SandboxState, sub: StripeObject) -> None:
     _, end = current_period(sub)
     state.schedule(end, PERIOD_END, sub["id"], clock_id=clock)
     if status == "trialing" and sub.get("trial_end"):
-        notice = int(sub["trial_end"]) - int(settings["trial_will_end_notice"])
-        if notice > state.now(clock):
-            state.schedule(notice, TRIAL_WILL_END, sub["id"], clock_id=clock)
+        warn_at = int(sub["trial_end"]) - int(settings["trial_will_end_notice"])
+        if warn_at > state.now(clock):
+            state.schedule(warn_at, TRIAL_WILL_END, sub["id"], clock_id=clock)
+    notice = int(settings["upcoming_notice"])
+    if notice > 0 and end - notice > state.now(clock) and not sub.get("cancel_at_period_end"):
+        state.schedule(end - notice, UPCOMING, sub["id"], clock_id=clock)
     cancel_at = sub.get("cancel_at")
     if cancel_at is not None and int(cancel_at) < end:
         state.schedule(int(cancel_at), CANCEL_AT, sub["id"], clock_id=clock)
@@ -662,6 +666,44 @@ def _collection_pause(state: SandboxState, sub: StripeObject, at: int) -> str | 
         state.emit("customer.subscription.updated", sub, previous)
         return None
     return str(pause["behavior"])
+
+
+def upcoming_invoice(state: SandboxState, timer: Timer) -> None:
+    """`invoice.upcoming` a few days before a renewal: a preview of the next invoice."""
+    sub = state.get("subscription", timer.object_id)
+    if sub is None or sub["status"] in ENDED or sub["status"] in ("incomplete", "paused"):
+        return
+    if sub.get("cancel_at_period_end") or sub.get("pause_collection"):
+        return
+    _, end = current_period(sub)
+    interval, count = recurring_of(sub)
+    anchor = int(sub["billing_cycle_anchor"])
+    period = (end, period_containing(anchor, interval, count, end)[1])
+    customer = state.require("customer", sub["customer"], deleted_ok=True)
+    lines = [
+        invoicing.price_line(
+            state,
+            item["price"],
+            int(item["quantity"]),
+            period=period,
+            subscription=sub["id"],
+            subscription_item=item["id"],
+        )
+        for item in items_of(sub)
+    ]
+    preview = invoicing.create_invoice(
+        state,
+        customer=customer,
+        currency=str(sub["currency"]),
+        lines=lines,
+        billing_reason="upcoming",
+        subscription=sub,
+        period=current_period(sub),
+        discounts=discounting_ids(state, sub, end),
+        preview=True,
+    )
+    preview["next_payment_attempt"] = end + int(billing_settings(state)["renewal_finalize_delay"])
+    state.emit("invoice.upcoming", preview)
 
 
 def trial_will_end(state: SandboxState, timer: Timer) -> None:

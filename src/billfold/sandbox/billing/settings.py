@@ -24,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "renewal_finalize_delay": 3600,
     # An incomplete subscription whose first invoice is not paid expires after 23 hours.
     "incomplete_expiry": 23 * 3600,
+    # invoice.upcoming is sent this long before a renewal (0: never).
+    "upcoming_notice": 3 * 86_400,
     # customer.subscription.trial_will_end is sent this long before a trial ends.
     "trial_will_end_notice": 3 * 86_400,
 }

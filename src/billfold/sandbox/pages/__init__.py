@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
+
+from billfold.sandbox.state import SandboxState
 
 _TEMPLATES = Path(__file__).resolve().parent
 _env = Environment(
@@ -34,3 +37,17 @@ def sandbox_base_url(request: Request) -> str:
     if root_path and not base.endswith(root_path):
         base += root_path
     return base
+
+
+_bases: weakref.WeakKeyDictionary[SandboxState, str] = weakref.WeakKeyDictionary()
+
+
+def remember_base(state: SandboxState, request: Request) -> None:
+    """Note where this sandbox is reached, for links made later without a request (an invoice
+    finalized while a test clock advances still gets an absolute `hosted_invoice_url`)."""
+    _bases[state] = sandbox_base_url(request)
+
+
+def page_url(state: SandboxState, path: str) -> str:
+    """The absolute address of a hosted page (relative to the sandbox before any call)."""
+    return _bases.get(state, "") + path

@@ -24,7 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from billfold.sandbox.billing import discounts as discounting
 from billfold.sandbox.billing import invoicing, lifecycle, payments_port
 from billfold.sandbox.errors import StripeError, invalid_request
-from billfold.sandbox.pages import render_page, sandbox_base_url
+from billfold.sandbox.pages import remember_base, render_page, sandbox_base_url
 from billfold.sandbox.params import (
     Field,
     anything,
@@ -297,6 +297,7 @@ def _refresh_amounts(state: SandboxState, session: StripeObject) -> None:
 def create_session(call: Call) -> StripeObject:
     p = call.params
     state = call.state
+    remember_base(state, call.request)
     mode = p.get("mode")
     if mode is None:
         raise invalid_request(

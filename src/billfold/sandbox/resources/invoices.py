@@ -7,9 +7,13 @@ Invoices are made by subscriptions (`billing/lifecycle.py`); the rules are in
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
-from billfold.sandbox.billing import invoicing
-from billfold.sandbox.errors import card_error, invalid_request
+from starlette.responses import RedirectResponse, Response
+
+from billfold.sandbox.billing import invoicing, payments_port
+from billfold.sandbox.errors import StripeError, card_error, invalid_request
+from billfold.sandbox.pages import remember_base, render_page, sandbox_base_url
 from billfold.sandbox.params import (
     Field,
     anything,
@@ -138,6 +142,7 @@ def list_invoice_lines(call: Call) -> StripeObject:
 
 @router.post("/v1/invoices/{id}/finalize", {"auto_advance": boolean()})
 def finalize_invoice(call: Call) -> StripeObject:
+    remember_base(call.state, call.request)
     invoice = call.require("invoice", call.path["id"])
     if invoice["status"] != "draft":
         raise invalid_request(
@@ -156,6 +161,7 @@ def pay_invoice(call: Call) -> StripeObject:
     """Pay now: with `payment_method` (attached to the customer), or the default one; or
     `paid_out_of_band=true` to record a payment made elsewhere. A decline answers 402."""
     state = call.state
+    remember_base(state, call.request)
     invoice = call.require("invoice", call.path["id"])
     p = call.params
     if invoice["status"] == "draft":
@@ -270,3 +276,112 @@ def list_invoice_payments(call: Call) -> StripeObject:
 @router.get("/v1/invoice_payments/{id}")
 def retrieve_invoice_payment(call: Call) -> StripeObject:
     return call.require("invoice_payment", call.path["id"])
+
+
+# --- the hosted invoice page (`hosted_invoice_url`) -----------------------------------------------
+
+
+def _invoice_for_page(state: SandboxState, page: str) -> StripeObject | None:
+    invoice = state.get("invoice", page.rsplit("_", 1)[0])
+    if invoice is None or invoice.get("_page") != page:
+        return None
+    return invoice
+
+
+def _invoice_context(state: SandboxState, invoice: StripeObject, base: str) -> dict[str, Any]:
+    currency = str(invoice["currency"])
+    return {
+        "invoice": invoice,
+        "lines": [
+            {
+                "description": line["description"],
+                "amount": invoicing.money(int(line["amount"]), currency),
+            }
+            for line in invoice["lines"]["data"]
+        ],
+        "subtotal": invoicing.money(int(invoice["subtotal"]), currency),
+        "discount": invoicing.money(
+            sum(int(d["amount"]) for d in invoice["total_discount_amounts"] or []), currency
+        ),
+        "total": invoicing.money(int(invoice["total"]), currency),
+        "due": invoicing.money(int(invoice["amount_remaining"]), currency),
+        "paid": invoicing.money(int(invoice["amount_paid"]), currency),
+        "methods": payments_port.hosted_page_methods(["card"]),
+        "action": f"{base}/i/{invoice['_page']}",
+    }
+
+
+@router.page("GET", "/i/{page}")
+def invoice_page(call: Call) -> Response:
+    invoice = _invoice_for_page(call.state, call.path["page"])
+    if invoice is None:
+        return render_page("portal_gone.html", {}, status=404)
+    remember_base(call.state, call.request)
+    context = _invoice_context(call.state, invoice, sandbox_base_url(call.request))
+    context["error"] = call.raw.get("error")
+    return render_page("invoice.html", context)
+
+
+@router.page("POST", "/i/{page}")
+def pay_on_invoice_page(call: Call) -> Response:
+    """The customer pays an open invoice with a test card (3-D Secure: a challenge page)."""
+    state = call.state
+    invoice = _invoice_for_page(state, call.path["page"])
+    if invoice is None:
+        return render_page("portal_gone.html", {}, status=404)
+    here = f"{sandbox_base_url(call.request)}/i/{invoice['_page']}"
+    if invoice["status"] not in ("open", "uncollectible"):
+        return RedirectResponse(here, status_code=303)
+    try:
+        method = payments_port.payment_method_for_token(
+            state, str(call.raw.get("payment_method") or ""), param="payment_method"
+        )
+        if invoice["status"] == "uncollectible":
+            invoice["status"] = "open"
+        outcome = invoicing.collect(
+            state, invoice, payment_method=method["id"], off_session=False, schedule_retry=False
+        )
+    except StripeError as exc:
+        return RedirectResponse(f"{here}?error={quote(exc.message)}", status_code=303)
+    if outcome.status == "requires_action":
+        invoice["_pending_action"] = outcome.payment_intent
+        state.touch()
+        return RedirectResponse(f"{here}/authenticate", status_code=303)
+    if outcome.status not in ("paid", "processing"):
+        message = (outcome.error or {}).get("message", "Your card was declined.")
+        return RedirectResponse(f"{here}?error={quote(str(message))}", status_code=303)
+    return RedirectResponse(here, status_code=303)
+
+
+@router.page("GET", "/i/{page}/authenticate")
+def invoice_challenge(call: Call) -> Response:
+    invoice = _invoice_for_page(call.state, call.path["page"])
+    if invoice is None or not invoice.get("_pending_action"):
+        return render_page("portal_gone.html", {}, status=404)
+    base = sandbox_base_url(call.request)
+    return render_page(
+        "authenticate.html",
+        {
+            "action": f"{base}/i/{invoice['_page']}/authenticate",
+            "total": invoicing.money(int(invoice["amount_remaining"]), invoice["currency"]),
+        },
+    )
+
+
+@router.page("POST", "/i/{page}/authenticate")
+def invoice_challenge_done(call: Call) -> Response:
+    state = call.state
+    invoice = _invoice_for_page(state, call.path["page"])
+    if invoice is None or not invoice.get("_pending_action"):
+        return render_page("portal_gone.html", {}, status=404)
+    here = f"{sandbox_base_url(call.request)}/i/{invoice['_page']}"
+    intent = str(invoice.pop("_pending_action"))
+    state.touch()
+    try:
+        payments_port.authenticate(state, intent, succeeded=call.raw.get("outcome") == "complete")
+    except StripeError as exc:
+        return RedirectResponse(f"{here}?error={quote(exc.message)}", status_code=303)
+    if invoice["status"] != "paid":
+        message = "We are unable to authenticate your payment method."
+        return RedirectResponse(f"{here}?error={quote(message)}", status_code=303)
+    return RedirectResponse(here, status_code=303)

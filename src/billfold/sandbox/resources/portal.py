@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 
 from billfold.sandbox.billing import invoicing, lifecycle, payments_port
 from billfold.sandbox.errors import StripeError, invalid_request
-from billfold.sandbox.pages import render_page, sandbox_base_url
+from billfold.sandbox.pages import remember_base, render_page, sandbox_base_url
 from billfold.sandbox.params import (
     Field,
     anything,
@@ -345,6 +345,7 @@ def _flow(state: SandboxState, customer: StripeObject, given: dict[str, Any] | N
 def create_portal_session(call: Call) -> StripeObject:
     p = call.params
     state = call.state
+    remember_base(state, call.request)
     customer = call.require("customer", p["customer"], param="customer")
     if p.get("configuration"):
         config = call.require(CONFIGURATION, p["configuration"], param="configuration")

@@ -11,6 +11,7 @@ from billfold.sandbox.billing import discounts as discounting
 from billfold.sandbox.billing import invoicing, lifecycle
 from billfold.sandbox.billing.settings import DEFAULTS, set_billing_settings
 from billfold.sandbox.errors import invalid_request
+from billfold.sandbox.pages import remember_base
 from billfold.sandbox.params import (
     Field,
     anything,
@@ -270,6 +271,7 @@ def _trial_end(call: Call, p: dict[str, Any], prices: list[StripeObject], now: i
 def create_subscription(call: Call) -> StripeObject:
     p = call.params
     state = call.state
+    remember_base(state, call.request)
     customer = call.require("customer", p["customer"], param="customer")
     if not p["items"]:
         raise invalid_request(
@@ -314,6 +316,7 @@ def retrieve_subscription(call: Call) -> StripeObject:
 @router.post("/v1/subscriptions/{id}", UPDATE)
 def update_subscription(call: Call) -> StripeObject:
     state = call.state
+    remember_base(state, call.request)
     sub = call.require("subscription", call.path["id"])
     p = call.params
     customer = state.require("customer", sub["customer"], deleted_ok=True)
@@ -666,6 +669,7 @@ def retrieve_invoice_item(call: Call) -> StripeObject:
 
 router.timer(lifecycle.PERIOD_END)(lifecycle.period_end)
 router.timer(lifecycle.TRIAL_WILL_END)(lifecycle.trial_will_end)
+router.timer(lifecycle.UPCOMING)(lifecycle.upcoming_invoice)
 router.timer(lifecycle.INCOMPLETE_EXPIRY)(lifecycle.incomplete_expiry)
 router.timer(lifecycle.CANCEL_AT)(lifecycle.cancel_at_reached)
 router.timer(invoicing.FINALIZE_TIMER)(lifecycle.finalize_timer)
@@ -680,6 +684,7 @@ SETTINGS: dict[str, Field] = {
     "renewal_finalize_delay": integer(min=0, max=72 * 3600),
     "incomplete_expiry": integer(min=60, max=30 * 86_400),
     "trial_will_end_notice": integer(min=0, max=30 * 86_400),
+    "upcoming_notice": integer(min=0, max=30 * 86_400),
     "reset": boolean(),
 }
 
