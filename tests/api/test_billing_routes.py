@@ -262,3 +262,22 @@ async def test_paid_in_the_sandbox_through_api_stripe_webhook(
     deliveries = list(state.webhooks.deliveries)
     assert deliveries and all(d["succeeded"] for d in deliveries)
     assert {d["endpoint"] for d in deliveries} == {endpoint["id"]}
+
+
+async def test_idempotency_key_replays_the_same_session(
+    api: httpx.AsyncClient, billing_settings: Settings, synced: dict[str, str]
+) -> None:
+    body = {"price_id": "billfold_premium_monthly_usd"}
+    alice = bearer(billing_settings, "alice") | {"Idempotency-Key": "order-1"}
+    first = await api.post(f"{B}/checkout_session", json=body, headers=alice)
+    again = await api.post(f"{B}/checkout_session", json=body, headers=alice)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    other = await api.post(
+        f"{B}/checkout_session", json=body, headers=alice | {"Idempotency-Key": "order-2"}
+    )
+    assert other.json()["id"] != first.json()["id"]
+    # Keys are kept apart per account: bob's "order-1" is bob's own session.
+    bob = bearer(billing_settings, "bob") | {"Idempotency-Key": "order-1"}
+    bobs = await api.post(f"{B}/checkout_session", json=body, headers=bob)
+    assert bobs.json()["id"] != first.json()["id"]

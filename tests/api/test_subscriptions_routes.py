@@ -102,6 +102,10 @@ async def test_subscribe_answers_the_checkout_urls(
     assert body["sessionUrl"] == body["checkoutUrl"] == session["url"]
     assert session["price"] == synced["billfold_premium_yearly_eur"]
     assert (session["success_url"], session["cancel_url"]) == (f"{APP}/ok", f"{APP}/no")
+    keyed = bearer(billing_settings, "bob") | {"Idempotency-Key": "k1"}
+    first = await api.post(f"{S}/subscribe", json={"planId": "premium"}, headers=keyed)
+    again = await api.post(f"{S}/subscribe", json={"planId": "premium"}, headers=keyed)
+    assert first.json()["sessionId"] == again.json()["sessionId"] != body["sessionId"]
 
 
 async def test_subscribe_errors(

@@ -6,7 +6,8 @@ Served here so far (document 003):
 - `POST /api/billing/checkout_session` `{price_id? | plan?, interval?, currency?, quantity?,
   success_url?, cancel_url?}` -> `{id, url}`: a subscription-mode Stripe Checkout session
   (redirects default to STRIPE_SUCCESS_URL / STRIPE_CANCEL_URL, else FRONTEND_URL; 409 while a
-  subscription is live; 400 for a redirect to a host that is not allowed).
+  subscription is live; 400 for a redirect to a host that is not allowed). An `Idempotency-Key`
+  header replays the same session for the same key.
 - `GET /api/billing/subscriptions` -> `{subscriptions: [...]}`, newest first.
 
 Document 003 names its fields in snake_case, so these shapes do too; document 001's routes under
@@ -20,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
@@ -86,6 +87,7 @@ class SubscriptionList(BaseModel):
 @router.post("/checkout_session", response_model=CheckoutSessionRead)
 async def create_checkout_session(
     body: CheckoutSessionCreate,
+    request: Request,
     session: SessionDep,
     container: ContainerDep,
     account: ActingAccountDep,
@@ -106,6 +108,7 @@ async def create_checkout_session(
         quantity=body.quantity,
         success_url=body.success_url,
         cancel_url=body.cancel_url,
+        idempotency_key=request.headers.get("idempotency-key"),
     )
     return CheckoutSessionRead(id=started.id, url=started.url)
 

@@ -5,7 +5,8 @@ The document lists the paths only; the shapes are billfold's, in the document's 
 
 - `GET  current`   -> `{subscription: Subscription | null, hasPremium}`
 - `POST subscribe` `{planId? | priceId?, interval?, currency?, successUrl?, cancelUrl?}`
-                   -> `{sessionId, sessionUrl, checkoutUrl}` (409 while a subscription is live)
+                   -> `{sessionId, sessionUrl, checkoutUrl}` (409 while a subscription is live;
+                   an `Idempotency-Key` header replays the same session)
 - `PUT  update`    `{planId? | priceId?, interval?, currency?, quantity?, prorationBehavior?}`
                    -> `{subscription}`; prorates by default (`create_prorations`)
 - `POST cancel`    `{cancelImmediately?}` (body optional) -> `{subscription}`; at period end
@@ -24,7 +25,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
@@ -146,6 +147,7 @@ async def get_current_subscription(
 @router.post("/subscribe", response_model=CheckoutRead)
 async def subscribe(
     body: SubscribeCreate,
+    request: Request,
     session: SessionDep,
     container: ContainerDep,
     account: ActingAccountDep,
@@ -164,6 +166,7 @@ async def subscribe(
         currency=(body.currency or account.currency).lower(),
         success_url=body.success_url,
         cancel_url=body.cancel_url,
+        idempotency_key=request.headers.get("idempotency-key"),
     )
     return CheckoutRead(session_id=started.id, session_url=started.url, checkout_url=started.url)
 

@@ -79,6 +79,7 @@ async def create_checkout_session(
         success_url=data.success_url,
         cancel_url=data.cancel_url,
         allow_promotion_codes=True,
+        idempotency_key=ctx.request.headers.get("idempotency-key"),
     )
     return CheckoutSessionRead(id=started.id, url=started.url)
 
