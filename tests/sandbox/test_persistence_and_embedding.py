@@ -199,3 +199,54 @@ def test_deliveries_owed_at_shutdown_resume_after_restart(
     again = SandboxState(path)
     assert again.webhooks.wait_idle(5)
     assert len(webhook_receiver.deliveries) == 2
+
+
+def test_billfold_serve_delivers_sandbox_events_to_its_own_webhook_route(tmp_path: Path) -> None:
+    """`billfold serve` without a Stripe key: the mounted sandbox answers the SDK and every
+    event reaches billfold's own webhook route, which accepts the signature (2xx)."""
+    port = _free_port()
+    billfold = Path(sys.executable).with_name("billfold")
+    env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "BILLFOLD_DATA_DIR": str(tmp_path / "data"),
+        "BILLFOLD_JWT_SECRET": "s" * 40,
+    }
+    for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "BILLFOLD_DATABASE_URL"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [str(billfold), "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}{SANDBOX_MOUNT_PATH}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base + "/v1/customers", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise AssertionError("billfold serve did not start") from None
+                time.sleep(0.2)
+        client = _client(base, SANDBOX_SECRET_KEY)
+        customer = client.v1.customers.create(params={"email": "serve@example.com"})
+        auth = {"Authorization": f"Bearer {SANDBOX_SECRET_KEY}"}
+        waited = httpx.post(
+            base + "/v1/test_helpers/sandbox/webhooks/wait", headers=auth, timeout=30
+        ).json()
+        assert waited["idle"] is True
+        attempts = httpx.get(
+            base + "/v1/test_helpers/sandbox/webhooks/deliveries", headers=auth
+        ).json()["data"]
+        mine = [a for a in attempts if a["type"] == "customer.created"]
+        assert mine and all(a["endpoint"] == BILLFOLD_ENDPOINT_ID for a in mine)
+        assert mine[-1]["succeeded"] is True, mine
+        event = client.v1.events.list(params={"type": "customer.created"}).data[0]
+        assert event.data.object.id == customer.id
+        assert event.pending_webhooks == 0
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
