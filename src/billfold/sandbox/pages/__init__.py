@@ -51,3 +51,11 @@ def remember_base(state: SandboxState, request: Request) -> None:
 def page_url(state: SandboxState, path: str) -> str:
     """The absolute address of a hosted page (relative to the sandbox before any call)."""
     return _bases.get(state, "") + path
+
+
+def object_for_page(state: SandboxState, object_type: str, page: str) -> Any:
+    """The object behind a hosted page's secret path `{id}_{secret}` (None if it does not match)."""
+    found = state.get(object_type, page.rsplit("_", 1)[0])
+    if found is None or found.get("_page") != page:
+        return None
+    return found

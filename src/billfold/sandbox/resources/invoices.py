@@ -13,7 +13,12 @@ from starlette.responses import RedirectResponse, Response
 
 from billfold.sandbox.billing import invoicing, payments_port
 from billfold.sandbox.errors import StripeError, card_error, invalid_request
-from billfold.sandbox.pages import remember_base, render_page, sandbox_base_url
+from billfold.sandbox.pages import (
+    object_for_page,
+    remember_base,
+    render_page,
+    sandbox_base_url,
+)
 from billfold.sandbox.params import (
     Field,
     anything,
@@ -281,13 +286,6 @@ def retrieve_invoice_payment(call: Call) -> StripeObject:
 # --- the hosted invoice page (`hosted_invoice_url`) -----------------------------------------------
 
 
-def _invoice_for_page(state: SandboxState, page: str) -> StripeObject | None:
-    invoice = state.get("invoice", page.rsplit("_", 1)[0])
-    if invoice is None or invoice.get("_page") != page:
-        return None
-    return invoice
-
-
 def _invoice_context(state: SandboxState, invoice: StripeObject, base: str) -> dict[str, Any]:
     currency = str(invoice["currency"])
     return {
@@ -313,9 +311,9 @@ def _invoice_context(state: SandboxState, invoice: StripeObject, base: str) -> d
 
 @router.page("GET", "/i/{page}")
 def invoice_page(call: Call) -> Response:
-    invoice = _invoice_for_page(call.state, call.path["page"])
+    invoice = object_for_page(call.state, "invoice", call.path["page"])
     if invoice is None:
-        return render_page("portal_gone.html", {}, status=404)
+        return render_page("link_gone.html", {}, status=404)
     remember_base(call.state, call.request)
     context = _invoice_context(call.state, invoice, sandbox_base_url(call.request))
     context["error"] = call.raw.get("error")
@@ -326,9 +324,9 @@ def invoice_page(call: Call) -> Response:
 def pay_on_invoice_page(call: Call) -> Response:
     """The customer pays an open invoice with a test card (3-D Secure: a challenge page)."""
     state = call.state
-    invoice = _invoice_for_page(state, call.path["page"])
+    invoice = object_for_page(state, "invoice", call.path["page"])
     if invoice is None:
-        return render_page("portal_gone.html", {}, status=404)
+        return render_page("link_gone.html", {}, status=404)
     here = f"{sandbox_base_url(call.request)}/i/{invoice['_page']}"
     if invoice["status"] not in ("open", "uncollectible"):
         return RedirectResponse(here, status_code=303)
@@ -355,9 +353,9 @@ def pay_on_invoice_page(call: Call) -> Response:
 
 @router.page("GET", "/i/{page}/authenticate")
 def invoice_challenge(call: Call) -> Response:
-    invoice = _invoice_for_page(call.state, call.path["page"])
+    invoice = object_for_page(call.state, "invoice", call.path["page"])
     if invoice is None or not invoice.get("_pending_action"):
-        return render_page("portal_gone.html", {}, status=404)
+        return render_page("link_gone.html", {}, status=404)
     base = sandbox_base_url(call.request)
     return render_page(
         "authenticate.html",
@@ -371,9 +369,9 @@ def invoice_challenge(call: Call) -> Response:
 @router.page("POST", "/i/{page}/authenticate")
 def invoice_challenge_done(call: Call) -> Response:
     state = call.state
-    invoice = _invoice_for_page(state, call.path["page"])
+    invoice = object_for_page(state, "invoice", call.path["page"])
     if invoice is None or not invoice.get("_pending_action"):
-        return render_page("portal_gone.html", {}, status=404)
+        return render_page("link_gone.html", {}, status=404)
     here = f"{sandbox_base_url(call.request)}/i/{invoice['_page']}"
     intent = str(invoice.pop("_pending_action"))
     state.touch()

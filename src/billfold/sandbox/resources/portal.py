@@ -18,7 +18,12 @@ from starlette.responses import RedirectResponse, Response
 
 from billfold.sandbox.billing import invoicing, lifecycle, payments_port
 from billfold.sandbox.errors import StripeError, invalid_request
-from billfold.sandbox.pages import remember_base, render_page, sandbox_base_url
+from billfold.sandbox.pages import (
+    object_for_page,
+    remember_base,
+    render_page,
+    sandbox_base_url,
+)
 from billfold.sandbox.params import (
     Field,
     anything,
@@ -387,14 +392,6 @@ def create_portal_session(call: Call) -> StripeObject:
 # --- the hosted page ------------------------------------------------------------------------------
 
 
-def _session_for(state: SandboxState, page: str) -> StripeObject | None:
-    session_id = page.rsplit("_", 1)[0]
-    session = state.get(SESSION, session_id)
-    if session is None or session.get("_page") != page:
-        return None
-    return session
-
-
 def _allowed_prices(
     state: SandboxState, config: StripeObject, sub: StripeObject
 ) -> list[StripeObject]:
@@ -516,9 +513,9 @@ def _describe_method(pm: StripeObject) -> str:
 
 @router.page("GET", "/p/session/{page}")
 def portal_page(call: Call) -> Response:
-    session = _session_for(call.state, call.path["page"])
+    session = object_for_page(call.state, SESSION, call.path["page"])
     if session is None:
-        return render_page("portal_gone.html", {}, status=404)
+        return render_page("link_gone.html", {}, status=404)
     base = sandbox_base_url(call.request)
     context = _page_context(call.state, session, base)
     context["notice"] = call.raw.get("notice")
@@ -529,10 +526,10 @@ def portal_page(call: Call) -> Response:
 @router.page("POST", "/p/session/{page}")
 def portal_action(call: Call) -> Response:
     state = call.state
-    session = _session_for(state, call.path["page"])
+    session = object_for_page(state, SESSION, call.path["page"])
     base = sandbox_base_url(call.request)
     if session is None:
-        return render_page("portal_gone.html", {}, status=404)
+        return render_page("link_gone.html", {}, status=404)
     here = f"{base}/p/session/{session['_page']}"
     try:
         notice = _perform(call, session, {k: str(v) for k, v in call.raw.items()})
