@@ -38,7 +38,7 @@ from billfold.sandbox.payments.methods import (
     mark_used,
     require_usable,
 )
-from billfold.sandbox.payments.outcomes import announce
+from billfold.sandbox.payments.outcomes import announce, require_action
 from billfold.sandbox.state import SandboxState, StripeObject
 
 PAYMENT_INTENT = "payment_intent"
@@ -319,17 +319,8 @@ def confirm(
     if not authenticated and authentication.payment_needs_authentication(pm, off_session=off):
         if off or error_on_requires_action:
             return _fail_card(state, intent, pm, AUTHENTICATION_REQUIRED)
-        previous = state.update(
-            intent,
-            {
-                "status": "requires_action",
-                "next_action": authentication.three_d_secure_action(
-                    state, intent, intent.get("_return_url")
-                ),
-            },
-        )
-        state.emit("payment_intent.requires_action", intent, previous)
-        announce(state, intent)
+        action = authentication.three_d_secure_action(state, intent, intent.get("_return_url"))
+        require_action(state, intent, action)
         return None
     card = card_of(pm)
     if card is not None and card.decline is not None:
@@ -406,15 +397,8 @@ def _debit_bank_account(
     state: SandboxState, intent: StripeObject, pm: StripeObject
 ) -> StripeError | None:
     if not pm.get("_verified"):
-        previous = state.update(
-            intent,
-            {
-                "status": "requires_action",
-                "next_action": microdeposits.next_action(state, intent, "descriptor_code"),
-            },
-        )
-        state.emit("payment_intent.requires_action", intent, previous)
-        announce(state, intent)
+        action = microdeposits.next_action(state, intent, "descriptor_code")
+        require_action(state, intent, action)
         return None
     start_processing(state, intent, pm)
     return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from billfold.sandbox.state import SandboxState, StripeObject
 
@@ -50,3 +51,10 @@ def quietly() -> Iterator[None]:
         yield
     finally:
         _quiet.reset(token)
+
+
+def require_action(state: SandboxState, intent: StripeObject, next_action: dict[str, Any]) -> None:
+    """Park an intent in `requires_action` (3-D Secure, microdeposits) and say so."""
+    previous = state.update(intent, {"status": "requires_action", "next_action": next_action})
+    state.emit(f"{intent['object']}.requires_action", intent, previous)
+    announce(state, intent)

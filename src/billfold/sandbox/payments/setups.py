@@ -16,7 +16,7 @@ from billfold.sandbox.payments import authentication, microdeposits
 from billfold.sandbox.payments.instruments import Decline
 from billfold.sandbox.payments.last_errors import last_error
 from billfold.sandbox.payments.methods import attach, bank_account_of, card_of, require_usable
-from billfold.sandbox.payments.outcomes import announce
+from billfold.sandbox.payments.outcomes import announce, require_action
 from billfold.sandbox.state import SandboxState, StripeObject
 
 SETUP_INTENT = "setup_intent"
@@ -172,8 +172,6 @@ def confirm(
             succeed(state, intent, pm)
             return None
         action = microdeposits.next_action(state, intent, "descriptor_code")
-        previous = state.update(intent, {"status": "requires_action", "next_action": action})
-        state.emit("setup_intent.requires_action", intent, previous)
         account = bank_account_of(pm)
         if account is not None and account.microdeposits_fail:
             state.schedule(
@@ -182,23 +180,14 @@ def confirm(
                 intent["id"],
                 clock_id=state.clock_of(intent),
             )
-        announce(state, intent)
+        require_action(state, intent, action)
         return None
     card = card_of(pm)
     if card is not None and card.decline is not None and not card.attachable:
         return _decline(state, intent, pm, card.decline)
     if authentication.setup_needs_authentication(pm):
-        previous = state.update(
-            intent,
-            {
-                "status": "requires_action",
-                "next_action": authentication.three_d_secure_action(
-                    state, intent, intent.get("_return_url")
-                ),
-            },
-        )
-        state.emit("setup_intent.requires_action", intent, previous)
-        announce(state, intent)
+        action = authentication.three_d_secure_action(state, intent, intent.get("_return_url"))
+        require_action(state, intent, action)
         return None
     succeed(state, intent, pm)
     return None
