@@ -170,3 +170,50 @@ def test_product_with_default_price_data(stripe_client: stripe.StripeClient) -> 
     assert product.default_price.recurring.interval == "year"
     with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.products.delete(product.id)
+
+
+def test_sdk_parameters_are_declared() -> None:
+    """Every parameter the SDK's typed params allow for the core routes is accepted."""
+    import stripe.params as sdk_params
+    import stripe.params.test_helpers as sdk_test_helpers
+
+    from billfold.sandbox.app import load_routers
+
+    request_options = {
+        "api_key",
+        "content_type",
+        "headers",
+        "idempotency_key",
+        "max_network_retries",
+        "stripe_account",
+        "stripe_context",
+        "stripe_version",
+    }
+    pairs = {
+        ("POST", "/v1/customers"): "CustomerCreateParams",
+        ("POST", "/v1/customers/{id}"): "CustomerUpdateParams",
+        ("GET", "/v1/customers"): "CustomerListParams",
+        ("POST", "/v1/products"): "ProductCreateParams",
+        ("POST", "/v1/products/{id}"): "ProductUpdateParams",
+        ("GET", "/v1/products"): "ProductListParams",
+        ("POST", "/v1/prices"): "PriceCreateParams",
+        ("POST", "/v1/prices/{id}"): "PriceUpdateParams",
+        ("GET", "/v1/prices"): "PriceListParams",
+        ("POST", "/v1/coupons"): "CouponCreateParams",
+        ("POST", "/v1/coupons/{id}"): "CouponUpdateParams",
+        ("GET", "/v1/coupons"): "CouponListParams",
+        ("POST", "/v1/promotion_codes"): "PromotionCodeCreateParams",
+        ("POST", "/v1/promotion_codes/{id}"): "PromotionCodeUpdateParams",
+        ("GET", "/v1/promotion_codes"): "PromotionCodeListParams",
+        ("GET", "/v1/events"): "EventListParams",
+        ("POST", "/v1/webhook_endpoints"): "WebhookEndpointCreateParams",
+        ("POST", "/v1/webhook_endpoints/{id}"): "WebhookEndpointUpdateParams",
+        ("GET", "/v1/webhook_endpoints"): "WebhookEndpointListParams",
+        ("POST", "/v1/test_helpers/test_clocks"): "TestClockCreateParams",
+        ("POST", "/v1/test_helpers/test_clocks/{id}/advance"): "TestClockAdvanceParams",
+    }
+    routes = {(r.method, r.path): r for router in load_routers() for r in router.routes}
+    for key, name in pairs.items():
+        typed = getattr(sdk_params, name, None) or getattr(sdk_test_helpers, name)
+        missing = set(typed.__annotations__) - request_options - set(routes[key].params)
+        assert not missing, f"{key} refuses SDK parameters {sorted(missing)}"

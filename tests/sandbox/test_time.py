@@ -149,3 +149,16 @@ def test_advance_in_process_helper(
     clock = stripe_client.v1.test_helpers.test_clocks.create(params={"frozen_time": T0})
     sandbox_server.advance_clock(clock.id, T0 + DAY)
     assert stripe_client.v1.test_helpers.test_clocks.retrieve(clock.id).frozen_time == T0 + DAY
+
+
+def test_test_clock_for_an_existing_customer(stripe_client: stripe.StripeClient) -> None:
+    customer = stripe_client.v1.customers.create(params={"email": "existing@example.com"})
+    clock = stripe_client.v1.test_helpers.test_clocks.create(
+        params={"frozen_time": T0, "customer": customer.id}
+    )
+    assert stripe_client.v1.customers.retrieve(customer.id).test_clock == clock.id
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        stripe_client.v1.test_helpers.test_clocks.create(
+            params={"frozen_time": T0, "customer": customer.id}
+        )
+    assert info.value.param == "customer"

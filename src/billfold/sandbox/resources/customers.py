@@ -9,6 +9,7 @@ from billfold.sandbox.params import (
     anything,
     apply_metadata,
     array,
+    boolean,
     enum,
     in_range,
     integer,
@@ -60,6 +61,11 @@ _FIELDS = {
     "source": string(),
     "tax": anything(),
     "tax_id_data": anything(),
+    # Accepted as Stripe accepts them; not part of the customer object the sandbox returns.
+    "business_name": string(nullable=True, max_length=150),
+    "individual_name": string(nullable=True, max_length=150),
+    "cash_balance": anything(),
+    "validate": boolean(),
 }
 CREATE = {**_FIELDS, "test_clock": string()}
 UPDATE = {**_FIELDS, "default_source": string(nullable=True)}
@@ -172,7 +178,16 @@ def update_customer(call: Call) -> StripeObject:
         changes["invoice_settings"] = _invoice_settings(customer["invoice_settings"], update)
     if "metadata" in p:
         changes["metadata"] = apply_metadata(customer["metadata"], p.pop("metadata"))
-    for ignored in ("payment_method", "source", "tax", "tax_id_data"):
+    for ignored in (
+        "payment_method",
+        "source",
+        "tax",
+        "tax_id_data",
+        "business_name",
+        "individual_name",
+        "cash_balance",
+        "validate",
+    ):
         p.pop(ignored, None)
     if "tax_exempt" in p and p["tax_exempt"] is None:
         p["tax_exempt"] = "none"

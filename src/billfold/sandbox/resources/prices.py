@@ -34,6 +34,7 @@ _RECURRING = obj(
 )
 CREATE = {
     "currency": string(required=True),
+    "currency_options": anything(),
     "active": boolean(),
     "billing_scheme": enum("per_unit", "tiered"),
     "custom_unit_amount": anything(),

@@ -36,6 +36,7 @@ _FIELDS = {
     "tax_code": string(nullable=True),
     "unit_label": string(nullable=True, max_length=12),
     "url": string(nullable=True),
+    "tax_details": anything(),
 }
 CREATE = {
     **_FIELDS,
@@ -55,6 +56,8 @@ CREATE = {
             ),
             "tax_behavior": enum("inclusive", "exclusive", "unspecified"),
             "metadata": metadata(),
+            "currency_options": anything(),
+            "custom_unit_amount": anything(),
         }
     ),
 }
@@ -64,6 +67,7 @@ LIST = {
     "created": range_filter(),
     "ids": array(string()),
     "shippable": boolean(),
+    "type": enum("good", "service"),
     "url": string(),
 }
 
@@ -132,6 +136,7 @@ def update_product(call: Call) -> StripeObject:
             raise invalid_request(
                 "The default price must belong to this product.", param="default_price"
             )
+    p.pop("tax_details", None)  # accepted, not kept on the product
     if "images" in p and p["images"] is None:
         p["images"] = []
     previous = call.state.update(product, p)
@@ -164,6 +169,7 @@ def list_products(call: Call) -> StripeObject:
         and ("ids" not in p or pr["id"] in p["ids"])
         and ("shippable" not in p or pr.get("shippable") == p["shippable"])
         and ("url" not in p or pr.get("url") == p["url"])
+        and ("type" not in p or pr.get("type") == p["type"])
         and in_range(pr.get("created"), p.get("created"))
     ]
     return call.list_response(found)

@@ -43,10 +43,17 @@ def advance_test_clock(state: SandboxState, clock: StripeObject, to_ts: int) -> 
 
 @router.post(
     "/v1/test_helpers/test_clocks",
-    {"frozen_time": integer(required=True), "name": string(max_length=300)},
+    {"frozen_time": integer(required=True), "name": string(max_length=300), "customer": string()},
 )
 def create_test_clock(call: Call) -> StripeObject:
     p = call.params
+    customer = (
+        call.require("customer", p["customer"], param="customer") if "customer" in p else None
+    )
+    if customer is not None and customer.get("test_clock"):
+        raise invalid_request(
+            "This customer is already attached to a test clock.", param="customer"
+        )
     clock: StripeObject = {
         "id": call.state.new_id("clock"),
         "object": CLOCK,
@@ -60,6 +67,10 @@ def create_test_clock(call: Call) -> StripeObject:
     }
     call.state.insert(clock)
     call.emit("test_helpers.test_clock.created", clock)
+    if customer is not None:
+        # "Existing customer this test clock will be attached to" (it cannot be removed).
+        previous = call.state.update(customer, {"test_clock": clock["id"]})
+        call.emit("customer.updated", customer, previous)
     return clock
 
 
