@@ -261,6 +261,10 @@ async def test_webhook_signatures(
     data = _envelope(await deliver(api, event), 200, True)
     assert data["duplicate"] is True
     assert await _count_events(container) == stored + 1
+    metrics = (await api.get("/metrics")).text
+    assert "billfold_stripe_webhooks_refused_total" in metrics
+    assert 'billfold_stripe_events_received_total{outcome="duplicate"}' in metrics
+    assert "billfold_stripe_events_applied_total" in metrics
 
 
 def test_no_webhook_secret_refuses_everything(tmp_path: Any) -> None:

@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 import stripe
+from prometheus_client import Counter
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +36,7 @@ from billfold.config import Settings
 from billfold.container import Container
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import ConfigurationError, ValidationFailed
+from billfold.observability import REGISTRY
 from billfold.stripe.gateway import StripeEvent
 from billfold.stripe.models import InboxStatus, WebhookEvent
 
@@ -43,6 +45,24 @@ log = logging.getLogger("billfold.stripe.inbox")
 SIGNATURE_TOLERANCE_SECONDS = 300
 MAX_ATTEMPTS = 12
 MAX_PAYLOAD_BYTES = 1024 * 1024
+
+EVENTS_RECEIVED = Counter(
+    "billfold_stripe_events_received_total",
+    "Stripe events received, by whether they were new or a repeat.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+EVENTS_APPLIED = Counter(
+    "billfold_stripe_events_applied_total",
+    "Attempts to apply a stored Stripe event, by type and outcome.",
+    ["type", "outcome"],
+    registry=REGISTRY,
+)
+SIGNATURES_REFUSED = Counter(
+    "billfold_stripe_webhooks_refused_total",
+    "Webhook deliveries refused (bad, stale or missing signature).",
+    registry=REGISTRY,
+)
 
 Handler = Callable[[AsyncSession, Container, StripeEvent], Awaitable[None]]
 _handlers: dict[str, list[Handler]] = {}
@@ -91,6 +111,7 @@ def verify_signature(settings: Settings, payload: bytes, signature_header: str |
             "STRIPE_WEBHOOK_SECRET is not set: billfold refuses every webhook until it is"
         )
     if not signature_header:
+        SIGNATURES_REFUSED.inc()
         raise ValidationFailed("missing Stripe-Signature header", field="Stripe-Signature")
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ValidationFailed("webhook body is too large")
@@ -103,6 +124,7 @@ def verify_signature(settings: Settings, payload: bytes, signature_header: str |
             continue
         except ValueError as exc:
             raise ValidationFailed("webhook body is not a JSON event") from exc
+    SIGNATURES_REFUSED.inc()
     raise ValidationFailed("invalid or expired Stripe signature", field="Stripe-Signature")
 
 
@@ -154,6 +176,7 @@ async def receive_webhook(
         raise ValidationFailed("webhook body is not a JSON event")
     stored = await store_event(session, body, source="webhook", clock=clock)
     await session.flush()
+    EVENTS_RECEIVED.labels("new" if stored.inserted else "duplicate").inc()
     return stored
 
 
@@ -185,6 +208,7 @@ async def process_event(container: Container, event_id: str) -> str | None:
             dead = row.attempts >= MAX_ATTEMPTS
             row.status = (InboxStatus.DEAD if dead else InboxStatus.FAILED).value
             row.next_attempt_at = None if dead else container.clock.now() + _backoff(row.attempts)
+            EVENTS_APPLIED.labels(row.type, row.status).inc()
             log.warning(
                 "stripe event %s (%s) failed, attempt %d: %s",
                 row.id,
@@ -194,6 +218,7 @@ async def process_event(container: Container, event_id: str) -> str | None:
             )
         else:
             row.status = InboxStatus.PROCESSED.value
+            EVENTS_APPLIED.labels(row.type, row.status).inc()
             row.processed_at = container.clock.now()
             row.last_error = None
             row.last_traceback = None
