@@ -86,10 +86,20 @@ def sandbox_gateway(settings: Settings, sandbox: SandboxServer) -> StripeClientG
 
 
 @pytest.fixture
+def billfold_catalog_file() -> Path | None:
+    """The catalog the e2e server sells (None: the embedded default); override per module."""
+    return None
+
+
+@pytest.fixture
 async def billfold_server(
-    database: Database, sandbox_server: SandboxServer, tmp_path: Path
+    database: Database,
+    sandbox_server: SandboxServer,
+    tmp_path: Path,
+    billfold_catalog_file: Path | None,
 ) -> AsyncIterator[BillfoldServer]:
     settings = Settings(
+        catalog_file=billfold_catalog_file,
         stripe_secret_key=sandbox_server.api_key,
         stripe_publishable_key="pk_test_sandbox_tests",
         stripe_webhook_secret=["whsec_set_once_the_endpoint_exists"],
