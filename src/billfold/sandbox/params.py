@@ -34,6 +34,8 @@ class Field:
     parse: Callable[[Any, Path], Any]
     required: bool = False
     nullable: bool = False
+    children: dict[str, Field] | None = None  # the declared keys of an obj()
+    item: Field | None = None  # what an array() holds
 
 
 def _scalar(value: Any, path: Path) -> str:
@@ -213,7 +215,7 @@ def obj(fields: dict[str, Field], *, required: bool = False, nullable: bool = Fa
             )
         return _validate(fields, value, path)
 
-    return Field(parse, required, nullable)
+    return Field(parse, required, nullable, children=fields)
 
 
 def hash_of_strings(*, required: bool = False, nullable: bool = False) -> Field:
@@ -252,7 +254,7 @@ def array(
             )
         return [item.parse(v, (*path, i)) for i, v in enumerate(value)]
 
-    return Field(parse, required, nullable)
+    return Field(parse, required, nullable, item=item)
 
 
 def anything(*, required: bool = False) -> Field:

@@ -50,6 +50,7 @@ CREATE = {
             "metadata": metadata(),
             "statement_descriptor": string(),
             "tax_code": string(),
+            "tax_details": anything(),
             "unit_label": string(),
         }
     ),
