@@ -156,6 +156,13 @@ async def test_a_renewal_that_fails_makes_the_subscription_past_due(
         async with server.database.transaction() as session:
             types = (await session.execute(select(WebhookEvent.type))).scalars().all()
         assert "invoice.payment_failed" in types
+        # Stripe's retries all fail: the subscription ends up unpaid or canceled, no premium.
+        for _ in range(4):
+            advance_sandbox(server, 8 * DAY)
+            await server.settle()
+        status = await status_of(http, headers)
+        assert status["status"] in ("unpaid", "canceled")
+        assert status["has_premium"] is False
 
 
 def _proration_amounts(server: BillfoldServer, customer_id: str) -> list[tuple[int, bool]]:
