@@ -124,6 +124,10 @@ def test_search_query_language(stripe_client: stripe.StripeClient) -> None:
         params={"query": "metadata['plan']:'pro'", "limit": 1, "page": first.next_page}
     )
     assert [c.id for c in second.data] == [ada.id]
+    counted = stripe_client.v1.customers.search(
+        params={"query": "metadata['plan']:'pro'", "limit": 1, "expand": ["total_count"]}
+    )
+    assert counted.total_count == 2
     assert second.has_more is False
     for bad in ("email:'a' AND name:'b' OR phone:'c'", "nonsense", "colour:'red'"):
         with pytest.raises(stripe.InvalidRequestError) as info:

@@ -107,10 +107,13 @@ def search_response(
             raise invalid_request("Invalid page token.", param="page") from None
     chunk = found[offset : offset + limit]
     has_more = offset + limit < len(found)
-    return {
+    result: StripeObject = {
         "object": "search_result",
         "data": chunk,
         "has_more": has_more,
         "next_page": f"page_{offset + limit}" if has_more else None,
         "url": call.request.url.path.removeprefix(call.request.scope.get("root_path", "")),
     }
+    if "total_count" in (call.params.get("expand") or []):
+        result["total_count"] = len(found)  # Stripe's includable field
+    return result
