@@ -145,11 +145,18 @@ async def test_apikey_create_list_revoke(cli_database: Database) -> None:
     secret = created.stdout.strip().splitlines()[-1]
     assert secret.startswith("bf_") and len(secret) > 40
     async with cli_database.transaction() as session:
-        key = (await session.execute(select(ApiKey))).scalar_one()
+        key = (
+            await session.execute(select(ApiKey).where(ApiKey.name == "web backend"))
+        ).scalar_one()
     assert key.name == "web backend"
     assert secret not in (key.key_hash, key.prefix) and secret.startswith(key.prefix)
 
+    rotating = await invoke("apikey", "create", "rotating", "--expires-in", "30d")
+    assert rotating.exit_code == 0, rotating.output
+    bad_ttl = await invoke("apikey", "create", "x", "--expires-in", "soon")
+    assert bad_ttl.exit_code == 1 and "ttl" in bad_ttl.output
     listed = await invoke("apikey", "list")
+    assert "expires" in listed.output
     assert listed.exit_code == 0 and key.id in listed.output and secret not in listed.output
 
     revoked = await invoke("apikey", "revoke", key.id)
@@ -161,7 +168,7 @@ async def test_apikey_create_list_revoke(cli_database: Database) -> None:
 
     async with cli_database.transaction() as session:
         actions = (await session.execute(select(AuditEntry.action))).scalars().all()
-    assert sorted(actions) == ["api_key.created", "api_key.revoked"]
+    assert sorted(actions) == ["api_key.created", "api_key.created", "api_key.revoked"]
     verified = await invoke("audit", "verify")
     assert verified.exit_code == 0
 
@@ -199,3 +206,12 @@ async def test_an_anchor_catches_a_rewritten_chain(cli_database: Database) -> No
     assert missing.exit_code == 1 and "anchored entry 9 is missing" in missing.output
     bad = await invoke("audit", "verify", "--anchor", "nonsense")
     assert bad.exit_code == 2
+
+
+async def test_audit_list_shows_the_newest_entries(cli_database: Database) -> None:
+    await _append(cli_database, 3)
+    result = await invoke("audit", "list", "--limit", "2", "--account", "acct_1")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split()[0] == "3"
+    assert "charge.created" in lines[0] and '{"amount":1002,"currency":"usd"}' in lines[0]

@@ -251,3 +251,17 @@ async def test_concurrent_requests_with_one_api_key(
     async with database.transaction() as session:
         key = await session.get(ApiKey, key_id)
     assert key is not None and key.last_used_at is not None
+
+
+async def test_an_expired_api_key_is_401(
+    probe: FastAPI, client: httpx.AsyncClient, database: Database
+) -> None:
+    async with database.transaction() as session:
+        fresh = await create_api_key(session, "rotating", expires_in=timedelta(days=90))
+        stale = await create_api_key(
+            session, "old", expires_in=timedelta(days=1), now=utcnow() - timedelta(days=2)
+        )
+    assert fresh.key.expires_at is not None and fresh.key.is_active(utcnow())
+    assert (await client.get("/_probe/whoami", headers=bearer(fresh.secret))).status_code == 200
+    response = await client.get("/_probe/whoami", headers=bearer(stale.secret))
+    assert response.status_code == 401 and "expired" in response.json()["error"]["message"]

@@ -10,7 +10,6 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit.service import list_entries
@@ -102,17 +101,23 @@ def list_command(
 
     async def work(session: AsyncSession) -> None:
         entries, _ = await list_entries(session, account_id=account_id, limit=limit)
-        table = Table("seq", "when", "action", "actor", "account", "target", "request")
         for entry in entries:
-            table.add_row(
-                str(entry.seq),
-                entry.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
-                entry.action,
-                entry.actor,
-                entry.account_id or "",
-                entry.target or "",
-                entry.request_id or "",
+            where = " ".join(
+                part
+                for part in (
+                    entry.account_id,
+                    f"target={entry.target}" if entry.target else None,
+                    f"ip={entry.ip}" if entry.ip else None,
+                    f"request={entry.request_id}" if entry.request_id else None,
+                )
+                if part
             )
-        console.print(table)
+            console.print(
+                f"{entry.seq:>6}  {entry.occurred_at.strftime('%Y-%m-%d %H:%M:%S')}  "
+                f"{entry.action:<24} {entry.actor}  {where}  {entry.details_json}",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
 
     run_in_transaction(work)

@@ -47,19 +47,28 @@ def looks_like_api_key(credential: str) -> bool:
 
 
 async def create_api_key(
-    session: AsyncSession, name: str, *, now: datetime | None = None
+    session: AsyncSession,
+    name: str,
+    *,
+    expires_in: timedelta | None = None,
+    now: datetime | None = None,
 ) -> CreatedApiKey:
-    """Create a key named `name`; the returned secret is never stored."""
+    """Create a key named `name` (valid for `expires_in`, or until revoked); the returned
+    secret is never stored."""
     name = name.strip()
     if not name or len(name) > 100 or any(ord(c) < 32 for c in name):
         raise ValidationFailed("API key name must be 1 to 100 printable characters", field="name")
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise ValidationFailed("an API key must expire in the future", field="expires_in")
+    created_at = now or utcnow()
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         id=new_id("ak"),
         name=name,
         prefix=secret[: len(KEY_PREFIX) + _VISIBLE_CHARS],
         key_hash=hash_api_key(secret),
-        created_at=now or utcnow(),
+        created_at=created_at,
+        expires_at=created_at + expires_in if expires_in is not None else None,
     )
     session.add(key)
     await session.flush()
@@ -99,18 +108,20 @@ async def revoke_api_key(
 async def authenticate_api_key(
     session: AsyncSession, secret: str, *, now: datetime | None = None
 ) -> Principal:
-    """The principal of an active key; Unauthenticated for unknown or revoked keys."""
+    """The principal of an active key; Unauthenticated for unknown, revoked or expired keys."""
     if not looks_like_api_key(secret) or len(secret) > 128:
         raise Unauthenticated("invalid API key")
-    stmt = select(ApiKey.id, ApiKey.name, ApiKey.revoked_at, ApiKey.last_used_at).where(
-        ApiKey.key_hash == hash_api_key(secret)
-    )
+    stmt = select(
+        ApiKey.id, ApiKey.name, ApiKey.revoked_at, ApiKey.expires_at, ApiKey.last_used_at
+    ).where(ApiKey.key_hash == hash_api_key(secret))
     row = (await session.execute(stmt)).one_or_none()
     if row is None:
         raise Unauthenticated("invalid API key")
     if row.revoked_at is not None:
         raise Unauthenticated("API key revoked")
     moment = now or utcnow()
+    if row.expires_at is not None and moment >= row.expires_at:
+        raise Unauthenticated("API key expired")
     if row.last_used_at is None or moment - row.last_used_at >= LAST_USED_RESOLUTION:
         # Conditional, so concurrent requests of one key write it once and rarely wait.
         await session.execute(

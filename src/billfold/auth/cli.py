@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit.cli import cli_actor, run_in_transaction
 from billfold.audit.service import record_event
 from billfold.auth.apikeys import CreatedApiKey, create_api_key, list_api_keys, revoke_api_key
 from billfold.auth.models import ApiKey
+from billfold.auth.tokens import parse_ttl
+from billfold.clock import utcnow
 from billfold.errors import BillfoldError
 
 apikey_app = typer.Typer(help="API keys for your app's backend.", no_args_is_help=True)
@@ -31,6 +33,15 @@ async def _record(session: AsyncSession, action: str, key: ApiKey) -> None:
     )
 
 
+def _status(key: ApiKey, now: datetime) -> str:
+    if key.revoked_at is not None:
+        return "revoked " + key.revoked_at.strftime("%Y-%m-%d")
+    if key.expires_at is not None:
+        verb = "expires" if key.is_active(now) else "expired"
+        return f"{verb} {key.expires_at.strftime('%Y-%m-%d')}"
+    return "active"
+
+
 def _fail(exc: BillfoldError) -> None:
     err_console.print(f"[red]error:[/red] {exc.message}")
     raise typer.Exit(code=1)
@@ -39,11 +50,15 @@ def _fail(exc: BillfoldError) -> None:
 @apikey_app.command("create")
 def create(
     name: str = typer.Argument(..., help="What the key is for, e.g. 'web backend'."),
+    expires_in: str | None = typer.Option(
+        None, "--expires-in", help="Lifetime such as 90d (default: until revoked)."
+    ),
 ) -> None:
     """Create a key and print it once (only its hash is kept)."""
 
     async def work(session: AsyncSession) -> CreatedApiKey:
-        created = await create_api_key(session, name)
+        lifetime = parse_ttl(expires_in) if expires_in is not None else None
+        created = await create_api_key(session, name, expires_in=lifetime)
         await _record(session, "api_key.created", created.key)
         return created
 
@@ -69,21 +84,20 @@ def list_command(
         return list(await list_api_keys(session, include_revoked=not active))
 
     keys = run_in_transaction(work)
-    table = Table()
-    table.add_column("id", no_wrap=True)
-    table.add_column("prefix", no_wrap=True)
-    for column in ("name", "created", "last used", "status"):
-        table.add_column(column)
+    now = utcnow()
+    # One key a line (id, prefix, status, created, last use, name): readable in any terminal
+    # width and easy to grep.
     for key in keys:
-        table.add_row(
-            key.id,
-            key.prefix + "...",
-            key.name,
-            key.created_at.strftime("%Y-%m-%d"),
-            key.last_used_at.strftime("%Y-%m-%d %H:%M") if key.last_used_at else "never",
-            "revoked " + key.revoked_at.strftime("%Y-%m-%d") if key.revoked_at else "active",
+        last_used = key.last_used_at.strftime("%Y-%m-%d %H:%M") if key.last_used_at else "never"
+        console.print(
+            f"{key.id}  {key.prefix}...  {_status(key, now):<18}  "
+            f"created {key.created_at.strftime('%Y-%m-%d')}  last used {last_used}  {key.name}",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
         )
-    console.print(table)
+    if not keys:
+        err_console.print("no API keys yet: `billfold apikey create NAME`")
 
 
 @apikey_app.command("revoke")
