@@ -13,6 +13,7 @@ from billfold.catalog.service import (
     resolve_price,
 )
 from billfold.config import Settings
+from billfold.db.engine import Database
 from billfold.errors import ConfigurationError, ValidationFailed
 
 CUSTOM = """
@@ -133,3 +134,20 @@ def test_missing_or_broken_file(tmp_path: Path) -> None:
     broken.write_text("[[plans]\n")
     with pytest.raises(ConfigurationError, match="not valid TOML"):
         read_catalog_file(Settings(catalog_file=broken))
+
+
+async def test_sync_leaves_pinned_prices_alone(database: Database) -> None:
+    from billfold.catalog.service import load_catalog, sync_catalog
+    from tests.subscriptions.fake_stripe import FakeStripeGateway
+
+    settings = Settings(STRIPE_PREMIUM_MONTHLY_PRICE_ID="price_env_monthly")
+    gateway = FakeStripeGateway()
+    async with database.transaction() as session:
+        catalog = await load_catalog(session, settings)
+        report = await sync_catalog(session, gateway, catalog)
+        reloaded = await load_catalog(session, settings)
+    assert report.prices_pinned == 1 and report.prices_created == 3
+    keys = {p["lookup_key"] for p in gateway.stripe.prices.values()}
+    assert "billfold_premium_monthly_usd" not in keys and len(keys) == 3
+    monthly = resolve_price(reloaded, plan="premium", interval="monthly", currency="usd")[1]
+    assert monthly.stripe_price_id == "price_env_monthly"

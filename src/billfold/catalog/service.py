@@ -41,6 +41,8 @@ class PlanPrice:
     amount: int | None  # None when only a Stripe price id is known (from the environment)
     lookup_key: str
     stripe_price_id: str | None = None
+    # True when the file or the environment names the Stripe price: sync leaves it alone.
+    pinned: bool = False
     name: str | None = None
     description: str | None = None
     features: tuple[str, ...] = ()
@@ -147,6 +149,7 @@ def parse_catalog(data: Mapping[str, Any], *, source: str = "catalog") -> Catalo
                     amount=amount,
                     lookup_key=str(raw.get("lookup_key") or _lookup_key(code, interval, currency)),
                     stripe_price_id=raw.get("stripe_price_id"),
+                    pinned=bool(raw.get("stripe_price_id")),
                     name=raw.get("name"),
                     description=raw.get("description"),
                     features=_str_tuple(raw.get("features"), f"{p_where}.features"),
@@ -223,7 +226,7 @@ def _pin(catalog: Catalog, code: str, interval: str, currency: str, price_id: st
     prices = list(plan.prices)
     matches = [i for i, p in enumerate(prices) if p.interval == interval and p.currency == currency]
     if matches:
-        prices[matches[0]] = replace(prices[matches[0]], stripe_price_id=price_id)
+        prices[matches[0]] = replace(prices[matches[0]], stripe_price_id=price_id, pinned=True)
     else:
         prices.append(
             PlanPrice(
@@ -233,6 +236,7 @@ def _pin(catalog: Catalog, code: str, interval: str, currency: str, price_id: st
                 amount=None,
                 lookup_key=_lookup_key(code, interval, currency),
                 stripe_price_id=price_id,
+                pinned=True,
             )
         )
     plans[index] = replace(plan, prices=tuple(prices))
@@ -374,13 +378,13 @@ async def sync_catalog(
         else:
             report.products_updated += 1
         step(f"product {plan.product_id}")
-        to_sync = [p for p in plan.prices if p.amount is not None]
+        to_sync = [p for p in plan.prices if p.amount is not None and not p.pinned]
         current = {
             p.lookup_key: p
             for p in await gateway.prices_by_lookup_keys([p.lookup_key for p in to_sync])
         }
         for price in plan.prices:
-            if price.amount is None:
+            if price.amount is None or price.pinned:
                 report.prices_pinned += 1
                 step(f"price {price.lookup_key} (pinned to {price.stripe_price_id})")
                 continue
