@@ -50,7 +50,9 @@ async def test_200_concurrent_debits_of_1_against_100_leave_exactly_100(
             session, billing_account_id=alice, credits=100, idempotency_key="grant", clock=clock
         )
         account = await customer_account(session, alice, clock=clock)
-        usage = await system_account(session, SystemAccount.USAGE, CREDITS, clock=clock)
+        usage = await system_account(
+            session, SystemAccount.USAGE, CREDITS, clock=clock, spread_by=account.id
+        )
 
     async def debit(i: int) -> bool:
         try:

@@ -18,11 +18,14 @@ from billfold.ledger import (
     customer_account,
     customer_history,
     debit_credits,
+    get_or_create_ledger_account,
     grant_credits,
     post_transaction,
     system_account,
+    system_balance,
     transfer,
 )
+from billfold.ledger.service import SYSTEM_SHARDS
 from tests.ledger.conftest import entries_sum, ledger_counts, new_customer
 
 
@@ -50,10 +53,13 @@ async def test_grant_and_debit_move_balances_and_record_entries(
     async with database.transaction() as session:
         assert await balance_of(session, alice) == 70
         assert await balance_of(session, alice, "usd") == 0
-        usage = await system_account(session, SystemAccount.USAGE, CREDITS, clock=clock)
-        promotions = await system_account(session, SystemAccount.PROMOTIONS, CREDITS, clock=clock)
+        assert await system_balance(session, SystemAccount.USAGE, CREDITS) == 30
+        assert await system_balance(session, SystemAccount.PROMOTIONS, CREDITS) == -100
+        customer = await customer_account(session, alice, clock=clock)
+        usage = await system_account(
+            session, SystemAccount.USAGE, CREDITS, clock=clock, spread_by=customer.id
+        )
         assert await account_balance(session, usage.id) == 30
-        assert await account_balance(session, promotions.id) == -100
         history = await customer_history(session, alice, page_size=1)
     assert history.total == 2 and history.has_more and history.total_pages == 2
     newest = history.items[0]
@@ -355,3 +361,40 @@ async def test_transfer_checks_its_arguments(database: Database, clock: FrozenCl
             )
         with pytest.raises(ValidationFailed):
             await customer_account(session, alice, unit="US Dollars", clock=clock)
+
+
+async def test_system_accounts_are_spread_over_shards(
+    database: Database, clock: FrozenClock
+) -> None:
+    customers = [await new_customer(database, f"c{i}") for i in range(20)]
+    async with database.transaction() as session:
+        for i, customer in enumerate(customers):
+            await grant_credits(
+                session,
+                billing_account_id=customer,
+                credits=100,
+                idempotency_key=f"g{i}",
+                clock=clock,
+            )
+            await debit_credits(
+                session,
+                billing_account_id=customer,
+                credits=i + 1,
+                idempotency_key=f"u{i}",
+                clock=clock,
+            )
+        shards = {
+            (
+                await system_account(
+                    session, SystemAccount.USAGE, CREDITS, clock=clock, spread_by=n
+                )
+            ).id
+            for n in range(SYSTEM_SHARDS * 2)
+        }
+        assert len(shards) == SYSTEM_SHARDS
+        assert await system_balance(session, SystemAccount.USAGE, CREDITS) == sum(range(1, 21))
+        assert await system_balance(session, SystemAccount.PROMOTIONS, CREDITS) == -2000
+        with pytest.raises(ValidationFailed):
+            await get_or_create_ledger_account(
+                session, billing_account_id=customers[0], shard=1, clock=clock
+            )

@@ -51,7 +51,9 @@ def ensure_sqlite_directory(url: str) -> None:
 class Database:
     """Owns the engine and hands out sessions and transactions."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, pool_size: int = 10, pre_ping: bool = True
+    ) -> None:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
@@ -60,7 +62,9 @@ class Database:
             ensure_sqlite_directory(url)
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+            # pre_ping survives a database restart; on asyncpg it costs three round trips
+            # (BEGIN, a ping, ROLLBACK) per checkout, which bench/ledger.py leaves out.
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=pre_ping)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)

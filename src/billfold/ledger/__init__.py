@@ -27,6 +27,7 @@ from billfold.ledger.service import (
     grant_credits,
     post_transaction,
     system_account,
+    system_balance,
     transfer,
 )
 
@@ -52,5 +53,6 @@ __all__ = [
     "grant_credits",
     "post_transaction",
     "system_account",
+    "system_balance",
     "transfer",
 ]

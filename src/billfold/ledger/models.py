@@ -17,8 +17,10 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    SmallInteger,
     String,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -37,17 +39,28 @@ class LedgerAccount(Base):
     __tablename__ = "ledger_accounts"
     __table_args__ = (
         CheckConstraint("balance >= 0 OR allow_negative OR overdrawn", name="non_negative"),
+        Index(
+            "ix_ledger_accounts_system_name_unit",
+            "name",
+            "unit",
+            postgresql_where=text("billing_account_id IS NULL"),
+            sqlite_where=text("billing_account_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    # "<billing account id>:<name>:<unit>" or "system:<name>:<unit>": one row per account, found
-    # and created race-free through this unique key.
+    # "<billing account id>:<name>:<unit>" or "system:<name>:<unit>:<shard>": one row per account,
+    # found and created race-free through this unique key.
     key: Mapped[str] = mapped_column(String(160), unique=True)
     billing_account_id: Mapped[str | None] = mapped_column(
         String(40), ForeignKey("billing_accounts.id"), index=True, default=None
     )
     name: Mapped[str] = mapped_column(String(40))
     unit: Mapped[str] = mapped_column(String(16))
+    # A busy system account is split over several rows (shards) so postings for different
+    # customers do not queue on one row lock; its balance is the sum of its shards. Customer
+    # accounts have shard 0 only.
+    shard: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     allow_negative: Mapped[bool] = mapped_column(Boolean, default=False)
     overdrawn: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -7,14 +7,17 @@ How a posting stays correct under concurrency (see ARCHITECTURE.md, "Ledger"):
    the first transaction unchanged, different raises IdempotencyConflict. On PostgreSQL a second
    writer with the same key waits on the first one's unique-index entry, so two concurrent posts
    with one key make one transaction.
-2. One `UPDATE ledger_accounts ... WHERE id IN (...) AND <guard> RETURNING id, balance` applies
-   every balance change. The guard (`amount >= 0 OR balance + amount >= 0 OR allow_negative`,
-   left out for an explicit overdraft) is evaluated by the database on the row it has locked, so two
-   concurrent debits can never both pass a check made on a stale balance. The statement walks
-   the primary key index in id order, so every posting locks its accounts in the same order.
-3. A row the guard refused is not in RETURNING: the changes already made are undone, the
-   transaction row is deleted, and InsufficientBalance is raised, leaving the caller's database
-   transaction as it was. Otherwise the entries are written with each account's running balance.
+2. One guarded UPDATE applies every balance change. The guard (`amount >= 0 OR balance + amount
+   >= 0 OR allow_negative`, left out for an explicit overdraft) is evaluated by the database on
+   the row it has locked, so two concurrent debits can never both pass a check made on a stale
+   balance. On PostgreSQL the rows are locked in id order first, so postings never deadlock.
+3. The entries are written, with each account's running balance, for the accounts that moved.
+   If the guard refused an account, the changes already made are undone, the rows written are
+   deleted and InsufficientBalance is raised, leaving the caller's database transaction as it
+   was (and usable).
+
+On PostgreSQL the three steps are one statement, one round trip (statements.POST_TRANSACTION);
+on SQLite, where BEGIN IMMEDIATE makes every writer wait its turn, three simple ones.
 
 The CHECK constraint on ledger_accounts backs the guard up: a customer balance below zero that no
 explicit overdraft put there cannot be stored at all.
@@ -74,13 +77,13 @@ accounts = cast(Table, LedgerAccount.__table__)
 transactions = cast(Table, LedgerTransaction.__table__)
 entries_table = cast(Table, LedgerEntry.__table__)
 
-_INSERT_TRANSACTION_PG = text(statements.INSERT_TRANSACTION)
-_MOVE_BALANCES_PG = text(statements.MOVE_BALANCES)
+_POST_TRANSACTION_PG = text(statements.POST_TRANSACTION)
 
 MAIN = "main"
 """The name of a customer's spendable account (others: e.g. `held` for reserved credits)."""
 
 SYSTEM_OWNER = "system"
+SYSTEM_SHARDS = 16
 MAX_AMOUNT = 2**62  # far below BIGINT's limit, so sums of a few amounts cannot overflow
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -109,6 +112,7 @@ class AccountRef:
     billing_account_id: str | None
     name: str
     unit: str
+    shard: int
     allow_negative: bool
 
     def line(self, amount: int) -> EntryLine:
@@ -119,9 +123,12 @@ class AccountRef:
 # --- accounts --------------------------------------------------------------------------------
 
 
-def account_key(billing_account_id: str | None, name: str, unit: str) -> str:
-    """The unique key of an account: `<billing account id>:<name>:<unit>` or `system:...`."""
-    return f"{billing_account_id or SYSTEM_OWNER}:{name}:{unit}"
+def account_key(billing_account_id: str | None, name: str, unit: str, shard: int = 0) -> str:
+    """The unique key of an account: `<billing account id>:<name>:<unit>`, or
+    `system:<name>:<unit>:<shard>` for a shard of a system account."""
+    if billing_account_id is None:
+        return f"{SYSTEM_OWNER}:{name}:{unit}:{shard}"
+    return f"{billing_account_id}:{name}:{unit}"
 
 
 def _check_name_and_unit(name: str, unit: str) -> None:
@@ -142,6 +149,7 @@ def _ref(row: Any) -> AccountRef:
         billing_account_id=row.billing_account_id,
         name=row.name,
         unit=row.unit,
+        shard=row.shard,
         allow_negative=row.allow_negative,
     )
 
@@ -152,15 +160,21 @@ _REF_COLUMNS = (
     accounts.c.billing_account_id,
     accounts.c.name,
     accounts.c.unit,
+    accounts.c.shard,
     accounts.c.allow_negative,
 )
 
 
 async def find_ledger_account(
-    session: AsyncSession, *, billing_account_id: str | None, name: str = MAIN, unit: str = CREDITS
+    session: AsyncSession,
+    *,
+    billing_account_id: str | None,
+    name: str = MAIN,
+    unit: str = CREDITS,
+    shard: int = 0,
 ) -> AccountRef | None:
     """The account of this owner, name and unit, or None when it was never created."""
-    key = account_key(billing_account_id, name, unit.lower())
+    key = account_key(billing_account_id, name, unit.lower(), shard)
     row = (await session.execute(select(*_REF_COLUMNS).where(accounts.c.key == key))).first()
     return _ref(row) if row is not None else None
 
@@ -171,6 +185,7 @@ async def get_or_create_ledger_account(
     billing_account_id: str | None,
     name: str = MAIN,
     unit: str = CREDITS,
+    shard: int = 0,
     clock: Clock,
 ) -> AccountRef:
     """The account of a billing account (or of the system, with `billing_account_id=None`) for
@@ -180,8 +195,10 @@ async def get_or_create_ledger_account(
     """
     unit = unit.lower()
     _check_name_and_unit(name, unit)
+    if not (0 <= shard < SYSTEM_SHARDS) or (shard and billing_account_id is not None):
+        raise ValidationFailed("only system accounts have shards", field="shard")
     found = await find_ledger_account(
-        session, billing_account_id=billing_account_id, name=name, unit=unit
+        session, billing_account_id=billing_account_id, name=name, unit=unit, shard=shard
     )
     if found is not None:
         return found
@@ -189,10 +206,11 @@ async def get_or_create_ledger_account(
         session,
         accounts,
         {
-            "key": account_key(billing_account_id, name, unit),
+            "key": account_key(billing_account_id, name, unit, shard),
             "billing_account_id": billing_account_id,
             "name": name,
             "unit": unit,
+            "shard": shard,
             "balance": 0,
             "allow_negative": billing_account_id is None,
             "overdrawn": False,
@@ -201,7 +219,7 @@ async def get_or_create_ledger_account(
         ["key"],
     )
     created = await find_ledger_account(
-        session, billing_account_id=billing_account_id, name=name, unit=unit
+        session, billing_account_id=billing_account_id, name=name, unit=unit, shard=shard
     )
     if created is None:  # pragma: no cover - the insert or a concurrent one made it
         raise Conflict("the ledger account could not be created; retry")
@@ -223,12 +241,42 @@ async def customer_account(
 
 
 async def system_account(
-    session: AsyncSession, name: SystemAccount | str, unit: str, *, clock: Clock
+    session: AsyncSession,
+    name: SystemAccount | str,
+    unit: str,
+    *,
+    clock: Clock,
+    spread_by: int = 0,
 ) -> AccountRef:
-    """The system account `name` for `unit` (revenue, promotions, usage, ...)."""
+    """The system account `name` for `unit` (revenue, promotions, usage, ...).
+
+    Every usage debit of every customer lands on the usage account: one row would make all of
+    them wait for each other's commit. So a system account is SYSTEM_SHARDS rows, and a posting
+    takes the shard `spread_by % SYSTEM_SHARDS`; pass the customer's ledger account id, so
+    different customers' postings rarely share a row. `system_balance` sums the shards.
+    """
     return await get_or_create_ledger_account(
-        session, billing_account_id=None, name=str(name), unit=unit, clock=clock
+        session,
+        billing_account_id=None,
+        name=str(name),
+        unit=unit,
+        shard=spread_by % SYSTEM_SHARDS,
+        clock=clock,
     )
+
+
+async def system_balance(session: AsyncSession, name: SystemAccount | str, unit: str) -> int:
+    """A system account's balance: the sum of its shards (at most SYSTEM_SHARDS rows)."""
+    total = (
+        await session.execute(
+            select(func.coalesce(func.sum(accounts.c.balance), 0)).where(
+                accounts.c.billing_account_id.is_(None),
+                accounts.c.name == str(name),
+                accounts.c.unit == unit.lower(),
+            )
+        )
+    ).scalar_one()
+    return int(total)
 
 
 async def balance_of(
@@ -338,7 +386,7 @@ def _balance_update(
     """One UPDATE for every account of the posting, guarded row by row in the database.
 
     (SQLite: the writer holds the database lock, so lock order does not arise. PostgreSQL runs
-    statements.MOVE_BALANCES, which locks the rows in id order first.)
+    statements.POST_TRANSACTION, which locks the rows in id order first.)
     """
     ids = sorted(deltas)
     if len(ids) == 1:
@@ -401,27 +449,23 @@ async def post_transaction(
             raise ValidationFailed(
                 f"ledger account {line.account_id} has entries in two units", field="entries"
             )
-    transaction_id = await _claim_key(
-        session,
-        dialect,
-        {
-            "idempotency_key": idempotency_key,
-            "kind": kind,
-            "description": description,
-            "metadata": meta,
-            "fingerprint": fingerprint,
-            "created_at": now,
-        },
-    )
-    if transaction_id is None:
-        return await _replay(session, idempotency_key, fingerprint)
-
+    values = {
+        "idempotency_key": idempotency_key,
+        "kind": kind,
+        "description": description,
+        "metadata": meta,
+        "fingerprint": fingerprint,
+        "created_at": now,
+    }
     if dialect == "postgresql":
-        posted = await _move_postgresql(session, transaction_id, entries, allow_overdraft)
+        claimed = await _post_postgresql(session, values, entries, allow_overdraft)
     else:
-        posted = await _move_generic(
-            session, transaction_id, entries, deltas, units, allow_overdraft
+        claimed = await _post_generic(
+            session, dialect, values, entries, deltas, units, allow_overdraft
         )
+    if claimed is None:
+        return await _replay(session, idempotency_key, fingerprint)
+    transaction_id, posted = claimed
     moved = {entry.account_id: entry.balance_after for entry in posted}
     if len(moved) != len(deltas):
         await _undo_balances(session, {i: deltas[i] for i in moved})
@@ -439,35 +483,58 @@ async def post_transaction(
     )
 
 
-async def _claim_key(session: AsyncSession, dialect: str, values: dict[str, Any]) -> int | None:
-    """Insert the transaction row unless its idempotency key exists; its id, or None."""
-    if dialect == "postgresql":
-        params = dict(values, metadata=canonical_json(values["metadata"]))
-        result = await session.execute(_INSERT_TRANSACTION_PG, params)
-    else:
-        result = await session.execute(_insert_transaction(dialect).values(**values))
-    transaction_id: int | None = result.scalar_one_or_none()
-    return transaction_id
+_Claimed = tuple[int, list[PostedEntry]]
 
 
-async def _move_postgresql(
+async def _post_postgresql(
     session: AsyncSession,
-    transaction_id: int,
+    values: dict[str, Any],
     entries: Sequence[EntryLine],
     allow_overdraft: bool,
-) -> list[PostedEntry]:
-    """Lock, guard, move and write the entries in one statement (statements.MOVE_BALANCES)."""
-    written = await session.execute(
-        _MOVE_BALANCES_PG,
-        {
-            "account_ids": [line.account_id for line in entries],
-            "units": [line.unit for line in entries],
-            "amounts": [line.amount for line in entries],
-            "overdraft": allow_overdraft,
-            "transaction_id": transaction_id,
-        },
+) -> _Claimed | None:
+    """Claim the key, lock, guard, move and write in one statement (statements.POST_TRANSACTION).
+
+    None when the key had been claimed before; else the new transaction's id and the entries
+    written (none for an account the guard refused).
+    """
+    rows = (
+        await session.execute(
+            _POST_TRANSACTION_PG,
+            {
+                **values,
+                "metadata": canonical_json(values["metadata"]),
+                "account_ids": [line.account_id for line in entries],
+                "units": [line.unit for line in entries],
+                "amounts": [line.amount for line in entries],
+                "overdraft": allow_overdraft,
+            },
+        )
+    ).all()
+    if not rows:
+        return None
+    posted = sorted(
+        (PostedEntry(*row[1:]) for row in rows if row.id is not None), key=lambda e: e.id
     )
-    return sorted((PostedEntry(*row) for row in written), key=lambda e: e.id)
+    return rows[0].transaction_id, posted
+
+
+async def _post_generic(
+    session: AsyncSession,
+    dialect: str,
+    values: dict[str, Any],
+    entries: Sequence[EntryLine],
+    deltas: Mapping[int, int],
+    units: Mapping[int, str],
+    allow_overdraft: bool,
+) -> _Claimed | None:
+    """What _post_postgresql does, in three statements (SQLite: one writer at a time)."""
+    transaction_id: int | None = (
+        await session.execute(_insert_transaction(dialect).values(**values))
+    ).scalar_one_or_none()
+    if transaction_id is None:
+        return None
+    posted = await _move_generic(session, transaction_id, entries, deltas, units, allow_overdraft)
+    return transaction_id, posted
 
 
 async def _move_generic(
@@ -478,7 +545,7 @@ async def _move_generic(
     units: Mapping[int, str],
     allow_overdraft: bool,
 ) -> list[PostedEntry]:
-    """The same as _move_postgresql in two statements (SQLite: one writer at a time)."""
+    """Guard and move the balances, then write the entries of the accounts that moved."""
     updated = {
         row.id: row.balance
         for row in await session.execute(_balance_update(deltas, units, allow_overdraft))
@@ -747,7 +814,7 @@ async def grant_credits(
     """Add `credits` to a billing account, taken from a system account (promotions by default;
     `SystemAccount.CREDIT_SALES` for credits that were paid for)."""
     customer = await customer_account(session, billing_account_id, clock=clock)
-    system = await system_account(session, source, CREDITS, clock=clock)
+    system = await system_account(session, source, CREDITS, clock=clock, spread_by=customer.id)
     return await transfer(
         session,
         source=system,
@@ -777,7 +844,7 @@ async def debit_credits(
     """Take `credits` from a billing account (usage by default). InsufficientBalance when the
     balance is short, unless `allow_overdraft` (a clawback after a refund, say)."""
     customer = await customer_account(session, billing_account_id, clock=clock)
-    system = await system_account(session, destination, CREDITS, clock=clock)
+    system = await system_account(session, destination, CREDITS, clock=clock, spread_by=customer.id)
     return await transfer(
         session,
         source=customer,

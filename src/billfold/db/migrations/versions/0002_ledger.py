@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("billing_account_id", sa.String(40), nullable=True),
         sa.Column("name", sa.String(40), nullable=False),
         sa.Column("unit", sa.String(16), nullable=False),
+        sa.Column("shard", sa.SmallInteger(), server_default="0", nullable=False),
         sa.Column("balance", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("allow_negative", sa.Boolean(), nullable=False),
         sa.Column("overdrawn", sa.Boolean(), server_default=sa.false(), nullable=False),
@@ -46,6 +47,13 @@ def upgrade() -> None:
     )
     op.create_index(
         op.f("ix_ledger_accounts_billing_account_id"), "ledger_accounts", ["billing_account_id"]
+    )
+    op.create_index(
+        "ix_ledger_accounts_system_name_unit",
+        "ledger_accounts",
+        ["name", "unit"],
+        postgresql_where=sa.text("billing_account_id IS NULL"),
+        sqlite_where=sa.text("billing_account_id IS NULL"),
     )
 
     op.create_table(

@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Ledger posting throughput on PostgreSQL: billfold's Python path against the database alone.
+
+For 8 concurrent writers it measures debits of 1 credit per second (a) spread over 10,000
+customer accounts and (b) all on one hot customer account, each debit a posting (customer -1,
+the usage system account +1) through `billfold.ledger.post_transaction`, one transaction per
+debit. Beside each it runs `pgbench` with the same statements (billfold.ledger.statements) and no
+Python in between, and prints the ratio. The database is created, migrated, seeded, ANALYZEd and
+dropped by the script.
+
+    .venv/bin/python bench/ledger.py [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from billfold.clock import FrozenClock
+from billfold.db.engine import Database
+from billfold.db.migrate import upgrade
+from billfold.ledger import CREDITS, EntryLine, post_transaction
+from billfold.ledger.schemas import EntryLine as _EntryLine
+from billfold.ledger.service import SYSTEM_SHARDS, canonical_json, transaction_fingerprint
+from billfold.ledger.statements import POST_TRANSACTION
+from billfold.ledger.verify import verify_ledger
+
+OPENING_BALANCE = 10**12
+
+
+def with_database(url: str, name: str, driver: str | None = None) -> str:
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+")[0]
+    if driver:
+        scheme = f"{scheme}+{driver}"
+    return urlunsplit((scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@dataclass
+class Ledger:
+    customer_ids: list[int]
+    usage_ids: list[int]  # the usage account's shards, in shard order, contiguous ids
+
+    def usage_for(self, account_id: int) -> int:
+        """The usage shard a debit of this customer account credits (as system_account picks)."""
+        return self.usage_ids[account_id % SYSTEM_SHARDS]
+
+
+async def seed(url: str, accounts: int) -> Ledger:
+    """Billing accounts, their credit accounts (each with a large opening grant) and usage."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                """INSERT INTO billing_accounts
+                       (id, kind, external_id, currency, settings, created_at, updated_at)
+                   SELECT 'acct_bench_' || g, 'user', 'bench-' || g, 'usd', '{}', now(), now()
+                   FROM generate_series(1, $1) g""",
+                accounts,
+            )
+            await conn.execute(
+                """INSERT INTO ledger_accounts
+                       (key, billing_account_id, name, unit, balance, allow_negative, created_at)
+                   SELECT 'acct_bench_' || g || ':main:credits', 'acct_bench_' || g, 'main',
+                          'credits', $2, false, now()
+                   FROM generate_series(1, $1) g""",
+                accounts,
+                OPENING_BALANCE,
+            )
+            promotions_id = await conn.fetchval(
+                """INSERT INTO ledger_accounts
+                       (key, name, unit, balance, allow_negative, created_at)
+                   VALUES ('system:promotions:credits:0', 'promotions', 'credits', $1, true, now())
+                   RETURNING id""",
+                -OPENING_BALANCE * accounts,
+            )
+            usage_ids = [
+                r["id"]
+                for r in await conn.fetch(
+                    """INSERT INTO ledger_accounts
+                           (key, name, unit, shard, balance, allow_negative, created_at)
+                       SELECT 'system:usage:credits:' || s, 'usage', 'credits', s, 0, true, now()
+                       FROM generate_series(0, $1 - 1) s ORDER BY s
+                       RETURNING id""",
+                    SYSTEM_SHARDS,
+                )
+            ]
+            customer_ids = [
+                r["id"]
+                for r in await conn.fetch(
+                    "SELECT id FROM ledger_accounts WHERE billing_account_id IS NOT NULL "
+                    "ORDER BY id"
+                )
+            ]
+            # One opening transaction, fingerprinted like any other, so `ledger verify` agrees.
+            lines = [_EntryLine(i, CREDITS, OPENING_BALANCE) for i in customer_ids]
+            lines.append(_EntryLine(promotions_id, CREDITS, -OPENING_BALANCE * accounts))
+            fingerprint = transaction_fingerprint("opening", None, {}, lines)
+            opening_id = await conn.fetchval(
+                """INSERT INTO ledger_transactions
+                       (idempotency_key, kind, metadata, fingerprint, created_at)
+                   VALUES ('opening', 'opening', '{}', $1, now()) RETURNING id""",
+                fingerprint,
+            )
+            await conn.executemany(
+                """INSERT INTO ledger_entries
+                       (transaction_id, account_id, unit, amount, balance_after)
+                   VALUES ($1, $2, 'credits', $3, $3)""",
+                [(opening_id, line.account_id, line.amount) for line in lines],
+            )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return Ledger(customer_ids=customer_ids, usage_ids=sorted(usage_ids))
+
+
+class PythonWriters:
+    """`writers` coroutines posting debits through post_transaction, one transaction each."""
+
+    def __init__(self, url: str, ledger: Ledger, hot: bool, writers: int, label: str) -> None:
+        # Without the pool's pre-ping: on asyncpg it adds three round trips per transaction that
+        # are not the posting's and that pgbench does not send.
+        self.db = Database(url, pool_size=writers, pre_ping=False)
+        self.ledger, self.hot, self.writers, self.label = ledger, hot, writers, label
+        self.clock = FrozenClock()
+        self.keys = itertools.count()
+        self.rng = random.Random(7)
+
+    async def run(self, seconds: float) -> tuple[int, float]:
+        """Post for `seconds`; (debits done, seconds taken)."""
+        done = 0
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        async def writer() -> None:
+            nonlocal done
+            ledger = self.ledger
+            while time.perf_counter() < deadline:
+                account = (
+                    ledger.customer_ids[0] if self.hot else self.rng.choice(ledger.customer_ids)
+                )
+                async with self.db.transaction() as session:
+                    await post_transaction(
+                        session,
+                        idempotency_key=f"{self.label}-{next(self.keys)}",
+                        entries=[
+                            EntryLine(account, CREDITS, -1),
+                            EntryLine(ledger.usage_for(account), CREDITS, 1),
+                        ],
+                        kind="usage",
+                        clock=self.clock,
+                    )
+                done += 1
+
+        await asyncio.gather(*(writer() for _ in range(self.writers)))
+        return done, time.perf_counter() - started
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+async def measure(
+    url: str, libpq_url: str, ledger: Ledger, hot: bool, args: argparse.Namespace
+) -> tuple[float, float]:
+    """Python and pgbench rates, taken in alternating slices so both see the same machine load."""
+    writers = PythonWriters(url, ledger, hot, args.writers, "hot" if hot else "spread")
+    try:
+        await writers.run(1.0)  # warm up: connections, prepared statements
+        slice_seconds = max(1, args.seconds // args.rounds)
+        python_done = python_time = raw_done = raw_time = 0.0
+        for _ in range(args.rounds):
+            done, took = await writers.run(slice_seconds)
+            python_done += done
+            python_time += took
+            tps = await asyncio.to_thread(
+                pgbench_rate,
+                libpq_url,
+                ledger,
+                hot,
+                args.writers,
+                args.pgbench_threads,
+                slice_seconds,
+            )
+            raw_done += tps * slice_seconds
+            raw_time += slice_seconds
+        return python_done / python_time, raw_done / raw_time
+    finally:
+        await writers.close()
+
+
+def pgbench_script(ledger: Ledger, hot: bool) -> str:
+    """The posting's statements for pgbench: the same SQL, its parameters as pgbench variables.
+
+    Only the array of account ids is spelt differently (pgbench variables are scalars), and the
+    NULL description is written as NULL.
+    """
+    lo, hi = ledger.customer_ids[0], ledger.customer_ids[-1]
+    assert hi - lo + 1 == len(ledger.customer_ids), "customer account ids are contiguous"
+    first = ledger.usage_ids[0]
+    assert ledger.usage_ids == list(range(first, first + SYSTEM_SHARDS)), "usage shards contiguous"
+    pick = f"\\set aid {lo}" if hot else f"\\set aid random({lo}, {hi})"
+    shard = f"\\set usage {first} + :aid % {SYSTEM_SHARDS}"
+    post = (
+        POST_TRANSACTION.replace(":idempotency_key", ":key")
+        .replace(":description", "NULL")
+        .replace(
+            "CAST(:account_ids AS BIGINT[])",
+            "ARRAY[CAST(:aid AS BIGINT), CAST(:usage AS BIGINT)]",
+        )
+    )
+    return "\n".join(
+        [pick, shard, "\\set key random(1, 9000000000000000000)", "BEGIN;", post + ";", "END;", ""]
+    )
+
+
+def pgbench_rate(
+    url: str, ledger: Ledger, hot: bool, clients: int, threads: int, seconds: int
+) -> float:
+    script = pgbench_script(ledger, hot)
+    variables = {
+        "kind": "usage",
+        "metadata": canonical_json({}),
+        "fingerprint": "0" * 64,
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "units": "{credits,credits}",
+        "amounts": "{-1,1}",
+        "overdraft": "false",
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(script)
+        path = f.name
+    try:
+        command = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(threads)]
+        command += ["-T", str(seconds), "-f", path]
+        for name, value in variables.items():
+            command += ["-D", f"{name}={value}"]
+        command.append(url)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    finally:
+        Path(path).unlink()
+    match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", done.stdout)
+    if done.returncode != 0 or not match or "aborted" in done.stderr:
+        sys.exit(f"pgbench failed:\n{done.stdout}\n{done.stderr}\n--- script ---\n{script}")
+    if failed and int(failed.group(1)):
+        sys.exit(f"pgbench had failed transactions:\n{done.stdout}")
+    return float(match.group(1))
+
+
+async def check_ledger(url: str) -> int:
+    """Balances still equal their entries after both kinds of writer (pgbench's fingerprints are
+    placeholders, so the content check is left out)."""
+    db = Database(url)
+    try:
+        async with db.transaction() as session:
+            return len(await verify_ledger(session, fingerprints=False))
+    finally:
+        await db.dispose()
+
+
+async def admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--seconds", type=int, default=12, help="seconds per scenario for each of the two sides"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating Python/pgbench slices per scenario"
+    )
+    parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--pgbench-threads", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+    if not shutil.which("pgbench"):
+        sys.exit("pgbench is not installed (Debian: postgresql-client)")
+
+    name = f"billfold_bench_{uuid.uuid4().hex[:8]}"
+    libpq_url = with_database(args.postgres_url, name)
+    sa_url = with_database(args.postgres_url, name, driver="asyncpg")
+    asyncio.run(admin(with_database(args.postgres_url, "postgres"), f'CREATE DATABASE "{name}"'))
+    try:
+        upgrade(sa_url)
+        ledger = asyncio.run(seed(libpq_url, args.accounts))
+        print(
+            f"PostgreSQL ledger bench: {args.writers} writers, {args.seconds}s per scenario and "
+            f"side in {args.rounds} alternating slices, "
+            f"{len(ledger.customer_ids)} accounts"
+        )
+        print(f"{'scenario':<26}{'billfold debits/s':>18}{'pgbench tx/s':>14}{'ratio':>8}")
+        for hot, label in ((False, "spread"), (True, "hot")):
+            scenario = f"{label} ({'1 account' if hot else f'{args.accounts} accounts'})"
+            python, raw = asyncio.run(measure(sa_url, libpq_url, ledger, hot, args))
+            print(f"{scenario:<26}{python:>18,.0f}{raw:>14,.0f}{python / raw:>8.2f}")
+        problems = asyncio.run(check_ledger(sa_url))
+        print(
+            "ledger verify (balances, running balances, sums): "
+            + ("ok" if not problems else f"{problems} problem(s)")
+        )
+    finally:
+        if not args.keep:
+            asyncio.run(
+                admin(
+                    with_database(args.postgres_url, "postgres"),
+                    f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                )
+            )
+
+
+if __name__ == "__main__":
+    main()
