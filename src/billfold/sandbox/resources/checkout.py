@@ -63,6 +63,7 @@ PRICE_DATA = obj(
                 "metadata": metadata(),
                 "tax_code": string(),
                 "unit_label": string(),
+                "tax_details": anything(),
             }
         ),
         "unit_amount": integer(min=0),
@@ -114,6 +115,8 @@ CREATE: dict[str, Field] = {
             "transfer_data": anything(),
             "invoice_settings": anything(),
             "billing_mode": anything(),
+            "billing_cycle_anchor_config": anything(),
+            "pending_invoice_item_interval": anything(),
         }
     ),
     "payment_intent_data": obj(
@@ -163,6 +166,23 @@ CREATE: dict[str, Field] = {
     "adaptive_pricing": anything(),
     "saved_payment_method_options": anything(),
     "redirect_on_completion": enum("always", "if_required", "never"),
+    **{
+        name: anything()
+        for name in (
+            "allowed_payment_method_types",
+            "branding_settings",
+            "customer_account",
+            "excluded_payment_method_types",
+            "integration_identifier",
+            "managed_payments",
+            "name_collection",
+            "optional_items",
+            "origin_context",
+            "payment_method_data",
+            "permissions",
+            "wallet_options",
+        )
+    },
 }
 LIST: dict[str, Field] = {
     "customer": string(),
@@ -172,6 +192,7 @@ LIST: dict[str, Field] = {
     "payment_link": string(),
     "created": range_filter(),
     "customer_details": obj({"email": string(required=True)}),
+    "customer_account": string(),
 }
 COMPLETE: dict[str, Field] = {
     "payment_method": string(),
@@ -594,7 +615,13 @@ def retrieve_session(call: Call) -> StripeObject:
 
 @router.post(
     "/v1/checkout/sessions/{id}",
-    {"metadata": metadata(), "collected_information": anything(), "shipping_options": anything()},
+    {
+        "metadata": metadata(),
+        "collected_information": anything(),
+        "shipping_options": anything(),
+        "line_items": anything(),
+        "payment_intent_data": anything(),
+    },
 )
 def update_session(call: Call) -> StripeObject:
     session = call.require(SESSION, call.path["id"])

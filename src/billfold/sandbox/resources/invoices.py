@@ -53,13 +53,21 @@ PAY: dict[str, Field] = {
     "mandate": string(nullable=True),
     "source": string(),
 }
+# Accepted like Stripe does for drafts; the sandbox does not model them.
+_UNMODELLED = (
+    "account_tax_ids", "application_fee_amount", "automatic_tax", "automatically_finalizes_at",
+    "collection_method", "days_until_due", "default_source", "default_tax_rates", "discounts",
+    "due_date", "effective_at", "issuer", "number", "on_behalf_of", "payment_settings",
+    "rendering", "shipping_cost", "shipping_details", "statement_descriptor", "transfer_data",
+    "custom_fields",
+)  # fmt: skip
 UPDATE: dict[str, Field] = {
     "metadata": metadata(),
     "description": string(nullable=True),
     "default_payment_method": string(nullable=True),
     "auto_advance": boolean(),
     "footer": string(nullable=True),
-    "custom_fields": anything(),
+    **{name: anything() for name in _UNMODELLED},
 }
 
 
@@ -101,7 +109,8 @@ def update_invoice(call: Call) -> StripeObject:
             )
     if "metadata" in p:
         p["metadata"] = apply_metadata(invoice["metadata"], p["metadata"])
-    p.pop("custom_fields", None)
+    for name in _UNMODELLED:
+        p.pop(name, None)
     previous = call.state.update(invoice, p)
     if previous:
         call.emit("invoice.updated", invoice, previous)

@@ -66,7 +66,13 @@ _FEATURES = obj(
                 "enabled": boolean(required=True),
                 "default_allowed_updates": array(enum("price", "promotion_code", "quantity")),
                 "products": array(
-                    obj({"product": string(required=True), "prices": array(string())})
+                    obj(
+                        {
+                            "product": string(required=True),
+                            "prices": array(string()),
+                            "adjustable_quantity": anything(),
+                        }
+                    )
                 ),
                 "proration_behavior": enum("always_invoice", "create_prorations", "none"),
                 "schedule_at_period_end": anything(),
@@ -74,6 +80,7 @@ _FEATURES = obj(
                 "trial_update_behavior": anything(),
             }
         ),
+        "subscription_pause": anything(),
     }
 )
 CONFIGURATION_PARAMS: dict[str, Field] = {
@@ -97,6 +104,7 @@ SESSION_CREATE: dict[str, Field] = {
     "locale": string(),
     "on_behalf_of": string(),
     "customer_account": string(),
+    "after_expiration": anything(),
     "flow_data": obj(
         {
             "type": enum(
@@ -119,6 +127,7 @@ SESSION_CREATE: dict[str, Field] = {
                 {"subscription": string(required=True), "retention": anything()}
             ),
             "subscription_update": obj({"subscription": string(required=True)}),
+            "subscription_pause": anything(),
             "subscription_update_confirm": obj(
                 {
                     "subscription": string(required=True),
@@ -167,6 +176,8 @@ def _features(
         },
     }
     for name, values in (given or {}).items():
+        if name not in features:
+            continue  # subscription_pause: accepted, the portal offers no pausing
         merged = dict(features[name])
         merged.update({k: v for k, v in values.items() if k not in ("cancellation_reason",)})
         if name == "subscription_update" and "products" in values:

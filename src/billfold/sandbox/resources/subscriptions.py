@@ -58,12 +58,17 @@ _ITEM_FIELDS: dict[str, Field] = {
     "discounts": anything(),
     "tax_rates": anything(),
     "billing_thresholds": anything(),
+    "plan": string(),  # the legacy name of `price`
+    "current_trial": anything(),
 }
 DISCOUNTS = array(obj({"coupon": string(), "promotion_code": string(), "discount": string()}))
 TRIAL_SETTINGS = obj(
     {
         "end_behavior": obj(
-            {"missing_payment_method": enum("cancel", "create_invoice", "pause", required=True)},
+            {
+                "missing_payment_method": enum("cancel", "create_invoice", "pause"),
+                "billing_cycle_anchor": anything(),
+            },
             required=True,
         )
     }
@@ -84,6 +89,8 @@ _IGNORED: dict[str, Field] = {
         "add_invoice_items",
         "days_until_due",
         "billing_mode",
+        "billing_schedules",
+        "customer_account",
     )
 }
 PAUSE = obj(
@@ -139,6 +146,7 @@ UPDATE: dict[str, Field] = {
     "cancellation_details": obj(
         {
             "comment": string(nullable=True),
+            "feedback_option": anything(),
             "feedback": enum(
                 "customer_service",
                 "low_quality",
@@ -167,7 +175,11 @@ CANCEL: dict[str, Field] = {
     "invoice_now": boolean(),
     "prorate": boolean(),
     "cancellation_details": obj(
-        {"comment": string(nullable=True), "feedback": string(nullable=True)}
+        {
+            "comment": string(nullable=True),
+            "feedback": string(nullable=True),
+            "feedback_option": anything(),
+        }
     ),
 }
 LIST: dict[str, Field] = {
@@ -192,6 +204,7 @@ LIST: dict[str, Field] = {
     "test_clock": string(),
     "collection_method": enum("charge_automatically", "send_invoice"),
     "automatic_tax": anything(),
+    "customer_account": string(),
 }
 
 
@@ -219,6 +232,8 @@ def _meta(entry: dict[str, Any]) -> dict[str, str]:
 
 
 def _price_of(call: Call, entry: dict[str, Any], index: int) -> StripeObject:
+    if entry.get("plan") and not entry.get("price"):
+        entry = {**entry, "price": entry["plan"]}
     if entry.get("price") and entry.get("price_data"):
         raise invalid_request(
             "You may only specify one of these parameters: price, price_data.",
@@ -363,13 +378,9 @@ def update_subscription(call: Call) -> StripeObject:
         details.update(p["cancellation_details"])
         changes["cancellation_details"] = details
     if "trial_settings" in p:
-        changes["trial_settings"] = {
-            "end_behavior": {
-                "missing_payment_method": p["trial_settings"]["end_behavior"][
-                    "missing_payment_method"
-                ]
-            }
-        }
+        behavior = p["trial_settings"]["end_behavior"].get("missing_payment_method")
+        if behavior is not None:
+            changes["trial_settings"] = {"end_behavior": {"missing_payment_method": behavior}}
     _, period_end = lifecycle.current_period(sub)
     if "cancel_at_period_end" in p:
         if p["cancel_at_period_end"]:
@@ -496,7 +507,7 @@ def _updated_items(
                 continue
             price = (
                 _price_of(call, entry, index)
-                if entry.get("price") or entry.get("price_data")
+                if entry.get("price") or entry.get("plan") or entry.get("price_data")
                 else existing["price"]
             )
             meta = dict(existing["metadata"])
@@ -551,6 +562,9 @@ def cancel_subscription(call: Call) -> StripeObject:
         "billing_cycle_anchor": enum("now", "unchanged"),
         "proration_behavior": enum("always_invoice", "create_prorations", "none"),
         "proration_date": integer(),
+        "payment_behavior": enum(
+            "allow_incomplete", "error_if_incomplete", "pending_if_incomplete"
+        ),
     },
 )
 def resume_subscription(call: Call) -> StripeObject:
@@ -644,7 +658,13 @@ def retrieve_subscription_item(call: Call) -> StripeObject:
 
 @router.get(
     "/v1/invoiceitems",
-    {"customer": string(), "invoice": string(), "pending": boolean(), "created": range_filter()},
+    {
+        "customer": string(),
+        "invoice": string(),
+        "pending": boolean(),
+        "created": range_filter(),
+        "customer_account": string(),
+    },
     list=True,
 )
 def list_invoice_items(call: Call) -> StripeObject:
