@@ -80,9 +80,13 @@ def _procedures() -> ProcedureRouter:
     return root
 
 
+# Built once: building a router also registers its error shape for the prefix.
+WIRE_ROUTER = build_router(_procedures(), prefix=PREFIX)
+
+
 @pytest.fixture
 async def wire(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app.include_router(build_router(_procedures(), prefix=PREFIX))
+    app.include_router(WIRE_ROUTER)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://billfold.test") as c:
         yield c
