@@ -169,6 +169,22 @@ async def test_body_must_be_json(wire: httpx.AsyncClient) -> None:
     assert response.json()["error"]["data"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
 
 
+async def test_huge_body_is_refused_before_parsing(wire: httpx.AsyncClient) -> None:
+    huge = b'{"externalId": "' + b"x" * (1024 * 1024) + b'"}'
+    response = await wire.post(
+        f"{PREFIX}/accounts.open", content=huge, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["data"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_no_procedure_path_is_not_found_in_trpc_shape(wire: httpx.AsyncClient) -> None:
+    for path in (PREFIX, f"{PREFIX}/"):
+        response = await wire.post(path, json={})
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == -32004, path
+
+
 async def test_unexpected_failure_is_internal_and_says_nothing(wire: httpx.AsyncClient) -> None:
     response = await wire.get(f"{PREFIX}/greetings.broken")
     assert response.status_code == 500

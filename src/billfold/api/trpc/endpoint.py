@@ -78,7 +78,7 @@ def build_router(procedures: ProcedureRouter, prefix: str = "/trpc") -> APIRoute
         summary="tRPC procedures (for @trpc/client's httpLink and httpBatchLink)",
         response_class=JSONResponse,
     )
-    async def trpc_endpoint(request: Request, path: str) -> JSONResponse:
+    async def trpc_endpoint(request: Request, path: str = "") -> JSONResponse:
         try:
             wire = parse_request(
                 method=request.method,
@@ -95,6 +95,15 @@ def build_router(procedures: ProcedureRouter, prefix: str = "/trpc") -> APIRoute
         item = items[0]
         status = item["error"]["data"]["httpStatus"] if "error" in item else 200
         return JSONResponse(item, status_code=status)
+
+    # The bare prefix names no procedure: a tRPC NOT_FOUND, not a redirect to `prefix/`.
+    router.add_api_route(
+        prefix,
+        trpc_endpoint,
+        methods=["GET", "POST"],
+        response_class=JSONResponse,
+        include_in_schema=False,
+    )
 
     def error_shape(body: ErrorBody, request: Request) -> JSONResponse:
         # Errors raised before a procedure runs (unknown method, no path): tRPC's shape too.
