@@ -398,3 +398,37 @@ async def test_system_accounts_are_spread_over_shards(
             await get_or_create_ledger_account(
                 session, billing_account_id=customers[0], shard=1, clock=clock
             )
+
+
+async def test_a_posting_belongs_to_the_callers_transaction(
+    database: Database, clock: FrozenClock
+) -> None:
+    """Committed with it, rolled back with it, also when it is the transaction's first statement
+    (on PostgreSQL the posting goes to asyncpg directly and must join SQLAlchemy's transaction)."""
+    alice = await new_customer(database, "alice")
+    async with database.transaction() as session:
+        account = await customer_account(session, alice, clock=clock)
+        promotions = await system_account(session, SystemAccount.PROMOTIONS, CREDITS, clock=clock)
+    grant = [promotions.line(-7), account.line(7)]
+
+    with pytest.raises(RuntimeError):
+        async with database.transaction() as session:
+            await post_transaction(
+                session, idempotency_key="rolled-back", entries=grant, kind="grant", clock=clock
+            )
+            raise RuntimeError("the request failed after the posting")
+    assert (await ledger_counts(database)).transactions == 0
+
+    async with database.transaction() as session:
+        first = await post_transaction(
+            session, idempotency_key="kept", entries=grant, kind="grant", clock=clock
+        )
+        assert await account_balance(session, account.id) == 7
+    async with database.transaction() as session:
+        assert await account_balance(session, account.id) == 7
+        again = await post_transaction(
+            session, idempotency_key="kept", entries=grant, kind="grant", clock=clock
+        )
+    assert again.replayed and again.id == first.id
+    counts = await ledger_counts(database)
+    assert (counts.transactions, counts.entries) == (1, 2)

@@ -22,6 +22,8 @@ guard refused has no entries in the result: the caller undoes the rest and raise
 
 from __future__ import annotations
 
+import re
+
 POST_TRANSACTION = """\
 WITH claimed AS (
     INSERT INTO ledger_transactions
@@ -62,3 +64,19 @@ WITH claimed AS (
 )
 SELECT c.id AS transaction_id, w.id, w.account_id, w.unit, w.amount, w.balance_after
 FROM claimed c LEFT JOIN written w ON true"""
+
+
+def numbered(statement: str) -> tuple[str, tuple[str, ...]]:
+    """The statement with `$1, $2, ...` for its `:name` parameters (asyncpg's own form), and the
+    names in the order of their numbers."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"(?<![:\w]):(\w+)", number, statement), tuple(names)
+
+
+POST_TRANSACTION_NUMBERED, POST_TRANSACTION_PARAMETERS = numbered(POST_TRANSACTION)
