@@ -837,8 +837,7 @@ async def grant_credits(
 ) -> PostedTransaction:
     """Add `credits` to a billing account, taken from a system account (promotions by default;
     `SystemAccount.CREDIT_SALES` for credits that were paid for)."""
-    customer = await customer_account(session, billing_account_id, clock=clock)
-    system = await system_account(session, source, CREDITS, clock=clock, spread_by=customer.id)
+    customer, system = await _credits_accounts(session, billing_account_id, source, clock)
     return await transfer(
         session,
         source=system,
@@ -867,8 +866,7 @@ async def debit_credits(
 ) -> PostedTransaction:
     """Take `credits` from a billing account (usage by default). InsufficientBalance when the
     balance is short, unless `allow_overdraft` (a clawback after a refund, say)."""
-    customer = await customer_account(session, billing_account_id, clock=clock)
-    system = await system_account(session, destination, CREDITS, clock=clock, spread_by=customer.id)
+    customer, system = await _credits_accounts(session, billing_account_id, destination, clock)
     return await transfer(
         session,
         source=customer,
@@ -881,3 +879,12 @@ async def debit_credits(
         allow_overdraft=allow_overdraft,
         clock=clock,
     )
+
+
+async def _credits_accounts(
+    session: AsyncSession, billing_account_id: str, system: SystemAccount | str, clock: Clock
+) -> tuple[AccountRef, AccountRef]:
+    """A billing account's credits account and the shard of system account `system` it uses."""
+    customer = await customer_account(session, billing_account_id, clock=clock)
+    other = await system_account(session, system, CREDITS, clock=clock, spread_by=customer.id)
+    return customer, other
