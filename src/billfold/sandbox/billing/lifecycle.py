@@ -905,6 +905,8 @@ def change_items(
     changes: dict[str, Any] = {"items": dict(sub["items"], data=items, total_count=len(items))}
     if reset_cycle and not trialing:
         changes["billing_cycle_anchor"] = now
+        if sub.get("cancel_at_period_end"):
+            changes["cancel_at"] = period[1]  # still "at the end of the (new) period"
     invoice: StripeObject | None = None
     if reset_cycle and not trialing and sub["status"] in ("active", "past_due"):
         lines = proration_lines + [
@@ -1056,6 +1058,8 @@ def end_trial_now(state: SandboxState, sub: StripeObject) -> tuple[dict[str, Any
         "status": "active",
         "latest_invoice": invoice["id"],
     }
+    if sub.get("cancel_at_period_end"):
+        changes["cancel_at"] = period[1]
     return changes, invoice
 
 
