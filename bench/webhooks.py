@@ -10,7 +10,7 @@ deliveries per second from the first POST until the inbox has nothing left to ap
 fails unless billfold's subscriptions equal the fake Stripe's and every event was applied once.
 
     .venv/bin/python bench/webhooks.py [--subscriptions 300] [--senders 16] [--postgres URL]
-                                       [--sqlite]
+                                       [--sqlite] [--stripe-latency-ms 100]
 
 PostgreSQL: a scratch database is created on the server of --postgres (default: the local one,
 database `test`) and dropped at the end; --sqlite runs on a temporary SQLite file instead.
@@ -53,6 +53,26 @@ from billfold.subscriptions.models import Subscription
 
 SECRET = "whsec_bench_webhooks"
 DUPLICATE_SHARE = 0.20
+
+
+class SlowGateway:
+    """The fake gateway with a network round trip added to every call (real Stripe answers
+    in 100-500 ms); shows what holding locks while asking Stripe would cost."""
+
+    def __init__(self, inner: FakeStripeGateway, latency: float) -> None:
+        self.inner = inner
+        self.latency = latency
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if not callable(target) or not asyncio.iscoroutinefunction(target):
+            return target
+
+        async def slow(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(self.latency)
+            return await target(*args, **kwargs)
+
+        return slow
 
 
 async def play_history(
@@ -149,7 +169,7 @@ async def billfold_end_state(db: Database) -> list[tuple[Any, ...]]:
         )
 
 
-async def bench(url: str, label: str, subscriptions: int, senders: int) -> bool:
+async def bench(url: str, label: str, subscriptions: int, senders: int, latency_ms: float) -> bool:
     upgrade_blocking(url)
     db = Database(url, pool_size=senders + 4)
     gateway = FakeStripeGateway()
@@ -169,7 +189,10 @@ async def bench(url: str, label: str, subscriptions: int, senders: int) -> bool:
         rng.shuffle(deliveries)
         bodies = [json.dumps(e).encode() for e in deliveries]
 
-        app = create_app(settings, database=db, stripe_gateway=gateway)
+        # History was played on the fast fake; deliveries see Stripe's latency.
+        served_gateway: Any = SlowGateway(gateway, latency_ms / 1000) if latency_ms else gateway
+        container.stripe_gateway = served_gateway
+        app = create_app(settings, database=db, stripe_gateway=served_gateway)
         transport = httpx.ASGITransport(app=app)
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         for body in bodies:
@@ -211,7 +234,8 @@ async def bench(url: str, label: str, subscriptions: int, senders: int) -> bool:
             ).scalar()
         ok = actual == expected and stored == len(events) and unapplied == 0
         print(
-            f"{label}: {len(deliveries)} signed deliveries ({len(events)} events, "
+            f"{label} (Stripe latency {latency_ms:g} ms): "
+            f"{len(deliveries)} signed deliveries ({len(events)} events, "
             f"{len(deliveries) - len(events)} duplicates, shuffled) for {subscriptions} "
             f"subscriptions, {senders} senders: {len(deliveries) / elapsed:,.0f} deliveries/s, "
             f"{len(events) / elapsed:,.0f} events applied/s ({elapsed:.2f} s; "
@@ -233,11 +257,16 @@ async def main() -> int:
     parser.add_argument("--senders", type=int, default=16)
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--sqlite", action="store_true", help="Run on SQLite instead.")
+    parser.add_argument(
+        "--stripe-latency-ms", type=float, default=0, help="Added to every Stripe call."
+    )
     args = parser.parse_args()
     if args.sqlite:
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-            ok = await bench(url, "sqlite", args.subscriptions, args.senders)
+            ok = await bench(
+                url, "sqlite", args.subscriptions, args.senders, args.stripe_latency_ms
+            )
         return 0 if ok else 1
     name = f"billfold_bench_webhooks_{uuid.uuid4().hex[:8]}"
     admin = create_async_engine(args.postgres, isolation_level="AUTOCOMMIT")
@@ -245,7 +274,9 @@ async def main() -> int:
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = args.postgres.rsplit("/", 1)[0] + "/" + name
     try:
-        ok = await bench(url, "postgresql", args.subscriptions, args.senders)
+        ok = await bench(
+            url, "postgresql", args.subscriptions, args.senders, args.stripe_latency_ms
+        )
     finally:
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

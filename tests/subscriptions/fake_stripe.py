@@ -193,11 +193,15 @@ class FakeStripeGateway:
     def __init__(self, stripe: FakeStripe | None = None) -> None:
         self.stripe = stripe or FakeStripe()
         self.fail_next: Exception | None = None
+        self.failures_left = 1  # how many calls `fail_next` fails
 
     def _call(self, name: str) -> None:
         self.stripe.calls.append(name)
         if self.fail_next is not None:
-            exc, self.fail_next = self.fail_next, None
+            exc = self.fail_next
+            self.failures_left -= 1
+            if self.failures_left <= 0:
+                self.fail_next, self.failures_left = None, 1
             raise exc
 
     def _replay(self, key: str) -> Any:

@@ -335,7 +335,9 @@ async def test_failing_event_is_kept_with_error_and_retried(
     account = await _account(container)
     started = await _checkout(container, account, audit, price_id=MONTHLY)
     gateway.stripe.complete_checkout(started.id)
+    # Stripe fails both the read before the event's transaction and the one inside it.
     gateway.fail_next = UpstreamUnavailable("Stripe is unreachable: boom")
+    gateway.failures_left = 2
     first = gateway.stripe.events[0]
     await _apply_all(container, [first])
     async with container.db.transaction() as session:
@@ -476,3 +478,27 @@ async def test_concurrent_deliveries_are_applied_once(
     assert all(r.attempts == 1 for r in rows)
     assert created == 1 and subs == 1
     assert (await _status(container, account)).has_premium
+
+
+async def test_a_stale_prefetched_read_is_never_written(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    """A read from Stripe taken before another write is not used: the sync reads again."""
+    account, sub_id = await _subscribed(container, gateway, audit)
+    early = await subscriptions.prefetch_subscription(container, sub_id)
+    assert early.snapshot is not None and not early.snapshot.cancel_at_period_end
+    async with container.db.transaction() as session:
+        await subscriptions.cancel(session, container, account, audit=audit)
+
+    calls = len(gateway.stripe.calls)
+    async with container.db.transaction() as session:
+        row = await subscriptions.sync_subscription(session, container, sub_id, prefetched=early)
+        assert row.cancel_at_period_end  # Stripe's newer state, read again
+    assert gateway.stripe.calls[calls:] == ["retrieve_subscription"]
+
+    current = await subscriptions.prefetch_subscription(container, sub_id)
+    calls = len(gateway.stripe.calls)
+    async with container.db.transaction() as session:
+        row = await subscriptions.sync_subscription(session, container, sub_id, prefetched=current)
+        assert row.cancel_at_period_end
+    assert gateway.stripe.calls[calls:] == []  # the current read was used as it was

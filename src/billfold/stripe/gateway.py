@@ -124,6 +124,8 @@ class StripeEvent:
     type: str
     created: int
     payload: dict[str, Any]
+    # What handlers' `prepare` hooks fetched before the event's transaction (by handler name).
+    prepared: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def object(self) -> dict[str, Any]:

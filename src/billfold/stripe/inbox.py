@@ -65,31 +65,49 @@ SIGNATURES_REFUSED = Counter(
 )
 
 Handler = Callable[[AsyncSession, Container, StripeEvent], Awaitable[None]]
+# Runs before the event's transaction, holding no lock: asks Stripe what the handler will need
+# and leaves it in `event.prepared` (the handler checks it is still current, or asks again).
+Prepare = Callable[[Container, StripeEvent], Awaitable[None]]
 _handlers: dict[str, list[Handler]] = {}
+_preparers: dict[str, list[Prepare]] = {}
 
 # Modules that register handlers when imported. Add your domain's module here.
 HANDLER_MODULES = ["billfold.subscriptions.handlers"]
 _loaded = False
 
 
-def register_handler(*event_types: str) -> Callable[[Handler], Handler]:
-    """Decorator: run this coroutine for every event of these types."""
+def register_handler(
+    *event_types: str, prepare: Prepare | None = None
+) -> Callable[[Handler], Handler]:
+    """Decorator: run this coroutine for every event of these types, inside the transaction
+    that marks the event processed; `prepare` (optional) runs first, outside it."""
 
     def decorate(handler: Handler) -> Handler:
         for event_type in event_types:
             _handlers.setdefault(event_type, []).append(handler)
+            if prepare is not None:
+                _preparers.setdefault(event_type, []).append(prepare)
         return handler
 
     return decorate
 
 
-def handlers_for(event_type: str) -> list[Handler]:
+def _load_handlers() -> None:
     global _loaded
     if not _loaded:
         for name in HANDLER_MODULES:
             importlib.import_module(name)
         _loaded = True
+
+
+def handlers_for(event_type: str) -> list[Handler]:
+    _load_handlers()
     return list(_handlers.get(event_type, []))
+
+
+def preparers_for(event_type: str) -> list[Prepare]:
+    _load_handlers()
+    return list(_preparers.get(event_type, []))
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,19 +202,34 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(3600, 5 * 2 ** max(0, attempts - 1)))
 
 
+_DONE = (InboxStatus.PROCESSED.value, InboxStatus.DEAD.value)
+
+
 async def process_event(container: Container, event_id: str) -> str | None:
     """Apply one stored event in its own transaction, unless it was applied already. Returns
-    the event's status afterwards (None when another worker holds it or it does not exist)."""
+    the event's status afterwards (None when another worker holds it or it does not exist).
+
+    The handlers' `prepare` hooks run first with no transaction open, so the slow part (asking
+    Stripe) holds no lock; on SQLite a transaction is a database-wide write lock."""
     db = container.db
+    async with db.transaction() as session:
+        found = await session.get(WebhookEvent, event_id)
+        if found is None or found.status in _DONE:
+            return found.status if found is not None else None
+        event = StripeEvent(
+            id=found.id, type=found.type, created=found.stripe_created, payload=dict(found.payload)
+        )
+    try:
+        for prepare in preparers_for(event.type):
+            await prepare(container, event)
+    except Exception:
+        event.prepared.clear()  # the handlers ask Stripe themselves, under their locks
     async with db.transaction() as session:
         stmt = select(WebhookEvent).where(WebhookEvent.id == event_id)
         stmt = stmt.with_for_update(skip_locked=True) if not db.is_sqlite else stmt
         row = (await session.execute(stmt)).scalar_one_or_none()
-        if row is None or row.status in (InboxStatus.PROCESSED.value, InboxStatus.DEAD.value):
+        if row is None or row.status in _DONE:
             return row.status if row is not None else None
-        event = StripeEvent(
-            id=row.id, type=row.type, created=row.stripe_created, payload=dict(row.payload)
-        )
         row.attempts += 1
         try:
             async with session.begin_nested():

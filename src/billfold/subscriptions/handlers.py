@@ -1,7 +1,9 @@
 """How Stripe's events change billfold's subscriptions (registered with the webhook inbox).
 
-Each handler re-reads the subscription from Stripe (`sync_subscription`) rather than trusting
-the event's copy, so duplicates, retries and any delivery order end in Stripe's current state.
+Each handler writes Stripe's current state of the subscription (`sync_subscription`) rather
+than the event's copy, so duplicates, retries and any delivery order end in the same state. The
+read from Stripe happens in `prepare`, before the event's transaction, and is used only if no
+one wrote the subscription in between.
 """
 
 from __future__ import annotations
@@ -19,12 +21,42 @@ from billfold.stripe.gateway import (
 from billfold.stripe.inbox import register_handler
 from billfold.subscriptions.service import (
     ACCOUNT_METADATA_KEY,
+    PrefetchedSubscription,
     link_checkout_customer,
+    prefetch_subscription,
     sync_subscription,
 )
 
+PREPARED = "subscription"
 
-@register_handler("checkout.session.completed", "checkout.session.async_payment_succeeded")
+
+def subscription_of(event: StripeEvent) -> str | None:
+    """The subscription an event is about, if any."""
+    obj = event.object
+    if event.type.startswith("checkout.session."):
+        checkout = checkout_session_from_stripe(obj)
+        return checkout.subscription_id if checkout.mode == "subscription" else None
+    if event.type.startswith("customer.subscription."):
+        return str(obj["id"]) if obj.get("id") else None
+    if event.type.startswith("invoice."):
+        return invoice_subscription_id(obj)
+    return None
+
+
+async def prepare(container: Container, event: StripeEvent) -> None:
+    subscription_id = subscription_of(event)
+    if subscription_id:
+        event.prepared[PREPARED] = await prefetch_subscription(container, subscription_id)
+
+
+def _prefetched(event: StripeEvent) -> PrefetchedSubscription | None:
+    found = event.prepared.get(PREPARED)
+    return found if isinstance(found, PrefetchedSubscription) else None
+
+
+@register_handler(
+    "checkout.session.completed", "checkout.session.async_payment_succeeded", prepare=prepare
+)
 async def on_checkout_completed(
     session: AsyncSession, container: Container, event: StripeEvent
 ) -> None:
@@ -40,6 +72,7 @@ async def on_checkout_completed(
         checkout.subscription_id,
         account_hint=account_id,
         seen_at=event.created,
+        prefetched=_prefetched(event),
         audit=system_audit_context("stripe", container.clock),
     )
 
@@ -51,6 +84,7 @@ async def on_checkout_completed(
     "customer.subscription.paused",
     "customer.subscription.resumed",
     "customer.subscription.trial_will_end",
+    prepare=prepare,
 )
 async def on_subscription_changed(
     session: AsyncSession, container: Container, event: StripeEvent
@@ -64,6 +98,7 @@ async def on_subscription_changed(
         str(obj["id"]),
         seen_at=event.created,
         fallback=subscription_from_stripe(obj),
+        prefetched=_prefetched(event),
         audit=system_audit_context("stripe", container.clock),
     )
 
@@ -73,6 +108,7 @@ async def on_subscription_changed(
     "invoice.payment_succeeded",
     "invoice.payment_failed",
     "invoice.payment_action_required",
+    prepare=prepare,
 )
 async def on_invoice(session: AsyncSession, container: Container, event: StripeEvent) -> None:
     """A renewal paid or failed: the subscription's status (active, past_due) follows."""
@@ -84,5 +120,6 @@ async def on_invoice(session: AsyncSession, container: Container, event: StripeE
         container,
         subscription_id,
         seen_at=event.created,
+        prefetched=_prefetched(event),
         audit=system_audit_context("stripe", container.clock),
     )

@@ -561,8 +561,9 @@ def _write(
     if seen_at is not None:
         sub.stripe_seen_at = max(sub.stripe_seen_at or 0, seen_at)
     changed = _fingerprint(sub) != before
+    # Every write moves the revision (see `sync_subscription`), changed or not.
+    sub.revision = (sub.revision or 0) + 1
     if changed:
-        sub.revision = (sub.revision or 0) + 1
         sub.updated_at = now
     return changed
 
@@ -608,6 +609,37 @@ async def _account_for_snapshot(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PrefetchedSubscription:
+    """A subscription read from Stripe before the row lock was taken, with the row's revision
+    at that moment (None: no row yet); `snapshot` is None when Stripe did not know it."""
+
+    stripe_subscription_id: str
+    revision: int | None
+    snapshot: SubscriptionSnapshot | None
+
+
+async def prefetch_subscription(
+    container: Container, stripe_subscription_id: str
+) -> PrefetchedSubscription:
+    """Read a subscription from Stripe holding no lock (see `sync_subscription`)."""
+    async with container.db.transaction() as session:
+        revision = (
+            await session.execute(
+                select(Subscription.revision).where(
+                    Subscription.stripe_subscription_id == stripe_subscription_id
+                )
+            )
+        ).scalar_one_or_none()
+    try:
+        snapshot: SubscriptionSnapshot | None = await gateway_of(container).retrieve_subscription(
+            stripe_subscription_id
+        )
+    except NotFound:
+        snapshot = None
+    return PrefetchedSubscription(stripe_subscription_id, revision, snapshot)
+
+
 async def sync_subscription(
     session: AsyncSession,
     container: Container,
@@ -616,25 +648,45 @@ async def sync_subscription(
     account_hint: str | None = None,
     seen_at: int | None = None,
     fallback: SubscriptionSnapshot | None = None,
+    prefetched: PrefetchedSubscription | None = None,
     audit: AuditRecorder | None = None,
 ) -> Subscription:
     """Make billfold's row for a Stripe subscription equal to what Stripe says now.
 
-    The row is locked before Stripe is read, so concurrent syncs of one subscription run one
-    after the other and the last writer always wrote the newest state: the order in which
-    events arrive does not matter. `fallback` (an event's own copy) is used only when Stripe no
-    longer knows the subscription, and only if it is newer than what the row already holds.
+    Whoever writes the row holds its lock and a state read from Stripe after every earlier
+    write: either read under the lock, or `prefetched` before it while the row's revision has
+    not moved since (every write bumps it). So the last writer always writes the newest state
+    and the order in which events arrive does not matter. `fallback` (an event's own copy) is
+    used only when Stripe no longer knows the subscription, and only if it is newer than what
+    the row already holds.
     """
     gateway = gateway_of(container)
     now = container.clock.now()
+
+    async def read() -> tuple[SubscriptionSnapshot, bool]:
+        try:
+            return await gateway.retrieve_subscription(stripe_subscription_id), True
+        except NotFound:
+            if fallback is None:
+                raise
+            return fallback, False
+
+    def still_current(row: Subscription | None) -> bool:
+        return (
+            prefetched is not None
+            and prefetched.stripe_subscription_id == stripe_subscription_id
+            and prefetched.revision == (row.revision if row is not None else None)
+            and (prefetched.snapshot is not None or fallback is not None)
+        )
+
     sub = await _lock(session, stripe_subscription_id)
-    try:
-        snapshot = await gateway.retrieve_subscription(stripe_subscription_id)
-        authoritative = True
-    except NotFound:
-        if fallback is None:
-            raise
-        snapshot, authoritative = fallback, False
+    if still_current(sub):
+        assert prefetched is not None
+        snapshot = prefetched.snapshot or fallback
+        assert snapshot is not None
+        authoritative = prefetched.snapshot is not None
+    else:
+        snapshot, authoritative = await read()
     created = False
     if sub is None:
         account = await _account_for_snapshot(session, snapshot, account_hint)
@@ -660,10 +712,10 @@ async def sync_subscription(
         )
         sub = await _lock(session, stripe_subscription_id)
         assert sub is not None
-        if authoritative:
-            # Read again now that the row is locked: a concurrent first sync may have written
-            # a state newer than the one read before the row existed.
-            snapshot = await gateway.retrieve_subscription(stripe_subscription_id)
+        if not created:
+            # A concurrent first sync inserted (and maybe wrote) the row while this one was
+            # reading Stripe without a lock to hold: read again, now under the row's lock.
+            snapshot, authoritative = await read()
         if account.stripe_customer_id is None and snapshot.customer_id:
             account.stripe_customer_id = snapshot.customer_id
     if not authoritative and seen_at is not None and not created and seen_at <= sub.stripe_seen_at:
