@@ -685,3 +685,48 @@ def test_billing_cycle_anchor_now_and_paused_collection(
     with pytest.raises(stripe.InvalidRequestError) as refused:
         client.v1.subscriptions.update(sub.id, params={"collection_method": "send_invoice"})
     assert refused.value.param == "collection_method"
+
+
+def test_trial_without_a_card_pauses_then_resumes(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client, card=None)
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": who.customer,
+            "items": [{"price": catalog.monthly}],
+            "trial_period_days": 7,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "pause"}},
+        }
+    )
+    mark = last_event_id(client)
+    advance(client, who.clock, JAN_1_2026 + 8 * DAY)
+
+    assert client.v1.subscriptions.retrieve(sub.id).status == "paused"
+    assert "customer.subscription.paused" in event_types(client, since=mark)
+
+    attach_card(client, who.customer, "pm_card_visa")
+    resumed = client.v1.subscriptions.resume(sub.id)
+
+    assert resumed.status == "active"
+    assert resumed.billing_cycle_anchor == JAN_1_2026 + 8 * DAY
+    invoice = client.v1.invoices.retrieve(str(resumed.latest_invoice))
+    assert (invoice.total, invoice.status) == (2000, "paid")
+    types = event_types(client, since=mark, prefixes=BILLING_PREFIXES)
+    assert types.index("customer.subscription.resumed") < types.index("invoice.paid")
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.subscriptions.resume(sub.id)
+
+
+def test_cancel_at_a_date_inside_the_period(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    _catalog, who, sub = subscribed(client)
+    cancel_at = JAN_1_2026 + 20 * DAY
+
+    sub = client.v1.subscriptions.update(sub.id, params={"cancel_at": cancel_at})
+
+    assert (sub.cancel_at, sub.cancel_at_period_end, sub.status) == (cancel_at, False, "active")
+    advance(client, who.clock, cancel_at + 60)
+    sub = client.v1.subscriptions.retrieve(sub.id)
+    assert (sub.status, sub.ended_at) == ("canceled", cancel_at)
+    assert sub.cancellation_details.reason == "cancellation_requested"

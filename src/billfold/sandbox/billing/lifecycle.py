@@ -1075,11 +1075,9 @@ def resume(state: SandboxState, sub: StripeObject) -> StripeObject:
     now = state.now_for(sub)
     interval, count = recurring_of(sub)
     period = (now, add_intervals(now, interval, count, 1))
-    state.update(
-        sub, {"billing_cycle_anchor": now, "status": "active", "trial_end": sub.get("trial_end")}
-    )
+    previous = state.update(sub, {"billing_cycle_anchor": now, "status": "active"})
+    state.emit("customer.subscription.resumed", sub, previous)
     invoice = _renew(state, sub, period, ending_trial=False)
-    state.emit("customer.subscription.resumed", sub)
     if invoice["status"] == "draft":
         state.cancel_timers(invoice["id"], invoicing.FINALIZE_TIMER)
         invoicing.finalize_and_collect(state, invoice)
