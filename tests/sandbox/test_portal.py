@@ -75,6 +75,10 @@ def test_portal_page_cancel_renew_switch_and_cards(stripe_client: stripe.StripeC
     refused = _act(session.url, action="remove_pm", payment_method=new_default.id)
     assert "cannot be removed" in unquote(refused.headers["location"])
 
+    _act(session.url, action="update_customer", email="new@example.com", name="Jenny R")
+    customer = client.v1.customers.retrieve(who.customer)
+    assert (customer.email, customer.name) == ("new@example.com", "Jenny R")
+
     bad = _act(session.url, action="switch", subscription=sub.id, price="price_elsewhere")
     assert "not available" in unquote(bad.headers["location"])
 

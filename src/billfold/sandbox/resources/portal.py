@@ -636,6 +636,21 @@ def _perform(call: Call, session: StripeObject, form: dict[str, str]) -> str | N
         if invoice is not None:
             lifecycle.settle_change_invoice(state, sub, invoice)
         return f"Your plan is now {_describe_price(state, price)}."
+    if action == "update_customer":
+        allowed = features["customer_update"]
+        if not allowed.get("enabled"):
+            raise invalid_request("Updating your details is not enabled in this portal.")
+        updates: dict[str, Any] = {}
+        for name in ("email", "name"):
+            value = form.get(name, "").strip()
+            if name in allowed.get("allowed_updates", []) and value:
+                if name == "email" and "@" not in value:
+                    raise invalid_request("Enter a valid email address.")
+                updates[name] = value
+        previous = state.update(customer, updates)
+        if previous:
+            state.emit("customer.updated", customer, previous)
+        return "Your details were updated."
     if action in ("add_pm", "remove_pm", "default_pm"):
         if not features["payment_method_update"]["enabled"]:
             raise invalid_request("Updating payment methods is not enabled in this portal.")
