@@ -432,3 +432,40 @@ async def test_a_posting_belongs_to_the_callers_transaction(
     assert again.replayed and again.id == first.id
     counts = await ledger_counts(database)
     assert (counts.transactions, counts.entries) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"idempotency_key": ""}, "idempotency_key"),
+        ({"idempotency_key": "k" * 256}, "idempotency_key"),
+        ({"idempotency_key": "nul\x00key"}, "idempotency_key"),
+        ({"kind": ""}, "kind"),
+        ({"description": "d" * 1001}, "description"),
+        ({"metadata": {"rate": 0.5}}, "metadata"),
+        ({"metadata": {"note": "nul\x00"}}, "metadata"),
+        ({"metadata": {"when": object()}}, "metadata"),
+        ({"entries": "lines"}, "entries"),
+    ],
+)
+async def test_bad_input_is_a_validation_error_naming_the_field(
+    database: Database, clock: FrozenClock, change: dict[str, object], field: str
+) -> None:
+    alice = await new_customer(database, "alice")
+    async with database.transaction() as session:
+        account = await customer_account(session, alice, clock=clock)
+        promotions = await system_account(session, SystemAccount.PROMOTIONS, CREDITS, clock=clock)
+        arguments: dict[str, object] = {
+            "idempotency_key": "k",
+            "entries": [promotions.line(-1), account.line(1)],
+            "kind": "grant",
+            "description": None,
+            "metadata": {"ok": [1, "two", True, None]},
+        }
+        if change.get("entries") == "lines":
+            change = {"entries": [EntryLine(account_id="1", unit=CREDITS, amount=1)]}  # type: ignore[arg-type]
+        with pytest.raises(ValidationFailed) as refused:
+            await post_transaction(session, clock=clock, **(arguments | change))  # type: ignore[arg-type]
+        assert refused.value.field == field
+        posted = await post_transaction(session, clock=clock, **arguments)  # type: ignore[arg-type]
+    assert posted.metadata == {"ok": [1, "two", True, None]}

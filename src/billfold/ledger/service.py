@@ -335,20 +335,31 @@ def _validate_posting(
         )
     if not isinstance(kind, str) or not 1 <= len(kind) <= 64:
         raise ValidationFailed("kind must be 1 to 64 characters", field="kind")
-    if description is not None and len(description) > 1000:
-        raise ValidationFailed("description is longer than 1000 characters", field="description")
+    if description is not None and (not isinstance(description, str) or len(description) > 1000):
+        raise ValidationFailed(
+            "description must be text of at most 1000 characters", field="description"
+        )
+    for field, value in (
+        ("idempotency_key", idempotency_key),
+        ("kind", kind),
+        ("description", description or ""),
+    ):
+        if "\x00" in value:
+            raise ValidationFailed(f"{field} contains a NUL character", field=field)
     if not entries:
         raise ValidationFailed("a posting needs entries", field="entries")
     sums: dict[str, int] = defaultdict(int)
     for line in entries:
         amount = line.amount
+        if not isinstance(line.account_id, int) or not 0 < line.account_id < 2**63:
+            raise ValidationFailed("entry account ids must be ledger account ids", field="entries")
         if not isinstance(amount, int) or isinstance(amount, bool):
             raise ValidationFailed("entry amounts must be integers", field="entries")
         if amount == 0:
             raise ValidationFailed("an entry cannot move zero", field="entries")
         if not -MAX_AMOUNT < amount < MAX_AMOUNT:
             raise ValidationFailed("entry amount out of range", field="entries")
-        if not _UNIT_RE.match(line.unit):
+        if not isinstance(line.unit, str) or not _UNIT_RE.match(line.unit):
             raise ValidationFailed(f"unknown unit {line.unit!r}", field="entries")
         sums[line.unit] += amount
     unbalanced = {unit: total for unit, total in sums.items() if total != 0}
@@ -361,10 +372,29 @@ def _validate_posting(
         )
     try:
         # Stored as JSON: canonicalise now, so what we return and fingerprint is what is read back.
-        loaded: dict[str, Any] = json.loads(canonical_json(dict(metadata or {})))
+        text_form = canonical_json(dict(metadata or {}))
     except (TypeError, ValueError) as exc:
         raise ValidationFailed(f"metadata must be plain JSON: {exc}", field="metadata") from exc
+    if "\\u0000" in text_form:
+        raise ValidationFailed("metadata contains a NUL character", field="metadata")
+    loaded: dict[str, Any] = json.loads(text_form)
+    if _has_float(loaded):
+        # PostgreSQL's JSONB rewrites 1e+20 as 100000000000000000000: the fingerprint would no
+        # longer match what is read back. Amounts are integers anyway.
+        raise ValidationFailed(
+            "metadata numbers must be integers (send decimals as strings)", field="metadata"
+        )
     return loaded
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return False
 
 
 def _insert_transaction(dialect: str) -> Any:
@@ -439,6 +469,8 @@ async def post_transaction(
     meta = _validate_posting(idempotency_key, entries, kind, description, metadata)
     fingerprint = transaction_fingerprint(kind, description, meta, entries)
     now = clock.now()
+    if now.tzinfo is None:
+        raise ValueError("the clock gave a naive datetime; billfold's clocks are UTC-aware")
     dialect = session.get_bind().dialect.name
 
     deltas: dict[int, int] = defaultdict(int)
