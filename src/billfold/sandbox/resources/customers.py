@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import secrets
 
-from billfold.sandbox.errors import invalid_request
+from billfold.sandbox import payments
+from billfold.sandbox.billing.events import held_events
+from billfold.sandbox.billing.lifecycle import ENDED, cancel_now
+from billfold.sandbox.errors import StripeError, invalid_request
 from billfold.sandbox.params import (
     anything,
     apply_metadata,
@@ -118,9 +121,7 @@ def create_customer(call: Call) -> StripeObject:
     # PaymentMethod); naming the same id as the default makes that fresh one the default.
     pm: StripeObject | None = None
     if p.get("payment_method"):
-        from billfold.sandbox.payments import resolve_payment_method
-
-        pm = resolve_payment_method(state, p["payment_method"])
+        pm = payments.resolve_payment_method(state, p["payment_method"])
         if invoice_settings.get("default_payment_method") == p["payment_method"]:
             invoice_settings["default_payment_method"] = pm["id"]
     default_pm = invoice_settings.get("default_payment_method")
@@ -152,11 +153,18 @@ def create_customer(call: Call) -> StripeObject:
         "test_clock": clock_id,
     }
     state.insert(customer)
-    call.emit("customer.created", customer)
-    if pm is not None:
-        from billfold.sandbox.payments import attach_payment_method
-
-        attach_payment_method(state, pm["id"], customer["id"])
+    # The payment engine attaches (and refuses what Stripe refuses at attach: declined cards,
+    # methods owned by someone else or used up). A refusal creates nothing, so the customer's
+    # events are held until the attachment went through.
+    with held_events(state) as held:
+        call.emit("customer.created", customer)
+        if pm is not None:
+            try:
+                payments.attach_payment_method(state, pm["id"], customer["id"])
+            except StripeError:
+                held.drop_about(customer["id"])
+                state.remove("customer", customer["id"])
+                raise
     return customer
 
 
@@ -200,9 +208,20 @@ def update_customer(call: Call) -> StripeObject:
 
 @router.delete("/v1/customers/{id}")
 def delete_customer(call: Call) -> StripeObject:
+    """As on Stripe: the customer's subscriptions are canceled at once (no proration, no final
+    invoice; `customer.subscription.deleted` each), its payment methods detached
+    (`payment_method.detached` each), then `customer.deleted`."""
+    state = call.state
     customer = call.require("customer", call.path["id"])
+    for sub in state.all("subscription"):
+        if sub.get("customer") == customer["id"] and sub.get("status") not in ENDED:
+            cancel_now(state, sub)
     snapshot = dict(customer)
-    deleted = call.state.mark_deleted(customer)
+    deleted = state.mark_deleted(customer)
+    # Detached after the customer is gone, so no `customer.updated` clears its default.
+    for pm in state.all("payment_method"):
+        if pm.get("customer") == customer["id"]:
+            payments.detach_payment_method(state, pm["id"])
     call.emit("customer.deleted", snapshot)
     return deleted
 
