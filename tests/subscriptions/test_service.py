@@ -502,3 +502,17 @@ async def test_a_stale_prefetched_read_is_never_written(
         row = await subscriptions.sync_subscription(session, container, sub_id, prefetched=current)
         assert row.cancel_at_period_end
     assert gateway.stripe.calls[calls:] == []  # the current read was used as it was
+
+
+async def test_a_plan_named_by_code_is_sold_in_the_accounts_currency(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    async with container.db.transaction() as session:
+        euro = await get_or_create_account(
+            session, AccountKind.SHOP, "shop.example", currency="eur"
+        )
+    started = await _checkout(container, euro, audit, plan="premium", interval="yearly")
+    assert started.price_id == synced["billfold_premium_yearly_eur"]
+    dollars = await _account(container, "dan")
+    started = await _checkout(container, dollars, audit, plan="premium", interval="yearly")
+    assert started.price_id == synced[YEARLY]

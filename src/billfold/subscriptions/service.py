@@ -260,7 +260,11 @@ async def start_checkout(
     )
     catalog = await load_catalog(session, settings)
     chosen_plan, price = resolve_price(
-        catalog, price_id=price_id, plan=plan, interval=interval, currency=currency
+        catalog,
+        price_id=price_id,
+        plan=plan,
+        interval=interval,
+        currency=currency or account.currency,  # a plan named by code: the account's currency
     )
     assert price.stripe_price_id is not None  # resolve_price guarantees it
     existing = await current_subscription(session, account)
