@@ -730,3 +730,42 @@ def test_cancel_at_a_date_inside_the_period(stripe_client: stripe.StripeClient) 
     sub = client.v1.subscriptions.retrieve(sub.id)
     assert (sub.status, sub.ended_at) == ("canceled", cancel_at)
     assert sub.cancellation_details.reason == "cancellation_requested"
+
+
+def test_error_if_incomplete_update_changes_nothing_when_unpaid(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    catalog, who, sub = subscribed(client)
+    attach_card(client, who.customer, "pm_card_chargeCustomerFail")
+    advance(client, who.clock, JAN_1_2026 + 5 * DAY)
+    mark = last_event_id(client)
+
+    with pytest.raises(stripe.CardError) as refused:
+        client.v1.subscriptions.update(
+            sub.id,
+            params={
+                "items": [{"id": sub["items"].data[0].id, "price": catalog.yearly}],
+                "payment_behavior": "error_if_incomplete",
+            },
+        )
+
+    assert refused.value.code == "card_declined"
+    after = client.v1.subscriptions.retrieve(sub.id)
+    assert after["items"].data[0].price.id == catalog.monthly
+    assert (after.status, after.latest_invoice) == ("active", sub.latest_invoice)
+    assert [i.id for i in client.v1.invoices.list(params={"subscription": sub.id}).data] == [
+        sub.latest_invoice
+    ]
+    assert event_types(client, since=mark, prefixes=BILLING_PREFIXES) == []
+    # The same change with a good card goes through.
+    attach_card(client, who.customer, "pm_card_visa")
+    changed = client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": sub["items"].data[0].id, "price": catalog.yearly}],
+            "payment_behavior": "error_if_incomplete",
+        },
+    )
+    assert changed["items"].data[0].price.id == catalog.yearly
+    assert client.v1.invoices.retrieve(str(changed.latest_invoice)).status == "paid"

@@ -850,7 +850,6 @@ def change_items(
     *,
     proration_behavior: str,
     proration_date: int | None,
-    payment_behavior: str,
     reset_anchor: bool = False,
 ) -> tuple[dict[str, Any], StripeObject | None]:
     """Replace the items: [(existing item or None, price, quantity, metadata)].
@@ -929,7 +928,6 @@ def change_items(
             )
     if invoice is not None:
         changes["latest_invoice"] = invoice["id"]
-    _ = payment_behavior
     return changes, invoice
 
 

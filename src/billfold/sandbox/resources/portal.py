@@ -627,7 +627,6 @@ def _perform(call: Call, session: StripeObject, form: dict[str, str]) -> str | N
             [(item, price, int(item["quantity"]), dict(item["metadata"])), *others],
             proration_behavior=features["subscription_update"]["proration_behavior"],
             proration_date=None,
-            payment_behavior="allow_incomplete",
         )
         previous = state.update(sub, changes)
         if previous:

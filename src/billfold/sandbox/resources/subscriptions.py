@@ -5,12 +5,14 @@ The rules (statuses, prorations, renewals, retries) live in `billfold.sandbox.bi
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from billfold.sandbox.billing import discounts as discounting
-from billfold.sandbox.billing import invoicing, lifecycle
+from billfold.sandbox.billing import invoicing, lifecycle, payments_port
+from billfold.sandbox.billing.events import held_events
 from billfold.sandbox.billing.settings import DEFAULTS, set_billing_settings
-from billfold.sandbox.errors import invalid_request
+from billfold.sandbox.errors import card_error, invalid_request
 from billfold.sandbox.pages import remember_base
 from billfold.sandbox.params import (
     Field,
@@ -330,9 +332,52 @@ def retrieve_subscription(call: Call) -> StripeObject:
 
 @router.post("/v1/subscriptions/{id}", UPDATE)
 def update_subscription(call: Call) -> StripeObject:
+    """Update; with `payment_behavior=error_if_incomplete`, a change whose invoice cannot be
+    paid is not made at all and answers Stripe's 402 card error."""
+    sub = call.require("subscription", call.path["id"])
+    if call.params.get("payment_behavior") != "error_if_incomplete":
+        return _update(call, sub)
+    state = call.state
+    before = copy.deepcopy(sub)
+    kinds = ("invoice", "invoiceitem", "invoice_payment", "discount")
+    known = {kind: set(state.objects.get(kind, {})) for kind in kinds}
+    refused: dict[str, Any] | None = None
+    with held_events(state) as held:
+        _update(call, sub)
+        latest = state.get("invoice", str(sub.get("latest_invoice")))
+        if (
+            latest is not None
+            and latest["id"] not in known["invoice"]
+            and latest["status"] != "paid"
+        ):
+            intent = invoicing.open_payment_intent(state, latest)
+            found = state.get("payment_intent", intent) if intent else None
+            refused = (
+                payments_port.outcome_of(state, found).error if found is not None else None
+            ) or {"message": "The subscription change could not be paid."}
+            payments_port.cancel(state, intent)
+            for kind in kinds:
+                for object_id in set(state.objects.get(kind, {})) - known[kind]:
+                    state.remove(kind, object_id)
+                    held.drop_about(object_id)
+            sub.clear()
+            sub.update(before)
+            state.touch()
+            held.drop_about(sub["id"])
+            lifecycle.reschedule(state, sub)
+    if refused is not None:
+        raise card_error(
+            str(refused.get("message")),
+            code=str(refused.get("code") or "card_declined"),
+            decline_code=refused.get("decline_code"),
+            extra={k: v for k, v in refused.items() if k in ("payment_intent", "charge")},
+        )
+    return sub
+
+
+def _update(call: Call, sub: StripeObject) -> StripeObject:
     state = call.state
     remember_base(state, call.request)
-    sub = call.require("subscription", call.path["id"])
     p = call.params
     customer = state.require("customer", sub["customer"], deleted_ok=True)
     if sub["status"] in lifecycle.ENDED:
@@ -438,7 +483,6 @@ def update_subscription(call: Call) -> StripeObject:
             new_items,
             proration_behavior=p.get("proration_behavior", "create_prorations"),
             proration_date=p.get("proration_date"),
-            payment_behavior=p.get("payment_behavior", "allow_incomplete"),
             reset_anchor=reset_anchor,
         )
         changes.update(item_changes)
