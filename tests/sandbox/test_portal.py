@@ -162,3 +162,48 @@ def test_session_refusals(stripe_client: stripe.StripeClient) -> None:
     assert "No current subscription" in httpx.get(session.url).text
     attach_card(client, customer.id, "pm_card_visa")
     assert "•••• 4242" in httpx.get(session.url).text
+
+
+def test_flow_confirms_a_prepared_plan_change(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    catalog, who, sub = subscribed(client)
+    item = sub["items"].data[0].id
+    session = client.v1.billing_portal.sessions.create(
+        params={
+            "customer": who.customer,
+            "return_url": RETURN,
+            "flow_data": {
+                "type": "subscription_update_confirm",
+                "subscription_update_confirm": {
+                    "subscription": sub.id,
+                    "items": [{"id": item, "price": catalog.monthly_plus, "quantity": 2}],
+                },
+                "after_completion": {
+                    "type": "redirect",
+                    "redirect": {"return_url": "https://app.example/upgraded"},
+                },
+            },
+        }
+    )
+    assert "Confirm your new plan" in httpx.get(session.url).text
+
+    done = _act(session.url, action="confirm_update")
+
+    assert done.headers["location"] == "https://app.example/upgraded"
+    changed = client.v1.subscriptions.retrieve(sub.id)["items"].data[0]
+    assert (changed.id, changed.price.id, changed.quantity) == (item, catalog.monthly_plus, 2)
+    with pytest.raises(stripe.InvalidRequestError) as wrong_item:
+        client.v1.billing_portal.sessions.create(
+            params={
+                "customer": who.customer,
+                "return_url": RETURN,
+                "flow_data": {
+                    "type": "subscription_update_confirm",
+                    "subscription_update_confirm": {
+                        "subscription": sub.id,
+                        "items": [{"id": "si_other", "price": catalog.yearly}],
+                    },
+                },
+            }
+        )
+    assert wrong_item.value.param == "flow_data[subscription_update_confirm][items][0][id]"

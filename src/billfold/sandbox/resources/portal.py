@@ -346,6 +346,15 @@ def _flow(state: SandboxState, customer: StripeObject, given: dict[str, Any] | N
         elif kind == "subscription_update":
             flow[kind] = {"subscription": sub["id"]}
         else:
+            item_ids = {i["id"] for i in lifecycle.items_of(sub)}
+            for index, entry in enumerate(details["items"]):
+                where = f"flow_data[{kind}][items][{index}]"
+                if entry["id"] not in item_ids:
+                    raise invalid_request(
+                        f"No such subscription item: '{entry['id']}'", param=f"{where}[id]"
+                    )
+                if entry.get("price"):
+                    state.require("price", entry["price"], param=f"{where}[price]")
             flow[kind] = {
                 "discounts": [],
                 "items": [
@@ -621,20 +630,41 @@ def _perform(call: Call, session: StripeObject, form: dict[str, str]) -> str | N
             (i, i["price"], int(i["quantity"]), dict(i["metadata"]))
             for i in lifecycle.items_of(sub)[1:]
         ]
-        changes, invoice = lifecycle.change_items(
+        _change_plan(
             state,
             sub,
+            config,
             [(item, price, int(item["quantity"]), dict(item["metadata"])), *others],
-            proration_behavior=features["subscription_update"]["proration_behavior"],
-            proration_date=None,
         )
-        previous = state.update(sub, changes)
-        if previous:
-            state.emit("customer.subscription.updated", sub, previous)
-        lifecycle.reschedule(state, sub)
-        if invoice is not None:
-            lifecycle.settle_change_invoice(state, sub, invoice)
         return f"Your plan is now {_describe_price(state, price)}."
+    if action == "confirm_update":
+        flow = session.get("flow") or {}
+        confirm = flow.get("subscription_update_confirm")
+        if flow.get("type") != "subscription_update_confirm" or not confirm:
+            raise invalid_request("There is no change to confirm in this portal session.")
+        sub = _owned_subscription(state, session, confirm["subscription"])
+        current = {i["id"]: i for i in lifecycle.items_of(sub)}
+        wanted: list[tuple[StripeObject | None, StripeObject, int, dict[str, str]]] = []
+        for entry in confirm["items"]:
+            found = current.get(entry["id"])
+            if found is None:
+                raise invalid_request("That subscription item no longer exists.")
+            new_price = (
+                state.require("price", entry["price"]) if entry.get("price") else found["price"]
+            )
+            quantity = (
+                int(entry["quantity"])
+                if entry.get("quantity") is not None
+                else int(found["quantity"])
+            )
+            wanted.append((found, new_price, quantity, dict(found["metadata"])))
+        untouched = [
+            (i, i["price"], int(i["quantity"]), dict(i["metadata"]))
+            for item_id, i in current.items()
+            if item_id not in {entry["id"] for entry in confirm["items"]}
+        ]
+        _change_plan(state, sub, config, [*wanted, *untouched])
+        return "Your plan was updated."
     if action == "update_customer":
         allowed = features["customer_update"]
         if not allowed.get("enabled"):
@@ -686,6 +716,28 @@ def _perform(call: Call, session: StripeObject, form: dict[str, str]) -> str | N
         payments_port.detach(state, pm_id)
         return "Payment method removed."
     raise invalid_request(f"Unknown action {action!r}.")
+
+
+def _change_plan(
+    state: SandboxState,
+    sub: StripeObject,
+    config: StripeObject,
+    items: list[tuple[StripeObject | None, StripeObject, int, dict[str, str]]],
+) -> None:
+    """A plan change from the portal, prorated as the configuration says."""
+    changes, invoice = lifecycle.change_items(
+        state,
+        sub,
+        items,
+        proration_behavior=config["features"]["subscription_update"]["proration_behavior"],
+        proration_date=None,
+    )
+    previous = state.update(sub, changes)
+    if previous:
+        state.emit("customer.subscription.updated", sub, previous)
+    lifecycle.reschedule(state, sub)
+    if invoice is not None:
+        lifecycle.settle_change_invoice(state, sub, invoice)
 
 
 def _make_default(state: SandboxState, customer: StripeObject, pm_id: str) -> None:

@@ -1,4 +1,5 @@
-"""A real browser (Playwright with Debian's Chromium) pays a Checkout Session on the hosted page.
+"""A real browser (Playwright with Debian's Chromium) on the hosted pages: pays a Checkout Session,
+gets a decline then a 3-D Secure challenge, cancels and renews in the customer portal.
 
 Skipped, visibly, when /usr/bin/chromium is not installed; with BILLFOLD_REQUIRE_BROWSER=1 (CI)
 a missing browser fails the test instead.
@@ -126,3 +127,36 @@ async def test_browser_declined_card_then_3d_secure(stripe_client: stripe.Stripe
     session = client.v1.checkout.sessions.retrieve(session.id)
     assert session.status == "complete"
     assert client.v1.subscriptions.retrieve(str(session.subscription)).status == "active"
+
+
+async def test_browser_cancels_and_renews_in_the_portal(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    _require_browser()
+    from playwright.async_api import async_playwright
+
+    from tests.sandbox.billing_support import subscribed
+
+    client = stripe_client
+    _, who, sub = subscribed(client)
+    session = client.v1.billing_portal.sessions.create(
+        params={"customer": who.customer, "return_url": f"{APP}/account"}
+    )
+
+    async with async_playwright() as playwright:
+        browser = await _launch(playwright)
+        try:
+            page = await browser.new_page()
+            await page.goto(session.url)
+            await page.click("[data-testid=cancel]")
+            notice = await page.inner_text("[data-testid=notice]")
+            assert "will end on" in notice
+            canceled = client.v1.subscriptions.retrieve(sub.id)
+            assert canceled.cancel_at_period_end is True
+            await page.click("[data-testid=reactivate]")
+            await page.wait_for_selector("[data-testid=cancel]")
+            assert await page.get_attribute("[data-testid=return]", "href") == f"{APP}/account"
+        finally:
+            await browser.close()
+
+    assert client.v1.subscriptions.retrieve(sub.id).cancel_at_period_end is False
