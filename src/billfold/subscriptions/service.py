@@ -6,9 +6,9 @@ calls these functions and nothing else. They take the request's session (they `f
 commits), the `Container` (settings, clock and the Stripe gateway) and an audit recorder, and
 raise only `billfold.errors` types.
 
-Writes are ordered per subscription by a row lock taken *before* Stripe is asked: whoever holds
-it reads Stripe's current state and writes it, so a slower writer can never put back an older
-state (see `sync_subscription`).
+Writes are ordered per subscription by its row lock and its `revision`: whoever writes holds
+the lock and a state read from Stripe after every earlier write, so a slower writer can never
+put back an older state (see `sync_subscription`).
 """
 
 from __future__ import annotations
