@@ -566,3 +566,28 @@ def test_free_trial_without_a_payment_method(stripe_client: stripe.StripeClient)
     sub = client.v1.subscriptions.retrieve(sub.id)
     assert (sub.status, sub.ended_at) == ("canceled", sub.trial_end)
     assert client.v1.invoices.list(params={"subscription": sub.id}).data[0].total == 0
+
+
+def test_subscription_paid_by_bank_debit(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    session = _subscription_session(
+        client, catalog.monthly, payment_method_types=["us_bank_account"]
+    )
+
+    completed = complete_checkout(
+        client, session.id, payment_method="pm_usBankAccount_success", email="ach@example.com"
+    )
+
+    assert (completed.status, completed.payment_status) == ("complete", "unpaid")
+    sub = client.v1.subscriptions.retrieve(completed.subscription)
+    assert sub.status == "active"  # active while the first debit settles
+    assert client.v1.invoices.retrieve(str(sub.latest_invoice)).status == "open"
+    mark = last_event_id(client)
+
+    helper(client, "post", "/v1/test_helpers/sandbox/clock/advance", seconds=5 * DAY)
+
+    assert client.v1.invoices.retrieve(str(sub.latest_invoice)).status == "paid"
+    assert client.v1.checkout.sessions.retrieve(session.id).payment_status == "paid"
+    types = event_types(client, since=mark, prefixes=BILLING_PREFIXES)
+    assert types.index("invoice.paid") < types.index("checkout.session.async_payment_succeeded")

@@ -874,7 +874,12 @@ def _mark_subscription_session_complete(
     sub: StripeObject,
     invoice: StripeObject,
 ) -> None:
-    paid = invoice["amount_paid"] > 0
+    if invoice["status"] == "open":
+        payment_status = "unpaid"  # a bank debit still settling
+    elif invoice["amount_paid"] > 0:
+        payment_status = "paid"
+    else:
+        payment_status = "no_payment_required"
     state.update(
         session,
         {
@@ -882,7 +887,7 @@ def _mark_subscription_session_complete(
             "customer": customer["id"],
             "subscription": sub["id"],
             "invoice": invoice["id"],
-            "payment_status": "paid" if paid else "no_payment_required",
+            "payment_status": payment_status,
             "url": None,
         },
     )
