@@ -224,6 +224,12 @@ def _line_items(
                 )
         elif entry.get("price_data"):
             data = dict(entry["price_data"])
+            if mode == "payment" and data.get("recurring"):
+                raise invalid_request(
+                    "You specified `payment` mode but passed a recurring price. Either switch to "
+                    "`subscription` mode or use only one-time prices.",
+                    param=f"{where}[price_data][recurring]",
+                )
             if not data.get("product") and not data.get("product_data"):
                 raise invalid_request(
                     "You must specify either `product` or `product_data` when creating a price.",
@@ -393,25 +399,6 @@ def create_session(call: Call) -> StripeObject:
             param="line_items",
             code="parameter_missing",
         )
-    items = _line_items(call, raw_items, mode)
-    currencies = {price["currency"] for price, _, _ in items}
-    if len(currencies) > 1:
-        raise invalid_request("All line items must use the same currency.", param="line_items")
-    if mode == "subscription":
-        if not any(price.get("recurring") for price, _, _ in items):
-            raise invalid_request(
-                "You must provide at least one recurring price in `subscription` mode when "
-                "using prices.",
-                param="line_items",
-            )
-        lifecycle.check_prices(
-            state,
-            [
-                (price, f"line_items[{i}][price]")
-                for i, (price, _, _) in enumerate(items)
-                if price.get("recurring")
-            ],
-        )
     sub_data = p.get("subscription_data") or {}
     if sub_data.get("trial_period_days") and sub_data.get("trial_end"):
         raise invalid_request(
@@ -431,6 +418,25 @@ def create_session(call: Call) -> StripeObject:
     found = discounting.resolve(
         state, p.get("discounts", []), customer=customer["id"] if customer else None
     )
+    items = _line_items(call, raw_items, mode)
+    currencies = {price["currency"] for price, _, _ in items}
+    if len(currencies) > 1:
+        raise invalid_request("All line items must use the same currency.", param="line_items")
+    if mode == "subscription":
+        if not any(price.get("recurring") for price, _, _ in items):
+            raise invalid_request(
+                "You must provide at least one recurring price in `subscription` mode when "
+                "using prices.",
+                param="line_items",
+            )
+        lifecycle.check_prices(
+            state,
+            [
+                (price, f"line_items[{i}][price]")
+                for i, (price, _, _) in enumerate(items)
+                if price.get("recurring")
+            ],
+        )
     session_id = "cs_test_" + secrets.token_urlsafe(45).replace("-", "a").replace("_", "b")[:58]
     currency = next(iter(currencies)) if currencies else (p.get("currency") or "usd").lower()
     session: StripeObject = {
