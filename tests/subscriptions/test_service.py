@@ -516,3 +516,18 @@ async def test_a_plan_named_by_code_is_sold_in_the_accounts_currency(
     dollars = await _account(container, "dan")
     started = await _checkout(container, dollars, audit, plan="premium", interval="yearly")
     assert started.price_id == synced[YEARLY]
+
+
+async def test_a_customer_deleted_in_stripe_is_unlinked(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    account = await _account(container)
+    first = await _checkout(container, account, audit, price_id=MONTHLY)
+    deleted = gateway.stripe.emit("customer.deleted", {"id": first.customer_id, "deleted": True})
+    await _apply_all(container, [deleted])
+    async with container.db.transaction() as session:
+        fresh = await session.get(BillingAccount, account.id)
+        assert fresh is not None and fresh.stripe_customer_id is None
+    # The next checkout creates a new customer (a new idempotency key, not a replay).
+    again = await _checkout(container, fresh, audit, price_id=YEARLY)
+    assert again.customer_id != first.customer_id

@@ -25,6 +25,7 @@ from billfold.subscriptions.service import (
     link_checkout_customer,
     prefetch_subscription,
     sync_subscription,
+    unlink_customer,
 )
 
 PREPARED = "subscription"
@@ -123,3 +124,12 @@ async def on_invoice(session: AsyncSession, container: Container, event: StripeE
         prefetched=_prefetched(event),
         audit=system_audit_context("stripe", container.clock),
     )
+
+
+@register_handler("customer.deleted")
+async def on_customer_deleted(
+    session: AsyncSession, container: Container, event: StripeEvent
+) -> None:
+    """A customer deleted in Stripe: unlink it, so the next checkout creates a new one instead
+    of failing on a customer that no longer exists."""
+    await unlink_customer(session, str(event.object.get("id") or ""))

@@ -182,6 +182,14 @@ def _default_cancel_url(settings: Settings) -> str:
 
 # --- customers ---------------------------------------------------------------------------------
 
+CUSTOMER_GENERATION_KEY = "stripe_customer_generation"
+
+
+def _customer_generation(account: BillingAccount) -> int:
+    """How many Stripe customers of this account were deleted (part of the creation key)."""
+    value = (account.settings or {}).get(CUSTOMER_GENERATION_KEY, 0)
+    return int(value) if isinstance(value, int) else 0
+
 
 async def ensure_customer(
     session: AsyncSession,
@@ -212,7 +220,7 @@ async def ensure_customer(
             "billfold_kind": locked.kind,
             "billfold_external_id": locked.external_id,
         },
-        idempotency_key=f"billfold-customer-{locked.id}",
+        idempotency_key=f"billfold-customer-{locked.id}-g{_customer_generation(locked)}",
     )
     locked.stripe_customer_id = customer_id
     await session.flush()
@@ -749,6 +757,22 @@ async def link_checkout_customer(
     account = await session.get(BillingAccount, account_id)
     if account is not None and account.stripe_customer_id is None:
         account.stripe_customer_id = customer_id
+        await session.flush()
+
+
+async def unlink_customer(session: AsyncSession, customer_id: str) -> None:
+    """Forget a Stripe customer that was deleted (its subscriptions stay as Stripe left them)."""
+    if not customer_id:
+        return
+    stmt = select(BillingAccount).where(BillingAccount.stripe_customer_id == customer_id)
+    account = (await session.execute(stmt)).scalar_one_or_none()
+    if account is not None:
+        account.stripe_customer_id = None
+        # A new generation: the next customer gets a new idempotency key, not the deleted one.
+        account.settings = {
+            **(account.settings or {}),
+            CUSTOMER_GENERATION_KEY: _customer_generation(account) + 1,
+        }
         await session.flush()
 
 
