@@ -19,6 +19,8 @@ ROUTES = {
     ("GET", "/v1/subscription_items"): sdk.SubscriptionItemListParams,
     ("GET", "/v1/invoiceitems"): sdk.InvoiceItemListParams,
     ("GET", "/v1/invoices"): sdk.InvoiceListParams,
+    ("POST", "/v1/invoices"): sdk.InvoiceCreateParams,
+    ("POST", "/v1/invoiceitems"): sdk.InvoiceItemCreateParams,
     ("POST", "/v1/invoices/{id}"): sdk.InvoiceUpdateParams,
     ("POST", "/v1/invoices/{id}/pay"): sdk.InvoicePayParams,
     ("POST", "/v1/invoices/{id}/finalize"): sdk.InvoiceFinalizeInvoiceParams,

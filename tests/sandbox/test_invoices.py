@@ -130,3 +130,90 @@ def test_hosted_invoice_page_pays_a_past_due_invoice(stripe_client: stripe.Strip
     assert "This invoice is paid" in httpx.get(url).text
     assert client.v1.invoices.retrieve(invoice_id).status == "paid"
     assert client.v1.subscriptions.retrieve(sub).status == "active"
+
+
+def test_one_off_invoice_from_invoice_items(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    setup_fee = client.v1.prices.create(
+        params={"product": catalog.product, "currency": "usd", "unit_amount": 1500}
+    )
+    first = client.v1.invoice_items.create(
+        params={
+            "customer": who.customer,
+            "amount": 2500,
+            "currency": "usd",
+            "description": "Consulting",
+        }
+    )
+    second = client.v1.invoice_items.create(
+        params={"customer": who.customer, "pricing": {"price": setup_fee.id}, "quantity": 2}
+    )
+    assert (first.amount, first.invoice, first.proration, first.pricing) == (
+        2500,
+        None,
+        False,
+        None,
+    )
+    assert second.amount == 3000
+    assert_stripe_shape(second, "invoiceitem")
+
+    invoice = client.v1.invoices.create(
+        params={"customer": who.customer, "pending_invoice_items_behavior": "include"}
+    )
+    assert (invoice.status, invoice.billing_reason, invoice.total) == ("draft", "manual", 5500)
+    assert invoice.parent is None
+    extra = client.v1.invoice_items.create(
+        params={"customer": who.customer, "amount": -500, "currency": "usd", "invoice": invoice.id}
+    )
+    assert extra.invoice == invoice.id
+    client.v1.invoice_items.delete(second.id)
+    invoice = client.v1.invoices.retrieve(invoice.id)
+    assert [line.amount for line in invoice.lines.data] == [2500, -500]
+    assert invoice.total == 2000
+
+    invoice = client.v1.invoices.finalize_invoice(invoice.id)
+    assert (invoice.status, invoice.amount_due) == ("open", 2000)
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.invoice_items.create(
+            params={
+                "customer": who.customer,
+                "amount": 100,
+                "currency": "usd",
+                "invoice": invoice.id,
+            }
+        )
+    paid = client.v1.invoices.pay(invoice.id)
+    assert (paid.status, paid.amount_paid) == ("paid", 2000)
+    assert (
+        client.v1.invoice_items.list(params={"customer": who.customer, "pending": True}).data == []
+    )
+
+
+def test_auto_advance_finalizes_and_charges_after_an_hour(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    who = customer_on_clock(client)
+    client.v1.invoice_items.create(
+        params={"customer": who.customer, "amount": 1234, "currency": "usd"}
+    )
+    invoice = client.v1.invoices.create(
+        params={
+            "customer": who.customer,
+            "auto_advance": True,
+            "pending_invoice_items_behavior": "include",
+        }
+    )
+    assert invoice.automatically_finalizes_at == JAN_1_2026 + HOUR
+
+    advance(client, who.clock, JAN_1_2026 + HOUR + 60)
+
+    invoice = client.v1.invoices.retrieve(invoice.id)
+    assert (invoice.status, invoice.amount_paid) == ("paid", 1234)
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.invoices.create(
+            params={"customer": who.customer, "collection_method": "send_invoice"}
+        )
+    assert refused.value.param == "collection_method"

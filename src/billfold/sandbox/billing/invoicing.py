@@ -53,11 +53,12 @@ def on_payment_action_required(fn: InvoiceCallback) -> InvoiceCallback:
 
 def price_line(
     state: SandboxState,
-    price: StripeObject,
+    price: StripeObject | None,
     quantity: int,
     *,
     period: tuple[int, int],
     amount: int | None = None,
+    currency: str | None = None,
     description: str | None = None,
     subscription: str | None = None,
     subscription_item: str | None = None,
@@ -67,11 +68,12 @@ def price_line(
 ) -> StripeObject:
     """An invoice line (`il_...`) for `quantity` of `price` over `period`.
 
-    `amount` defaults to unit_amount x quantity; prorations pass their own amount.
+    `amount` defaults to unit_amount x quantity; prorations pass their own amount. A line with
+    no price (an invoice item created with `amount`) gives `amount` and `currency`.
     """
     if amount is None:
-        amount = int(price.get("unit_amount") or 0) * quantity
-    if description is None:
+        amount = int((price or {}).get("unit_amount") or 0) * quantity
+    if description is None and price is not None:
         description = f"{quantity} \u00d7 {product_name(state, price)}"
         if price.get("recurring"):
             description += f" (at {format_amount(price)} / {price['recurring']['interval']})"
@@ -102,7 +104,7 @@ def price_line(
         "id": state.new_id("il"),
         "object": "line_item",
         "amount": amount,
-        "currency": price["currency"],
+        "currency": price["currency"] if price is not None else currency,
         "description": description,
         "discount_amounts": [],
         "discountable": True,
@@ -117,7 +119,9 @@ def price_line(
             "type": "price_details",
             "price_details": {"price": price["id"], "product": price["product"]},
             "unit_amount_decimal": price.get("unit_amount_decimal"),
-        },
+        }
+        if price is not None
+        else None,
         "quantity": quantity,
         "quantity_decimal": str(quantity),
         "subscription": subscription,
@@ -182,8 +186,11 @@ def add_invoice_item(
     customer: str,
     line: StripeObject,
     subscription: str | None,
+    proration: bool = True,
+    metadata: dict[str, str] | None = None,
 ) -> StripeObject:
-    """A pending `invoiceitem` (proration) that the customer's next invoice will pick up."""
+    """A pending `invoiceitem` that the customer's next invoice picks up (a proration, or one
+    created through `POST /v1/invoiceitems`)."""
     now = state.now_for(customer)
     item: StripeObject = {
         "id": state.new_id("ii"),
@@ -198,7 +205,7 @@ def add_invoice_item(
         "discounts": [],
         "invoice": None,
         "livemode": False,
-        "metadata": {},
+        "metadata": dict(metadata or {}),
         "net_amount": line["amount"],
         "parent": {
             "type": "subscription_details",
@@ -208,8 +215,7 @@ def add_invoice_item(
         else None,
         "period": dict(line["period"]),
         "pricing": line["pricing"],
-        "proration": True,
-        "proration_details": {"discount_amounts": []},
+        "proration": proration,
         "quantity": line["quantity"],
         "quantity_decimal": line["quantity_decimal"],
         "tax_rates": [],
@@ -402,6 +408,41 @@ def create_invoice(
     state.insert(invoice)
     state.emit("invoice.created", invoice)
     return invoice
+
+
+def refuse_send_invoice(params: dict[str, Any]) -> None:
+    """The sandbox charges automatically; emailed invoices (`send_invoice`) are refused."""
+    if params.get("collection_method") == "send_invoice":
+        raise invalid_request(
+            "collection_method=send_invoice is not supported by the sandbox; invoices are "
+            "charged automatically.",
+            param="collection_method",
+        )
+
+
+def add_line(state: SandboxState, invoice: StripeObject, line: StripeObject) -> None:
+    """Add a line to a draft invoice (`invoice.updated`)."""
+    if invoice["status"] != "draft":
+        raise invalid_request(
+            "You can only add invoice items to draft invoices.", code="invoice_not_editable"
+        )
+    line["invoice"] = invoice["id"]
+    lines = [*invoice["lines"]["data"], line]
+    before = {"total": invoice["total"], "amount_due": invoice["amount_due"]}
+    invoice["lines"] = dict(invoice["lines"], data=lines, total_count=len(lines))
+    _compute_totals(state, invoice)
+    state.touch()
+    state.emit("invoice.updated", invoice, before)
+
+
+def remove_line(state: SandboxState, invoice: StripeObject, line_id: str) -> None:
+    """Take a line off a draft invoice (its invoice item was deleted)."""
+    lines = [line for line in invoice["lines"]["data"] if line["id"] != line_id]
+    before = {"total": invoice["total"], "amount_due": invoice["amount_due"]}
+    invoice["lines"] = dict(invoice["lines"], data=lines, total_count=len(lines))
+    _compute_totals(state, invoice)
+    state.touch()
+    state.emit("invoice.updated", invoice, before)
 
 
 def _compute_totals(state: SandboxState, invoice: StripeObject) -> None:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from starlette.responses import RedirectResponse, Response
 
 from billfold.sandbox.billing import invoicing, payments_port, timers
-from billfold.sandbox.errors import StripeError, card_error, invalid_request
+from billfold.sandbox.errors import StripeError, card_error, invalid_request, missing_parameter
 from billfold.sandbox.pages import (
     object_for_page,
     remember_base,
@@ -26,10 +26,13 @@ from billfold.sandbox.params import (
     boolean,
     enum,
     in_range,
+    integer,
     metadata,
+    obj,
     range_filter,
     string,
 )
+from billfold.sandbox.resources.prices import new_price
 from billfold.sandbox.routing import Call, SandboxRouter
 from billfold.sandbox.search import search_response
 from billfold.sandbox.state import SandboxState, StripeObject
@@ -71,6 +74,18 @@ UPDATE: dict[str, Field] = {
 }
 
 
+def _check_payment_method(call: Call, pm_id: str | None, customer_id: str) -> None:
+    """An invoice's `default_payment_method` must be attached to its customer."""
+    if not pm_id:
+        return
+    pm = call.require("payment_method", pm_id, param="default_payment_method")
+    if pm.get("customer") != customer_id:
+        raise invalid_request(
+            "The payment method must be attached to the invoice's customer.",
+            param="default_payment_method",
+        )
+
+
 @router.expander("invoice", "payments")
 def _expand_payments(state: SandboxState, invoice: StripeObject) -> StripeObject:
     return invoicing.payments_list(state, invoice)
@@ -98,15 +113,7 @@ def update_invoice(call: Call) -> StripeObject:
             f"You can only update the metadata of a {invoice['status']} invoice.",
             code="invoice_not_editable",
         )
-    if p.get("default_payment_method"):
-        pm = call.require(
-            "payment_method", p["default_payment_method"], param="default_payment_method"
-        )
-        if pm.get("customer") != invoice["customer"]:
-            raise invalid_request(
-                "The payment method must be attached to the invoice's customer.",
-                param="default_payment_method",
-            )
+    _check_payment_method(call, p.get("default_payment_method"), invoice["customer"])
     if "metadata" in p:
         p["metadata"] = apply_metadata(invoice["metadata"], p["metadata"])
     for name in _UNMODELLED:
@@ -253,6 +260,242 @@ def delete_invoice(call: Call) -> StripeObject:
     snapshot = dict(invoice)
     deleted = call.state.mark_deleted(invoice)
     call.emit("invoice.deleted", snapshot)
+    return deleted
+
+
+# --- creating invoices and invoice items ----------------------------------------------------
+
+
+CREATE: dict[str, Field] = {
+    "customer": string(required=True),
+    "auto_advance": boolean(),
+    "collection_method": enum("charge_automatically", "send_invoice"),
+    "currency": string(),
+    "description": string(max_length=1500),
+    "metadata": metadata(),
+    "default_payment_method": string(),
+    "pending_invoice_items_behavior": enum("exclude", "include"),
+    "subscription": string(),
+    "footer": string(),
+    **{
+        name: anything()
+        for name in (*_UNMODELLED, "customer_account", "from_invoice")
+        if name not in ("collection_method",)
+    },
+}
+ITEM_CREATE: dict[str, Field] = {
+    "customer": string(required=True),
+    "amount": integer(),
+    "currency": string(),
+    "description": string(max_length=500),
+    "pricing": obj({"price": string()}),
+    "price_data": obj(
+        {
+            "currency": string(required=True),
+            "product": string(required=True),
+            "unit_amount": integer(min=0),
+            "unit_amount_decimal": string(),
+            "tax_behavior": enum("exclusive", "inclusive", "unspecified"),
+        }
+    ),
+    "quantity": integer(min=1),
+    "invoice": string(),
+    "metadata": metadata(),
+    "period": obj({"start": integer(required=True), "end": integer(required=True)}),
+    "subscription": string(),
+    "discountable": boolean(),
+    **{
+        name: anything()
+        for name in (
+            "customer_account", "discounts", "quantity_decimal", "tax_behavior", "tax_code",
+            "tax_rates", "unit_amount_decimal",
+        )
+    },
+}  # fmt: skip
+
+
+@router.post("/v1/invoices", CREATE)
+def create_invoice(call: Call) -> StripeObject:
+    """A one-off draft invoice (`billing_reason=manual`); with `auto_advance=true` Stripe
+    finalizes and charges it about an hour later."""
+    state = call.state
+    remember_base(state, call.request)
+    p = call.params
+    invoicing.refuse_send_invoice(p)
+    customer = call.require("customer", p["customer"], param="customer")
+    subscription = None
+    if p.get("subscription"):
+        subscription = call.require("subscription", p["subscription"], param="subscription")
+        if subscription["customer"] != customer["id"]:
+            raise invalid_request(
+                "The subscription does not belong to this customer.", param="subscription"
+            )
+    _check_payment_method(call, p.get("default_payment_method"), customer["id"])
+    include = p.get("pending_invoice_items_behavior", "exclude") == "include"
+    currency = str(p.get("currency") or customer.get("currency") or "usd").lower()
+    if include:
+        pending = invoicing.pending_items(
+            state, customer["id"], subscription["id"] if subscription else None
+        )
+        if any(item["currency"] != currency for item in pending):
+            raise invalid_request(
+                "The customer's pending invoice items are in another currency; pass `currency`.",
+                param="currency",
+            )
+    auto_advance = bool(p.get("auto_advance", False))
+    invoice = invoicing.create_invoice(
+        state,
+        customer=customer,
+        currency=currency,
+        lines=[],
+        billing_reason="manual",
+        subscription=subscription,
+        include_pending=include,
+        auto_advance=auto_advance,
+        metadata=apply_metadata({}, p.get("metadata", {})),
+        description=p.get("description"),
+    )
+    if p.get("default_payment_method"):
+        invoice["default_payment_method"] = p["default_payment_method"]
+    if p.get("footer"):
+        invoice["footer"] = p["footer"]
+    if auto_advance:
+        state.schedule(
+            int(invoice["automatically_finalizes_at"]),
+            invoicing.FINALIZE_TIMER,
+            invoice["id"],
+            clock_id=state.clock_of(invoice),
+        )
+    state.touch()
+    return invoice
+
+
+@router.post("/v1/invoiceitems", ITEM_CREATE)
+def create_invoice_item(call: Call) -> StripeObject:
+    """An invoice item: pending until the customer's next invoice, or added to a draft
+    `invoice` at once. Priced by `amount` + `currency`, `pricing[price]`, or `price_data`."""
+    state = call.state
+    p = call.params
+    customer = call.require("customer", p["customer"], param="customer")
+    given = [name for name in ("amount", "pricing", "price_data") if name in p]
+    if len(given) != 1:
+        raise invalid_request(
+            "You must pass exactly one of amount, pricing[price] or price_data.",
+            param="amount",
+        )
+    invoice = None
+    if p.get("invoice"):
+        invoice = call.require("invoice", p["invoice"], param="invoice")
+        if invoice["customer"] != customer["id"] or invoice["status"] != "draft":
+            raise invalid_request(
+                "Invoice items can only be added to a draft invoice of the same customer.",
+                param="invoice",
+                code="invoice_not_editable",
+            )
+    subscription = None
+    if p.get("subscription"):
+        subscription = call.require("subscription", p["subscription"], param="subscription")
+    now = state.now_for(customer)
+    period = p.get("period") or {"start": now, "end": now}
+    quantity = int(p.get("quantity", 1))
+    price = None
+    amount = None
+    currency = None
+    if "amount" in p:
+        if not p.get("currency"):
+            raise missing_parameter("currency")
+        amount, currency = int(p["amount"]), str(p["currency"]).lower()
+    elif "pricing" in p:
+        if not p["pricing"].get("price"):
+            raise missing_parameter("pricing[price]")
+        price = call.require("price", p["pricing"]["price"], param="pricing[price]")
+        if price.get("recurring"):
+            raise invalid_request(
+                "The price specified is a recurring price; invoice items take one-time prices.",
+                param="pricing[price]",
+            )
+    else:
+        data = dict(p["price_data"])
+        call.require("product", data["product"], param="price_data[product]")
+        price = new_price(call, data)
+        state.update(price, {"active": False})
+    currency = currency or str(price["currency"] if price else "usd")
+    if invoice is not None and invoice["currency"] != currency:
+        raise invalid_request(
+            f"The invoice is in {invoice['currency']}, not {currency}.", param="currency"
+        )
+    line = invoicing.price_line(
+        state,
+        price,
+        quantity,
+        period=(int(period["start"]), int(period["end"])),
+        amount=amount,
+        currency=currency,
+        description=p.get("description") or (None if price else "Invoice item"),
+        subscription=subscription["id"] if subscription else None,
+        metadata=apply_metadata({}, p.get("metadata", {})),
+    )
+    if "discountable" in p:
+        line["discountable"] = bool(p["discountable"])
+    item = invoicing.add_invoice_item(
+        state,
+        customer=customer["id"],
+        line=line,
+        subscription=subscription["id"] if subscription else None,
+        proration=False,
+        metadata=apply_metadata({}, p.get("metadata", {})),
+    )
+    if invoice is not None:
+        state.update(item, {"invoice": invoice["id"]})
+        invoicing.add_line(state, invoice, dict(line))
+    return item
+
+
+@router.get(
+    "/v1/invoiceitems",
+    {
+        "customer": string(),
+        "invoice": string(),
+        "pending": boolean(),
+        "created": range_filter(),
+        "customer_account": string(),
+    },
+    list=True,
+)
+def list_invoice_items(call: Call) -> StripeObject:
+    p = call.params
+    found = [
+        i
+        for i in call.state.all("invoiceitem", newest_first=True)
+        if ("customer" not in p or i["customer"] == p["customer"])
+        and ("invoice" not in p or i["invoice"] == p["invoice"])
+        and ("pending" not in p or (i["invoice"] is None) == p["pending"])
+        and in_range(i["date"], p.get("created"))
+    ]
+    return call.list_response(found)
+
+
+@router.get("/v1/invoiceitems/{id}")
+def retrieve_invoice_item(call: Call) -> StripeObject:
+    return call.require("invoiceitem", call.path["id"])
+
+
+@router.delete("/v1/invoiceitems/{id}")
+def delete_invoice_item(call: Call) -> StripeObject:
+    """Only a pending item, or one on a draft invoice, can be deleted."""
+    state = call.state
+    item = call.require("invoiceitem", call.path["id"])
+    invoice = state.get("invoice", item["invoice"]) if item.get("invoice") else None
+    if invoice is not None and invoice["status"] != "draft":
+        raise invalid_request(
+            "This invoice item is on a finalized invoice and cannot be deleted.",
+            code="invoice_not_editable",
+        )
+    if invoice is not None:
+        invoicing.remove_line(state, invoice, str(item["_line"]["id"]))
+    snapshot = dict(item)
+    deleted = state.mark_deleted(item)
+    state.emit("invoiceitem.deleted", snapshot)
     return deleted
 
 

@@ -210,15 +210,6 @@ LIST: dict[str, Field] = {
 }
 
 
-def _refuse_send_invoice(p: dict[str, Any]) -> None:
-    if p.get("collection_method") == "send_invoice":
-        raise invalid_request(
-            "collection_method=send_invoice is not supported by the sandbox; subscriptions "
-            "charge automatically.",
-            param="collection_method",
-        )
-
-
 def _items(
     call: Call, raw_items: list[dict[str, Any]]
 ) -> list[tuple[StripeObject, int, dict[str, str]]]:
@@ -300,7 +291,7 @@ def create_subscription(call: Call) -> StripeObject:
             "subscription.",
             param="payment_behavior",
         )
-    _refuse_send_invoice(p)
+    invoicing.refuse_send_invoice(p)
     lifecycle.check_payment_method(
         state, p.get("default_payment_method"), customer, param="default_payment_method"
     )
@@ -386,7 +377,7 @@ def _update(call: Call, sub: StripeObject) -> StripeObject:
             raise invalid_request(
                 "A canceled subscription can only update its cancellation_details and metadata.",
             )
-    _refuse_send_invoice(p)
+    invoicing.refuse_send_invoice(p)
     if p.get("payment_behavior") in ("pending_if_incomplete", "default_incomplete"):
         raise invalid_request(
             f"payment_behavior={p['payment_behavior']} is not supported by the sandbox on update; "
@@ -695,38 +686,6 @@ def list_subscription_items(call: Call) -> StripeObject:
 @router.get("/v1/subscription_items/{id}")
 def retrieve_subscription_item(call: Call) -> StripeObject:
     return _find_item(call, call.path["id"])[1]
-
-
-# --- invoice items (pending prorations) ----------------------------------------------------------
-
-
-@router.get(
-    "/v1/invoiceitems",
-    {
-        "customer": string(),
-        "invoice": string(),
-        "pending": boolean(),
-        "created": range_filter(),
-        "customer_account": string(),
-    },
-    list=True,
-)
-def list_invoice_items(call: Call) -> StripeObject:
-    p = call.params
-    found = [
-        i
-        for i in call.state.all("invoiceitem", newest_first=True)
-        if ("customer" not in p or i["customer"] == p["customer"])
-        and ("invoice" not in p or i["invoice"] == p["invoice"])
-        and ("pending" not in p or (i["invoice"] is None) == p["pending"])
-        and in_range(i["date"], p.get("created"))
-    ]
-    return call.list_response(found)
-
-
-@router.get("/v1/invoiceitems/{id}")
-def retrieve_invoice_item(call: Call) -> StripeObject:
-    return call.require("invoiceitem", call.path["id"])
 
 
 # --- time -----------------------------------------------------------------------------------------
