@@ -302,3 +302,25 @@ async def test_idempotency_key_replays_the_same_session_per_account(
     )
     assert again["session_id"] == first["session_id"]
     assert other["session_id"] != first["session_id"]
+
+
+async def test_signed_but_malformed_events_are_400(
+    api: httpx.AsyncClient, container: Container
+) -> None:
+    from tests.subscriptions.fake_stripe import sign
+    from tests.subscriptions.fixtures import WEBHOOK_SECRET
+
+    for payload in (
+        b"not json at all",
+        b"[1, 2, 3]",
+        b'{"type": "invoice.paid"}',
+        b'{"id": "evt_1"}',
+        ('{"id": "' + "e" * 300 + '", "type": "invoice.paid"}').encode(),
+    ):
+        response = await api.post(
+            f"{P}/webhook",
+            content=payload,
+            headers={"Stripe-Signature": sign(payload, WEBHOOK_SECRET)},
+        )
+        _envelope(response, 400, False)
+    assert await _count_events(container) == 0

@@ -140,7 +140,8 @@ def verify_signature(settings: Settings, payload: bytes, signature_header: str |
             )
         except stripe.SignatureVerificationError:
             continue
-        except ValueError as exc:
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            # Not JSON, or JSON that is not an event object (the SDK fails building it).
             raise ValidationFailed("webhook body is not a JSON event") from exc
     SIGNATURES_REFUSED.inc()
     raise ValidationFailed("invalid or expired Stripe signature", field="Stripe-Signature")
@@ -154,12 +155,14 @@ async def store_event(
     event_type = body.get("type")
     if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
         raise ValidationFailed("the event has no id or type")
+    if len(event_id) > 255 or not event_type or len(event_type) > 100:
+        raise ValidationFailed("the event's id or type is too long")
     inserted = await insert_ignoring_conflict(
         session,
         WebhookEvent.__table__,  # type: ignore[arg-type]
         {
-            "id": event_id[:255],
-            "type": event_type[:100],
+            "id": event_id,
+            "type": event_type,
             "stripe_created": int(body.get("created") or 0),
             "livemode": bool(body.get("livemode")),
             "payload": body,
