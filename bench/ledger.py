@@ -4,9 +4,11 @@
 For 8 concurrent writers it measures debits of 1 credit per second (a) spread over 10,000
 customer accounts and (b) all on one hot customer account, each debit a posting (customer -1,
 the usage system account +1) through `billfold.ledger.post_transaction`, one transaction per
-debit. Beside each it runs `pgbench` with the same statements (billfold.ledger.statements) and no
-Python in between, and prints the ratio. The database is created, migrated, seeded, ANALYZEd and
-dropped by the script.
+debit. Beside each it runs `pgbench` with the same statement (billfold.ledger.statements) and no
+Python in between, and prints the ratio; and, to tell Python's own cost from billfold's, the same
+statement sent by bare asyncpg from the same Python processes ("asyncpg alone"). The three take
+turns in short slices, so machine load that comes and goes weighs on each alike. The database is
+created, migrated, seeded, ANALYZEd and dropped by the script.
 
     .venv/bin/python bench/ledger.py [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
 """
@@ -16,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import multiprocessing
+import os
 import random
 import re
 import shutil
@@ -24,8 +28,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -36,7 +44,11 @@ from billfold.db.migrate import upgrade
 from billfold.ledger import CREDITS, EntryLine, post_transaction
 from billfold.ledger.schemas import EntryLine as _EntryLine
 from billfold.ledger.service import SYSTEM_SHARDS, canonical_json, transaction_fingerprint
-from billfold.ledger.statements import POST_TRANSACTION
+from billfold.ledger.statements import (
+    POST_TRANSACTION,
+    POST_TRANSACTION_NUMBERED,
+    POST_TRANSACTION_PARAMETERS,
+)
 from billfold.ledger.verify import verify_ledger
 
 OPENING_BALANCE = 10**12
@@ -138,7 +150,7 @@ class PythonWriters:
         self.ledger, self.hot, self.writers, self.label = ledger, hot, writers, label
         self.clock = FrozenClock()
         self.keys = itertools.count()
-        self.rng = random.Random(7)
+        self.rng = random.Random(label)
 
     async def run(self, seconds: float) -> tuple[int, float]:
         """Post for `seconds`; (debits done, seconds taken)."""
@@ -173,33 +185,118 @@ class PythonWriters:
         await self.db.dispose()
 
 
-async def measure(
-    url: str, libpq_url: str, ledger: Ledger, hot: bool, args: argparse.Namespace
-) -> tuple[float, float]:
-    """Python and pgbench rates, taken in alternating slices so both see the same machine load."""
-    writers = PythonWriters(url, ledger, hot, args.writers, "hot" if hot else "spread")
-    try:
-        await writers.run(1.0)  # warm up: connections, prepared statements
-        slice_seconds = max(1, args.seconds // args.rounds)
-        python_done = python_time = raw_done = raw_time = 0.0
-        for _ in range(args.rounds):
-            done, took = await writers.run(slice_seconds)
-            python_done += done
-            python_time += took
-            tps = await asyncio.to_thread(
-                pgbench_rate,
-                libpq_url,
-                ledger,
-                hot,
-                args.writers,
-                args.pgbench_threads,
-                slice_seconds,
+class AsyncpgWriters:
+    """The same debits as PythonWriters with only asyncpg under Python: the posting's one
+    statement in a transaction, no SQLAlchemy, no billfold. The floor for any Python code."""
+
+    def __init__(self, url: str, ledger: Ledger, hot: bool, writers: int, label: str) -> None:
+        self.url, self.ledger, self.hot, self.writers, self.label = url, ledger, hot, writers, label
+        self.pool: asyncpg.Pool | None = None
+        self.keys = itertools.count()
+        self.rng = random.Random(label)
+        self.now = datetime.now(UTC)
+
+    async def run(self, seconds: float) -> tuple[int, float]:
+        if self.pool is None:
+            self.pool = await asyncpg.create_pool(
+                self.url.replace("+asyncpg", "", 1),
+                min_size=self.writers,
+                max_size=self.writers,
             )
-            raw_done += tps * slice_seconds
-            raw_time += slice_seconds
-        return python_done / python_time, raw_done / raw_time
-    finally:
-        await writers.close()
+        pool, ledger = self.pool, self.ledger
+        done = 0
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        async def writer() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                account = (
+                    ledger.customer_ids[0] if self.hot else self.rng.choice(ledger.customer_ids)
+                )
+                parameters = {
+                    "idempotency_key": f"{self.label}-{next(self.keys)}",
+                    "kind": "usage",
+                    "description": None,
+                    "metadata": "{}",
+                    "fingerprint": "0" * 64,
+                    "created_at": self.now,
+                    "account_ids": [account, ledger.usage_for(account)],
+                    "units": [CREDITS, CREDITS],
+                    "amounts": [-1, 1],
+                    "overdraft": False,
+                }
+                async with pool.acquire() as connection, connection.transaction():
+                    await connection.fetch(
+                        POST_TRANSACTION_NUMBERED,
+                        *(parameters[name] for name in POST_TRANSACTION_PARAMETERS),
+                    )
+                done += 1
+
+        await asyncio.gather(*(writer() for _ in range(self.writers)))
+        return done, time.perf_counter() - started
+
+
+# Each writer process (like each pgbench thread) runs a share of the writers on its own loop.
+_process: dict[str, Any] = {}
+
+
+def _start_process(
+    url: str, ledger: Ledger, hot: bool, writers: int, label: str, loop: str
+) -> None:
+    _process["runner"] = asyncio.Runner(loop_factory=loop_factory(loop))
+    _process["billfold"] = PythonWriters(url, ledger, hot, writers, f"{label}-{os.getpid()}")
+    _process["asyncpg"] = AsyncpgWriters(url, ledger, hot, writers, f"{label}-pg-{os.getpid()}")
+
+
+def _run_slice(writers: str, seconds: float) -> tuple[int, float]:
+    result: tuple[int, float] = _process["runner"].run(_process[writers].run(seconds))
+    return result
+
+
+def measure(
+    url: str, libpq_url: str, ledger: Ledger, hot: bool, args: argparse.Namespace
+) -> tuple[float, float, float]:
+    """billfold's, asyncpg's alone and pgbench's rates, taken in alternating slices so all three
+    see the same machine load.
+
+    The Python writers are spread over `--processes` processes, as pgbench's clients are over
+    its `-j` threads (the same number by default); each process is what one `billfold serve`
+    worker would be.
+    """
+    processes = args.processes or args.pgbench_threads
+    if args.writers % processes:
+        sys.exit("--writers must be a multiple of --processes")
+    label = "hot" if hot else "spread"
+    with ProcessPoolExecutor(
+        processes,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_process,
+        initargs=(url, ledger, hot, args.writers // processes, label, args.loop),
+    ) as pool:
+
+        def python_slice(writers: str, seconds: float) -> tuple[int, float]:
+            futures = [pool.submit(_run_slice, writers, seconds) for _ in range(processes)]
+            results = [future.result() for future in futures]
+            return sum(done for done, _ in results), max(took for _, took in results)
+
+        # Warm up: processes, connections, prepared statements.
+        python_slice("billfold", 1.0)
+        python_slice("asyncpg", 1.0)
+        slice_seconds = max(1, args.seconds // args.rounds)
+        totals = {"billfold": [0.0, 0.0], "asyncpg": [0.0, 0.0], "pgbench": [0.0, 0.0]}
+        for _ in range(args.rounds):
+            for writers in ("billfold", "asyncpg"):
+                done, took = python_slice(writers, slice_seconds)
+                totals[writers][0] += done
+                totals[writers][1] += took
+            tps = pgbench_rate(
+                libpq_url, ledger, hot, args.writers, args.pgbench_threads, slice_seconds
+            )
+            totals["pgbench"][0] += tps * slice_seconds
+            totals["pgbench"][1] += slice_seconds
+    billfold, floor, raw = (done / took for done, took in totals.values())
+    return billfold, floor, raw
 
 
 def pgbench_script(ledger: Ledger, hot: bool) -> str:
@@ -280,19 +377,42 @@ async def admin(url: str, statement: str) -> None:
         await conn.close()
 
 
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when asked for and installed (uvicorn picks it the same way), else asyncio's."""
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            return None
+        return uvloop.new_event_loop
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument(
-        "--seconds", type=int, default=12, help="seconds per scenario for each of the two sides"
+        "--seconds", type=int, default=9, help="seconds per scenario for each of the three writers"
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating Python/pgbench slices per scenario"
     )
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--accounts", type=int, default=10_000)
-    parser.add_argument("--pgbench-threads", type=int, default=2)
+    parser.add_argument("--pgbench-threads", type=int, default=2, help="pgbench -j")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="processes the Python writers are spread over (default: as many as pgbench threads)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="event loop of the Python writers (uvloop: what `billfold serve` runs on)",
+    )
     args = parser.parse_args()
     if not shutil.which("pgbench"):
         sys.exit("pgbench is not installed (Debian: postgresql-client)")
@@ -306,14 +426,21 @@ def main() -> None:
         ledger = asyncio.run(seed(libpq_url, args.accounts))
         print(
             f"PostgreSQL ledger bench: {args.writers} writers, {args.seconds}s per scenario and "
-            f"side in {args.rounds} alternating slices, "
+            f"side in {args.rounds} alternating slices, {args.loop} loop, "
+            f"{args.processes or args.pgbench_threads} Python processes, "
             f"{len(ledger.customer_ids)} accounts"
         )
-        print(f"{'scenario':<26}{'billfold debits/s':>18}{'pgbench tx/s':>14}{'ratio':>8}")
+        print(
+            f"{'scenario':<26}{'billfold debits/s':>18}{'pgbench tx/s':>14}{'ratio':>8}"
+            f"{'asyncpg alone':>16}{'ratio':>8}"
+        )
         for hot, label in ((False, "spread"), (True, "hot")):
             scenario = f"{label} ({'1 account' if hot else f'{args.accounts} accounts'})"
-            python, raw = asyncio.run(measure(sa_url, libpq_url, ledger, hot, args))
-            print(f"{scenario:<26}{python:>18,.0f}{raw:>14,.0f}{python / raw:>8.2f}")
+            python, floor, raw = measure(sa_url, libpq_url, ledger, hot, args)
+            print(
+                f"{scenario:<26}{python:>18,.0f}{raw:>14,.0f}{python / raw:>8.2f}"
+                f"{floor:>16,.0f}{floor / raw:>8.2f}"
+            )
         problems = asyncio.run(check_ledger(sa_url))
         print(
             "ledger verify (balances, running balances, sums): "
