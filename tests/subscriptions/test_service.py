@@ -404,6 +404,12 @@ async def test_reconcile_reports_and_fixes(
         await subscriptions.reconcile(session, container, fix=True, audit=audit)
     async with container.db.transaction() as session:
         assert await subscriptions.reconcile(session, container) == []
+        entry = (
+            await session.execute(
+                select(AuditEntry).where(AuditEntry.action == "subscription.reconciled")
+            )
+        ).scalar_one()
+    assert {d["field"] for d in entry.details["differences"]} == {"status", "cancel_at_period_end"}
     assert (await _status(container, account)).status == "past_due"
 
 

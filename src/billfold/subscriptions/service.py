@@ -823,9 +823,23 @@ async def reconcile(
         differences.extend(found)
         if fix and found:
             try:
-                await sync_subscription(session, container, snapshot.id, audit=audit)
+                fixed = await sync_subscription(session, container, snapshot.id, audit=audit)
             except AccountNotYetKnown:
                 log.warning("reconcile: %s has no billing account", snapshot.id)
+                continue
+            if audit is not None:
+                await audit.record(
+                    session,
+                    "subscription.reconciled",
+                    account_id=fixed.account_id,
+                    target=snapshot.id,
+                    details={
+                        "differences": [
+                            {"field": d.field, "billfold": d.billfold, "stripe": d.stripe}
+                            for d in found
+                        ]
+                    },
+                )
     rows = (await session.execute(select(Subscription))).scalars().all()
     for row in rows:
         if row.stripe_subscription_id not in seen:
