@@ -131,7 +131,7 @@ def test_failed_renewal_goes_past_due_retries_then_cancels(
     client = stripe_client
     _catalog, who, sub = subscribed(client)
     # 4000000000000341: attaches fine, every charge is declined.
-    attach_card(client, who.customer, "pm_card_chargeCustomerFail")
+    attach_card(client, who.customer, "4000000000000341")
     mark = last_event_id(client)
 
     first_attempt = FEB_1_2026 + HOUR
