@@ -537,3 +537,22 @@ async def test_a_customer_deleted_in_stripe_is_unlinked(
     # The next checkout creates a new customer (a new idempotency key, not a replay).
     again = await _checkout(container, fresh, audit, price_id=YEARLY)
     assert again.customer_id != first.customer_id
+
+
+async def test_changes_made_in_stripe_land_in_the_audit_log(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    """A cancellation scheduled in Stripe's portal (not through billfold) is audited as
+    Stripe's action, with what changed."""
+    account, sub_id = await _subscribed(container, gateway, audit)
+    before = len(gateway.stripe.events)
+    await gateway.update_subscription(sub_id, cancel_at_period_end=True, idempotency_key="portal")
+    await _apply_all(container, gateway.stripe.events[before:])
+    async with container.db.transaction() as session:
+        entry = (
+            await session.execute(
+                select(AuditEntry).where(AuditEntry.action == "subscription.updated")
+            )
+        ).scalar_one()
+    assert entry.actor == "stripe" and entry.account_id == account.id
+    assert entry.details["changed"]["cancel_at_period_end"] == {"from": False, "to": True}

@@ -545,8 +545,8 @@ def _write(
     now: datetime,
     *,
     seen_at: int | None = None,
-) -> bool:
-    """Copy Stripe's state onto the row; True when something changed."""
+) -> dict[str, tuple[Any, Any]]:
+    """Copy Stripe's state onto the row; returns what changed (field: (before, after))."""
     before = _fingerprint(sub)
     if snapshot.status == "past_due":
         if sub.status != "past_due" or sub.past_due_since is None:
@@ -572,7 +572,8 @@ def _write(
     sub.raw = snapshot.raw
     if seen_at is not None:
         sub.stripe_seen_at = max(sub.stripe_seen_at or 0, seen_at)
-    changed = _fingerprint(sub) != before
+    after = _fingerprint(sub)
+    changed = {name: (before[name], after[name]) for name in after if before[name] != after[name]}
     # Every write moves the revision (see `sync_subscription`), changed or not.
     sub.revision = (sub.revision or 0) + 1
     if changed:
@@ -580,18 +581,21 @@ def _write(
     return changed
 
 
-def _fingerprint(sub: Subscription) -> tuple[Any, ...]:
-    return (
-        sub.status,
-        sub.price_id,
-        sub.quantity,
-        sub.current_period_start,
-        sub.current_period_end,
-        sub.cancel_at_period_end,
-        sub.canceled_at,
-        sub.ended_at,
-        sub.trial_end,
-    )
+_WATCHED = (
+    "status",
+    "price_id",
+    "quantity",
+    "current_period_start",
+    "current_period_end",
+    "cancel_at_period_end",
+    "canceled_at",
+    "ended_at",
+    "trial_end",
+)
+
+
+def _fingerprint(sub: Subscription) -> dict[str, Any]:
+    return {name: getattr(sub, name) for name in _WATCHED}
 
 
 class AccountNotYetKnown(NotFound):
@@ -736,13 +740,24 @@ async def sync_subscription(
     catalog = await load_catalog(session, container.settings)
     changed = _write(sub, snapshot, catalog, now, seen_at=seen_at)
     await session.flush()
-    if audit is not None and (created or (changed and previous_status != sub.status)):
+    if audit is not None and (created or changed):
+        if created:
+            action = "subscription.created"
+        elif previous_status != sub.status:
+            action = "subscription.status_changed"
+        else:
+            action = "subscription.updated"
         await audit.record(
             session,
-            "subscription.created" if created else "subscription.status_changed",
+            action,
             account_id=sub.account_id,
             target=sub.stripe_subscription_id,
-            details={"from": previous_status, "to": sub.status, "plan": sub.plan_code},
+            details={
+                "from": previous_status,
+                "to": sub.status,
+                "plan": sub.plan_code,
+                "changed": {name: {"from": old, "to": new} for name, (old, new) in changed.items()},
+            },
             actor="stripe",
         )
     return sub
