@@ -26,6 +26,12 @@ FEB_1_2026 = JAN_1_2026 + 31 * DAY
 MAR_1_2026 = FEB_1_2026 + 28 * DAY
 
 
+def add_month(ts: int) -> int:
+    from billfold.sandbox.billing.periods import add_intervals
+
+    return add_intervals(ts, "month", 1, 1)
+
+
 def _prorated(amount: int, start: int, end: int, at: int) -> int:
     """Stripe's proration: to the second, rounded half up."""
     return (amount * (end - at) * 2 + (end - start)) // (2 * (end - start))
@@ -552,6 +558,11 @@ def test_discount_applies_to_invoices(stripe_client: stripe.StripeClient) -> Non
     assert (first.subtotal, first.total, first.amount_paid) == (2000, 1500, 1500)
     assert first.total_discount_amounts[0].amount == 500
     assert len(sub.discounts) == 1
+    expanded = client.v1.subscriptions.retrieve(sub.id, params={"expand": ["discounts"]})
+    discount = expanded.discounts[0]
+    assert_stripe_shape(discount, "discount")
+    assert (discount.source.coupon, discount.subscription) == (coupon.id, sub.id)
+    assert discount.end == add_month(JAN_1_2026)
     assert_stripe_shape(client.v1.coupons.retrieve(coupon.id), "coupon")
     advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
     second = client.v1.invoices.retrieve(

@@ -91,6 +91,12 @@ def _expand_payments(state: SandboxState, invoice: StripeObject) -> StripeObject
     return invoicing.payments_list(state, invoice)
 
 
+@router.expander("invoice", "discounts")
+def _expand_invoice_discounts(state: SandboxState, invoice: StripeObject) -> list[Any]:
+    """`expand[]=discounts`: the Discount objects instead of their ids."""
+    return [state.get("discount", d) or d for d in invoice.get("discounts") or []]
+
+
 @router.expander("invoice", "confirmation_secret")
 def _expand_confirmation_secret(state: SandboxState, invoice: StripeObject) -> Any:
     """`expand[]=confirmation_secret`: the client secret of the invoice's PaymentIntent

@@ -32,7 +32,7 @@ from billfold.sandbox.params import (
 from billfold.sandbox.resources.prices import new_price
 from billfold.sandbox.routing import Call, SandboxRouter
 from billfold.sandbox.search import search_response
-from billfold.sandbox.state import StripeObject
+from billfold.sandbox.state import SandboxState, StripeObject
 
 router = SandboxRouter()
 
@@ -662,6 +662,12 @@ def search_subscriptions(call: Call) -> StripeObject:
             "customer": lambda s: s.get("customer"),
         },
     )
+
+
+@router.expander("subscription", "discounts")
+def _expand_subscription_discounts(state: SandboxState, sub: StripeObject) -> list[Any]:
+    """`expand[]=discounts`: the Discount objects instead of their ids."""
+    return [state.get("discount", d) or d for d in sub.get("discounts") or []]
 
 
 # --- subscription items -----------------------------------------------------------------------
