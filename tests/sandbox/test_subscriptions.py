@@ -780,3 +780,65 @@ def test_error_if_incomplete_update_changes_nothing_when_unpaid(
     )
     assert changed["items"].data[0].price.id == catalog.yearly
     assert client.v1.invoices.retrieve(str(changed.latest_invoice)).status == "paid"
+
+
+def test_a_proration_too_small_to_charge_goes_to_the_next_invoice(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    catalog, who, sub = subscribed(client)
+    tiny = client.v1.prices.create(
+        params={
+            "product": catalog.product,
+            "currency": "usd",
+            "unit_amount": 2050,
+            "recurring": {"interval": "month"},
+        }
+    )
+    at = JAN_1_2026 + 20 * DAY
+    advance(client, who.clock, at)
+
+    sub = client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": sub["items"].data[0].id, "price": tiny.id}],
+            "proration_behavior": "always_invoice",
+        },
+    )
+
+    owed = _prorated(2050, JAN_1_2026, FEB_1_2026, at) - _prorated(2000, JAN_1_2026, FEB_1_2026, at)
+    assert 0 < owed < 50
+    small = client.v1.invoices.retrieve(str(sub.latest_invoice))
+    assert (small.total, small.amount_due, small.status) == (owed, 0, "paid")
+    assert client.v1.customers.retrieve(who.customer).balance == owed
+    advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
+    renewal = client.v1.invoices.retrieve(
+        str(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    )
+    assert (renewal.starting_balance, renewal.amount_due) == (owed, 2050 + owed)
+    assert renewal.status == "paid"
+
+
+def test_renewal_after_the_card_was_removed_fails_cleanly(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    assert who.payment_method is not None
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": who.customer,
+            "items": [{"price": catalog.monthly}],
+            "default_payment_method": who.payment_method,
+        }
+    )
+    client.v1.payment_methods.detach(who.payment_method)
+
+    advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
+
+    sub = client.v1.subscriptions.retrieve(sub.id)
+    assert sub.status == "past_due"
+    invoice = client.v1.invoices.retrieve(str(sub.latest_invoice))
+    assert (invoice.status, invoice.attempt_count) == ("open", 1)
+    assert client.v1.test_helpers.test_clocks.retrieve(who.clock).status == "ready"

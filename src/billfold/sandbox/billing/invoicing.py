@@ -487,6 +487,9 @@ def finalize(state: SandboxState, invoice: StripeObject) -> StripeObject:
     if total < 0:
         # A net credit (a downgrade's proration) goes to the customer's balance.
         amount_due, ending = 0, balance + total
+    elif 0 < amount_due < payments_port.minimum_charge(str(invoice["currency"])):
+        # Too little to charge: Stripe carries it to the customer's next invoice.
+        amount_due, ending = 0, ending + amount_due
     sequence = int(customer.get("next_invoice_sequence") or 1)
     number = f"{customer.get('invoice_prefix') or 'SANDBOX'}-{sequence:04d}"
     cust_prev = state.update(customer, {"next_invoice_sequence": sequence + 1, "balance": ending})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from billfold.sandbox import payments
-from billfold.sandbox.errors import invalid_request
+from billfold.sandbox.errors import StripeError, invalid_request
 from billfold.sandbox.payments import intents as payment_intents
 from billfold.sandbox.state import SandboxState, StripeObject
 
@@ -60,6 +60,11 @@ def outcome_of(state: SandboxState, intent: StripeObject) -> ChargeOutcome:
     return ChargeOutcome("failed", intent["id"], error)
 
 
+def minimum_charge(currency: str) -> int:
+    """The smallest amount Stripe charges in `currency` (minor units)."""
+    return int(payment_intents.MINIMUM_AMOUNTS.get(currency.lower(), 50))
+
+
 def charge(
     state: SandboxState,
     *,
@@ -83,19 +88,26 @@ def charge(
             "requires_confirmation",
         ):
             payment_intent = None  # start over with a fresh intent
-    intent = payments.pay(
-        state,
-        customer=customer,
-        amount=amount,
-        currency=currency,
-        payment_method=payment_method,
-        off_session=off_session,
-        metadata=metadata,
-        description=description,
-        payment_intent=payment_intent,
-        setup_future_usage=setup_future_usage,
-        capture_method=capture_method or "automatic",
-    )
+    try:
+        intent = payments.pay(
+            state,
+            customer=customer,
+            amount=amount,
+            currency=currency,
+            payment_method=payment_method,
+            off_session=off_session,
+            metadata=metadata,
+            description=description,
+            payment_intent=payment_intent,
+            setup_future_usage=setup_future_usage,
+            capture_method=capture_method or "automatic",
+        )
+    except StripeError as exc:
+        # A method that can no longer be charged (detached, unusable) fails the attempt, as a
+        # decline would: renewals must not stop the clock.
+        return ChargeOutcome(
+            "failed", None, {"message": exc.message, "code": exc.code or "payment_method_unusable"}
+        )
     return outcome_of(state, intent)
 
 
