@@ -702,6 +702,7 @@ def upcoming_invoice(state: SandboxState, timer: Timer) -> None:
         preview=True,
     )
     preview["next_payment_attempt"] = end + int(billing_settings(state)["renewal_finalize_delay"])
+    del preview["id"]  # an upcoming invoice does not exist yet: Stripe sends it without an id
     state.emit("invoice.upcoming", preview)
 
 
