@@ -32,3 +32,17 @@ async def test_metrics_are_exposed(client: httpx.AsyncClient) -> None:
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert "billfold_http_requests_total" in response.text
+
+
+async def test_malformed_json_names_the_body(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/billing/checkout_session",
+        content=b"{bad",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "validation_error",
+        "message": "request body is not valid JSON",
+        "field": "body",
+    }

@@ -108,8 +108,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        field = _field_of(first.get("loc", ()))
-        message = f"{field}: {first.get('msg', 'invalid value')}"
+        if first.get("type") == "json_invalid":
+            field, message = "body", "request body is not valid JSON"
+        else:
+            field = _field_of(first.get("loc", ()))
+            message = f"{field}: {first.get('msg', 'invalid value')}"
         return render(ErrorBody(422, "validation_error", message, field, _rid(request)), request)
 
     @app.exception_handler(StarletteHTTPException)
