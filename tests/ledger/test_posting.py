@@ -469,3 +469,33 @@ async def test_bad_input_is_a_validation_error_naming_the_field(
         assert refused.value.field == field
         posted = await post_transaction(session, clock=clock, **arguments)  # type: ignore[arg-type]
     assert posted.metadata == {"ok": [1, "two", True, None]}
+
+
+async def test_pending_orm_changes_are_flushed_before_the_posting(
+    database: Database, clock: FrozenClock
+) -> None:
+    """An account added to the session but not yet flushed is there for the posting."""
+    from billfold.ledger.models import LedgerAccount
+
+    async with database.transaction() as session:
+        promotions = await system_account(session, SystemAccount.PROMOTIONS, CREDITS, clock=clock)
+        session.add(
+            LedgerAccount(
+                id=990_001,
+                key="system:bonus:credits:0",
+                name="bonus",
+                unit=CREDITS,
+                allow_negative=True,
+                created_at=clock.now(),
+            )
+        )
+        posted = await post_transaction(
+            session,
+            idempotency_key="to-pending",
+            entries=[promotions.line(-4), EntryLine(990_001, CREDITS, 4)],
+            kind="grant",
+            clock=clock,
+        )
+    assert {e.account_id for e in posted.entries} == {promotions.id, 990_001}
+    async with database.transaction() as session:
+        assert await account_balance(session, 990_001) == 4

@@ -563,6 +563,8 @@ async def _asyncpg_connection(session: AsyncSession) -> Any | None:
     adapter is asked to, exactly as its own cursor would; if the adapter does not look as
     expected (another SQLAlchemy version), None sends the caller through SQLAlchemy instead.
     """
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # what SQLAlchemy's autoflush would do before a statement
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     adapter: Any = raw.dbapi_connection
