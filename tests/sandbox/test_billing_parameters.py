@@ -20,6 +20,7 @@ ROUTES = {
     ("GET", "/v1/invoiceitems"): sdk.InvoiceItemListParams,
     ("GET", "/v1/invoices"): sdk.InvoiceListParams,
     ("POST", "/v1/invoices"): sdk.InvoiceCreateParams,
+    ("POST", "/v1/invoices/create_preview"): sdk.InvoiceCreatePreviewParams,
     ("POST", "/v1/invoiceitems"): sdk.InvoiceItemCreateParams,
     ("POST", "/v1/invoices/{id}"): sdk.InvoiceUpdateParams,
     ("POST", "/v1/invoices/{id}/pay"): sdk.InvoicePayParams,

@@ -217,3 +217,42 @@ def test_auto_advance_finalizes_and_charges_after_an_hour(
             params={"customer": who.customer, "collection_method": "send_invoice"}
         )
     assert refused.value.param == "collection_method"
+
+
+def test_create_preview_shows_what_a_plan_change_will_cost(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    catalog, who, sub = subscribed(client)
+    item = sub["items"].data[0].id
+    advance(client, who.clock, JAN_1_2026 + 15 * 86_400)
+    before = len(client.v1.invoices.list(params={"customer": who.customer}).data)
+
+    renewal = client.v1.invoices.create_preview(params={"subscription": sub.id})
+    assert (renewal.billing_reason, renewal.total) == ("upcoming", 2000)
+    assert renewal.id.startswith("upcoming_in_")
+    assert renewal.lines.data[0].period.start == FEB_1_2026
+    change = {"items": [{"id": item, "price": catalog.monthly_plus}]}
+    next_invoice = client.v1.invoices.create_preview(
+        params={"subscription": sub.id, "subscription_details": change}
+    )
+    now_invoice = client.v1.invoices.create_preview(
+        params={
+            "subscription": sub.id,
+            "subscription_details": {**change, "proration_behavior": "always_invoice"},
+        }
+    )
+    assert next_invoice.billing_reason == "upcoming"
+    assert now_invoice.billing_reason == "subscription_update"
+    assert next_invoice.total == 5000 + now_invoice.total
+    assert len(client.v1.invoices.list(params={"customer": who.customer}).data) == before
+    assert client.v1.invoice_items.list(params={"customer": who.customer}).data == []
+
+    changed = client.v1.subscriptions.update(
+        sub.id,
+        params={**change, "proration_behavior": "always_invoice"},  # type: ignore[arg-type]
+    )
+    assert client.v1.invoices.retrieve(str(changed.latest_invoice)).total == now_invoice.total
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.invoices.create_preview(params={"customer": who.customer})
+    assert refused.value.param == "subscription"

@@ -674,36 +674,89 @@ def upcoming_invoice(state: SandboxState, timer: Timer) -> None:
         return
     if sub.get("cancel_at_period_end") or sub.get("pause_collection"):
         return
-    _, end = current_period(sub)
-    interval, count = recurring_of(sub)
-    anchor = int(sub["billing_cycle_anchor"])
-    period = (end, period_containing(anchor, interval, count, end)[1])
+    preview = preview_invoice(state, sub)
+    del preview["id"]  # an upcoming invoice does not exist yet: Stripe sends it without an id
+    state.emit("invoice.upcoming", preview)
+
+
+def preview_invoice(
+    state: SandboxState,
+    sub: StripeObject,
+    new_items: list[tuple[StripeObject | None, StripeObject, int, dict[str, str]]] | None = None,
+    *,
+    proration_behavior: str = "create_prorations",
+    proration_date: int | None = None,
+    reset_anchor: bool = False,
+) -> StripeObject:
+    """The invoice a change would produce, without making it (`create_preview`): with no change,
+    the next renewal; a change invoiced now (`always_invoice`, a new billing cycle) shows that
+    invoice; otherwise the next renewal with the change's prorations. Nothing is stored."""
+    now = state.now_for(sub)
+    at = proration_date if proration_date is not None else now
+    start, end = current_period(sub)
     customer = state.require("customer", sub["customer"], deleted_ok=True)
-    lines = [
-        invoicing.price_line(
-            state,
-            item["price"],
-            int(item["quantity"]),
-            period=period,
-            subscription=sub["id"],
-            subscription_item=item["id"],
+    items = items_of(sub)
+    proration_lines: list[StripeObject] = []
+    reset = reset_anchor
+    if new_items is not None:
+        currency, interval, count = check_prices(
+            state, [(price, f"items[{i}][price]") for i, (_, price, _, _) in enumerate(new_items)]
         )
-        for item in items_of(sub)
-    ]
+        if currency != sub["currency"]:
+            raise invalid_request(
+                f"The subscription is billed in {sub['currency']}, not {currency}.",
+                param="subscription_details[items]",
+            )
+        reset = reset or (interval, count) != recurring_of(sub)
+        period = (now, add_intervals(now, interval, count, 1)) if reset else (start, end)
+        items = [
+            dict(existing, price=dict(price), quantity=quantity)
+            if existing is not None
+            else new_item(state, sub["id"], price, quantity, period, created=now)
+            for existing, price, quantity, _ in new_items
+        ]
+        if proration_behavior != "none" and sub["status"] in ("active", "past_due"):
+            proration_lines = _proration_lines(state, sub, items, (start, end), at, reset)
+    if reset:
+        interval, count = recurring_of({"items": {"data": items}})
+        period = (now, add_intervals(now, interval, count, 1))
+        reason, billed_period = "subscription_update", (now, now)
+    elif proration_lines and proration_behavior == "always_invoice":
+        period, reason, billed_period = (start, end), "subscription_update", (now, now)
+    else:
+        anchor = int(sub["billing_cycle_anchor"])
+        interval, count = recurring_of({"items": {"data": items}})
+        period = (end, period_containing(anchor, interval, count, end)[1])
+        reason, billed_period = "upcoming", (start, end)
+    lines = list(proration_lines)
+    if reason != "subscription_update" or reset:
+        lines += [
+            invoicing.price_line(
+                state,
+                item["price"],
+                int(item["quantity"]),
+                period=period,
+                subscription=sub["id"],
+                subscription_item=item["id"],
+            )
+            for item in items
+        ]
     preview = invoicing.create_invoice(
         state,
         customer=customer,
         currency=str(sub["currency"]),
         lines=lines,
-        billing_reason="upcoming",
+        billing_reason=reason,
         subscription=sub,
-        period=current_period(sub),
-        discounts=discounting_ids(state, sub, end),
+        period=billed_period,
+        discounts=discounting_ids(state, sub, period[0]),
         preview=True,
     )
-    preview["next_payment_attempt"] = end + int(billing_settings(state)["renewal_finalize_delay"])
-    del preview["id"]  # an upcoming invoice does not exist yet: Stripe sends it without an id
-    state.emit("invoice.upcoming", preview)
+    preview["id"] = "upcoming_" + state.new_id("in")
+    if reason == "upcoming":
+        delay = int(billing_settings(state)["renewal_finalize_delay"])
+        preview["next_payment_attempt"] = end + delay
+    return preview
 
 
 def trial_will_end(state: SandboxState, timer: Timer) -> None:

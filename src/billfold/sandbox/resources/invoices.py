@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from starlette.responses import RedirectResponse, Response
 
-from billfold.sandbox.billing import invoicing, payments_port, timers
+from billfold.sandbox.billing import invoicing, lifecycle, payments_port, timers
 from billfold.sandbox.errors import StripeError, card_error, invalid_request, missing_parameter
 from billfold.sandbox.pages import (
     object_for_page,
@@ -23,6 +23,7 @@ from billfold.sandbox.params import (
     Field,
     anything,
     apply_metadata,
+    array,
     boolean,
     enum,
     in_range,
@@ -374,6 +375,90 @@ def create_invoice(call: Call) -> StripeObject:
         )
     state.touch()
     return invoice
+
+
+PREVIEW: dict[str, Field] = {
+    "customer": string(),
+    "subscription": string(),
+    "subscription_details": obj(
+        {
+            "items": array(
+                obj(
+                    {
+                        "id": string(),
+                        "price": string(),
+                        "quantity": integer(min=0),
+                        "deleted": boolean(),
+                        "metadata": metadata(),
+                        **{
+                            name: anything()
+                            for name in (
+                                "billing_thresholds", "clear_usage", "discounts", "plan",
+                                "price_data", "tax_rates", "current_trial",
+                            )
+                        },
+                    }
+                ),
+                max_items=20,
+            ),
+            "proration_behavior": enum("always_invoice", "create_prorations", "none"),
+            "proration_date": integer(),
+            "billing_cycle_anchor": enum("now", "unchanged"),
+            **{
+                name: anything()
+                for name in (
+                    "billing_mode", "billing_schedules", "cancel_at", "cancel_at_period_end",
+                    "cancel_now", "default_tax_rates", "metadata", "pause", "resume_at",
+                    "start_date", "trial_end",
+                )
+            },
+        }
+    ),
+    **{
+        name: anything()
+        for name in (
+            "automatic_tax", "currency", "customer_account", "customer_details", "discounts",
+            "invoice_items", "issuer", "on_behalf_of", "preview_mode", "schedule",
+            "schedule_details",
+        )
+    },
+}  # fmt: skip
+
+
+@router.post("/v1/invoices/create_preview", PREVIEW)
+def create_preview(call: Call) -> StripeObject:
+    """The invoice a subscription change would produce, nothing stored: the next renewal, or
+    with `subscription_details[items]` the change's prorations (`proration_behavior`,
+    `proration_date`), or the invoice a new billing cycle would bring at once."""
+    from billfold.sandbox.resources.subscriptions import updated_items
+
+    state = call.state
+    p = call.params
+    if not p.get("subscription"):
+        raise invalid_request(
+            "The sandbox previews subscription invoices: pass `subscription`.",
+            param="subscription",
+            code="parameter_missing",
+        )
+    sub = call.require("subscription", p["subscription"], param="subscription")
+    if p.get("customer") and p["customer"] != sub["customer"]:
+        raise invalid_request(
+            "The subscription does not belong to this customer.", param="customer"
+        )
+    if sub["status"] in lifecycle.ENDED:
+        raise invalid_request(
+            "A canceled subscription has no upcoming invoice.", param="subscription"
+        )
+    details = p.get("subscription_details") or {}
+    new_items = updated_items(call, sub, details["items"]) if details.get("items") else None
+    return lifecycle.preview_invoice(
+        state,
+        sub,
+        new_items,
+        proration_behavior=details.get("proration_behavior", "create_prorations"),
+        proration_date=details.get("proration_date"),
+        reset_anchor=details.get("billing_cycle_anchor") == "now",
+    )
 
 
 @router.post("/v1/invoiceitems", ITEM_CREATE)

@@ -396,7 +396,7 @@ def _update(call: Call, sub: StripeObject) -> StripeObject:
     # Validate items before changing anything.
     new_items = None
     if "items" in p:
-        new_items = _updated_items(call, sub, p["items"])
+        new_items = updated_items(call, sub, p["items"])
     found_discounts = None
     if "discounts" in p and p["discounts"] is not None:
         found_discounts = discounting.resolve(state, p["discounts"], customer=customer["id"])
@@ -517,7 +517,7 @@ def _update(call: Call, sub: StripeObject) -> StripeObject:
     return sub
 
 
-def _updated_items(
+def updated_items(
     call: Call, sub: StripeObject, raw_items: list[dict[str, Any]]
 ) -> list[tuple[StripeObject | None, StripeObject, int, dict[str, str]]]:
     """Merge `items[n][id|price|quantity|deleted]` into the current items."""
