@@ -599,17 +599,7 @@ def _renew(
         dict(i, current_period_start=period[0], current_period_end=period[1]) for i in items_of(sub)
     ]
     new_items = dict(sub["items"], data=items)
-    lines = [
-        invoicing.price_line(
-            state,
-            item["price"],
-            int(item["quantity"]),
-            period=period,
-            subscription=sub["id"],
-            subscription_item=item["id"],
-        )
-        for item in items
-    ]
+    lines = cycle_lines(state, sub, items, period)
     unpaid = sub["status"] == "unpaid"
     paused = _collection_pause(state, sub, period[0])
     # Stripe announces the new period before the invoice that bills it.
@@ -730,17 +720,7 @@ def preview_invoice(
         reason, billed_period = "upcoming", (start, end)
     lines = list(proration_lines)
     if reason != "subscription_update" or reset:
-        lines += [
-            invoicing.price_line(
-                state,
-                item["price"],
-                int(item["quantity"]),
-                period=period,
-                subscription=sub["id"],
-                subscription_item=item["id"],
-            )
-            for item in items
-        ]
+        lines += cycle_lines(state, sub, items, period)
     preview = invoicing.create_invoice(
         state,
         customer=customer,
@@ -961,17 +941,7 @@ def change_items(
             changes["cancel_at"] = period[1]  # still "at the end of the (new) period"
     invoice: StripeObject | None = None
     if reset_cycle and not trialing and sub["status"] in ("active", "past_due"):
-        lines = proration_lines + [
-            invoicing.price_line(
-                state,
-                item["price"],
-                int(item["quantity"]),
-                period=period,
-                subscription=sub["id"],
-                subscription_item=item["id"],
-            )
-            for item in items
-        ]
+        lines = proration_lines + cycle_lines(state, sub, items, period)
         invoice = _invoice_change(state, sub, lines, pending=True)
     elif proration_lines and proration_behavior == "always_invoice":
         invoice = _invoice_change(state, sub, proration_lines, pending=True)
@@ -1024,6 +994,23 @@ def _proration_lines(
         if charge is not None:
             lines.append(charge)
     return lines
+
+
+def cycle_lines(
+    state: SandboxState, sub: StripeObject, items: list[StripeObject], period: tuple[int, int]
+) -> list[StripeObject]:
+    """One invoice line per item, billing `period` in full."""
+    return [
+        invoicing.price_line(
+            state,
+            item["price"],
+            int(item["quantity"]),
+            period=period,
+            subscription=sub["id"],
+            subscription_item=item["id"],
+        )
+        for item in items
+    ]
 
 
 def proration_line(
@@ -1090,17 +1077,7 @@ def end_trial_now(state: SandboxState, sub: StripeObject) -> tuple[dict[str, Any
     items = [
         dict(i, current_period_start=period[0], current_period_end=period[1]) for i in items_of(sub)
     ]
-    lines = [
-        invoicing.price_line(
-            state,
-            item["price"],
-            int(item["quantity"]),
-            period=period,
-            subscription=sub["id"],
-            subscription_item=item["id"],
-        )
-        for item in items
-    ]
+    lines = cycle_lines(state, sub, items, period)
     invoice = _invoice_change(state, sub, lines, pending=True)
     changes = {
         "items": dict(sub["items"], data=items),
