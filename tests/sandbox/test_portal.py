@@ -207,3 +207,25 @@ def test_flow_confirms_a_prepared_plan_change(stripe_client: stripe.StripeClient
             }
         )
     assert wrong_item.value.param == "flow_data[subscription_update_confirm][items][0][id]"
+
+
+def test_hosted_confirmation_message_after_a_flow(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    _, who, sub = subscribed(client)
+    session = client.v1.billing_portal.sessions.create(
+        params={
+            "customer": who.customer,
+            "return_url": RETURN,
+            "flow_data": {
+                "type": "subscription_cancel",
+                "subscription_cancel": {"subscription": sub.id},
+                "after_completion": {
+                    "type": "hosted_confirmation",
+                    "hosted_confirmation": {"custom_message": "Sorry to see you go."},
+                },
+            },
+        }
+    )
+    done = _act(session.url, action="cancel", subscription=sub.id)
+    assert "Sorry to see you go." in httpx.get(done.headers["location"]).text
+    assert client.v1.subscriptions.retrieve(sub.id).cancel_at_period_end is True

@@ -559,6 +559,9 @@ def portal_action(call: Call) -> Response:
     after = flow.get("after_completion") or {}
     if after.get("type") == "redirect" and notice is not None:
         return RedirectResponse(after["redirect"]["return_url"], status_code=303)
+    custom = (after.get("hosted_confirmation") or {}).get("custom_message")
+    if after.get("type") == "hosted_confirmation" and custom:
+        notice = custom
     return RedirectResponse(f"{here}?notice={quote(notice or 'Done.')}", status_code=303)
 
 
