@@ -58,7 +58,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             # The webhook retry loop; in sandbox mode also the catalog sync into the sandbox.
-            async with background_work(container, sync_sandbox_catalog=stripe_gateway is None):
+            async with background_work(
+                container,
+                sync_sandbox_catalog=stripe_gateway is None,
+                sandbox_state=getattr(app.state, "sandbox", None),
+            ):
                 yield
         finally:
             if owns_db:
