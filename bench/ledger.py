@@ -68,7 +68,9 @@ class Ledger:
     usage_ids: list[int]  # the usage account's shards, in shard order, contiguous ids
 
     def usage_for(self, account_id: int) -> int:
-        """The usage shard a debit of this customer account credits (as system_account picks)."""
+        """The usage shard a debit of this account credits: by account id, which pgbench can
+        compute too (billfold's helpers use shard_for(billing_account_id); any stable choice
+        spreads the load alike)."""
         return self.usage_ids[account_id % SYSTEM_SHARDS]
 
 

@@ -24,6 +24,7 @@ from billfold.ledger import (
     grant_credits,
     system_account,
 )
+from billfold.ledger.service import shard_for
 from billfold.ledger.verify import verify_ledger
 from tests.ledger.conftest import entries_sum, ledger_counts, new_customer
 
@@ -51,7 +52,7 @@ async def test_200_concurrent_debits_of_1_against_100_leave_exactly_100(
         )
         account = await customer_account(session, alice, clock=clock)
         usage = await system_account(
-            session, SystemAccount.USAGE, CREDITS, clock=clock, spread_by=account.id
+            session, SystemAccount.USAGE, CREDITS, clock=clock, spread_by=shard_for(alice)
         )
 
     async def debit(i: int) -> bool:

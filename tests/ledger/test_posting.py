@@ -25,7 +25,7 @@ from billfold.ledger import (
     system_balance,
     transfer,
 )
-from billfold.ledger.service import SYSTEM_SHARDS
+from billfold.ledger.service import SYSTEM_SHARDS, shard_for
 from tests.ledger.conftest import entries_sum, ledger_counts, new_customer
 
 
@@ -55,9 +55,8 @@ async def test_grant_and_debit_move_balances_and_record_entries(
         assert await balance_of(session, alice, "usd") == 0
         assert await system_balance(session, SystemAccount.USAGE, CREDITS) == 30
         assert await system_balance(session, SystemAccount.PROMOTIONS, CREDITS) == -100
-        customer = await customer_account(session, alice, clock=clock)
         usage = await system_account(
-            session, SystemAccount.USAGE, CREDITS, clock=clock, spread_by=customer.id
+            session, SystemAccount.USAGE, CREDITS, clock=clock, spread_by=shard_for(alice)
         )
         assert await account_balance(session, usage.id) == 30
         history = await customer_history(session, alice, page_size=1)

@@ -29,6 +29,7 @@ import enum
 import hashlib
 import json
 import re
+import zlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -252,8 +253,9 @@ async def system_account(
 
     Every usage debit of every customer lands on the usage account: one row would make all of
     them wait for each other's commit. So a system account is SYSTEM_SHARDS rows, and a posting
-    takes the shard `spread_by % SYSTEM_SHARDS`; pass the customer's ledger account id, so
-    different customers' postings rarely share a row. `system_balance` sums the shards.
+    takes the shard `spread_by % SYSTEM_SHARDS`; pass `shard_for(billing_account_id)` (as
+    grant_credits and debit_credits do), so different customers' postings rarely share a row.
+    `system_balance` sums the shards.
     """
     return await get_or_create_ledger_account(
         session,
@@ -915,10 +917,29 @@ async def debit_credits(
     )
 
 
+def shard_for(billing_account_id: str) -> int:
+    """The shard of the system accounts a billing account's postings use (stable everywhere)."""
+    return zlib.crc32(billing_account_id.encode()) % SYSTEM_SHARDS
+
+
 async def _credits_accounts(
     session: AsyncSession, billing_account_id: str, system: SystemAccount | str, clock: Clock
 ) -> tuple[AccountRef, AccountRef]:
-    """A billing account's credits account and the shard of system account `system` it uses."""
-    customer = await customer_account(session, billing_account_id, clock=clock)
-    other = await system_account(session, system, CREDITS, clock=clock, spread_by=customer.id)
+    """A billing account's credits account and its shard of system account `system`: one read
+    when both exist (the usual case), created otherwise."""
+    shard = shard_for(billing_account_id)
+    customer_key = account_key(billing_account_id, MAIN, CREDITS)
+    system_key = account_key(None, str(system), CREDITS, shard)
+    found = {
+        row.key: _ref(row)
+        for row in await session.execute(
+            select(*_REF_COLUMNS).where(accounts.c.key.in_([customer_key, system_key]))
+        )
+    }
+    customer = found.get(customer_key) or await customer_account(
+        session, billing_account_id, clock=clock
+    )
+    other = found.get(system_key) or await system_account(
+        session, system, CREDITS, clock=clock, spread_by=shard
+    )
     return customer, other
