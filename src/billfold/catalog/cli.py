@@ -12,7 +12,7 @@ from billfold.audit.dependencies import system_audit_context
 from billfold.catalog.service import Catalog, load_catalog, sync_catalog, sync_steps
 from billfold.container import Container
 from billfold.stripe.cli import run_with_container
-from billfold.subscriptions.service import gateway_of
+from billfold.stripe.gateway import gateway_of
 
 catalog_app = typer.Typer(help="Plans and their Stripe prices.", no_args_is_help=True)
 console = Console()

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import stripe
 
@@ -28,6 +28,9 @@ from billfold.errors import (
     UpstreamUnavailable,
     ValidationFailed,
 )
+
+if TYPE_CHECKING:
+    from billfold.container import Container
 
 log = logging.getLogger("billfold.stripe")
 
@@ -314,6 +317,14 @@ class StripeGateway(Protocol):
         ...
 
     async def set_price_active(self, price_id: str, active: bool) -> PriceInfo: ...
+
+
+def gateway_of(container: Container) -> StripeGateway:
+    """The container's Stripe gateway (set by `create_app`)."""
+    gateway = container.stripe_gateway
+    if gateway is None:
+        raise ConfigurationError("no Stripe gateway configured")
+    return gateway
 
 
 # --- the adapter ---------------------------------------------------------------------------

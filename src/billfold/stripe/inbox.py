@@ -37,7 +37,7 @@ from billfold.container import Container
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import ConfigurationError, ValidationFailed
 from billfold.observability import REGISTRY
-from billfold.stripe.gateway import StripeEvent
+from billfold.stripe.gateway import StripeEvent, gateway_of
 from billfold.stripe.models import InboxStatus, WebhookEvent
 
 log = logging.getLogger("billfold.stripe.inbox")
@@ -331,8 +331,6 @@ async def sync_events(
     """Fill gaps from Stripe's Events API (after downtime): store every event created since
     `since` (default: five minutes before the newest event in the inbox, or the last 30 days)
     that the inbox lacks, then apply what is due."""
-    from billfold.subscriptions.service import gateway_of
-
     gateway = gateway_of(container)
     if since is None:
         async with container.db.transaction() as session:

@@ -12,8 +12,8 @@ from typing import Any
 
 from billfold.catalog.service import Catalog, load_catalog, sync_catalog
 from billfold.container import Container
+from billfold.stripe.gateway import gateway_of
 from billfold.stripe.inbox import process_due
-from billfold.subscriptions.service import gateway_of
 
 log = logging.getLogger("billfold.stripe.worker")
 

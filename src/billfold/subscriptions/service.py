@@ -30,7 +30,12 @@ from billfold.customers.models import BillingAccount
 from billfold.db.base import new_id
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import ConfigurationError, Conflict, NotFound, ValidationFailed
-from billfold.stripe.gateway import ProrationBehavior, StripeGateway, SubscriptionSnapshot
+from billfold.stripe.gateway import (
+    ProrationBehavior,
+    StripeGateway,
+    SubscriptionSnapshot,
+    gateway_of,
+)
 from billfold.subscriptions.models import (
     CHANGEABLE_STATUSES,
     LIVE_STATUSES,
@@ -84,14 +89,6 @@ class SubscriptionStatus:
     current_period_end: datetime | None
     cancel_at_period_end: bool
     subscription: Subscription | None
-
-
-def gateway_of(container: Container) -> StripeGateway:
-    """The container's Stripe gateway (set by `create_app`)."""
-    gateway = container.stripe_gateway
-    if gateway is None:
-        raise ConfigurationError("no Stripe gateway configured")
-    return gateway
 
 
 # --- reading ---------------------------------------------------------------------------------
