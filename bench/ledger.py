@@ -410,6 +410,9 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument(
+        "--show-script", action="store_true", help="print the pgbench scripts before running"
+    )
+    parser.add_argument(
         "--loop",
         choices=["uvloop", "asyncio"],
         default="uvloop",
@@ -432,6 +435,10 @@ def main() -> None:
             f"{args.processes or args.pgbench_threads} Python processes, "
             f"{len(ledger.customer_ids)} accounts"
         )
+        if args.show_script:
+            for hot in (False, True):
+                print(f"-- pgbench script ({'hot' if hot else 'spread'}):")
+                print(pgbench_script(ledger, hot))
         print(
             f"{'scenario':<26}{'billfold debits/s':>18}{'pgbench tx/s':>14}{'ratio':>8}"
             f"{'asyncpg alone':>16}{'ratio':>8}"
