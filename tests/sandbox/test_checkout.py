@@ -591,3 +591,46 @@ def test_subscription_paid_by_bank_debit(stripe_client: stripe.StripeClient) -> 
     assert client.v1.checkout.sessions.retrieve(session.id).payment_status == "paid"
     types = event_types(client, since=mark, prefixes=BILLING_PREFIXES)
     assert types.index("invoice.paid") < types.index("checkout.session.async_payment_succeeded")
+
+
+def test_promotion_code_restrictions(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    coupon = client.v1.coupons.create(params={"amount_off": 500, "currency": "usd"})
+    client.v1.promotion_codes.create(
+        params={
+            "promotion": {"type": "coupon", "coupon": coupon.id},
+            "code": "BIGORDER",
+            "restrictions": {"minimum_amount": 3000, "minimum_amount_currency": "usd"},
+        }
+    )
+    client.v1.promotion_codes.create(
+        params={
+            "promotion": {"type": "coupon", "coupon": coupon.id},
+            "code": "WELCOME",
+            "restrictions": {"first_time_transaction": True},
+        }
+    )
+    small = _subscription_session(client, catalog.monthly, allow_promotion_codes=True)
+    refused = httpx.post(small.url, data={"promotion_code": "BIGORDER", "action": "apply_code"})
+    assert "minimum amount" in refused.text
+    big = _subscription_session(client, catalog.monthly_plus, allow_promotion_codes=True)
+    assert (
+        complete_checkout(client, big.id, promotion_code="BIGORDER", email="b@x.co").amount_total
+        == 4500
+    )
+
+    customer = client.v1.checkout.sessions.retrieve(big.id).customer
+    returning = _subscription_session(
+        client, catalog.yearly, allow_promotion_codes=True, customer=customer
+    )
+    with pytest.raises(stripe.InvalidRequestError) as second_time:
+        complete_checkout(client, returning.id, promotion_code="WELCOME")
+    assert "first-time" in str(second_time.value.user_message)
+    newcomer = _subscription_session(client, catalog.yearly, allow_promotion_codes=True)
+    assert (
+        complete_checkout(
+            client, newcomer.id, promotion_code="welcome", email="n@x.co"
+        ).amount_total
+        == 19500
+    )

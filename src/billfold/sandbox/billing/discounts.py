@@ -62,14 +62,40 @@ def resolve(
 
 
 def promotion_code_by_code(
-    state: SandboxState, code: str, customer: str | None
-) -> tuple[StripeObject, StripeObject] | None:
-    """The (coupon, promotion code) a customer typed on a hosted page, if usable."""
+    state: SandboxState,
+    code: str,
+    customer: str | None,
+    *,
+    amount: int | None = None,
+    currency: str | None = None,
+) -> tuple[StripeObject, StripeObject]:
+    """The (coupon, promotion code) a customer typed on a hosted page; Stripe's refusal
+    (unknown, expired, restricted to first-time customers or a minimum amount) otherwise."""
     promo = find_active_code(state, code.strip())
-    if promo is None or not promotion_code_usable(state, promo, customer):
-        return None
-    coupon = state.get("coupon", promo["promotion"]["coupon"])
-    return (coupon, promo) if coupon is not None else None
+    coupon = state.get("coupon", promo["promotion"]["coupon"]) if promo else None
+    if promo is None or coupon is None or not promotion_code_usable(state, promo, customer):
+        raise invalid_request("This code is invalid.", param="promotion_code")
+    restrictions = promo.get("restrictions") or {}
+    minimum = restrictions.get("minimum_amount")
+    if minimum is not None and amount is not None:
+        wanted = str(restrictions.get("minimum_amount_currency") or currency)
+        if currency != wanted or amount < int(minimum):
+            raise invalid_request(
+                "This code is valid, but the order does not meet its minimum amount.",
+                param="promotion_code",
+            )
+    if restrictions.get("first_time_transaction") and customer and _has_paid(state, customer):
+        raise invalid_request("This code is only for first-time customers.", param="promotion_code")
+    return coupon, promo
+
+
+def _has_paid(state: SandboxState, customer: str) -> bool:
+    return any(
+        invoice["customer"] == customer and int(invoice["amount_paid"]) > 0
+        for invoice in state.all("invoice")
+    ) or any(
+        charge.get("customer") == customer and charge.get("paid") for charge in state.all("charge")
+    )
 
 
 def create_discount(

@@ -701,10 +701,10 @@ def apply_promotion_code(state: SandboxState, session: StripeObject, code: str) 
         raise invalid_request(
             "This Checkout Session does not accept promotion codes.", param="promotion_code"
         )
-    found = discounting.promotion_code_by_code(state, code, session.get("customer"))
-    if found is None:
-        raise invalid_request("This code is invalid.", param="promotion_code")
-    coupon, promo = found
+    subtotal, _, _ = _amounts(state, session)
+    coupon, promo = discounting.promotion_code_by_code(
+        state, code, session.get("customer"), amount=subtotal, currency=session["currency"]
+    )
     session["_discounts"] = [{"coupon": coupon["id"], "promotion_code": promo["id"]}]
     _refresh_amounts(state, session)
 
