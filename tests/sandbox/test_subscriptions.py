@@ -839,3 +839,32 @@ def test_renewal_after_the_card_was_removed_fails_cleanly(
     invoice = client.v1.invoices.retrieve(str(sub.latest_invoice))
     assert (invoice.status, invoice.attempt_count) == ("open", 1)
     assert client.v1.test_helpers.test_clocks.retrieve(who.clock).status == "ready"
+
+
+def test_first_payment_needing_3d_secure_waits_then_activates(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    from tests.sandbox.payments_support import authenticate
+
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client, card="pm_card_authenticationRequired")
+
+    sub = client.v1.subscriptions.create(
+        params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
+    )
+
+    assert sub.status == "incomplete"
+    invoice = client.v1.invoices.retrieve(str(sub.latest_invoice))
+    assert invoice.status == "open"
+    intent = client.v1.invoice_payments.list(params={"invoice": invoice.id}).data[0]
+    pi = client.v1.payment_intents.retrieve(intent.payment.payment_intent)
+    assert pi.status == "requires_action"
+    assert "invoice.payment_action_required" in event_types(client)
+
+    authenticate(client, pi.id)
+
+    assert client.v1.subscriptions.retrieve(sub.id).status == "active"
+    assert client.v1.invoices.retrieve(invoice.id).status == "paid"
+    activated = client.v1.events.list(params={"type": "customer.subscription.updated"}).data[0]
+    assert activated.data.previous_attributes["status"] == "incomplete"
