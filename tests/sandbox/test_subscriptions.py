@@ -21,6 +21,7 @@ from tests.sandbox.billing_support import (
     subscribed,
 )
 from tests.sandbox.shapes import assert_stripe_shape
+from tests.sandbox_fixtures import SandboxServer, WebhookReceiver
 
 FEB_1_2026 = JAN_1_2026 + 31 * DAY
 MAR_1_2026 = FEB_1_2026 + 28 * DAY
@@ -868,3 +869,43 @@ def test_first_payment_needing_3d_secure_waits_then_activates(
     assert client.v1.invoices.retrieve(invoice.id).status == "paid"
     activated = client.v1.events.list(params={"type": "customer.subscription.updated"}).data[0]
     assert activated.data.previous_attributes["status"] == "incomplete"
+
+
+def test_failed_renewal_webhooks_arrive_signed_and_in_order(
+    stripe_client: stripe.StripeClient,
+    sandbox_server: SandboxServer,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    client = stripe_client
+    _catalog, who, sub = subscribed(client)
+    attach_card(client, who.customer, "4000000000000341")
+    _, secret = webhook_receiver.register(
+        sandbox_server,
+        enabled_events=[
+            "invoice.created",
+            "invoice.finalized",
+            "invoice.payment_failed",
+            "customer.subscription.updated",
+        ],
+    )
+
+    advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
+    sandbox_server.wait_for_webhooks()
+
+    received = [
+        stripe.Webhook.construct_event(d.body, d.headers["Stripe-Signature"], secret)
+        for d in webhook_receiver.deliveries
+    ]
+    # Only the subscribed types, in the order they happened.
+    assert [e.type for e in received] == [
+        "customer.subscription.updated",  # the new period
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.payment_failed",
+        "customer.subscription.updated",  # past_due
+    ]
+    failed = received[3]
+    assert failed.data.object["parent"]["subscription_details"]["subscription"] == sub.id
+    assert failed.data.object["attempt_count"] == 1
+    assert received[4].data.object["status"] == "past_due"
+    assert received[4].data.previous_attributes["status"] == "active"
