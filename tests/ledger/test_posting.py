@@ -26,6 +26,7 @@ from billfold.ledger import (
     transfer,
 )
 from billfold.ledger.service import SYSTEM_SHARDS, shard_for
+from billfold.ledger.verify import verify_ledger
 from tests.ledger.conftest import entries_sum, ledger_counts, new_customer
 
 
@@ -498,3 +499,38 @@ async def test_pending_orm_changes_are_flushed_before_the_posting(
     assert {e.account_id for e in posted.entries} == {promotions.id, 990_001}
     async with database.transaction() as session:
         assert await account_balance(session, 990_001) == 4
+
+
+async def test_one_transaction_can_move_credits_and_money_together(
+    database: Database, clock: FrozenClock
+) -> None:
+    """A credit package bought for $9.99: credits to the customer, money to Stripe clearing."""
+    alice = await new_customer(database, "alice")
+    async with database.transaction() as session:
+        credits = await customer_account(session, alice, clock=clock)
+        sales = await system_account(session, SystemAccount.CREDIT_SALES, CREDITS, clock=clock)
+        clearing = await system_account(session, SystemAccount.STRIPE_CLEARING, "usd", clock=clock)
+        revenue = await system_account(session, SystemAccount.REVENUE, "usd", clock=clock)
+        posted = await post_transaction(
+            session,
+            idempotency_key="cs_test_123",
+            entries=[
+                sales.line(-100),
+                credits.line(100),
+                revenue.line(-999),
+                clearing.line(999),
+            ],
+            kind="credit_purchase",
+            metadata={"checkout_session": "cs_test_123", "package": "starter"},
+            clock=clock,
+        )
+        assert await balance_of(session, alice) == 100
+        assert await system_balance(session, SystemAccount.STRIPE_CLEARING, "usd") == 999
+    assert sorted((e.unit, e.amount) for e in posted.entries) == [
+        ("credits", -100),
+        ("credits", 100),
+        ("usd", -999),
+        ("usd", 999),
+    ]
+    async with database.transaction() as session:
+        assert await verify_ledger(session) == []
