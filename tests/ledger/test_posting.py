@@ -534,3 +534,30 @@ async def test_one_transaction_can_move_credits_and_money_together(
     ]
     async with database.transaction() as session:
         assert await verify_ledger(session) == []
+
+
+async def test_the_sqlalchemy_route_posts_the_same_when_asyncpg_is_out_of_reach(
+    database: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If another SQLAlchemy version hides the asyncpg connection, the posting still works."""
+    from billfold.ledger import service
+
+    async def out_of_reach(session: object) -> None:
+        return None
+
+    monkeypatch.setattr(service, "_asyncpg_connection", out_of_reach)
+    alice = await new_customer(database, "alice")
+    async with database.transaction() as session:
+        await grant_credits(
+            session, billing_account_id=alice, credits=5, idempotency_key="g", clock=clock
+        )
+        with pytest.raises(InsufficientBalance):
+            await debit_credits(
+                session, billing_account_id=alice, credits=6, idempotency_key="u", clock=clock
+            )
+        again = await grant_credits(
+            session, billing_account_id=alice, credits=5, idempotency_key="g", clock=clock
+        )
+        assert again.replayed
+        assert await balance_of(session, alice) == 5
+        assert await verify_ledger(session) == []
