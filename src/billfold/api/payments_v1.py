@@ -318,7 +318,7 @@ async def stripe_webhook(
         request.headers.get("stripe-signature"),
         clock=container.clock,
     )
-    background.add_task(process_event_safely, container, stored.id)
+    background.add_task(process_event_safely, container, stored)
     return envelope(
         "Webhook received",
         {"event_id": stored.id, "type": stored.type, "duplicate": not stored.inserted},

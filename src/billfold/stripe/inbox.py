@@ -22,7 +22,7 @@ import json
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -117,6 +117,8 @@ class StoredEvent:
     id: str
     type: str
     inserted: bool
+    # The event as received (lets the first application skip reading it back).
+    event: StripeEvent | None = field(default=None, compare=False, repr=False)
 
 
 def verify_signature(settings: Settings, payload: bytes, signature_header: str | None) -> Any:
@@ -173,7 +175,14 @@ async def store_event(
         },
         ["id"],
     )
-    return StoredEvent(id=event_id, type=event_type, inserted=inserted)
+    return StoredEvent(
+        id=event_id,
+        type=event_type,
+        inserted=inserted,
+        event=StripeEvent(
+            id=event_id, type=event_type, created=int(body.get("created") or 0), payload=body
+        ),
+    )
 
 
 async def receive_webhook(
@@ -208,20 +217,29 @@ def _backoff(attempts: int) -> timedelta:
 _DONE = (InboxStatus.PROCESSED.value, InboxStatus.DEAD.value)
 
 
-async def process_event(container: Container, event_id: str) -> str | None:
+async def process_event(container: Container, event_id: str | StoredEvent) -> str | None:
     """Apply one stored event in its own transaction, unless it was applied already. Returns
     the event's status afterwards (None when another worker holds it or it does not exist).
 
     The handlers' `prepare` hooks run first with no transaction open, so the slow part (asking
-    Stripe) holds no lock; on SQLite a transaction is a database-wide write lock."""
+    Stripe) holds no lock; on SQLite a transaction is a database-wide write lock. Given the
+    `StoredEvent` of a delivery that was just inserted, the event is not read back first."""
     db = container.db
-    async with db.transaction() as session:
-        found = await session.get(WebhookEvent, event_id)
-        if found is None or found.status in _DONE:
-            return found.status if found is not None else None
-        event = StripeEvent(
-            id=found.id, type=found.type, created=found.stripe_created, payload=dict(found.payload)
-        )
+    event: StripeEvent | None = None
+    if isinstance(event_id, StoredEvent):
+        event = event_id.event if event_id.inserted else None
+        event_id = event_id.id
+    if event is None:
+        async with db.transaction() as session:
+            found = await session.get(WebhookEvent, event_id)
+            if found is None or found.status in _DONE:
+                return found.status if found is not None else None
+            event = StripeEvent(
+                id=found.id,
+                type=found.type,
+                created=found.stripe_created,
+                payload=dict(found.payload),
+            )
     try:
         for prepare in preparers_for(event.type):
             await prepare(container, event)
@@ -262,13 +280,14 @@ async def process_event(container: Container, event_id: str) -> str | None:
         return row.status
 
 
-async def process_event_safely(container: Container, event_id: str) -> None:
+async def process_event_safely(container: Container, event: str | StoredEvent) -> None:
     """`process_event` for a background task: logs instead of raising (the retry loop and
-    `billfold stripe retry` pick up whatever is left)."""
+    `billfold stripe retry` pick up whatever is left). Pass the `StoredEvent` itself to save
+    reading a new event back."""
     try:
-        await process_event(container, event_id)
+        await process_event(container, event)
     except Exception:
-        log.exception("processing stripe event %s", event_id)
+        log.exception("processing stripe event %s", getattr(event, "id", event))
 
 
 @dataclass
