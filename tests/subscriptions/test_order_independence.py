@@ -115,3 +115,9 @@ async def test_any_history_any_delivery_order(container: Container, seed: int) -
     async with container.db.transaction() as session:
         statuses = set((await session.execute(select(WebhookEvent.status))).scalars())
     assert statuses == {"processed"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(1000, 1150))
+async def test_any_history_any_delivery_order_soak(container: Container, seed: int) -> None:
+    await test_any_history_any_delivery_order(container, seed)
