@@ -634,3 +634,22 @@ def test_promotion_code_restrictions(stripe_client: stripe.StripeClient) -> None
         ).amount_total
         == 19500
     )
+
+
+def test_checkout_with_a_billing_cycle_anchor_charges_the_prorated_first_period(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    anchor = int(helper(client, "get", "/v1/test_helpers/sandbox/clock").now) + 10 * DAY
+    session = _subscription_session(
+        client, catalog.monthly, subscription_data={"billing_cycle_anchor": anchor}
+    )
+    assert 0 < session.amount_total < 2000
+
+    completed = complete_checkout(client, session.id, email="anchor@example.com")
+
+    sub = client.v1.subscriptions.retrieve(completed.subscription)
+    assert (sub.billing_cycle_anchor, sub["items"].data[0].current_period_end) == (anchor, anchor)
+    charged = client.v1.invoices.retrieve(str(sub.latest_invoice)).total
+    assert abs(charged - session.amount_total) <= 1  # a second may pass on the sandbox clock

@@ -909,3 +909,50 @@ def test_failed_renewal_webhooks_arrive_signed_and_in_order(
     assert failed.data.object["attempt_count"] == 1
     assert received[4].data.object["status"] == "past_due"
     assert received[4].data.previous_attributes["status"] == "active"
+
+
+def test_billing_cycle_anchor_prorates_the_first_period(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    start = JAN_1_2026 + 10 * DAY
+
+    advance(client, who.clock, start)
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": who.customer,
+            "items": [{"price": catalog.monthly}],
+            "billing_cycle_anchor": FEB_1_2026,
+        }
+    )
+
+    assert sub.billing_cycle_anchor == FEB_1_2026
+    item = sub["items"].data[0]
+    assert (item.current_period_start, item.current_period_end) == (start, FEB_1_2026)
+    first = client.v1.invoices.retrieve(str(sub.latest_invoice))
+    assert first.total == _prorated(2000, JAN_1_2026, FEB_1_2026, start)
+    advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
+    sub = client.v1.subscriptions.retrieve(sub.id)
+    assert sub["items"].data[0].current_period_end == MAR_1_2026
+    assert client.v1.invoices.retrieve(str(sub.latest_invoice)).total == 2000
+
+    free = client.v1.subscriptions.create(
+        params={
+            "customer": who.customer,
+            "items": [{"price": catalog.monthly_plus}],
+            "billing_cycle_anchor": MAR_1_2026 - DAY,
+            "proration_behavior": "none",
+        }
+    )
+    assert client.v1.invoices.retrieve(str(free.latest_invoice)).total == 0
+    with pytest.raises(stripe.InvalidRequestError) as too_far:
+        client.v1.subscriptions.create(
+            params={
+                "customer": who.customer,
+                "items": [{"price": catalog.monthly}],
+                "billing_cycle_anchor": FEB_1_2026 + 90 * DAY,
+            }
+        )
+    assert too_far.value.param == "billing_cycle_anchor"

@@ -150,6 +150,25 @@ def check_prices(
     return currency, interval[0], interval[1]
 
 
+def check_anchor(price: StripeObject, anchor: int, now: int, *, trialing: bool) -> None:
+    """A future `billing_cycle_anchor` falls within the first billing period."""
+    if trialing:
+        raise invalid_request(
+            "The sandbox does not combine billing_cycle_anchor with a trial; the trial's end "
+            "is the anchor.",
+            param="billing_cycle_anchor",
+        )
+    recurring = price["recurring"]
+    limit = add_intervals(
+        now, str(recurring["interval"]), int(recurring.get("interval_count") or 1), 1
+    )
+    if not now < anchor <= limit:
+        raise invalid_request(
+            "billing_cycle_anchor must be in the future and within one billing period.",
+            param="billing_cycle_anchor",
+        )
+
+
 def check_payment_method(
     state: SandboxState, pm_id: str | None, customer: StripeObject, *, param: str
 ) -> None:
@@ -186,6 +205,8 @@ def start_subscription(
     announce_first: bool = True,
     checkout_session: str | None = None,
     extra_items: list[tuple[StripeObject, int]] | None = None,
+    billing_cycle_anchor: int | None = None,
+    proration_behavior: str = "create_prorations",
 ) -> StripeObject:
     """Create a subscription and its first invoice, and collect it (`payment_behavior`).
 
@@ -214,6 +235,8 @@ def start_subscription(
             checkout_session=checkout_session,
             held=held,
             extra_items=extra_items or [],
+            billing_cycle_anchor=billing_cycle_anchor,
+            proration_behavior=proration_behavior,
         )
         early = sub.pop("_announced_incomplete", None)
         settled_by_payment = early is not None and sub["status"] in ("active", "trialing")
@@ -252,6 +275,8 @@ def _start(
     checkout_session: str | None,
     held: HeldEvents,
     extra_items: list[tuple[StripeObject, int]],
+    billing_cycle_anchor: int | None,
+    proration_behavior: str,
 ) -> StripeObject:
     now = state.now_for(customer)
     currency, interval, count = check_prices(
@@ -260,6 +285,12 @@ def _start(
     trialing = trial_end is not None and trial_end > now
     anchor = trial_end if trialing and trial_end is not None else now
     period = (now, anchor) if trialing else (now, add_intervals(now, interval, count, 1))
+    # A future billing_cycle_anchor: a short first period up to the anchor, billed prorated
+    # (or free with proration_behavior=none); full cycles run from the anchor.
+    first_share: tuple[int, int] | None = None
+    if billing_cycle_anchor is not None and not trialing:
+        anchor, period = billing_cycle_anchor, (now, billing_cycle_anchor)
+        first_share = (add_intervals(anchor, interval, count, -1), anchor)
     sub_id = state.new_id("sub")
     sub: StripeObject = {
         "id": sub_id,
@@ -356,7 +387,22 @@ def _start(
             item["price"],
             int(item["quantity"]),
             period=period,
-            amount=0 if trialing else None,
+            amount=0
+            if trialing
+            else (
+                None
+                if first_share is None
+                else (
+                    0
+                    if proration_behavior == "none"
+                    else prorate(
+                        int(item["price"].get("unit_amount") or 0) * int(item["quantity"]),
+                        first_share[0],
+                        first_share[1],
+                        now,
+                    )
+                )
+            ),
             description=(
                 f"Trial period for {invoicing.product_name(state, item['price'])}"
                 if trialing

@@ -23,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 
 from billfold.sandbox.billing import discounts as discounting
 from billfold.sandbox.billing import invoicing, lifecycle, payments_port, timers
+from billfold.sandbox.billing.periods import add_intervals, prorate
 from billfold.sandbox.errors import StripeError, invalid_request
 from billfold.sandbox.pages import remember_base, render_page, sandbox_base_url
 from billfold.sandbox.params import (
@@ -108,8 +109,8 @@ CREATE: dict[str, Field] = {
             "description": string(max_length=500),
             "trial_settings": TRIAL_SETTINGS,
             "default_tax_rates": anything(),
-            "billing_cycle_anchor": anything(),
-            "proration_behavior": anything(),
+            "billing_cycle_anchor": integer(),
+            "proration_behavior": enum("create_prorations", "none"),
             "application_fee_percent": anything(),
             "on_behalf_of": anything(),
             "transfer_data": anything(),
@@ -282,16 +283,26 @@ def _item_object(
 
 
 def _amounts(state: SandboxState, session: StripeObject) -> tuple[int, int, int]:
-    """(subtotal, discount, total) of what is due today (a trial makes recurring items free)."""
-    trial = bool((session.get("_subscription_data") or {}).get("trial_period_days")) or bool(
-        (session.get("_subscription_data") or {}).get("trial_end")
-    )
+    """(subtotal, discount, total) of what is due today: a trial makes recurring items free, a
+    future billing cycle anchor bills them prorated up to the anchor."""
+    data = session.get("_subscription_data") or {}
+    trial = bool(data.get("trial_period_days")) or bool(data.get("trial_end"))
+    anchor = data.get("billing_cycle_anchor")
     subtotal = 0
     for price_id, quantity in session["_items"]:
         price = state.require("price", price_id)
-        if trial and price.get("recurring"):
+        full = int(price.get("unit_amount") or 0) * int(quantity)
+        recurring = price.get("recurring")
+        if trial and recurring:
             continue
-        subtotal += int(price.get("unit_amount") or 0) * int(quantity)
+        if anchor is not None and recurring:
+            if data.get("proration_behavior") == "none":
+                continue
+            start = add_intervals(
+                int(anchor), recurring["interval"], int(recurring.get("interval_count") or 1), -1
+            )
+            full = prorate(full, start, int(anchor), int(session["created"]))
+        subtotal += full
     discount = 0
     for entry in session.get("_discounts") or []:
         coupon = state.get("coupon", entry["coupon"])
@@ -437,6 +448,16 @@ def create_session(call: Call) -> StripeObject:
                 if price.get("recurring")
             ],
         )
+        if sub_data.get("billing_cycle_anchor") is not None:
+            recurring = next(price for price, _, _ in items if price.get("recurring"))
+            trial = bool(sub_data.get("trial_period_days") or sub_data.get("trial_end"))
+            try:
+                lifecycle.check_anchor(
+                    recurring, int(sub_data["billing_cycle_anchor"]), now, trialing=trial
+                )
+            except StripeError as exc:
+                exc.param = "subscription_data[billing_cycle_anchor]"
+                raise
     session_id = "cs_test_" + secrets.token_urlsafe(45).replace("-", "a").replace("_", "b")[:58]
     currency = next(iter(currencies)) if currencies else (p.get("currency") or "usd").lower()
     session: StripeObject = {
@@ -543,6 +564,8 @@ def create_session(call: Call) -> StripeObject:
             "trial_period_days": sub_data.get("trial_period_days"),
             "trial_end": sub_data.get("trial_end"),
             "trial_settings": sub_data.get("trial_settings"),
+            "billing_cycle_anchor": sub_data.get("billing_cycle_anchor"),
+            "proration_behavior": sub_data.get("proration_behavior", "create_prorations"),
             "description": sub_data.get("description"),
         },
         "_payment_intent_data": {
@@ -859,6 +882,8 @@ def _complete_subscription(
         metadata=data.get("metadata") or {},
         description=data.get("description"),
         trial_settings=data.get("trial_settings"),
+        billing_cycle_anchor=data.get("billing_cycle_anchor"),
+        proration_behavior=data.get("proration_behavior") or "create_prorations",
         discounts=found,
         announce_first=False,
         checkout_session=session["id"],

@@ -299,6 +299,9 @@ def create_subscription(call: Call) -> StripeObject:
     now = state.now_for(customer)
     trial_end = _trial_end(call, p, [price for price, _, _ in items], now)
     found = discounting.resolve(state, p.get("discounts", []), customer=customer["id"])
+    anchor = p.get("billing_cycle_anchor")
+    if anchor is not None:
+        lifecycle.check_anchor(items[0][0], int(anchor), now, trialing=trial_end is not None)
     return lifecycle.start_subscription(
         state,
         customer=customer,
@@ -313,6 +316,8 @@ def create_subscription(call: Call) -> StripeObject:
         discounts=found,
         off_session=bool(p.get("off_session", False)),
         trial_settings=p.get("trial_settings"),
+        billing_cycle_anchor=anchor,
+        proration_behavior=p.get("proration_behavior", "create_prorations"),
     )
 
 
