@@ -4,7 +4,8 @@
    (rotation) with Stripe's 300 s tolerance, and stores the event under its unique id
    (INSERT ... ON CONFLICT DO NOTHING) in the request's transaction. A forged or stale request
    stores nothing. Both webhook routes (`/api/v1/payments/webhook`, `/api/stripe/webhook`) call it.
-2. After the commit, `process_event` applies the event in a transaction of its own: the inbox
+2. After the commit, `process_event` applies the event: the handlers' `prepare` hooks ask
+   Stripe what they need with no transaction open, then, in a transaction of its own, the inbox
    row is locked, the handlers run inside a savepoint, and the row is marked processed in the
    same transaction as their effect, so an event is applied once even when delivered twice,
    concurrently, or replayed by `billfold stripe sync`.
