@@ -956,3 +956,41 @@ def test_billing_cycle_anchor_prorates_the_first_period(
             }
         )
     assert too_far.value.param == "billing_cycle_anchor"
+
+
+def test_add_invoice_items_bill_once(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    setup_fee = client.v1.prices.create(
+        params={"product": catalog.product, "currency": "usd", "unit_amount": 4900}
+    )
+
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": who.customer,
+            "items": [{"price": catalog.monthly}],
+            "add_invoice_items": [{"price": setup_fee.id}],
+        }
+    )
+
+    first = client.v1.invoices.retrieve(str(sub.latest_invoice))
+    assert (first.total, first.status) == (6900, "paid")
+    client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "add_invoice_items": [
+                {"price_data": {"currency": "usd", "product": catalog.product, "unit_amount": 300}}
+            ]
+        },
+    )
+    advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
+    renewal = client.v1.invoices.retrieve(
+        str(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    )
+    assert renewal.total == 2300
+    with pytest.raises(stripe.InvalidRequestError) as recurring:
+        client.v1.subscriptions.update(
+            sub.id, params={"add_invoice_items": [{"price": catalog.yearly}]}
+        )
+    assert recurring.value.param == "add_invoice_items[0][price]"

@@ -88,7 +88,6 @@ _IGNORED: dict[str, Field] = {
         "payment_settings",
         "pending_invoice_item_interval",
         "transfer_data",
-        "add_invoice_items",
         "days_until_due",
         "billing_mode",
         "billing_schedules",
@@ -103,8 +102,32 @@ PAUSE = obj(
     nullable=True,
 )
 COLLECTION = enum("charge_automatically", "send_invoice")
+ADD_INVOICE_ITEMS = array(
+    obj(
+        {
+            "price": string(),
+            "price_data": obj(
+                {
+                    "currency": string(required=True),
+                    "product": string(required=True),
+                    "unit_amount": integer(min=0),
+                    "unit_amount_decimal": string(),
+                    "tax_behavior": enum("exclusive", "inclusive", "unspecified"),
+                }
+            ),
+            "quantity": integer(min=1),
+            "metadata": metadata(),
+            "discounts": anything(),
+            "tax_rates": anything(),
+            "period": anything(),
+            "discountable": anything(),
+        }
+    ),
+    max_items=20,
+)
 CREATE: dict[str, Field] = {
     **_IGNORED,
+    "add_invoice_items": ADD_INVOICE_ITEMS,
     "collection_method": COLLECTION,
     "customer": string(required=True),
     "items": array(obj(_ITEM_FIELDS), required=True, max_items=20),
@@ -130,6 +153,7 @@ CREATE: dict[str, Field] = {
 }
 UPDATE: dict[str, Field] = {
     **_IGNORED,
+    "add_invoice_items": ADD_INVOICE_ITEMS,
     "items": array(
         obj({**_ITEM_FIELDS, "id": string(), "deleted": boolean(), "clear_usage": boolean()}),
         max_items=20,
@@ -220,31 +244,59 @@ def _items(
     return resolved
 
 
+def _one_time_items(call: Call, raw: list[dict[str, Any]]) -> list[tuple[StripeObject, int]]:
+    """`add_invoice_items[n]`: one-time prices billed once, on the next invoice."""
+    found = []
+    for index, entry in enumerate(raw):
+        where = f"add_invoice_items[{index}]"
+        price = _price_of(call, entry, index, where=where, recurring=False)
+        found.append((price, int(entry.get("quantity", 1))))
+    return found
+
+
 def _meta(entry: dict[str, Any]) -> dict[str, str]:
     return apply_metadata({}, entry.get("metadata") or {})
 
 
-def _price_of(call: Call, entry: dict[str, Any], index: int) -> StripeObject:
+def _price_of(
+    call: Call,
+    entry: dict[str, Any],
+    index: int,
+    *,
+    where: str | None = None,
+    recurring: bool = True,
+) -> StripeObject:
+    """The price of `items[n]` (or another list's entry): `price`, its legacy name `plan`, or
+    `price_data` (an inactive inline price). `recurring` says which kind the list takes."""
+    where = where or f"items[{index}]"
     if entry.get("plan") and not entry.get("price"):
         entry = {**entry, "price": entry["plan"]}
     if entry.get("price") and entry.get("price_data"):
         raise invalid_request(
             "You may only specify one of these parameters: price, price_data.",
-            param=f"items[{index}][price]",
+            param=f"{where}[price]",
         )
     if entry.get("price"):
-        return call.require("price", entry["price"], param=f"items[{index}][price]")
-    if entry.get("price_data"):
+        price = call.require("price", entry["price"], param=f"{where}[price]")
+    elif entry.get("price_data"):
         data = dict(entry["price_data"])
-        call.require("product", data["product"], param=f"items[{index}][price_data][product]")
+        call.require("product", data["product"], param=f"{where}[price_data][product]")
+        if not recurring:
+            data.pop("recurring", None)
         price = new_price(call, data)
         call.state.update(price, {"active": False})
-        return price
-    raise invalid_request(
-        f"Missing required param: items[{index}][price].",
-        param=f"items[{index}][price]",
-        code="parameter_missing",
-    )
+    else:
+        raise invalid_request(
+            f"Missing required param: {where}[price].",
+            param=f"{where}[price]",
+            code="parameter_missing",
+        )
+    if not recurring and price.get("recurring"):
+        raise invalid_request(
+            "The price specified is a recurring price; this field only accepts one-time prices.",
+            param=f"{where}[price]",
+        )
+    return price
 
 
 def _trial_end(call: Call, p: dict[str, Any], prices: list[StripeObject], now: int) -> int | None:
@@ -296,6 +348,7 @@ def create_subscription(call: Call) -> StripeObject:
         state, p.get("default_payment_method"), customer, param="default_payment_method"
     )
     items = _items(call, p["items"])
+    one_time = _one_time_items(call, p.get("add_invoice_items") or [])
     now = state.now_for(customer)
     trial_end = _trial_end(call, p, [price for price, _, _ in items], now)
     found = discounting.resolve(state, p.get("discounts", []), customer=customer["id"])
@@ -318,6 +371,7 @@ def create_subscription(call: Call) -> StripeObject:
         trial_settings=p.get("trial_settings"),
         billing_cycle_anchor=anchor,
         proration_behavior=p.get("proration_behavior", "create_prorations"),
+        extra_items=one_time,
     )
 
 
@@ -402,6 +456,13 @@ def _update(call: Call, sub: StripeObject) -> StripeObject:
     new_items = None
     if "items" in p:
         new_items = updated_items(call, sub, p["items"])
+    one_time = _one_time_items(call, p.get("add_invoice_items") or [])
+    for price, _ in one_time:
+        if price["currency"] != sub["currency"]:
+            raise invalid_request(
+                f"The subscription is billed in {sub['currency']}, not {price['currency']}.",
+                param="add_invoice_items",
+            )
     found_discounts = None
     if "discounts" in p and p["discounts"] is not None:
         found_discounts = discounting.resolve(state, p["discounts"], customer=customer["id"])
@@ -461,6 +522,14 @@ def _update(call: Call, sub: StripeObject) -> StripeObject:
             for coupon, promo in (found_discounts or [])
         ]
         changes["discounts"] = ids
+    for price, quantity in one_time:
+        # Billed once, on the next invoice (or the invoice this change makes now).
+        line = invoicing.price_line(
+            state, price, quantity, period=(now, now), subscription=sub["id"]
+        )
+        invoicing.add_invoice_item(
+            state, customer=sub["customer"], line=line, subscription=sub["id"], proration=False
+        )
     reset_anchor = p.get("billing_cycle_anchor") == "now"
     if reset_anchor and sub["status"] not in ("active", "past_due"):
         raise invalid_request(
