@@ -523,6 +523,7 @@ def test_default_incomplete_waits_for_the_customer_to_confirm(
             "customer": who.customer,
             "items": [{"price": catalog.monthly}],
             "payment_behavior": "default_incomplete",
+            "payment_settings": {"save_default_payment_method": "on_subscription"},
             "expand": ["latest_invoice.confirmation_secret"],
         }
     )
@@ -536,6 +537,10 @@ def test_default_incomplete_waits_for_the_customer_to_confirm(
     sub = client.v1.subscriptions.retrieve(sub.id)
     assert sub.status == "active"
     assert client.v1.invoices.retrieve(str(sub.latest_invoice)).status == "paid"
+    # save_default_payment_method=on_subscription: the card that paid is now the default.
+    paid_with = client.v1.payment_intents.retrieve(intent_id).payment_method
+    assert sub.default_payment_method == paid_with
+    assert sub.payment_settings.save_default_payment_method == "on_subscription"
 
 
 def test_discount_applies_to_invoices(stripe_client: stripe.StripeClient) -> None:

@@ -690,6 +690,15 @@ def _default_payment(state: SandboxState, invoice: StripeObject) -> StripeObject
     return None
 
 
+def paid_with(state: SandboxState, invoice: StripeObject) -> str | None:
+    """The PaymentIntent that paid the invoice, if one did."""
+    for inpay_id in reversed(invoice.get("_payments", [])):
+        inpay = state.get("invoice_payment", inpay_id)
+        if inpay is not None and inpay["status"] == "paid":
+            return _payment_intent_of(inpay)
+    return None
+
+
 def open_payment_intent(state: SandboxState, invoice: StripeObject) -> str | None:
     """The PaymentIntent currently collecting the invoice, if any."""
     return _payment_intent_of(_default_payment(state, invoice))

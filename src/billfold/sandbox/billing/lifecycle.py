@@ -207,6 +207,7 @@ def start_subscription(
     extra_items: list[tuple[StripeObject, int]] | None = None,
     billing_cycle_anchor: int | None = None,
     proration_behavior: str = "create_prorations",
+    save_default_payment_method: str = "off",
 ) -> StripeObject:
     """Create a subscription and its first invoice, and collect it (`payment_behavior`).
 
@@ -237,6 +238,7 @@ def start_subscription(
             extra_items=extra_items or [],
             billing_cycle_anchor=billing_cycle_anchor,
             proration_behavior=proration_behavior,
+            save_default_payment_method=save_default_payment_method,
         )
         early = sub.pop("_announced_incomplete", None)
         settled_by_payment = early is not None and sub["status"] in ("active", "trialing")
@@ -277,6 +279,7 @@ def _start(
     extra_items: list[tuple[StripeObject, int]],
     billing_cycle_anchor: int | None,
     proration_behavior: str,
+    save_default_payment_method: str,
 ) -> StripeObject:
     now = state.now_for(customer)
     currency, interval, count = check_prices(
@@ -337,7 +340,7 @@ def _start(
         "payment_settings": {
             "payment_method_options": None,
             "payment_method_types": None,
-            "save_default_payment_method": "off",
+            "save_default_payment_method": save_default_payment_method,
         },
         "pending_invoice_item_interval": None,
         "pending_setup_intent": None,
@@ -552,13 +555,25 @@ def _invoice_paid(state: SandboxState, invoice: StripeObject) -> None:
         return
     if sub.get("latest_invoice") != invoice["id"]:
         return
+    extra: dict[str, Any] = {}
+    settings = sub.get("payment_settings") or {}
+    if settings.get("save_default_payment_method") == "on_subscription":
+        # The method that paid becomes the subscription's default (Stripe.js confirmations).
+        intent_id = invoicing.paid_with(state, invoice)
+        intent = state.get("payment_intent", intent_id) if intent_id else None
+        if intent is not None and intent.get("payment_method"):
+            extra["default_payment_method"] = intent["payment_method"]
     if sub["status"] == "incomplete":
         trialing = sub.get("trial_end") is not None and int(sub["trial_end"]) > state.now_for(sub)
-        _set_status(state, sub, "trialing" if trialing else "active")
+        _set_status(state, sub, "trialing" if trialing else "active", **extra)
         if not sub.get("_creating"):
             _schedule(state, sub)
     elif sub["status"] in ("past_due", "unpaid"):
-        _set_status(state, sub, "active")
+        _set_status(state, sub, "active", **extra)
+    elif extra:
+        previous = state.update(sub, extra)
+        if previous and not sub.get("_creating"):
+            state.emit("customer.subscription.updated", sub, previous)
 
 
 @invoicing.on_payment_action_required

@@ -347,6 +347,7 @@ def create_subscription(call: Call) -> StripeObject:
     lifecycle.check_payment_method(
         state, p.get("default_payment_method"), customer, param="default_payment_method"
     )
+    save_default = _save_default_payment_method(p)
     items = _items(call, p["items"])
     one_time = _one_time_items(call, p.get("add_invoice_items") or [])
     now = state.now_for(customer)
@@ -372,7 +373,21 @@ def create_subscription(call: Call) -> StripeObject:
         billing_cycle_anchor=anchor,
         proration_behavior=p.get("proration_behavior", "create_prorations"),
         extra_items=one_time,
+        save_default_payment_method=save_default,
     )
+
+
+def _save_default_payment_method(p: dict[str, Any]) -> str:
+    """`payment_settings[save_default_payment_method]`: `off` or `on_subscription`."""
+    given = p.get("payment_settings")
+    value = given.get("save_default_payment_method") if isinstance(given, dict) else None
+    if value not in (None, "off", "on_subscription"):
+        raise invalid_request(
+            "Invalid payment_settings[save_default_payment_method]: must be one of off, "
+            "on_subscription",
+            param="payment_settings[save_default_payment_method]",
+        )
+    return str(value or "off")
 
 
 @router.get("/v1/subscriptions/{id}")
