@@ -349,6 +349,11 @@ def create_subscription(call: Call) -> StripeObject:
     )
     save_default = _save_default_payment_method(p)
     items = _items(call, p["items"])
+    if p.get("currency") and str(p["currency"]).lower() != items[0][0]["currency"]:
+        raise invalid_request(
+            f"The prices are in {items[0][0]['currency']}, not {p['currency']}.",
+            param="currency",
+        )
     one_time = _one_time_items(call, p.get("add_invoice_items") or [])
     now = state.now_for(customer)
     trial_end = _trial_end(call, p, [price for price, _, _ in items], now)
