@@ -703,6 +703,10 @@ async def sync_subscription(
     created = False
     if sub is None:
         account = await _account_for_snapshot(session, snapshot, account_hint)
+        if account.stripe_customer_id is None and snapshot.customer_id:
+            # Before the insert: locks are taken account first, then subscription, everywhere.
+            account.stripe_customer_id = snapshot.customer_id
+            await session.flush()
         created = await insert_ignoring_conflict(
             session,
             Subscription.__table__,  # type: ignore[arg-type]
@@ -729,8 +733,6 @@ async def sync_subscription(
             # A concurrent first sync inserted (and maybe wrote) the row while this one was
             # reading Stripe without a lock to hold: read again, now under the row's lock.
             snapshot, authoritative = await read()
-        if account.stripe_customer_id is None and snapshot.customer_id:
-            account.stripe_customer_id = snapshot.customer_id
     if not authoritative and seen_at is not None and not created and seen_at <= sub.stripe_seen_at:
         return sub  # an older event's copy never overwrites newer state
     previous_status = None if created else sub.status
