@@ -677,11 +677,6 @@ def _payment_settled_later(state: SandboxState, intent: StripeObject) -> None:
         record_failure(state, invoice, schedule_retry=bool(invoice.get("_automatic", True)))
 
 
-def retries_exhausted(invoice: StripeObject) -> bool:
-    """Whether Stripe has given up on automatic collection of this invoice."""
-    return invoice["status"] == "open" and invoice.get("next_payment_attempt") is None
-
-
 def _default_payment(state: SandboxState, invoice: StripeObject) -> StripeObject | None:
     for inpay_id in invoice.get("_payments", []):
         inpay = state.get("invoice_payment", inpay_id)

@@ -33,7 +33,6 @@ INCOMPLETE_EXPIRY = "subscription.incomplete_expiry"
 CANCEL_AT = "subscription.cancel_at"
 UPCOMING = "subscription.upcoming_invoice"
 
-LIVE = ("incomplete", "trialing", "active", "past_due", "unpaid", "paused")
 ENDED = ("canceled", "incomplete_expired")
 
 
