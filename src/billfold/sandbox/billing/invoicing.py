@@ -131,6 +131,7 @@ def price_line(
 
 
 def product_name(state: SandboxState, price: StripeObject) -> str:
+    """The name of the price's product (for descriptions and pages)."""
     product = state.get("product", str(price.get("product")))
     return str(product["name"]) if product else str(price.get("nickname") or price["id"])
 
@@ -238,6 +239,7 @@ def add_invoice_item(
 def pending_items(
     state: SandboxState, customer: str, subscription: str | None
 ) -> list[StripeObject]:
+    """The customer's invoice items not yet on an invoice (of one subscription, if given)."""
     return [
         i
         for i in state.all("invoiceitem")

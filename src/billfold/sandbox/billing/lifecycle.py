@@ -94,11 +94,13 @@ def new_item(
 
 
 def items_of(sub: StripeObject) -> list[StripeObject]:
+    """The subscription's items."""
     data: list[StripeObject] = sub["items"]["data"]
     return data
 
 
 def recurring_of(sub: StripeObject) -> tuple[str, int]:
+    """The subscription's billing interval and interval count."""
     recurring = items_of(sub)[0]["price"]["recurring"]
     return str(recurring["interval"]), int(recurring.get("interval_count") or 1)
 
@@ -499,6 +501,7 @@ def _prepare_first_payment(state: SandboxState, invoice: StripeObject) -> None:
 
 
 def discounting_ids(state: SandboxState, sub: StripeObject, at: int) -> list[str]:
+    """The ids of the subscription's discounts that still apply at `at`."""
     return [d["id"] for d in discounting.active_discounts(state, list(sub["discounts"]), at)]
 
 
@@ -800,6 +803,7 @@ def preview_invoice(
 
 
 def trial_will_end(state: SandboxState, timer: Timer) -> None:
+    """`customer.subscription.trial_will_end`, a few days before a trial ends."""
     sub = state.get("subscription", timer.object_id)
     if sub is not None and sub["status"] == "trialing":
         state.emit("customer.subscription.trial_will_end", sub)
@@ -819,6 +823,7 @@ def incomplete_expiry(state: SandboxState, timer: Timer) -> None:
 
 
 def cancel_at_reached(state: SandboxState, timer: Timer) -> None:
+    """`cancel_at` came: the subscription ends."""
     sub = state.get("subscription", timer.object_id)
     if sub is None or sub["status"] in ENDED or sub.get("cancel_at") is None:
         return
@@ -827,12 +832,14 @@ def cancel_at_reached(state: SandboxState, timer: Timer) -> None:
 
 
 def finalize_timer(state: SandboxState, timer: Timer) -> None:
+    """An hour after a renewal invoice was created: finalize and charge it."""
     invoice = state.get("invoice", timer.object_id)
     if invoice is not None:
         invoicing.finalize_and_collect(state, invoice)
 
 
 def retry_timer(state: SandboxState, timer: Timer) -> None:
+    """A scheduled retry of a failed invoice payment (unless its subscription ended)."""
     invoice = state.get("invoice", timer.object_id)
     if invoice is None or invoice["status"] != "open":
         return

@@ -162,6 +162,7 @@ def attach(state: SandboxState, pm: StripeObject, customer: StripeObject) -> Str
 
 
 def detach(state: SandboxState, pm_id: str) -> StripeObject:
+    """Detach a payment method from its customer (`payment_method.detached`)."""
     return payments.detach_payment_method(state, pm_id)
 
 
