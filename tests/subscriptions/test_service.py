@@ -556,3 +556,47 @@ async def test_changes_made_in_stripe_land_in_the_audit_log(
         ).scalar_one()
     assert entry.actor == "stripe" and entry.account_id == account.id
     assert entry.details["changed"]["cancel_at_period_end"] == {"from": False, "to": True}
+
+
+async def test_concurrent_events_link_a_customer_created_outside_billfold(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str]
+) -> None:
+    """Checkout created the customer (not billfold): the concurrent events that link it to the
+    account and record the subscription take their locks in one order, so none fails."""
+    import asyncio
+
+    from billfold.stripe.inbox import process_event
+
+    account = await _account(container, "outsider")
+    customer_id = await gateway.create_customer(
+        email=None, name=None, metadata={}, idempotency_key="elsewhere"
+    )
+    started = await gateway.create_checkout_session(
+        customer_id=customer_id,
+        price_id=synced[MONTHLY],
+        quantity=1,
+        success_url="https://app.example.com/ok",
+        cancel_url="https://app.example.com/no",
+        allow_promotion_codes=False,
+        client_reference_id=account.id,
+        metadata={"billfold_account_id": account.id},
+        trial_period_days=None,
+        idempotency_key="cs-elsewhere",
+    )
+    gateway.stripe.complete_checkout(started.id)
+    events = gateway.stripe.events
+
+    async def deliver(event: dict[str, Any]) -> None:
+        async with container.db.transaction() as session:
+            await store_event(session, event, source="webhook")
+        await process_event(container, event["id"])
+
+    await asyncio.gather(*(deliver(e) for e in events * 3))
+    async with container.db.transaction() as session:
+        rows = (await session.execute(select(WebhookEvent))).scalars().all()
+        linked = await session.get(BillingAccount, account.id)
+    assert all(r.status == "processed" and r.attempts == 1 for r in rows), [
+        (r.type, r.status, r.attempts, r.last_error) for r in rows
+    ]
+    assert linked is not None and linked.stripe_customer_id == customer_id
+    assert (await _status(container, account)).has_premium
