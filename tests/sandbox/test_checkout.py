@@ -653,3 +653,46 @@ def test_checkout_with_a_billing_cycle_anchor_charges_the_prorated_first_period(
     assert (sub.billing_cycle_anchor, sub["items"].data[0].current_period_end) == (anchor, anchor)
     charged = client.v1.invoices.retrieve(str(sub.latest_invoice)).total
     assert abs(charged - session.amount_total) <= 1  # a second may pass on the sandbox clock
+
+
+def test_payment_mode_invoice_creation_records_a_paid_invoice(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    coupon = client.v1.coupons.create(params={"percent_off": 10, "duration": "once"})
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "payment",
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": "usd",
+                        "unit_amount": 2500,
+                        "product_data": {"name": "500 credits"},
+                    },
+                    "quantity": 2,
+                }
+            ],
+            "discounts": [{"coupon": coupon.id}],
+            "invoice_creation": {
+                "enabled": True,
+                "invoice_data": {"description": "Credits", "metadata": {"order": "42"}},
+            },
+            "success_url": SUCCESS,
+        }
+    )
+    assert session.amount_total == 4500
+
+    completed = complete_checkout(client, session.id, email="receipt@example.com")
+
+    assert completed.customer is not None  # an invoice needs a customer
+    invoice = client.v1.invoices.retrieve(str(completed.invoice), params={"expand": ["payments"]})
+    assert (invoice.status, invoice.total, invoice.amount_paid) == ("paid", 4500, 4500)
+    assert (invoice.billing_reason, invoice.description) == ("manual", "Credits")
+    assert invoice.metadata.to_dict() == {"order": "42"}
+    assert invoice.payments.data[0].payment.payment_intent == completed.payment_intent
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        _subscription_session(
+            client, make_catalog(client).monthly, invoice_creation={"enabled": True}
+        )
+    assert refused.value.param == "invoice_creation"

@@ -160,7 +160,22 @@ CREATE: dict[str, Field] = {
     "consent_collection": anything(),
     "custom_fields": anything(),
     "custom_text": anything(),
-    "invoice_creation": anything(),
+    "invoice_creation": obj(
+        {
+            "enabled": boolean(required=True),
+            "invoice_data": obj(
+                {
+                    "description": string(max_length=1500),
+                    "footer": string(max_length=5000),
+                    "metadata": metadata(),
+                    "account_tax_ids": anything(),
+                    "custom_fields": anything(),
+                    "issuer": anything(),
+                    "rendering_options": anything(),
+                }
+            ),
+        }
+    ),
     "shipping_address_collection": anything(),
     "shipping_options": anything(),
     "after_expiration": anything(),
@@ -389,6 +404,11 @@ def create_session(call: Call) -> StripeObject:
             "You can only specify `payment_intent_data` in `payment` mode.",
             param="payment_intent_data",
         )
+    if "invoice_creation" in p and mode != "payment":
+        raise invalid_request(
+            "You can only specify `invoice_creation` in `payment` mode.",
+            param="invoice_creation",
+        )
     if "setup_intent_data" in p and mode != "setup":
         raise invalid_request(
             "You can only specify `setup_intent_data` in `setup` mode.", param="setup_intent_data"
@@ -458,6 +478,7 @@ def create_session(call: Call) -> StripeObject:
             except StripeError as exc:
                 exc.param = "subscription_data[billing_cycle_anchor]"
                 raise
+    invoice_data = (p.get("invoice_creation") or {}).get("invoice_data") or {}
     session_id = "cs_test_" + secrets.token_urlsafe(45).replace("-", "a").replace("_", "b")[:58]
     currency = next(iter(currencies)) if currencies else (p.get("currency") or "usd").lower()
     session: StripeObject = {
@@ -509,14 +530,14 @@ def create_session(call: Call) -> StripeObject:
         "integration_identifier": None,
         "invoice": None,
         "invoice_creation": {
-            "enabled": False,
+            "enabled": bool((p.get("invoice_creation") or {}).get("enabled", False)),
             "invoice_data": {
                 "account_tax_ids": None,
                 "custom_fields": None,
-                "description": None,
-                "footer": None,
+                "description": invoice_data.get("description"),
+                "footer": invoice_data.get("footer"),
                 "issuer": None,
-                "metadata": {},
+                "metadata": apply_metadata({}, invoice_data.get("metadata") or {}),
                 "rendering_options": None,
             },
         }
@@ -817,7 +838,11 @@ def _customer_for(
     if session.get("_customer"):
         # A previous attempt (declined card) already created the customer.
         return state.require("customer", session["_customer"], deleted_ok=True)
-    needed = session["mode"] == "subscription" or session.get("customer_creation") == "always"
+    needed = (
+        session["mode"] == "subscription"
+        or session.get("customer_creation") == "always"
+        or bool((session.get("invoice_creation") or {}).get("enabled"))
+    )
     if not needed:
         return None
     params: dict[str, Any] = {"email": email}
@@ -958,7 +983,11 @@ def _complete_payment(
         payment_status="paid" if outcome.status == "succeeded" else "unpaid",
         url=None,
     )
-    _redeem_session_discounts(state, session, customer)
+    discounts = _redeem_session_discounts(state, session, customer)
+    if outcome.status == "succeeded" and outcome.payment_intent is not None:
+        changes["invoice"] = _payment_receipt_invoice(
+            state, session, customer, discounts, outcome.payment_intent
+        )
     state.update(session, changes)
 
 
@@ -989,7 +1018,9 @@ def _complete_setup(
 
 def _redeem_session_discounts(
     state: SandboxState, session: StripeObject, customer: StripeObject | None
-) -> None:
+) -> list[str]:
+    """Turn the session's coupon or promotion code into Discount objects (one redemption)."""
+    ids: list[str] = []
     for entry in session.get("_discounts") or []:
         coupon = state.get("coupon", entry["coupon"])
         promo = (
@@ -998,13 +1029,52 @@ def _redeem_session_discounts(
             else None
         )
         if coupon is not None:
-            discounting.create_discount(
+            discount = discounting.create_discount(
                 state,
                 coupon,
                 promo,
                 customer=customer["id"] if customer else None,
                 checkout_session=session["id"],
             )
+            ids.append(str(discount["id"]))
+    return ids
+
+
+def _payment_receipt_invoice(
+    state: SandboxState,
+    session: StripeObject,
+    customer: StripeObject | None,
+    discounts: list[str],
+    intent_id: str,
+) -> str | None:
+    """`invoice_creation[enabled]`: a paid invoice for the payment, its lines the session's
+    items (Stripe finalizes it and records the PaymentIntent as its payment)."""
+    settings = session.get("invoice_creation") or {}
+    if not settings.get("enabled") or customer is None:
+        return None
+    data = settings.get("invoice_data") or {}
+    now = state.now_for(customer)
+    lines = [
+        invoicing.price_line(state, state.require("price", pid), int(qty), period=(now, now))
+        for pid, qty in session["_items"]
+    ]
+    invoice = invoicing.create_invoice(
+        state,
+        customer=customer,
+        currency=str(session["currency"]),
+        lines=lines,
+        billing_reason="manual",
+        include_pending=False,
+        discounts=discounts,
+        auto_advance=False,
+        metadata=dict(data.get("metadata") or {}),
+        description=data.get("description"),
+    )
+    invoice["footer"] = data.get("footer")
+    invoicing.finalize(state, invoice)
+    if invoice["status"] == "open":
+        invoicing.mark_paid(state, invoice, payment_intent=intent_id)
+    return str(invoice["id"])
 
 
 def _raise_declined(error: dict[str, Any] | None) -> None:
@@ -1260,8 +1330,13 @@ def finish_after_authentication(state: SandboxState, session: StripeObject, inte
             invoicing.mark_paid(state, invoice, payment_intent=intent_id)
         _mark_subscription_session_complete(state, session, customer, sub, invoice)
     elif session["mode"] == "payment":
-        _redeem_session_discounts(state, session, customer)
-        changes: dict[str, Any] = {"status": "complete", "payment_status": "paid", "url": None}
+        discounts = _redeem_session_discounts(state, session, customer)
+        changes: dict[str, Any] = {
+            "status": "complete",
+            "payment_status": "paid",
+            "url": None,
+            "invoice": _payment_receipt_invoice(state, session, customer, discounts, intent_id),
+        }
         if customer is not None:
             changes["customer"] = customer["id"]
         state.update(session, changes)
