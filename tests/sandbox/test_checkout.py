@@ -696,3 +696,31 @@ def test_payment_mode_invoice_creation_records_a_paid_invoice(
             client, make_catalog(client).monthly, invoice_creation={"enabled": True}
         )
     assert refused.value.param == "invoice_creation"
+
+
+def test_subscription_bank_debit_that_fails_at_settlement(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    session = _subscription_session(
+        client, catalog.monthly, payment_method_types=["us_bank_account"]
+    )
+    completed = complete_checkout(
+        client,
+        session.id,
+        payment_method="pm_usBankAccount_insufficientFunds",
+        email="nsf@example.com",
+    )
+    assert completed.payment_status == "unpaid"
+    mark = last_event_id(client)
+
+    helper(client, "post", "/v1/test_helpers/sandbox/clock/advance", seconds=5 * DAY)
+
+    sub = client.v1.subscriptions.retrieve(completed.subscription)
+    assert sub.status == "past_due"
+    assert client.v1.invoices.retrieve(str(sub.latest_invoice)).status == "open"
+    types = event_types(client, since=mark, prefixes=BILLING_PREFIXES)
+    assert "invoice.payment_failed" in types
+    assert "checkout.session.async_payment_failed" in types
+    assert client.v1.checkout.sessions.retrieve(session.id).payment_status == "unpaid"
