@@ -59,11 +59,18 @@ def test_random_operation_sequences_keep_invariants(
     rng = random.Random(seed)
     catalog, who, sub = subscribed(client)
     prices = [catalog.monthly, catalog.monthly_plus, catalog.yearly]
-    for _ in range(25):
+    for _ in range(40):
         sub = client.v1.subscriptions.retrieve(sub.id)
         live = sub.status not in ("canceled", "incomplete_expired")
-        choice = rng.choice(
-            ["advance", "advance", "change", "cancel_toggle", "card", "quantity", "cancel", "new"]
+        choice = (
+            "new"
+            if not live
+            else rng.choice(
+                ["advance"] * 4
+                + ["change"] * 3
+                + ["cancel_toggle", "card", "card", "quantity"]
+                + ["cancel"] * (1 if rng.random() < 0.3 else 0)
+            )
         )
         if choice == "advance":
             now = clock_time(client, who.clock)
