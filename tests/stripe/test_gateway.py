@@ -90,3 +90,16 @@ def test_checkout_session(resources: dict[str, Any]) -> None:
 )
 def test_errors_become_billfold_errors(error: stripe.StripeError, expected: type) -> None:
     assert type(translate_stripe_error(error)) is expected
+
+
+def test_the_adapter_refuses_blocking_calls() -> None:
+    """Only the SDK's async methods work through the adapter's client (a blocking call would
+    stall the event loop, and deadlock against a sandbox served by the same process)."""
+    from billfold.config import Settings
+    from billfold.stripe.gateway import StripeClientGateway
+
+    gateway = StripeClientGateway(
+        Settings(stripe_secret_key="sk_test_x", stripe_webhook_secret=["whsec_x"])
+    )
+    with pytest.raises(RuntimeError, match="allow_sync_methods"):
+        gateway._v1.customers.create()

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("billfold.stripe")
 
 ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
+# How long one Stripe call may take before it counts as Stripe being unavailable.
+STRIPE_TIMEOUT_SECONDS = 30.0
 
 
 def from_epoch(value: Any) -> datetime | None:
@@ -376,6 +378,9 @@ class StripeClientGateway:
                 settings.stripe_api_key,
                 base_addresses={"api": base} if base is not None else None,
                 max_network_retries=2,
+                # Async-only on purpose: a blocking call would stall the event loop (and
+                # deadlock against the sandbox when it is served by this very process).
+                http_client=stripe.HTTPXClient(timeout=STRIPE_TIMEOUT_SECONDS),
             )
         self._client = client
         self._v1 = client.v1
