@@ -17,8 +17,10 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,6 +52,29 @@ class ServedApp:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+@contextmanager
+def served_billfold(data_dir: Path, database_url: str) -> Iterator[tuple[str, stripe.StripeClient]]:
+    """`billfold serve` in sandbox mode on a free loopback port: yields the mounted sandbox's
+    base URL (`http://127.0.0.1:<port>/stripe-sandbox`) and an SDK client for it."""
+    from billfold.app import create_app
+    from billfold.config import SANDBOX_MOUNT_PATH, SANDBOX_SECRET_KEY, Settings
+    from billfold.db.engine import Database
+
+    settings = Settings(jwt_secret="x" * 40, data_dir=data_dir, environment="test")
+    assert settings.sandbox_mode
+    served = ServedApp(create_app(settings, database=Database(database_url)))
+    try:
+        base = served.url + SANDBOX_MOUNT_PATH
+        yield (
+            base,
+            stripe.StripeClient(
+                SANDBOX_SECRET_KEY, base_addresses={"api": base}, max_network_retries=0
+            ),
+        )
+    finally:
+        served.stop()
 
 
 @dataclass

@@ -6,6 +6,17 @@ from typing import Any
 
 import stripe
 
+BANK_ACCOUNT = {
+    "type": "us_bank_account",
+    "us_bank_account": {
+        "routing_number": "110000000",
+        "account_number": "000123456789",
+        "account_holder_type": "individual",
+    },
+    "billing_details": {"name": "Jenny Rosen", "email": "jenny@example.com"},
+}
+
+
 PAYMENT_EVENT_PREFIXES = (
     "payment_intent.",
     "charge.",
@@ -55,3 +66,19 @@ def settle(client: stripe.StripeClient, intent_id: str) -> dict[str, Any]:
 
 def advance_sandbox_clock(client: stripe.StripeClient, seconds: int) -> None:
     client.raw_request("post", "/v1/test_helpers/sandbox/clock/advance", seconds=seconds)
+
+
+def bank_setup(client: stripe.StripeClient, customer: str, account: str = "000123456789") -> str:
+    """A SetupIntent for a US bank account, confirmed: it waits on microdeposits."""
+    data = {**BANK_ACCOUNT, "us_bank_account": {**BANK_ACCOUNT["us_bank_account"]}}
+    data["us_bank_account"]["account_number"] = account  # type: ignore[index]
+    si = client.v1.setup_intents.create(
+        params={
+            "customer": customer,
+            "payment_method_types": ["us_bank_account"],
+            "payment_method_data": data,  # type: ignore[typeddict-item]
+            "confirm": True,
+        }
+    )
+    assert si.status == "requires_action"
+    return str(si.id)

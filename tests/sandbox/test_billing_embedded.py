@@ -6,24 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import stripe
 
-from billfold.app import create_app
-from billfold.config import SANDBOX_MOUNT_PATH, SANDBOX_SECRET_KEY, Settings
-from billfold.db.engine import Database
 from tests.sandbox.billing_support import make_catalog
-from tests.sandbox_fixtures import ServedApp
+from tests.sandbox_fixtures import served_billfold
 
 
 def test_hosted_pages_through_billfold_serve(tmp_path: Path, sqlite_url: str) -> None:
-    settings = Settings(jwt_secret="x" * 40, data_dir=tmp_path / "data", environment="test")
-    assert settings.sandbox_mode
-    served = ServedApp(create_app(settings, database=Database(sqlite_url)))
-    try:
-        base = served.url + SANDBOX_MOUNT_PATH
-        client = stripe.StripeClient(
-            SANDBOX_SECRET_KEY, base_addresses={"api": base}, max_network_retries=0
-        )
+    with served_billfold(tmp_path / "data", sqlite_url) as (base, client):
         catalog = make_catalog(client)
         session = client.v1.checkout.sessions.create(
             params={
@@ -50,5 +39,3 @@ def test_hosted_pages_through_billfold_serve(tmp_path: Path, sqlite_url: str) ->
         )
         assert portal.url.startswith(f"{base}/p/session/")
         assert "Premium" in httpx.get(portal.url).text
-    finally:
-        served.stop()

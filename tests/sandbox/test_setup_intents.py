@@ -7,41 +7,18 @@ import pytest
 import stripe
 
 from tests.sandbox.payments_support import (
+    BANK_ACCOUNT,
     advance_sandbox_clock,
     authenticate,
+    bank_setup,
     last_event_id,
     payment_events,
 )
 from tests.sandbox.shapes import assert_stripe_shape
 
-BANK_ACCOUNT = {
-    "type": "us_bank_account",
-    "us_bank_account": {
-        "routing_number": "110000000",
-        "account_number": "000123456789",
-        "account_holder_type": "individual",
-    },
-    "billing_details": {"name": "Jenny Rosen", "email": "jenny@example.com"},
-}
-
 
 def _customer(client: stripe.StripeClient) -> str:
     return str(client.v1.customers.create(params={"email": "saver@example.com"}).id)
-
-
-def _bank_setup(client: stripe.StripeClient, customer: str, account: str = "000123456789") -> str:
-    data = {**BANK_ACCOUNT, "us_bank_account": {**BANK_ACCOUNT["us_bank_account"]}}
-    data["us_bank_account"]["account_number"] = account  # type: ignore[index]
-    si = client.v1.setup_intents.create(
-        params={
-            "customer": customer,
-            "payment_method_types": ["us_bank_account"],
-            "payment_method_data": data,  # type: ignore[typeddict-item]
-            "confirm": True,
-        }
-    )
-    assert si.status == "requires_action"
-    return str(si.id)
 
 
 def test_card_setup_attaches_the_payment_method(stripe_client: stripe.StripeClient) -> None:
@@ -119,7 +96,7 @@ def test_three_d_secure_setup(stripe_client: stripe.StripeClient) -> None:
 
 def test_bank_account_verified_with_descriptor_code(stripe_client: stripe.StripeClient) -> None:
     customer = _customer(stripe_client)
-    si_id = _bank_setup(stripe_client, customer)
+    si_id = bank_setup(stripe_client, customer)
     si = stripe_client.v1.setup_intents.retrieve(si_id)
     action = si.next_action.verify_with_microdeposits
     assert si.next_action.type == "verify_with_microdeposits"
@@ -166,7 +143,7 @@ def test_bank_account_verified_with_descriptor_code(stripe_client: stripe.Stripe
 
 
 def test_bank_account_verified_with_amounts(stripe_client: stripe.StripeClient) -> None:
-    si_id = _bank_setup(stripe_client, _customer(stripe_client))
+    si_id = bank_setup(stripe_client, _customer(stripe_client))
     with pytest.raises(stripe.InvalidRequestError) as info:
         stripe_client.v1.setup_intents.verify_microdeposits(si_id, params={"amounts": [32]})
     assert info.value.code == "payment_method_microdeposit_verification_amounts_invalid"
@@ -184,7 +161,7 @@ def test_bank_account_verified_with_amounts(stripe_client: stripe.StripeClient) 
 
 
 def test_too_many_wrong_amounts_fail_the_setup(stripe_client: stripe.StripeClient) -> None:
-    si_id = _bank_setup(stripe_client, _customer(stripe_client))
+    si_id = bank_setup(stripe_client, _customer(stripe_client))
     for _ in range(2):
         with pytest.raises(stripe.InvalidRequestError):
             stripe_client.v1.setup_intents.verify_microdeposits(si_id, params={"amounts": [1, 2]})
@@ -212,7 +189,7 @@ def test_too_many_wrong_amounts_fail_the_setup(stripe_client: stripe.StripeClien
 def test_stripe_test_values_for_failed_verification(
     stripe_client: stripe.StripeClient, values: dict[str, object], code: str
 ) -> None:
-    si_id = _bank_setup(stripe_client, _customer(stripe_client))
+    si_id = bank_setup(stripe_client, _customer(stripe_client))
     with pytest.raises(stripe.InvalidRequestError) as info:
         stripe_client.v1.setup_intents.verify_microdeposits(si_id, params=values)  # type: ignore[arg-type]
     assert info.value.code == code
@@ -223,7 +200,7 @@ def test_stripe_test_values_for_failed_verification(
 def test_account_that_cannot_receive_microdeposits_fails_on_arrival(
     stripe_client: stripe.StripeClient,
 ) -> None:
-    si_id = _bank_setup(stripe_client, _customer(stripe_client), account="000666666661")
+    si_id = bank_setup(stripe_client, _customer(stripe_client), account="000666666661")
     advance_sandbox_clock(stripe_client, 2 * 86400)
     si = stripe_client.v1.setup_intents.retrieve(si_id)
     assert si.status == "requires_payment_method"

@@ -1,4 +1,8 @@
-"""The sandbox's hosted pages (Checkout, the billing portal): Jinja2 templates in this folder."""
+"""The sandbox's hosted pages (Checkout, the billing portal): Jinja2 templates in this folder.
+
+Also the one place that builds page addresses (`sandbox_base_url`, `remember_base`,
+`page_url`), for these pages and the payment engine's (3-D Secure, microdeposits) alike.
+"""
 
 from __future__ import annotations
 

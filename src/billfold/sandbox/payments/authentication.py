@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from billfold.sandbox.pages import page_url
 from billfold.sandbox.payments.instruments import Authentication
-from billfold.sandbox.payments.links import page_url
 from billfold.sandbox.payments.methods import card_of
 from billfold.sandbox.state import SandboxState, StripeObject
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from billfold.sandbox.errors import StripeError, invalid_request
+from billfold.sandbox.pages import page_url
 from billfold.sandbox.payments.instruments import (
     MICRODEPOSIT_ATTEMPTS_EXCEEDED,
     MICRODEPOSIT_MAX_AMOUNT_ATTEMPTS,
@@ -20,7 +21,6 @@ from billfold.sandbox.payments.instruments import (
     MICRODEPOSIT_TIMEOUT,
     MICRODEPOSIT_VERIFIED,
 )
-from billfold.sandbox.payments.links import page_url
 from billfold.sandbox.state import SandboxState, StripeObject
 
 # Deposits "arrive" a day after the intent is confirmed.

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from billfold.sandbox.errors import invalid_request
+from billfold.sandbox.pages import remember_base
 from billfold.sandbox.params import (
     Field,
     anything,
@@ -24,7 +25,6 @@ from billfold.sandbox.params import (
 )
 from billfold.sandbox.payments import intents
 from billfold.sandbox.payments.last_errors import raise_failure
-from billfold.sandbox.payments.links import remember_base
 from billfold.sandbox.payments.methods import PAYMENT_METHOD_DATA, from_intent_params
 from billfold.sandbox.routing import Call, SandboxRouter
 from billfold.sandbox.search import search_response

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from billfold.sandbox.errors import invalid_request
+from billfold.sandbox.pages import remember_base
 from billfold.sandbox.params import (
     apply_metadata,
     enum,
@@ -15,7 +16,6 @@ from billfold.sandbox.params import (
     obj,
     string,
 )
-from billfold.sandbox.payments.links import remember_base
 from billfold.sandbox.payments.methods import (
     BILLING_DETAILS,
     PAYMENT_METHOD,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from billfold.sandbox.errors import invalid_request
+from billfold.sandbox.pages import remember_base
 from billfold.sandbox.params import (
     anything,
     apply_metadata,
@@ -22,7 +23,6 @@ from billfold.sandbox.params import (
 )
 from billfold.sandbox.payments import setups
 from billfold.sandbox.payments.last_errors import raise_failure
-from billfold.sandbox.payments.links import remember_base
 from billfold.sandbox.payments.methods import PAYMENT_METHOD_DATA, from_intent_params
 from billfold.sandbox.routing import Call, SandboxRouter
 from billfold.sandbox.state import SandboxState, StripeObject, Timer
