@@ -10,6 +10,7 @@ import stripe
 from billfold.sandbox.app import create_sandbox_app
 from billfold.sandbox.routing import SandboxRouter
 from billfold.sandbox.state import SandboxState, Timer
+from tests.sandbox.billing_support import events, last_event_id, subscribed
 from tests.sandbox.shapes import assert_stripe_shape
 from tests.sandbox_fixtures import SandboxServer, ServedApp
 
@@ -162,3 +163,50 @@ def test_test_clock_for_an_existing_customer(stripe_client: stripe.StripeClient)
             params={"frozen_time": T0, "customer": customer.id}
         )
     assert info.value.param == "customer"
+
+
+def test_deleting_a_clock_deletes_its_customers_as_deleting_them_would(
+    stripe_client: stripe.StripeClient, sandbox_server: SandboxServer
+) -> None:
+    """As on Stripe, deleting a test clock deletes the customers on it: their subscriptions
+    are canceled (`customer.subscription.deleted`), their payment methods detached, each
+    customer deleted (`customer.deleted`), then `test_helpers.test_clock.deleted`."""
+    _, who, sub = subscribed(stripe_client)
+    assert sub.status == "active"
+    idle = stripe_client.v1.customers.create(params={"test_clock": who.clock})
+    elsewhere = stripe_client.v1.customers.create(params={"email": "no-clock@example.com"})
+    since = last_event_id(stripe_client)
+    assert sandbox_server.state.pending_timers(sub.id)
+
+    deleted = stripe_client.v1.test_helpers.test_clocks.delete(who.clock)
+    assert deleted.deleted is True
+
+    ended = stripe_client.v1.subscriptions.retrieve(sub.id)
+    assert ended.status == "canceled"
+    assert ended.cancellation_details.reason == "cancellation_requested"
+    assert stripe_client.v1.payment_methods.retrieve(str(who.payment_method)).customer is None
+    for customer_id in (who.customer, idle.id):
+        assert stripe_client.v1.customers.retrieve(customer_id).deleted is True
+    assert "deleted" not in stripe_client.v1.customers.retrieve(elsewhere.id)
+    assert [t for t in sandbox_server.state.pending_timers() if t.clock_id == who.clock] == []
+
+    after = events(stripe_client, since=since)
+    types = [e.type for e in after]
+    assert sorted(types) == sorted(
+        [
+            "customer.subscription.deleted",
+            "payment_method.detached",
+            "customer.deleted",
+            "customer.deleted",
+            "test_helpers.test_clock.deleted",
+        ]
+    )
+    assert types.index("customer.subscription.deleted") < types.index("customer.deleted")
+    assert types[-1] == "test_helpers.test_clock.deleted"
+    assert {e.data.object.id for e in after if e.type == "customer.deleted"} == {
+        who.customer,
+        idle.id,
+    }
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        stripe_client.v1.test_helpers.test_clocks.retrieve(who.clock)
+    assert info.value.code == "resource_missing"

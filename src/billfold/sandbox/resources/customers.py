@@ -23,7 +23,7 @@ from billfold.sandbox.params import (
 )
 from billfold.sandbox.routing import Call, SandboxRouter
 from billfold.sandbox.search import search_response
-from billfold.sandbox.state import StripeObject
+from billfold.sandbox.state import SandboxState, StripeObject
 
 router = SandboxRouter()
 
@@ -206,13 +206,11 @@ def update_customer(call: Call) -> StripeObject:
     return customer
 
 
-@router.delete("/v1/customers/{id}")
-def delete_customer(call: Call) -> StripeObject:
-    """As on Stripe: the customer's subscriptions are canceled at once (no proration, no final
-    invoice; `customer.subscription.deleted` each), its payment methods detached
-    (`payment_method.detached` each), then `customer.deleted`."""
-    state = call.state
-    customer = call.require("customer", call.path["id"])
+def delete_customer(state: SandboxState, customer: StripeObject) -> StripeObject:
+    """Delete a customer as Stripe does: its subscriptions are canceled at once (no proration,
+    no final invoice; `customer.subscription.deleted` each), its payment methods detached
+    (`payment_method.detached` each), then `customer.deleted`. Returns the deleted stub.
+    (Also what deleting the customer's test clock does to each of its customers.)"""
     for sub in state.all("subscription"):
         if sub.get("customer") == customer["id"] and sub.get("status") not in ENDED:
             cancel_now(state, sub)
@@ -222,8 +220,13 @@ def delete_customer(call: Call) -> StripeObject:
     for pm in state.all("payment_method"):
         if pm.get("customer") == customer["id"]:
             payments.detach_payment_method(state, pm["id"])
-    call.emit("customer.deleted", snapshot)
+    state.emit("customer.deleted", snapshot)
     return deleted
+
+
+@router.delete("/v1/customers/{id}")
+def delete_customer_route(call: Call) -> StripeObject:
+    return delete_customer(call.state, call.require("customer", call.path["id"]))
 
 
 @router.get("/v1/customers", LIST, list=True)

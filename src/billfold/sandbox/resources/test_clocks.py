@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from billfold.sandbox.errors import invalid_request
 from billfold.sandbox.params import integer, string
+from billfold.sandbox.resources.customers import delete_customer
 from billfold.sandbox.routing import Call, SandboxRouter
 from billfold.sandbox.state import SandboxState, StripeObject
 
@@ -86,13 +87,13 @@ def list_test_clocks(call: Call) -> StripeObject:
 
 @router.delete("/v1/test_helpers/test_clocks/{id}")
 def delete_test_clock(call: Call) -> StripeObject:
+    """As on Stripe, deleting a clock deletes the customers on it, each the way deleting the
+    customer does (subscriptions canceled, payment methods detached, `customer.deleted`);
+    whatever else still waits on the clock is dropped; then `test_helpers.test_clock.deleted`."""
     clock = call.require(CLOCK, call.path["id"])
-    # Deleting a clock deletes the customers (and so their objects) that live on it.
     for customer in call.state.all("customer"):
         if customer.get("test_clock") == clock["id"]:
-            snapshot = dict(customer)
-            call.state.mark_deleted(customer)
-            call.emit("customer.deleted", snapshot)
+            delete_customer(call.state, customer)
     for timer in call.state.pending_timers():
         if timer.clock_id == clock["id"]:
             call.state.cancel_timers(timer.object_id, timer.kind)
