@@ -199,6 +199,44 @@ async def test_stripe_webhook_stores_once_and_applies(
     assert [s["status"] for s in listed] == ["active"]
 
 
+async def test_both_webhook_routes_schedule_the_stored_event(
+    api: httpx.AsyncClient,
+    gateway: FakeStripeGateway,
+    synced: dict[str, str],
+    monkeypatch: Any,
+) -> None:
+    """Both routes go through `accept_stripe_webhook`, which hands the background task the
+    StoredEvent itself (a new event is applied without being read back)."""
+    import billfold.api.webhooks as webhooks
+    from billfold.stripe.inbox import StoredEvent, process_event_safely
+
+    scheduled: list[Any] = []
+
+    async def spy(container: Any, event: Any) -> None:
+        scheduled.append(event)
+        await process_event_safely(container, event)
+
+    monkeypatch.setattr(webhooks, "process_event_safely", spy)
+    customer = await gateway.create_customer(
+        email=None, name=None, metadata={}, idempotency_key="c-spy"
+    )
+    first, second = (
+        {
+            "id": f"evt_spy_{n}",
+            "type": "customer.deleted",
+            "created": int(time.time()),
+            "data": {"object": {"id": customer, "object": "customer"}},
+            "object": "event",
+        }
+        for n in (1, 2)
+    )
+    assert (await deliver(api, first, path=WEBHOOK)).status_code == 200
+    assert (await deliver(api, second)).status_code == 200
+    assert [type(e) for e in scheduled] == [StoredEvent, StoredEvent]
+    assert [e.id for e in scheduled] == ["evt_spy_1", "evt_spy_2"]
+    assert all(e.inserted and e.event is not None for e in scheduled)
+
+
 async def test_stripe_webhook_refuses_forged_and_stale(
     api: httpx.AsyncClient, database: Any, synced: dict[str, str]
 ) -> None:

@@ -17,12 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billfold.api.deps import ContainerDep, SessionDep
 from billfold.api.errors import ErrorBody, register_error_shape
+from billfold.api.webhooks import accept_stripe_webhook
 from billfold.audit import AuditContextDep
 from billfold.auth.dependencies import PrincipalDep
 from billfold.auth.tenancy import account_for_principal
 from billfold.catalog.service import Catalog, PlanPrice, load_catalog
 from billfold.errors import NotFound, ValidationFailed
-from billfold.stripe.inbox import process_event_safely, receive_webhook
 from billfold.subscriptions import service as subscriptions
 from billfold.subscriptions.models import Subscription
 
@@ -311,14 +311,7 @@ async def stripe_webhook(
     request: Request, session: SessionDep, container: ContainerDep, background: BackgroundTasks
 ) -> JSONResponse:
     """Stripe's events: verified, stored once, applied after the response."""
-    stored = await receive_webhook(
-        session,
-        container.settings,
-        await request.body(),
-        request.headers.get("stripe-signature"),
-        clock=container.clock,
-    )
-    background.add_task(process_event_safely, container, stored)
+    stored = await accept_stripe_webhook(request, session, container, background)
     return envelope(
         "Webhook received",
         {"event_id": stored.id, "type": stored.type, "duplicate": not stored.inserted},

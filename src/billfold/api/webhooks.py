@@ -1,4 +1,5 @@
-"""Document 003's Stripe webhook route, `POST /api/stripe/webhook`.
+"""Document 003's Stripe webhook route, `POST /api/stripe/webhook`, and the one function every
+webhook route calls (`accept_stripe_webhook`).
 
 It feeds the same inbox as `/api/v1/payments/webhook` (document 004): the signature is checked
 on the raw body (400 and nothing stored when it is forged, stale or missing), the event is
@@ -11,11 +12,30 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.api.deps import ContainerDep, SessionDep
-from billfold.stripe.inbox import process_event_safely, receive_webhook
+from billfold.container import Container
+from billfold.stripe.inbox import StoredEvent, process_event_safely, receive_webhook
 
 router = APIRouter(tags=["Stripe webhooks (document 003)"])
+
+
+async def accept_stripe_webhook(
+    request: Request, session: AsyncSession, container: Container, background: BackgroundTasks
+) -> StoredEvent:
+    """Verify and store a delivery in the request's transaction, and schedule its application
+    for after the commit (given the `StoredEvent` itself, so a new event is not read back).
+    Every Stripe webhook route calls this and only shapes the answer."""
+    stored = await receive_webhook(
+        session,
+        container.settings,
+        await request.body(),
+        request.headers.get("stripe-signature"),
+        clock=container.clock,
+    )
+    background.add_task(process_event_safely, container, stored)
+    return stored
 
 
 class WebhookReceived(BaseModel):
@@ -30,10 +50,7 @@ async def stripe_webhook(
     request: Request, session: SessionDep, container: ContainerDep, background: BackgroundTasks
 ) -> WebhookReceived:
     """Receive a Stripe event: verified, stored once, applied after the response."""
-    stored = await receive_webhook(
-        session, container.settings, await request.body(), request.headers.get("stripe-signature")
-    )
-    background.add_task(process_event_safely, container, stored.id)
+    stored = await accept_stripe_webhook(request, session, container, background)
     return WebhookReceived(
         received=True, event_id=stored.id, type=stored.type, duplicate=not stored.inserted
     )
