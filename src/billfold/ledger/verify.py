@@ -71,15 +71,8 @@ async def _balances_against_entries(session: AsyncSession) -> list[LedgerProblem
         .order_by(accounts.c.id)
     )
     return [
-        LedgerProblem(
-            kind="balance_mismatch",
-            message=(
-                f"account {row.id} ({row.key}) holds {row.balance} but its entries sum to "
-                f"{row.computed}"
-            ),
-            account_id=row.id,
-            expected=int(row.computed),
-            actual=int(row.balance),
+        _balance_problem(
+            "balance_mismatch", row, f"its entries sum to {row.computed}", int(row.computed)
         )
         for row in rows
     ]
@@ -105,18 +98,25 @@ async def _running_balances(session: AsyncSession) -> list[LedgerProblem]:
         .order_by(accounts.c.id)
     )
     return [
-        LedgerProblem(
-            kind="running_balance_mismatch",
-            message=(
-                f"account {row.id} ({row.key}) holds {row.balance} but its last entry "
-                f"{row.entry_id} says {row.balance_after}"
-            ),
-            account_id=row.id,
-            expected=int(row.balance_after),
-            actual=int(row.balance),
+        _balance_problem(
+            "running_balance_mismatch",
+            row,
+            f"its last entry {row.entry_id} says {row.balance_after}",
+            int(row.balance_after),
         )
         for row in rows
     ]
+
+
+def _balance_problem(kind: str, account: Any, says: str, expected: int) -> LedgerProblem:
+    """An account whose maintained balance is not what `says` (the recomputed `expected`)."""
+    return LedgerProblem(
+        kind=kind,
+        message=f"account {account.id} ({account.key}) holds {account.balance} but {says}",
+        account_id=account.id,
+        expected=expected,
+        actual=int(account.balance),
+    )
 
 
 async def _unbalanced_transactions(session: AsyncSession) -> list[LedgerProblem]:
