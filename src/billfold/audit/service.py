@@ -58,7 +58,12 @@ def _json_default(value: Any) -> Any:
 
 
 def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, ASCII only, no NaN: the same text for the same content."""
+    """Sorted keys, no spaces, ASCII only, no NaN: the same text for the same content.
+
+    The ledger keeps its own (`billfold.ledger.service.canonical_json`: non-ASCII unescaped,
+    plain JSON only); each form is what its stored hashes were computed from, so neither can
+    take the other's place without breaking the existing chain or fingerprints.
+    """
     return json.dumps(
         value,
         sort_keys=True,

@@ -306,6 +306,13 @@ async def account_balance(session: AsyncSession, account_id: int) -> int:
 
 
 def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, no NaN, non-ASCII kept as is; anything but plain JSON is refused.
+
+    Not `billfold.audit.service.canonical_json`, on purpose: that one escapes non-ASCII
+    (`ensure_ascii=True`) and turns datetimes, enums, decimals and sets into text. Every stored
+    fingerprint was computed with this form, so switching would break `ledger verify` for any
+    transaction with non-ASCII metadata or description, and metadata must stay plain JSON.
+    """
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
