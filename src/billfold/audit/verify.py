@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit.models import CHAIN_HEAD_ID, GENESIS_HASH, AuditChainHead, AuditEntry
@@ -58,15 +58,20 @@ class Anchor:
         return f"{self.seq}:{self.entry_hash}"
 
 
-async def chain_head(session: AsyncSession) -> Anchor | None:
-    """The newest entry as an anchor, None while the log is empty."""
-    row = (
+async def _chain_head_row(session: AsyncSession) -> Row[int, str] | None:
+    """The chain head's `seq` and `entry_hash`, None when the row is missing."""
+    return (
         await session.execute(
             select(AuditChainHead.seq, AuditChainHead.entry_hash).where(
                 AuditChainHead.id == CHAIN_HEAD_ID
             )
         )
     ).one_or_none()
+
+
+async def chain_head(session: AsyncSession) -> Anchor | None:
+    """The newest entry as an anchor, None while the log is empty."""
+    row = await _chain_head_row(session)
     if row is None or not row.seq:
         return None
     return Anchor(int(row.seq), str(row.entry_hash))
@@ -77,13 +82,7 @@ async def verify_chain(session: AsyncSession, anchors: Sequence[Anchor] = ()) ->
     the sequence has no gaps, that the chain head names the last entry (a deleted tail), and
     that every anchored entry still has the hash recorded for it."""
     anchored = {anchor.seq: anchor.entry_hash for anchor in anchors}
-    head = (
-        await session.execute(
-            select(AuditChainHead.seq, AuditChainHead.entry_hash).where(
-                AuditChainHead.id == CHAIN_HEAD_ID
-            )
-        )
-    ).one_or_none()
+    head = await _chain_head_row(session)
     # Entries appended while we walk are beyond the head we read, and are left for next time.
     head_seq = int(head.seq) if head is not None else None
     expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
