@@ -79,6 +79,14 @@ transactions = cast(Table, LedgerTransaction.__table__)
 entries_table = cast(Table, LedgerEntry.__table__)
 
 _POST_TRANSACTION_PG = text(statements.POST_TRANSACTION)
+# A PostedEntry's fields, in its order (statements.POST_TRANSACTION returns the same).
+_POSTED_ENTRY_COLUMNS = (
+    entries_table.c.id,
+    entries_table.c.account_id,
+    entries_table.c.unit,
+    entries_table.c.amount,
+    entries_table.c.balance_after,
+)
 
 MAIN = "main"
 """The name of a customer's spendable account (others: e.g. `held` for reserved credits)."""
@@ -419,6 +427,15 @@ def _big(value: int) -> ColumnElement[int]:
     return bindparam(None, value, type_=BigInteger)
 
 
+def _amount_by_account(amounts: Mapping[int, int]) -> ColumnElement[int]:
+    """Each account's own amount as one SQL expression over `accounts.c.id`, for an UPDATE of
+    exactly these accounts (a plain parameter when there is only one)."""
+    ids = sorted(amounts)
+    if len(ids) == 1:
+        return _big(amounts[ids[0]])
+    return case(*((accounts.c.id == _big(i), _big(amounts[i])) for i in ids))
+
+
 def _balance_update(
     deltas: Mapping[int, int], units: Mapping[int, str], allow_overdraft: bool
 ) -> Any:
@@ -428,10 +445,7 @@ def _balance_update(
     statements.POST_TRANSACTION, which locks the rows in id order first.)
     """
     ids = sorted(deltas)
-    if len(ids) == 1:
-        delta: ColumnElement[int] = _big(deltas[ids[0]])
-    else:
-        delta = case(*((accounts.c.id == _big(i), _big(deltas[i])) for i in ids))
+    delta = _amount_by_account(deltas)
     new_balance = accounts.c.balance + delta
     distinct_units = set(units.values())
     if len(distinct_units) == 1:
@@ -636,15 +650,7 @@ async def _move_generic(
     if not rows:
         return []
     written = await session.execute(
-        insert(entries_table)
-        .values(rows)
-        .returning(
-            entries_table.c.id,
-            entries_table.c.account_id,
-            entries_table.c.unit,
-            entries_table.c.amount,
-            entries_table.c.balance_after,
-        )
+        insert(entries_table).values(rows).returning(*_POSTED_ENTRY_COLUMNS)
     )
     return sorted((PostedEntry(*row) for row in written), key=lambda e: e.id)
 
@@ -670,12 +676,10 @@ async def _undo_balances(session: AsyncSession, applied: Mapping[int, int]) -> N
     """Take back the balance changes of a posting refused part-way (its rows stay locked)."""
     if not applied:
         return
-    ids = sorted(applied)
-    delta = case(*((accounts.c.id == _big(i), _big(applied[i])) for i in ids))
-    restored = accounts.c.balance - delta
+    restored = accounts.c.balance - _amount_by_account(applied)
     await session.execute(
         update(accounts)
-        .where(accounts.c.id.in_(ids))
+        .where(accounts.c.id.in_(sorted(applied)))
         .values(balance=restored, overdrawn=and_(restored < 0, ~accounts.c.allow_negative))
     )
 
@@ -741,13 +745,7 @@ async def get_transaction_by_key(
     if row is None:
         return None
     lines = await session.execute(
-        select(
-            entries_table.c.id,
-            entries_table.c.account_id,
-            entries_table.c.unit,
-            entries_table.c.amount,
-            entries_table.c.balance_after,
-        )
+        select(*_POSTED_ENTRY_COLUMNS)
         .where(entries_table.c.transaction_id == row.id)
         .order_by(entries_table.c.id)
     )
