@@ -50,6 +50,7 @@ def serve(
 
     from billfold.app import create_app
     from billfold.db.migrate import upgrade
+    from billfold.observability import configure_logging
 
     settings = get_settings()
     if host:
@@ -74,6 +75,7 @@ def serve(
     console.print(f"billfold listening on http://{settings.host}:{settings.port}")
     console.print(f"  mode: {mode}")
     console.print(f"  database: {database}")
+    configure_logging(settings.log_level)
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning")
 
 

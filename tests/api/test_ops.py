@@ -46,3 +46,24 @@ async def test_malformed_json_names_the_body(client: httpx.AsyncClient) -> None:
         "message": "request body is not valid JSON",
         "field": "body",
     }
+
+
+def test_log_lines_are_json_with_the_request_id() -> None:
+    import json
+    import logging
+
+    from billfold.observability import JsonFormatter, request_id_var
+
+    record = logging.LogRecord("billfold.x", logging.INFO, __file__, 1, "paid %s", ("in_1",), None)
+    token = request_id_var.set("req_abc")
+    try:
+        line = JsonFormatter().format(record)
+    finally:
+        request_id_var.reset(token)
+    assert json.loads(line) | {"ts": "-"} == {
+        "ts": "-",
+        "level": "info",
+        "logger": "billfold.x",
+        "msg": "paid in_1",
+        "request_id": "req_abc",
+    }
