@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from billfold.config import Settings
 from billfold.stripe.models import WebhookEvent
+from tests.api.stripe_events import deliver_all, pay_checkout
 from tests.e2e_fixtures import BillfoldServer
 from tests.subscriptions.fake_stripe import FakeStripeGateway, sign
 from tests.subscriptions.fixtures import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, bearer, deliver
@@ -41,13 +42,6 @@ SUBSCRIPTION_KEYS = {
     "created_at",
     "updated_at",
 }
-
-
-async def _pay(api: httpx.AsyncClient, gateway: FakeStripeGateway, session_id: str) -> None:
-    """The customer pays on the hosted page; Stripe's events reach /api/stripe/webhook."""
-    gateway.stripe.complete_checkout(session_id)
-    for event in gateway.stripe.events:
-        assert (await deliver(api, event, path=WEBHOOK)).status_code == 200
 
 
 async def _stored_events(database: Any) -> int:
@@ -120,7 +114,7 @@ async def test_checkout_session_errors(
     assert zero.json()["error"]["field"] == "quantity"
 
     first = await api.post(f"{B}/checkout_session", json=body, headers=headers)
-    await _pay(api, gateway, first.json()["id"])
+    await pay_checkout(api, gateway, first.json()["id"], path=WEBHOOK)
     second = await api.post(f"{B}/checkout_session", json=body, headers=headers)
     assert second.status_code == 409
     assert second.json()["error"]["code"] == "conflict"
@@ -140,7 +134,7 @@ async def test_subscriptions_list(
 
     body = {"price_id": "billfold_premium_monthly_usd"}
     first = await api.post(f"{B}/checkout_session", json=body, headers=headers)
-    await _pay(api, gateway, first.json()["id"])
+    await pay_checkout(api, gateway, first.json()["id"], path=WEBHOOK)
     (only,) = (await api.get(f"{B}/subscriptions", headers=headers)).json()["subscriptions"]
     assert set(only) == SUBSCRIPTION_KEYS
     assert (only["plan"], only["status"], only["interval"]) == ("premium", "active", "monthly")
@@ -150,13 +144,12 @@ async def test_subscriptions_list(
     # Canceled now, then subscribed again: both listed, the newest first.
     sub = gateway.stripe.subscriptions[only["stripe_subscription_id"]]
     await gateway.cancel_subscription(sub["id"], idempotency_key="test-cancel")
-    for event in gateway.stripe.events:
-        await deliver(api, event, path=WEBHOOK)
+    await deliver_all(api, gateway, path=WEBHOOK)
     again = await api.post(
         f"{B}/checkout_session", json={"price_id": "billfold_premium_yearly_usd"}, headers=headers
     )
     assert again.status_code == 200, again.text
-    await _pay(api, gateway, again.json()["id"])
+    await pay_checkout(api, gateway, again.json()["id"], path=WEBHOOK)
     listed = (await api.get(f"{B}/subscriptions", headers=headers)).json()["subscriptions"]
     assert [(s["status"], s["interval"]) for s in listed] == [
         ("active", "yearly"),

@@ -9,9 +9,10 @@ from billfold.audit.models import AuditEntry
 from billfold.config import Settings
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
+from tests.api.stripe_events import pay_checkout
 from tests.subscriptions.fake_stripe import FakeStripeGateway
 from tests.subscriptions.fixtures import *  # noqa: F403
-from tests.subscriptions.fixtures import bearer, deliver
+from tests.subscriptions.fixtures import bearer
 
 ORG = "org_acme"
 BASE = f"/api/v1/organizations/{ORG}/billing"
@@ -67,9 +68,7 @@ async def test_admin_checks_out_members_read_others_refused(
     assert {e.action for e in entries} >= {"customer.created", "checkout.created"}
     assert any(e.actor == "user:ada" for e in entries)
 
-    gateway.stripe.complete_checkout(started["session_id"])
-    for event in gateway.stripe.events:
-        assert (await deliver(api, event)).status_code == 200
+    await pay_checkout(api, gateway, started["session_id"])
     response = await api.get(f"{BASE}/subscription", headers=member)
     status = response.json()
     assert status["status"] == "active" and status["plan"] == "premium"

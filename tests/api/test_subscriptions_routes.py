@@ -12,9 +12,10 @@ from sqlalchemy import select
 
 from billfold.config import Settings
 from billfold.customers.models import BillingAccount
+from tests.api.stripe_events import pay_checkout
 from tests.e2e_fixtures import BillfoldServer
 from tests.subscriptions.fake_stripe import FakeStripeGateway
-from tests.subscriptions.fixtures import bearer, deliver
+from tests.subscriptions.fixtures import bearer
 
 S = "/api/subscriptions"
 APP = "https://app.example.com"
@@ -37,11 +38,6 @@ SUBSCRIPTION_KEYS = {
 }
 
 
-async def _deliver_all(api: httpx.AsyncClient, gateway: FakeStripeGateway) -> None:
-    for event in gateway.stripe.events:
-        assert (await deliver(api, event)).status_code == 200
-
-
 async def _subscribe(
     api: httpx.AsyncClient,
     gateway: FakeStripeGateway,
@@ -52,8 +48,7 @@ async def _subscribe(
     response = await api.post(f"{S}/subscribe", json=body, headers=headers)
     assert response.status_code == 200, response.text
     checkout: dict[str, Any] = response.json()
-    gateway.stripe.complete_checkout(checkout["sessionId"])
-    await _deliver_all(api, gateway)
+    await pay_checkout(api, gateway, checkout["sessionId"])
     return checkout
 
 

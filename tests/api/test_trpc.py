@@ -24,8 +24,8 @@ from billfold.auth.tokens import issue_token
 from billfold.config import Settings
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import get_or_create_account
+from tests.api.stripe_events import pay_checkout
 from tests.subscriptions.fake_stripe import FakeStripeGateway
-from tests.subscriptions.fixtures import deliver
 
 PREFIX = "/trpc-wire"
 
@@ -443,9 +443,7 @@ async def test_second_checkout_while_subscribed_is_a_conflict(
 ) -> None:
     token = issue_token(billing_settings, "carol")
     first = await api.post(CHECKOUT, json=_checkout_input(token))
-    gateway.stripe.complete_checkout(first.json()["result"]["data"]["id"])
-    for event in gateway.stripe.events:
-        assert (await deliver(api, event)).status_code == 200
+    await pay_checkout(api, gateway, first.json()["result"]["data"]["id"])
     again = await api.post(CHECKOUT, json=_checkout_input(token))
     assert again.status_code == 409
     assert again.json()["error"]["code"] == -32009
