@@ -236,6 +236,21 @@ async def get_subscription(
     return envelope("Subscription retrieved successfully", _details(sub, account.external_id))
 
 
+def _ending(sub: Subscription, *, ended: bool) -> dict[str, Any]:
+    """The answer of cancel and reactivate: whether the subscription ends with its period, and
+    when it ended (`ended`, canceled now) or when the period ends."""
+    data: dict[str, Any] = {
+        "id": sub.id,
+        "status": sub.status,
+        "cancel_at_period_end": sub.cancel_at_period_end,
+    }
+    if ended:
+        data["canceled_at"] = _timestamp(sub.canceled_at)
+    else:
+        data["current_period_end"] = _timestamp(sub.current_period_end)
+    return data
+
+
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -269,24 +284,8 @@ async def cancel_subscription(
         session, container, account, audit=audit, immediately=body.cancel_immediately
     )
     if body.cancel_immediately:
-        return envelope(
-            "Subscription canceled immediately",
-            {
-                "id": sub.id,
-                "status": sub.status,
-                "cancel_at_period_end": sub.cancel_at_period_end,
-                "canceled_at": _timestamp(sub.canceled_at),
-            },
-        )
-    return envelope(
-        "Subscription will cancel at end of billing period",
-        {
-            "id": sub.id,
-            "status": sub.status,
-            "cancel_at_period_end": sub.cancel_at_period_end,
-            "current_period_end": _timestamp(sub.current_period_end),
-        },
-    )
+        return envelope("Subscription canceled immediately", _ending(sub, ended=True))
+    return envelope("Subscription will cancel at end of billing period", _ending(sub, ended=False))
 
 
 @router.post("/subscription/reactivate")
@@ -295,15 +294,7 @@ async def reactivate_subscription(
 ) -> JSONResponse:
     account = await account_for_principal(session, principal, container.settings)
     sub = await subscriptions.reactivate(session, container, account, audit=audit)
-    return envelope(
-        "Subscription reactivated successfully",
-        {
-            "id": sub.id,
-            "status": sub.status,
-            "cancel_at_period_end": sub.cancel_at_period_end,
-            "current_period_end": _timestamp(sub.current_period_end),
-        },
-    )
+    return envelope("Subscription reactivated successfully", _ending(sub, ended=False))
 
 
 @router.post("/webhook")
