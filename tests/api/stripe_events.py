@@ -1,10 +1,16 @@
-"""The step many API tests share: the customer pays on the fake Stripe's hosted Checkout page,
-and every event Stripe sent reaches a billfold webhook route, signed, and is accepted."""
+"""The step many API tests share: the customer pays on Stripe's hosted Checkout page, and
+Stripe's events reach billfold. With the fake gateway every event is delivered signed to a
+webhook route and must be accepted; with the Stripe sandbox the sandbox sends them itself.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
 
+from tests.e2e_fixtures import BillfoldServer
 from tests.subscriptions.fake_stripe import FakeStripeGateway
 from tests.subscriptions.fixtures import deliver
 
@@ -30,3 +36,24 @@ async def pay_checkout(
     """The customer pays Checkout session `session_id`; Stripe's events reach `path`."""
     gateway.stripe.complete_checkout(session_id)
     await deliver_all(api, gateway, path=path)
+
+
+def sandbox_post(server: BillfoldServer, path: str, **form: Any) -> Any:
+    """A call to one of the Stripe sandbox's test-helper routes (they are not in the SDK)."""
+    response = httpx.post(
+        server.sandbox.url + path,
+        data={k: str(v) for k, v in form.items()},
+        headers={"Authorization": f"Bearer {server.sandbox.api_key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def pay_in_sandbox(server: BillfoldServer, session_id: str) -> None:
+    """The customer pays Checkout session `session_id` on the sandbox; returns once billfold
+    has applied every webhook the sandbox sent."""
+    await asyncio.to_thread(
+        sandbox_post, server, f"/v1/test_helpers/checkout/sessions/{session_id}/complete"
+    )
+    await server.settle()

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from billfold.config import Settings
 from billfold.stripe.models import WebhookEvent
-from tests.api.stripe_events import deliver_all, pay_checkout
+from tests.api.stripe_events import deliver_all, pay_checkout, pay_in_sandbox
 from tests.e2e_fixtures import BillfoldServer
 from tests.subscriptions.fake_stripe import FakeStripeGateway, sign
 from tests.subscriptions.fixtures import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, bearer, deliver
@@ -276,12 +276,7 @@ async def test_paid_in_the_sandbox_through_api_stripe_webhook(
         assert started.status_code == 200, started.text
         session_id = started.json()["id"]
         assert started.json()["url"].startswith(server.sandbox.url)
-        await asyncio.to_thread(
-            httpx.post,
-            f"{server.sandbox.url}/v1/test_helpers/checkout/sessions/{session_id}/complete",
-            headers={"Authorization": f"Bearer {server.sandbox.api_key}"},
-        )
-        await server.settle()
+        await pay_in_sandbox(server, session_id)
         listed = (await http.get(f"{B}/subscriptions", headers=headers)).json()["subscriptions"]
     (sub,) = listed
     assert (sub["status"], sub["plan"], sub["interval"]) == ("active", "premium", "yearly")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from billfold.config import Settings
 from billfold.customers.models import BillingAccount
-from tests.api.stripe_events import pay_checkout
+from tests.api.stripe_events import pay_checkout, pay_in_sandbox, sandbox_post
 from tests.e2e_fixtures import BillfoldServer
 from tests.subscriptions.fake_stripe import FakeStripeGateway
 from tests.subscriptions.fixtures import bearer
@@ -293,24 +293,10 @@ async def test_the_whole_flow_against_the_stripe_sandbox(billfold_server: Billfo
     server = billfold_server
     headers = server.bearer("owner", shop="demo.myshopify.com")
 
-    def sandbox_post(path: str, **form: Any) -> Any:
-        response = httpx.post(
-            server.sandbox.url + path,
-            data={k: str(v) for k, v in form.items()},
-            headers={"Authorization": f"Bearer {server.sandbox.api_key}"},
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
-        return response.json()
-
     async with server.http() as http:
         started = await http.post(f"{S}/subscribe", json={"planId": "premium"}, headers=headers)
         assert started.status_code == 200, started.text
-        await asyncio.to_thread(
-            sandbox_post,
-            f"/v1/test_helpers/checkout/sessions/{started.json()['sessionId']}/complete",
-        )
-        await server.settle()
+        await pay_in_sandbox(server, started.json()["sessionId"])
         current = (await http.get(f"{S}/current", headers=headers)).json()
         assert current["hasPremium"] is True
         assert (current["subscription"]["interval"], current["subscription"]["amount"]) == (
@@ -319,7 +305,7 @@ async def test_the_whole_flow_against_the_stripe_sandbox(billfold_server: Billfo
         )
 
         await asyncio.to_thread(
-            sandbox_post, "/v1/test_helpers/sandbox/clock/advance", seconds=10 * 86400
+            sandbox_post, server, "/v1/test_helpers/sandbox/clock/advance", seconds=10 * 86400
         )
         changed = await http.put(
             f"{S}/update",

@@ -26,6 +26,7 @@ import uvicorn
 
 from billfold.auth.tokens import issue_token
 from billfold.config import Settings
+from tests.api.stripe_events import pay_in_sandbox
 from tests.e2e_fixtures import BillfoldServer
 from tests.subscriptions.fake_stripe import FakeStripeGateway
 
@@ -205,20 +206,8 @@ async def test_official_trpc_client_against_the_stripe_sandbox(
             assert (await http.get(page)).status_code == 200, page
 
     # The customer pays: the sandbox's webhooks reach billfold, and alice has premium.
-    await asyncio.to_thread(
-        _sandbox_post, server, f"/v1/test_helpers/checkout/sessions/{checkout['id']}/complete"
-    )
-    await server.settle()
+    await pay_in_sandbox(server, checkout["id"])
     async with server.http() as http:
         current = await http.get("/api/subscriptions/current", headers=server.bearer("alice"))
     assert current.json()["hasPremium"] is True
     assert current.json()["subscription"]["plan"] == "premium"
-
-
-def _sandbox_post(server: BillfoldServer, path: str) -> None:
-    response = httpx.post(
-        server.sandbox.url + path,
-        headers={"Authorization": f"Bearer {server.sandbox.api_key}"},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
