@@ -8,11 +8,11 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from billfold.api.deps import ContainerDep, SessionDep
+from billfold.api.account_deps import ReadingAccountDep
+from billfold.api.deps import SessionDep
 from billfold.auth.apikeys import create_api_key
-from billfold.auth.dependencies import PrincipalDep, ShopHeaderDep
 from billfold.auth.principal import Principal
-from billfold.auth.tenancy import account_for_principal, account_for_shop, account_for_user
+from billfold.auth.tenancy import account_for_shop, account_for_user
 from billfold.auth.tokens import issue_token
 from billfold.clock import FrozenClock
 from billfold.config import Settings
@@ -22,19 +22,11 @@ from billfold.ledger.service import balance_of, grant_credits
 
 @pytest.fixture
 async def balance_app(app: FastAPI) -> FastAPI:
-    """A balance route resolved the way every dialect resolves its account."""
+    """A balance route whose account comes from the dependency the dialects use."""
     router = APIRouter()
 
     @router.get("/_probe/balance")
-    async def balance(
-        session: SessionDep,
-        container: ContainerDep,
-        principal: PrincipalDep,
-        shop: ShopHeaderDep,
-    ) -> dict[str, Any]:
-        account = await account_for_principal(
-            session, principal, container.settings, header_shop=shop, require_admin=False
-        )
+    async def balance(session: SessionDep, account: ReadingAccountDep) -> dict[str, Any]:
         return {"account": account.external_id, "credits": await balance_of(session, account.id)}
 
     app.include_router(router)
