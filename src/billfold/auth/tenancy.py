@@ -10,6 +10,8 @@ ever tells one tenant about another's data.
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.auth.dependencies import ACCOUNT_HEADER, SHOP_HEADER
@@ -44,11 +46,23 @@ def _api_key_ref(principal: Principal, kind: AccountKind) -> AccountRef:
     return ref
 
 
+def _shop_header_sent(header_shop: str | None) -> TypeGuard[str]:
+    """An absent or blank `X-Shopify-Shop-Domain` counts as not sent."""
+    return header_shop is not None and bool(header_shop.strip())
+
+
+def _named_shop(header_shop: str | None) -> str | None:
+    """The shop domain `X-Shopify-Shop-Domain` names (400 when it is not one), None if not sent."""
+    if not _shop_header_sent(header_shop):
+        return None
+    return normalize_shop_domain(header_shop, field=SHOP_HEADER)
+
+
 def select_shop(principal: Principal, header_shop: str | None) -> str:
     """The shop a user's request acts on: the `X-Shopify-Shop-Domain` header when the token
     is entitled to it (else 403), otherwise the token's own shop."""
-    if header_shop is not None and header_shop.strip():
-        domain = normalize_shop_domain(header_shop, field=SHOP_HEADER)
+    domain = _named_shop(header_shop)
+    if domain is not None:
         if not principal.entitled_to_shop(domain):
             raise Forbidden(f"the token is not entitled to shop {domain}")
         return domain
@@ -101,11 +115,7 @@ async def account_for_shop(
     """The shop's account: for a user, the shop selected by `select_shop`; for an API key,
     the shop named by `X-Shopify-Shop-Domain` or `X-Billfold-Account` (both: the same)."""
     if principal.is_api_key:
-        named = (
-            normalize_shop_domain(header_shop, field=SHOP_HEADER)
-            if header_shop is not None and header_shop.strip()
-            else None
-        )
+        named = _named_shop(header_shop)
         if principal.acting_for is not None:
             ref = _api_key_ref(principal, AccountKind.SHOP)
             if named is not None and named != ref.external_id:
@@ -135,7 +145,7 @@ async def account_for_principal(
     needs the admin role unless `require_admin=False`); else the selected shop when the token
     or header names one; else the user's own account.
     """
-    shop_named = header_shop is not None and bool(header_shop.strip())
+    shop_named = _shop_header_sent(header_shop)
     ref = principal.acting_for
     if principal.is_api_key:
         if ref is None and shop_named:
