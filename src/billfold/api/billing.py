@@ -104,7 +104,7 @@ async def create_checkout_session(
         price_id=body.price_id,
         plan=body.plan,
         interval=body.interval,
-        currency=(body.currency or account.currency).lower(),
+        currency=body.currency,
         quantity=body.quantity,
         success_url=body.success_url,
         cancel_url=body.cancel_url,

@@ -163,7 +163,7 @@ async def subscribe(
         price_id=body.price_id,
         plan=body.plan_id,
         interval=body.interval,
-        currency=(body.currency or account.currency).lower(),
+        currency=body.currency,
         success_url=body.success_url,
         cancel_url=body.cancel_url,
         idempotency_key=request.headers.get("idempotency-key"),
@@ -190,7 +190,7 @@ async def update_subscription(
         price_id=body.price_id,
         plan=body.plan_id,
         interval=body.interval,
-        currency=body.currency.lower() if body.currency else None,
+        currency=body.currency,
         quantity=body.quantity,
         proration=body.proration_behavior,
     )

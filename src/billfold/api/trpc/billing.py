@@ -75,7 +75,6 @@ async def create_checkout_session(
         account,
         audit=audit,
         price_id=data.product_id,
-        currency=account.currency,
         success_url=data.success_url,
         cancel_url=data.cancel_url,
         allow_promotion_codes=True,
