@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import stripe
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billfold.sandbox.app import create_sandbox_app
 from billfold.sandbox.routing import SandboxRouter
-from billfold.sandbox.state import SandboxState, Timer
+from billfold.sandbox.state import SandboxState, Timer, TimerQueue
 from tests.sandbox.billing_support import events, last_event_id, subscribed
 from tests.sandbox.shapes import assert_stripe_shape
 from tests.sandbox_fixtures import SandboxServer, ServedApp
@@ -210,3 +213,80 @@ def test_deleting_a_clock_deletes_its_customers_as_deleting_them_would(
     with pytest.raises(stripe.InvalidRequestError) as info:
         stripe_client.v1.test_helpers.test_clocks.retrieve(who.clock)
     assert info.value.code == "resource_missing"
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("schedule"),
+            st.integers(0, 50),  # at
+            st.sampled_from(["a.renew", "a.retry"]),
+            st.sampled_from(["sub_1", "sub_2", "in_1", "in_2", "in_3"]),
+            st.sampled_from([None, "clock_a", "clock_b"]),
+        ),
+        st.tuples(
+            st.just("cancel"),
+            st.sampled_from(["sub_1", "sub_2", "in_1", "in_2", "in_3"]),
+            st.sampled_from([None, "a.renew", "a.retry"]),
+        ),
+        st.tuples(
+            st.just("pop"), st.sampled_from([None, "clock_a", "clock_b"]), st.integers(0, 50)
+        ),
+        st.tuples(st.just("drop_clock"), st.sampled_from([None, "clock_a", "clock_b"])),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=_OPS)
+def test_timer_queue_matches_a_sorted_list(ops: list[tuple[Any, ...]]) -> None:
+    """Whatever the mix of scheduling, cancelling (tombstones, compaction) and firing, the
+    queue gives what scanning a plain list would: the earliest due timer of the clock."""
+    queue, model, seq = TimerQueue(compact_at_least=2), list[Timer](), 0  # compacts often
+    for op in ops:
+        if op[0] == "schedule":
+            seq += 1
+            timer = Timer(op[1], seq, op[2], op[3], op[4])
+            queue.push(timer)
+            model.append(timer)
+        elif op[0] == "cancel":
+            gone = [t for t in model if t.object_id == op[1] and op[2] in (None, t.kind)]
+            model = [t for t in model if t not in gone]
+            assert queue.cancel(op[1], op[2]) == len(gone)
+        elif op[0] == "pop":
+            due = [t for t in model if t.clock_id == op[1] and t.at <= op[2]]
+            expected = min(due) if due else None
+            assert queue.pop_due(op[1], op[2]) == expected
+            if expected is not None:
+                model.remove(expected)
+        else:
+            gone = [t for t in model if t.clock_id == op[1]]
+            model = [t for t in model if t.clock_id != op[1]]
+            assert queue.cancel_clock(op[1]) == len(gone)
+        assert len(queue) == len(model)
+        assert sorted(queue) == sorted(model)
+        for clock_id in (None, "clock_a", "clock_b"):
+            mine = [t.at for t in model if t.clock_id == clock_id]
+            assert queue.next_at(clock_id) == (min(mine) if mine else None)
+    assert sorted(TimerQueue(list(queue))) == sorted(model)  # as reloaded from a file
+
+
+def test_a_time_hook_may_cancel_a_timer_that_is_due() -> None:
+    """Hooks run for the stretch up to a timer before it fires; one that cancels that timer
+    (a scan that ends the subscription first) means the timer does not fire."""
+    state = SandboxState()
+    fired: list[str] = []
+    state.register_timer("a.renew", lambda s, timer: fired.append(timer.object_id))
+
+    def hook(s: SandboxState, clock_id: str | None, from_ts: int, to_ts: int) -> None:
+        if to_ts >= T0 + 10:
+            s.cancel_timers("sub_1")
+
+    state.register_time_hook(hook)
+    state.insert({"id": "clock_h", "object": "test_helpers.test_clock", "frozen_time": T0})
+    state.schedule(T0 + 10, "a.renew", "sub_1", clock_id="clock_h")
+    state.schedule(T0 + 20, "a.renew", "sub_2", clock_id="clock_h")
+    state.run_forward("clock_h", T0 + 30)
+    assert fired == ["sub_2"]
+    assert state.pending_timers() == []

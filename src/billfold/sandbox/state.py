@@ -83,6 +83,120 @@ class Timer:
         }
 
 
+class TimerQueue:
+    """The pending timers: one heap per clock, an index by object, lazy deletion.
+
+    Scheduling a timer, cancelling one and taking the next due one cost O(log n). A cancelled
+    timer stays in its clock's heap as a tombstone (its `seq` in `_dead`) until it reaches the
+    top, or until tombstones outnumber live timers and the heaps are compacted (amortised O(1)
+    per cancellation). Iterating gives the live timers, unordered.
+    """
+
+    def __init__(self, timers: list[Timer] | None = None, *, compact_at_least: int = 64) -> None:
+        self.compact_at_least = compact_at_least
+        self._heaps: dict[str | None, list[Timer]] = {}
+        self._by_object: dict[str, dict[int, Timer]] = {}
+        self._dead: set[int] = set()
+        self._live = 0
+        for timer in timers or []:
+            self._heaps.setdefault(timer.clock_id, []).append(timer)
+            self._index(timer)
+        for heap in self._heaps.values():
+            heapq.heapify(heap)
+
+    def __len__(self) -> int:
+        return self._live
+
+    def __iter__(self) -> Iterator[Timer]:
+        for timers in list(self._by_object.values()):
+            yield from list(timers.values())
+
+    def push(self, timer: Timer) -> None:
+        heapq.heappush(self._heaps.setdefault(timer.clock_id, []), timer)
+        self._index(timer)
+
+    def cancel(self, object_id: str, kind: str | None = None) -> int:
+        """Drop an object's pending timers (of one kind, or all); how many were dropped."""
+        mine = self._by_object.get(object_id)
+        if not mine:
+            return 0
+        dropped = [seq for seq, t in mine.items() if kind is None or t.kind == kind]
+        for seq in dropped:
+            del mine[seq]
+            self._dead.add(seq)
+        if not mine:
+            del self._by_object[object_id]
+        self._live -= len(dropped)
+        if len(self._dead) > max(self.compact_at_least, self._live):
+            self._compact()
+        return len(dropped)
+
+    def cancel_clock(self, clock_id: str | None) -> int:
+        """Drop every pending timer of a clock; how many were dropped."""
+        dropped = 0
+        for timer in self._heaps.pop(clock_id, []):
+            if timer.seq in self._dead:
+                self._dead.discard(timer.seq)
+            else:
+                self._forget(timer)
+                dropped += 1
+        return dropped
+
+    def of(self, object_id: str) -> list[Timer]:
+        """An object's pending timers, in time order."""
+        return sorted(self._by_object.get(object_id, {}).values())
+
+    def next_at(self, clock_id: str | None) -> int | None:
+        """When the next pending timer of a clock is due (None: it has none)."""
+        heap = self._pruned(clock_id)
+        return heap[0].at if heap else None
+
+    def pop_due(self, clock_id: str | None, until: int) -> Timer | None:
+        """Take the first timer of a clock due by `until` (time order, then scheduling order)."""
+        heap = self._pruned(clock_id)
+        if not heap or heap[0].at > until:
+            return None
+        timer = heapq.heappop(heap)
+        self._forget(timer)
+        return timer
+
+    def clear(self) -> None:
+        self._heaps.clear()
+        self._by_object.clear()
+        self._dead.clear()
+        self._live = 0
+
+    def _index(self, timer: Timer) -> None:
+        self._by_object.setdefault(timer.object_id, {})[timer.seq] = timer
+        self._live += 1
+
+    def _forget(self, timer: Timer) -> None:
+        mine = self._by_object[timer.object_id]
+        del mine[timer.seq]
+        if not mine:
+            del self._by_object[timer.object_id]
+        self._live -= 1
+
+    def _pruned(self, clock_id: str | None) -> list[Timer] | None:
+        heap = self._heaps.get(clock_id)
+        while heap and heap[0].seq in self._dead:
+            self._dead.discard(heapq.heappop(heap).seq)
+        if not heap:
+            self._heaps.pop(clock_id, None)
+            return None
+        return heap
+
+    def _compact(self) -> None:
+        for clock_id, heap in list(self._heaps.items()):
+            keep = [t for t in heap if t.seq not in self._dead]
+            if keep:
+                heapq.heapify(keep)
+                self._heaps[clock_id] = keep
+            else:
+                del self._heaps[clock_id]
+        self._dead.clear()
+
+
 def random_id(prefix: str, length: int = 24) -> str:
     """`cus_` + 24 random letters and digits, like Stripe's ids."""
     return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(length))
@@ -100,7 +214,7 @@ class SandboxState:
         self.objects: dict[str, OrderedDict[str, StripeObject]] = {}
         self._type_by_id: dict[str, str] = {}
         self.clock_offset = 0
-        self.timers: list[Timer] = []
+        self.timers = TimerQueue()
         self._timer_seq = 0
         self.idempotency: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.time_hooks: list[TimeHook] = []
@@ -272,27 +386,32 @@ class SandboxState:
         with self.lock:
             self._timer_seq += 1
             timer = Timer(at, self._timer_seq, kind, object_id, clock_id, data)
-            heapq.heappush(self.timers, timer)
+            self.timers.push(timer)
             self._dirty = True
             return timer
 
     def cancel_timers(self, object_id: str, kind: str | None = None) -> int:
-        """Drop pending timers for an object (of one kind, or all)."""
+        """Drop pending timers for an object (of one kind, or all); cheap when it has none."""
         with self.lock:
-            keep = [
-                t
-                for t in self.timers
-                if not (t.object_id == object_id and (kind is None or t.kind == kind))
-            ]
-            dropped = len(self.timers) - len(keep)
-            heapq.heapify(keep)
-            self.timers = keep
-            self._dirty = True
+            dropped = self.timers.cancel(object_id, kind)
+            if dropped:
+                self._dirty = True
+            return dropped
+
+    def cancel_clock_timers(self, clock_id: str | None) -> int:
+        """Drop every pending timer of a clock (the clock is deleted)."""
+        with self.lock:
+            dropped = self.timers.cancel_clock(clock_id)
+            if dropped:
+                self._dirty = True
             return dropped
 
     def pending_timers(self, object_id: str | None = None) -> list[Timer]:
+        """Pending timers, in time order (of one object, or all)."""
         with self.lock:
-            return sorted(t for t in self.timers if object_id in (None, t.object_id))
+            if object_id is not None:
+                return self.timers.of(object_id)
+            return sorted(self.timers)
 
     @contextmanager
     def pinned_time(self, clock_id: str | None, at: int) -> Iterator[None]:
@@ -307,10 +426,6 @@ class SandboxState:
                 self._pinned.pop(key, None)
             else:
                 self._pinned[key] = before
-
-    def _next_due(self, clock_id: str | None, until: int) -> Timer | None:
-        due = [t for t in self.timers if t.clock_id == clock_id and t.at <= until]
-        return min(due) if due else None
 
     def run_forward(self, clock_id: str | None, to_ts: int) -> None:
         """Run timers and time hooks of a clock in time order up to `to_ts`.
@@ -329,15 +444,17 @@ class SandboxState:
         with self.lock:
             cursor = self.now(clock_id)
             while True:
-                timer = self._next_due(clock_id, to_ts)
-                if timer is None:
+                next_at = self.timers.next_at(clock_id)
+                if next_at is None or next_at > to_ts:
                     break
-                at = max(timer.at, cursor)
+                at = max(next_at, cursor)
                 if at > cursor:
+                    # Hooks run first and may cancel or add timers: look again afterwards.
                     self._run_hooks(clock_id, cursor, at)
                     cursor = at
-                self.timers.remove(timer)
-                heapq.heapify(self.timers)
+                    continue
+                timer = self.timers.pop_due(clock_id, to_ts)
+                assert timer is not None
                 handler = self.timer_handlers.get(timer.kind)
                 if handler is not None:
                     with self.pinned_time(clock_id, at):
@@ -365,8 +482,9 @@ class SandboxState:
 
     def run_due_sandbox_timers(self) -> None:
         """Fire sandbox-clock timers whose time has passed in real time (called per request)."""
-        if any(t.clock_id is None for t in self.timers):
-            with self.lock:
+        with self.lock:
+            next_at = self.timers.next_at(None)
+            if next_at is not None and next_at <= self.now():
                 self.run_forward(None, self.now())
 
     # --- events --------------------------------------------------------------------------
@@ -514,8 +632,7 @@ class SandboxState:
         raw = json.loads(self.path.read_text(encoding="utf-8"))
         self.clock_offset = int(raw.get("clock_offset", 0))
         self._timer_seq = int(raw.get("timer_seq", 0))
-        self.timers = [Timer(**t) for t in raw.get("timers", [])]
-        heapq.heapify(self.timers)
+        self.timers = TimerQueue([Timer(**t) for t in raw.get("timers", [])])
         for kind, items in raw.get("objects", {}).items():
             bucket = self.objects.setdefault(kind, OrderedDict())
             for item in items:

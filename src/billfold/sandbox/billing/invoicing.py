@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from billfold.sandbox.billing import payments_port, timers
+from billfold.sandbox.billing import payments_port
 from billfold.sandbox.billing.settings import billing_settings
 from billfold.sandbox.errors import invalid_request
 from billfold.sandbox.state import SandboxState, StripeObject
@@ -640,7 +640,7 @@ def record_failure(state: SandboxState, invoice: StripeObject, *, schedule_retry
         invoice["_automatic_attempts"] = done + 1
         if done < len(days):
             next_attempt = int(started) + days[done] * 86_400
-            timers.drop(state, invoice["id"], RETRY_TIMER)
+            state.cancel_timers(invoice["id"], RETRY_TIMER)
             state.schedule(
                 next_attempt, RETRY_TIMER, invoice["id"], clock_id=state.clock_of(invoice)
             )
@@ -759,7 +759,7 @@ def mark_paid(state: SandboxState, invoice: StripeObject, *, payment_intent: str
             },
         )
         state.emit("invoice_payment.paid", inpay)
-    timers.drop(state, invoice["id"], RETRY_TIMER)
+    state.cancel_timers(invoice["id"], RETRY_TIMER)
     state.update(
         invoice,
         {
@@ -785,7 +785,7 @@ def void(state: SandboxState, invoice: StripeObject) -> StripeObject:
             f"This invoice is {invoice['status']}.",
         )
     now = state.now_for(invoice)
-    timers.drop(state, invoice["id"])
+    state.cancel_timers(invoice["id"])
     for inpay_id in invoice.get("_payments", []):
         inpay = state.get("invoice_payment", inpay_id)
         if inpay is not None and inpay["status"] == "open":
@@ -814,7 +814,7 @@ def mark_uncollectible(state: SandboxState, invoice: StripeObject) -> StripeObje
             "You can only mark open invoices as uncollectible. "
             f"This invoice is {invoice['status']}."
         )
-    timers.drop(state, invoice["id"], RETRY_TIMER)
+    state.cancel_timers(invoice["id"], RETRY_TIMER)
     state.update(
         invoice,
         {

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from billfold.sandbox.billing import discounts as discounting
-from billfold.sandbox.billing import invoicing, payments_port, timers
+from billfold.sandbox.billing import invoicing, payments_port
 from billfold.sandbox.billing.events import HeldEvents, held_events
 from billfold.sandbox.billing.periods import add_intervals, period_containing, prorate
 from billfold.sandbox.billing.settings import billing_settings
@@ -481,7 +481,7 @@ def _forget_first_attempt(
         state.remove("discount", discount_id)
     for item in invoicing.pending_items(state, str(sub["customer"]), str(sub["id"])):
         state.remove("invoiceitem", item["id"])
-    timers.drop(state, invoice["id"])
+    state.cancel_timers(invoice["id"])
     state.remove("invoice", invoice["id"])
     state.remove("subscription", sub["id"])
     held.drop_about(invoice["id"])
@@ -509,7 +509,7 @@ def _schedule(state: SandboxState, sub: StripeObject) -> None:
     """(Re)arm the subscription's timers from its current state."""
     clock = state.clock_of(sub)
     settings = billing_settings(state)
-    timers.drop(state, sub["id"])  # every timer on a subscription is one of these
+    state.cancel_timers(sub["id"])  # every timer on a subscription is one of these
     status = sub["status"]
     if status in ENDED:
         return
@@ -649,7 +649,7 @@ def _trial_ends_without_payment_method(state: SandboxState, sub: StripeObject) -
     else:
         _set_status(state, sub, "paused", pause_collection=None)
         state.emit("customer.subscription.paused", sub)
-        timers.drop(state, sub["id"])
+        state.cancel_timers(sub["id"])
     return True
 
 
@@ -819,7 +819,7 @@ def incomplete_expiry(state: SandboxState, timer: Timer) -> None:
     if latest is not None and latest["status"] == "open":
         invoicing.void(state, latest)
     _set_status(state, sub, "incomplete_expired", ended_at=now, canceled_at=now)
-    timers.drop(state, sub["id"])
+    state.cancel_timers(sub["id"])
 
 
 def cancel_at_reached(state: SandboxState, timer: Timer) -> None:
@@ -863,7 +863,7 @@ def end_subscription(
 ) -> StripeObject:
     """Cancel now: `canceled`, `ended_at`, timers dropped, `customer.subscription.deleted`."""
     now = state.now_for(sub)
-    timers.drop(state, sub["id"])
+    state.cancel_timers(sub["id"])
     details = dict(sub.get("cancellation_details") or {})
     details["reason"] = reason
     if comment is not None:
@@ -1174,6 +1174,6 @@ def resume(state: SandboxState, sub: StripeObject) -> StripeObject:
     state.emit("customer.subscription.resumed", sub, previous)
     invoice = _renew(state, sub, period, ending_trial=False)
     if invoice["status"] == "draft":
-        timers.drop(state, invoice["id"], invoicing.FINALIZE_TIMER)
+        state.cancel_timers(invoice["id"], invoicing.FINALIZE_TIMER)
         invoicing.finalize_and_collect(state, invoice)
     return sub

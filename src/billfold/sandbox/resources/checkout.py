@@ -22,7 +22,7 @@ from typing import Any, cast
 from starlette.responses import RedirectResponse, Response
 
 from billfold.sandbox.billing import discounts as discounting
-from billfold.sandbox.billing import invoicing, lifecycle, payments_port, timers
+from billfold.sandbox.billing import invoicing, lifecycle, payments_port
 from billfold.sandbox.billing.periods import add_intervals, prorate
 from billfold.sandbox.errors import StripeError, invalid_request
 from billfold.sandbox.pages import remember_base, render_page, sandbox_base_url
@@ -712,7 +712,7 @@ def list_line_items(call: Call) -> StripeObject:
 def expire_session(state: SandboxState, session: StripeObject) -> StripeObject:
     """open -> expired (`checkout.session.expired`)."""
     previous = state.update(session, {"status": "expired", "url": None})
-    timers.drop(state, session["id"], EXPIRE_TIMER)
+    state.cancel_timers(session["id"], EXPIRE_TIMER)
     state.emit("checkout.session.expired", session, previous)
     return session
 
@@ -824,7 +824,7 @@ def complete_session(
     )
     state.update(session, {"customer_details": details})
     if session["status"] == "complete":
-        timers.drop(state, session["id"], EXPIRE_TIMER)
+        state.cancel_timers(session["id"], EXPIRE_TIMER)
         state.emit("checkout.session.completed", session)
     return session
 
@@ -1342,7 +1342,7 @@ def finish_after_authentication(state: SandboxState, session: StripeObject, inte
         state.update(session, changes)
     else:
         state.update(session, {"status": "complete", "url": None})
-    timers.drop(state, session["id"], EXPIRE_TIMER)
+    state.cancel_timers(session["id"], EXPIRE_TIMER)
     state.emit("checkout.session.completed", session)
 
 

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from starlette.responses import RedirectResponse, Response
 
-from billfold.sandbox.billing import invoicing, lifecycle, payments_port, timers
+from billfold.sandbox.billing import invoicing, lifecycle, payments_port
 from billfold.sandbox.errors import StripeError, card_error, invalid_request, missing_parameter
 from billfold.sandbox.pages import (
     object_for_page,
@@ -179,7 +179,7 @@ def finalize_invoice(call: Call) -> StripeObject:
         )
     if "auto_advance" in call.params:
         invoice["auto_advance"] = call.params["auto_advance"]
-    timers.drop(call.state, invoice["id"], invoicing.FINALIZE_TIMER)
+    call.state.cancel_timers(invoice["id"], invoicing.FINALIZE_TIMER)
     invoicing.finalize(call.state, invoice)
     return invoice
 
@@ -193,7 +193,7 @@ def pay_invoice(call: Call) -> StripeObject:
     invoice = call.require("invoice", call.path["id"])
     p = call.params
     if invoice["status"] == "draft":
-        timers.drop(call.state, invoice["id"], invoicing.FINALIZE_TIMER)
+        call.state.cancel_timers(invoice["id"], invoicing.FINALIZE_TIMER)
         invoicing.finalize(state, invoice)
         if invoice["status"] == "paid":
             return invoice
@@ -263,7 +263,7 @@ def delete_invoice(call: Call) -> StripeObject:
         raise invalid_request(
             "You can't delete invoices created by subscriptions.", code="invoice_not_editable"
         )
-    timers.drop(call.state, invoice["id"])
+    call.state.cancel_timers(invoice["id"])
     snapshot = dict(invoice)
     deleted = call.state.mark_deleted(invoice)
     call.emit("invoice.deleted", snapshot)

@@ -94,9 +94,7 @@ def delete_test_clock(call: Call) -> StripeObject:
     for customer in call.state.all("customer"):
         if customer.get("test_clock") == clock["id"]:
             delete_customer(call.state, customer)
-    for timer in call.state.pending_timers():
-        if timer.clock_id == clock["id"]:
-            call.state.cancel_timers(timer.object_id, timer.kind)
+    call.state.cancel_clock_timers(clock["id"])
     snapshot = dict(clock)
     deleted = call.state.mark_deleted(clock)
     call.emit("test_helpers.test_clock.deleted", snapshot)
