@@ -16,10 +16,10 @@ from billfold.audit.schemas import AuditEntryRead, AuditPage
 from billfold.audit.service import list_entries
 from billfold.auth.dependencies import PrincipalDep
 from billfold.auth.principal import AccountRef
-from billfold.auth.tenancy import may_access_account
+from billfold.auth.tenancy import may_access_account, require_account_access
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import find_account
-from billfold.errors import Forbidden, NotFound, ValidationFailed
+from billfold.errors import Forbidden, ValidationFailed
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -66,12 +66,15 @@ async def read_audit_log(
         if target is None:
             return AuditPage(data=[], has_more=False, next_cursor=None)
 
-    if target is not None and not may_access_account(principal, target, admin=True):
-        if may_access_account(principal, target, admin=False):
-            raise Forbidden("only an organization admin may read its audit log")
-        raise NotFound("no such billing account")
-    if target is None and (account_id is not None or account is not None):
-        raise NotFound("no such billing account")
+    if (
+        target is not None
+        and not may_access_account(principal, target, admin=True)
+        and may_access_account(principal, target, admin=False)
+    ):
+        raise Forbidden("only an organization admin may read its audit log")
+    if target is not None or account_id is not None or account is not None:
+        # Missing and not the caller's read alike (404), so no answer tells of another tenant.
+        target = require_account_access(principal, target, admin=True)
 
     entries, has_more = await list_entries(
         session,
