@@ -4,13 +4,18 @@
    (rotation) with Stripe's 300 s tolerance, and stores the event under its unique id
    (INSERT ... ON CONFLICT DO NOTHING) in the request's transaction. A forged or stale request
    stores nothing. Both webhook routes (`/api/v1/payments/webhook`, `/api/stripe/webhook`) call it.
+   A new delivery's `note` hooks run in that same transaction (one statement each, e.g. the
+   version of the row the event is about); a repeat of an event already applied is not
+   scheduled again.
 2. After the commit, `process_event` applies the event: the handlers' `prepare` hooks ask
    Stripe what they need with no transaction open, then, in a transaction of its own, the inbox
-   row is locked, the handlers run inside a savepoint, and the row is marked processed in the
-   same transaction as their effect, so an event is applied once even when delivered twice,
-   concurrently, or replayed by `billfold stripe sync`.
-3. A failure rolls the savepoint back and records the error, the traceback and the attempt;
-   `process_due` (the server's retry loop, `billfold stripe retry`) tries again with backoff.
+   row is claimed (one `UPDATE ... RETURNING` that locks it, skipping a row another worker
+   holds, and marks it processed), the handlers run, and everything commits together, so an
+   event is applied once even when delivered twice, concurrently, or replayed by
+   `billfold stripe sync`.
+3. A failure rolls that whole transaction back (the handlers' writes and the claim) and
+   records the error, the traceback and the attempt in a new one; `process_due` (the server's
+   retry loop, `billfold stripe retry`) tries again with backoff.
 
 Handlers are registered per event type (`register_handler`); the subscription handlers live in
 `billfold.subscriptions.handlers`, and other domains add theirs to `HANDLER_MODULES`.
@@ -29,7 +34,7 @@ from typing import Any
 
 import stripe
 from prometheus_client import Counter
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.clock import Clock, SystemClock
@@ -69,8 +74,12 @@ Handler = Callable[[AsyncSession, Container, StripeEvent], Awaitable[None]]
 # Runs before the event's transaction, holding no lock: asks Stripe what the handler will need
 # and leaves it in `event.prepared` (the handler checks it is still current, or asks again).
 Prepare = Callable[[Container, StripeEvent], Awaitable[None]]
+# Runs in the transaction that stores a new delivery: notes (in `event.prepared`) what `prepare`
+# would otherwise open a transaction of its own to read, e.g. a row's version.
+Note = Callable[[AsyncSession, StripeEvent], Awaitable[None]]
 _handlers: dict[str, list[Handler]] = {}
 _preparers: dict[str, list[Prepare]] = {}
+_notes: dict[str, list[Note]] = {}
 
 # Modules that register handlers when imported. Add your domain's module here.
 HANDLER_MODULES = ["billfold.subscriptions.handlers"]
@@ -78,16 +87,20 @@ _loaded = False
 
 
 def register_handler(
-    *event_types: str, prepare: Prepare | None = None
+    *event_types: str, prepare: Prepare | None = None, note: Note | None = None
 ) -> Callable[[Handler], Handler]:
     """Decorator: run this coroutine for every event of these types, inside the transaction
-    that marks the event processed; `prepare` (optional) runs first, outside it."""
+    that marks the event processed; `prepare` (optional) runs first, outside it; `note`
+    (optional) runs in the transaction that stores a new delivery (a `prepare` must still work
+    without what it notes: retries and `billfold stripe sync` do not run it)."""
 
     def decorate(handler: Handler) -> Handler:
         for event_type in event_types:
             _handlers.setdefault(event_type, []).append(handler)
             if prepare is not None:
                 _preparers.setdefault(event_type, []).append(prepare)
+            if note is not None and note not in _notes.get(event_type, []):
+                _notes.setdefault(event_type, []).append(note)
         return handler
 
     return decorate
@@ -111,6 +124,11 @@ def preparers_for(event_type: str) -> list[Prepare]:
     return list(_preparers.get(event_type, []))
 
 
+def notes_for(event_type: str) -> list[Note]:
+    _load_handlers()
+    return list(_notes.get(event_type, []))
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     """The inbox's answer to a delivery: which event, and whether it was new."""
@@ -120,6 +138,8 @@ class StoredEvent:
     inserted: bool
     # The event as received (lets the first application skip reading it back).
     event: StripeEvent | None = field(default=None, compare=False, repr=False)
+    # A repeat of an event already applied (or abandoned): nothing left to do.
+    done: bool = False
 
 
 def verify_signature(settings: Settings, payload: bytes, signature_header: str | None) -> Any:
@@ -206,16 +226,25 @@ async def receive_webhook(
     if not isinstance(body, dict):
         raise ValidationFailed("webhook body is not a JSON event")
     stored = await store_event(session, body, source="webhook", clock=clock)
-    await session.flush()
+    if stored.inserted and stored.event is not None:
+        for note in notes_for(stored.type):
+            await note(session, stored.event)
+    else:
+        found = (
+            await session.execute(select(WebhookEvent.status).where(WebhookEvent.id == stored.id))
+        ).scalar_one_or_none()
+        if found in _DONE:
+            stored = StoredEvent(id=stored.id, type=stored.type, inserted=False, done=True)
     EVENTS_RECEIVED.labels("new" if stored.inserted else "duplicate").inc()
     return stored
 
 
+_DONE = (InboxStatus.PROCESSED.value, InboxStatus.DEAD.value)
+_DUE = (InboxStatus.PENDING.value, InboxStatus.FAILED.value)
+
+
 def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(3600, 5 * 2 ** max(0, attempts - 1)))
-
-
-_DONE = (InboxStatus.PROCESSED.value, InboxStatus.DEAD.value)
 
 
 async def process_event(container: Container, event_id: str | StoredEvent) -> str | None:
@@ -224,10 +253,13 @@ async def process_event(container: Container, event_id: str | StoredEvent) -> st
 
     The handlers' `prepare` hooks run first with no transaction open, so the slow part (asking
     Stripe) holds no lock; on SQLite a transaction is a database-wide write lock. Given the
-    `StoredEvent` of a delivery that was just inserted, the event is not read back first."""
+    `StoredEvent` of a delivery that was just inserted, the event is not read back first (and
+    given a repeat of an event already applied, nothing is done)."""
     db = container.db
     event: StripeEvent | None = None
     if isinstance(event_id, StoredEvent):
+        if event_id.done:
+            return None
         event = event_id.event if event_id.inserted else None
         event_id = event_id.id
     if event is None:
@@ -246,6 +278,56 @@ async def process_event(container: Container, event_id: str | StoredEvent) -> st
             await prepare(container, event)
     except Exception:
         event.prepared.clear()  # the handlers ask Stripe themselves, under their locks
+    try:
+        async with db.transaction() as session:
+            if not await _claim(session, container, event_id):
+                return await _status_of(session, event_id)
+            for handler in handlers_for(event.type):
+                await handler(session, container, event)
+    except Exception as exc:
+        return await _record_failure(container, event_id, exc)
+    EVENTS_APPLIED.labels(event.type, InboxStatus.PROCESSED.value).inc()
+    return InboxStatus.PROCESSED.value
+
+
+async def _claim(session: AsyncSession, container: Container, event_id: str) -> bool:
+    """Lock a due event's row and mark it processed, in one statement; False when it is done
+    already or (PostgreSQL) another worker holds it. If a handler fails, the transaction's
+    rollback undoes the mark along with the handlers' writes."""
+    due: ColumnElement[bool] = (WebhookEvent.id == event_id) & WebhookEvent.status.in_(_DUE)
+    if not container.db.is_sqlite:
+        held = select(WebhookEvent.id).where(due).with_for_update(skip_locked=True)
+        due = WebhookEvent.id.in_(held.scalar_subquery())
+    stmt = (
+        update(WebhookEvent)
+        .where(due)
+        .values(
+            status=InboxStatus.PROCESSED.value,
+            attempts=WebhookEvent.attempts + 1,
+            processed_at=container.clock.now(),
+            last_error=None,
+            last_traceback=None,
+            next_attempt_at=None,
+        )
+        .returning(WebhookEvent.id)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def _status_of(session: AsyncSession, event_id: str) -> str | None:
+    """A done event's status; None when it is missing or another worker holds it."""
+    found = (
+        await session.execute(select(WebhookEvent.status).where(WebhookEvent.id == event_id))
+    ).scalar_one_or_none()
+    return found if found in _DONE else None
+
+
+async def _record_failure(container: Container, event_id: str, exc: Exception) -> str | None:
+    """Record a failed attempt (its handlers' writes were rolled back), with backoff."""
+    db = container.db
+    error = f"{type(exc).__name__}: {exc}"[:4000]
+    trace = "".join(traceback.format_exception(exc))[-16000:]
     async with db.transaction() as session:
         stmt = select(WebhookEvent).where(WebhookEvent.id == event_id)
         stmt = stmt.with_for_update(skip_locked=True) if not db.is_sqlite else stmt
@@ -253,31 +335,15 @@ async def process_event(container: Container, event_id: str | StoredEvent) -> st
         if row is None or row.status in _DONE:
             return row.status if row is not None else None
         row.attempts += 1
-        try:
-            async with session.begin_nested():
-                for handler in handlers_for(event.type):
-                    await handler(session, container, event)
-        except Exception as exc:
-            row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
-            row.last_traceback = traceback.format_exc()[-16000:]
-            dead = row.attempts >= MAX_ATTEMPTS
-            row.status = (InboxStatus.DEAD if dead else InboxStatus.FAILED).value
-            row.next_attempt_at = None if dead else container.clock.now() + _backoff(row.attempts)
-            EVENTS_APPLIED.labels(row.type, row.status).inc()
-            log.warning(
-                "stripe event %s (%s) failed, attempt %d: %s",
-                row.id,
-                row.type,
-                row.attempts,
-                row.last_error,
-            )
-        else:
-            row.status = InboxStatus.PROCESSED.value
-            EVENTS_APPLIED.labels(row.type, row.status).inc()
-            row.processed_at = container.clock.now()
-            row.last_error = None
-            row.last_traceback = None
-            row.next_attempt_at = None
+        row.last_error = error
+        row.last_traceback = trace
+        dead = row.attempts >= MAX_ATTEMPTS
+        row.status = (InboxStatus.DEAD if dead else InboxStatus.FAILED).value
+        row.next_attempt_at = None if dead else container.clock.now() + _backoff(row.attempts)
+        EVENTS_APPLIED.labels(row.type, row.status).inc()
+        log.warning(
+            "stripe event %s (%s) failed, attempt %d: %s", row.id, row.type, row.attempts, error
+        )
         return row.status
 
 

@@ -21,14 +21,17 @@ from billfold.stripe.gateway import (
 from billfold.stripe.inbox import register_handler
 from billfold.subscriptions.service import (
     ACCOUNT_METADATA_KEY,
+    NotedRevision,
     PrefetchedSubscription,
     link_checkout_customer,
     prefetch_subscription,
+    subscription_revision,
     sync_subscription,
     unlink_customer,
 )
 
 PREPARED = "subscription"
+NOTED = "subscription_revision"
 
 
 def subscription_of(event: StripeEvent) -> str | None:
@@ -44,10 +47,23 @@ def subscription_of(event: StripeEvent) -> str | None:
     return None
 
 
-async def prepare(container: Container, event: StripeEvent) -> None:
+async def note(session: AsyncSession, event: StripeEvent) -> None:
+    """In the transaction that stores the event: the row's revision, for `prepare`."""
     subscription_id = subscription_of(event)
     if subscription_id:
-        event.prepared[PREPARED] = await prefetch_subscription(container, subscription_id)
+        revision = await subscription_revision(session, subscription_id)
+        event.prepared[NOTED] = NotedRevision(subscription_id, revision)
+
+
+async def prepare(container: Container, event: StripeEvent) -> None:
+    subscription_id = subscription_of(event)
+    noted = event.prepared.pop(NOTED, None)
+    if subscription_id:
+        event.prepared[PREPARED] = await prefetch_subscription(
+            container,
+            subscription_id,
+            noted=noted if isinstance(noted, NotedRevision) else None,
+        )
 
 
 def _prefetched(event: StripeEvent) -> PrefetchedSubscription | None:
@@ -56,7 +72,10 @@ def _prefetched(event: StripeEvent) -> PrefetchedSubscription | None:
 
 
 @register_handler(
-    "checkout.session.completed", "checkout.session.async_payment_succeeded", prepare=prepare
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    prepare=prepare,
+    note=note,
 )
 async def on_checkout_completed(
     session: AsyncSession, container: Container, event: StripeEvent
@@ -86,6 +105,7 @@ async def on_checkout_completed(
     "customer.subscription.resumed",
     "customer.subscription.trial_will_end",
     prepare=prepare,
+    note=note,
 )
 async def on_subscription_changed(
     session: AsyncSession, container: Container, event: StripeEvent
@@ -110,6 +130,7 @@ async def on_subscription_changed(
     "invoice.payment_failed",
     "invoice.payment_action_required",
     prepare=prepare,
+    note=note,
 )
 async def on_invoice(session: AsyncSession, container: Container, event: StripeEvent) -> None:
     """A renewal paid or failed: the subscription's status (active, past_due) follows."""

@@ -538,12 +538,13 @@ def _plan_code_for(catalog: Catalog, snapshot: SubscriptionSnapshot) -> str | No
 def _write(
     sub: Subscription,
     snapshot: SubscriptionSnapshot,
-    catalog: Catalog,
+    catalog: Catalog | None,
     now: datetime,
     *,
     seen_at: int | None = None,
 ) -> dict[str, tuple[Any, Any]]:
-    """Copy Stripe's state onto the row; returns what changed (field: (before, after))."""
+    """Copy Stripe's state onto the row; returns what changed (field: (before, after)).
+    Without a `catalog` the row keeps its plan (its price did not change)."""
     before = _fingerprint(sub)
     if snapshot.status == "past_due":
         if sub.status != "past_due" or sub.past_due_since is None:
@@ -553,7 +554,8 @@ def _write(
     sub.stripe_customer_id = snapshot.customer_id
     sub.status = snapshot.status
     sub.price_id = snapshot.price_id
-    sub.plan_code = _plan_code_for(catalog, snapshot)
+    if catalog is not None:
+        sub.plan_code = _plan_code_for(catalog, snapshot)
     sub.interval = BILLFOLD_INTERVAL.get(snapshot.interval or "", snapshot.interval)
     sub.currency = snapshot.currency
     sub.unit_amount = snapshot.unit_amount
@@ -632,18 +634,36 @@ class PrefetchedSubscription:
     snapshot: SubscriptionSnapshot | None
 
 
-async def prefetch_subscription(
-    container: Container, stripe_subscription_id: str
-) -> PrefetchedSubscription:
-    """Read a subscription from Stripe holding no lock (see `sync_subscription`)."""
-    async with container.db.transaction() as session:
-        revision = (
-            await session.execute(
-                select(Subscription.revision).where(
-                    Subscription.stripe_subscription_id == stripe_subscription_id
-                )
+async def subscription_revision(session: AsyncSession, stripe_subscription_id: str) -> int | None:
+    """The revision of billfold's row for a Stripe subscription (None: no row yet)."""
+    return (
+        await session.execute(
+            select(Subscription.revision).where(
+                Subscription.stripe_subscription_id == stripe_subscription_id
             )
-        ).scalar_one_or_none()
+        )
+    ).scalar_one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class NotedRevision:
+    """A row's revision read before any Stripe read that `prefetch_subscription` will do (in
+    the transaction that stored the event), which saves it a transaction of its own."""
+
+    stripe_subscription_id: str
+    revision: int | None
+
+
+async def prefetch_subscription(
+    container: Container, stripe_subscription_id: str, *, noted: NotedRevision | None = None
+) -> PrefetchedSubscription:
+    """Read a subscription from Stripe holding no lock (see `sync_subscription`). The row's
+    revision is read first, unless `noted` already holds it for this subscription."""
+    if noted is not None and noted.stripe_subscription_id == stripe_subscription_id:
+        revision = noted.revision
+    else:
+        async with container.db.transaction() as session:
+            revision = await subscription_revision(session, stripe_subscription_id)
     try:
         snapshot: SubscriptionSnapshot | None = await gateway_of(container).retrieve_subscription(
             stripe_subscription_id
@@ -736,7 +756,9 @@ async def sync_subscription(
     if not authoritative and seen_at is not None and not created and seen_at <= sub.stripe_seen_at:
         return sub  # an older event's copy never overwrites newer state
     previous_status = None if created else sub.status
-    catalog = await load_catalog(session, container.settings)
+    # The plan follows the price: the catalog is read only when the price is new to the row.
+    same_price = not created and sub.plan_code is not None and sub.price_id == snapshot.price_id
+    catalog = None if same_price else await load_catalog(session, container.settings)
     changed = _write(sub, snapshot, catalog, now, seen_at=seen_at)
     await session.flush()
     if audit is not None and (created or changed):
