@@ -140,6 +140,10 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         frontend_url="https://app.example.com",
         environment="test",
+        # Limits on (the middleware runs in every test) but out of the way; test_ratelimit.py
+        # sets small ones.
+        rate_limit="100000/minute",
+        rate_limit_checkout="100000/minute",
     )
 
 

@@ -16,6 +16,7 @@ from billfold.config import Settings, get_settings
 from billfold.container import Container
 from billfold.db.engine import Database
 from billfold.observability import RequestContextMiddleware
+from billfold.ratelimit import ApiRateLimiter, RateLimitMiddleware
 from billfold.sandbox.embed import mount_sandbox
 from billfold.stripe.gateway import StripeClientGateway, StripeGateway
 from billfold.stripe.worker import background_work
@@ -52,6 +53,7 @@ def create_app(
     db = database or Database(settings.effective_database_url)
     container = Container(settings=settings, db=db, clock=clock or SystemClock())
     container.stripe_gateway = stripe_gateway or StripeClientGateway(settings)
+    container.rate_limiter = rate_limiter = ApiRateLimiter.from_settings(settings)
     owns_db = database is None
 
     @asynccontextmanager
@@ -65,6 +67,7 @@ def create_app(
             ):
                 yield
         finally:
+            await rate_limiter.close()
             if owns_db:
                 await db.dispose()
 
@@ -79,6 +82,8 @@ def create_app(
     mount_sandbox(app, settings)  # only in sandbox mode (no STRIPE_SECRET_KEY)
     for spec in ROUTERS:
         app.include_router(_load_router(spec))
+    # Inside CORS (a browser can read a 429) and the request id (a 429 carries one).
+    app.add_middleware(RateLimitMiddleware, limiter=rate_limiter)
     install_cors(app, settings)  # the app's own frontends (FRONTEND_URL's host and the like)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from limits import parse as parse_rate_limit
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -85,6 +86,13 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=_alias("BILLFOLD_ALLOWED_REDIRECT_HOSTS")
     )
     redis_url: str | None = Field(default=None, validation_alias=_alias("BILLFOLD_REDIS_URL"))
+    # Prefix of every key billfold keeps in Redis (several deployments may share one server).
+    redis_prefix: str = Field(default="billfold", validation_alias=_alias("BILLFOLD_REDIS_PREFIX"))
+    # Per caller (billfold.ratelimit); the second is for routes that create Stripe objects.
+    rate_limit: str = Field(default="120/minute", validation_alias=_alias("BILLFOLD_RATE_LIMIT"))
+    rate_limit_checkout: str = Field(
+        default="10/minute", validation_alias=_alias("BILLFOLD_RATE_LIMIT_CHECKOUT")
+    )
     host: str = Field(default="127.0.0.1", validation_alias=_alias("BILLFOLD_HOST"))
     port: int = Field(default=8000, validation_alias=_alias("BILLFOLD_PORT"))
     public_url: str | None = Field(default=None, validation_alias=_alias("BILLFOLD_PUBLIC_URL"))
@@ -214,6 +222,22 @@ class Settings(BaseSettings):
         if self.database_url and not self.database_url.startswith(("sqlite", "postgres")):
             raise ConfigurationError(
                 "BILLFOLD_DATABASE_URL must be a sqlite:// or postgresql:// URL."
+            )
+        for name, rate in (
+            ("BILLFOLD_RATE_LIMIT", self.rate_limit),
+            ("BILLFOLD_RATE_LIMIT_CHECKOUT", self.rate_limit_checkout),
+        ):
+            try:
+                positive = parse_rate_limit(rate).amount > 0
+            except ValueError:
+                positive = False
+            if not positive:
+                raise ConfigurationError(
+                    f"{name} must be a rate such as 120/minute or 10 per second, got {rate!r}."
+                )
+        if self.redis_url and urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(
+                "BILLFOLD_REDIS_URL must be a redis://, rediss:// or unix:// URL."
             )
         for name, url in (("FRONTEND_URL", self.frontend_url),):
             parts = urlsplit(url)
