@@ -299,11 +299,48 @@ async def test_idempotency_key_replays_the_same_session(
     again = await api.post(f"{B}/checkout_session", json=body, headers=alice)
     assert first.status_code == again.status_code == 200
     assert first.json() == again.json()
+    # Another key for the same offer: the account's one open session is reused.
     other = await api.post(
         f"{B}/checkout_session", json=body, headers=alice | {"Idempotency-Key": "order-2"}
     )
-    assert other.json()["id"] != first.json()["id"]
+    assert other.json()["id"] == first.json()["id"]
+    # Another offer: the open session is expired and a new one opened.
+    yearly = await api.post(
+        f"{B}/checkout_session",
+        json={"price_id": "billfold_premium_yearly_usd"},
+        headers=alice | {"Idempotency-Key": "order-3"},
+    )
+    assert yearly.status_code == 200 and yearly.json()["id"] != first.json()["id"]
+    # The first key now names an expired session: 409, not a dead link.
+    replaced = await api.post(f"{B}/checkout_session", json=body, headers=alice)
+    assert replaced.status_code == 409, replaced.text
     # Keys are kept apart per account: bob's "order-1" is bob's own session.
     bob = bearer(billing_settings, "bob") | {"Idempotency-Key": "order-1"}
     bobs = await api.post(f"{B}/checkout_session", json=body, headers=bob)
     assert bobs.json()["id"] != first.json()["id"]
+
+
+async def test_concurrent_checkouts_in_the_sandbox_leave_one_open_session(
+    billfold_server: BillfoldServer,
+) -> None:
+    """Concurrent starts for one account through the real SDK and the Stripe sandbox: one
+    customer, and every session but the last one is expired in Stripe (it cannot be paid)."""
+    server = billfold_server
+    headers = server.bearer("carol")
+    offers = [
+        {"plan": "premium", "interval": "monthly"},
+        {"plan": "premium", "interval": "yearly"},
+        {"plan": "premium", "interval": "monthly", "quantity": 2},
+    ]
+    async with server.http() as http:
+        answers = await asyncio.gather(
+            *(http.post(f"{B}/checkout_session", json=o, headers=headers) for o in offers)
+        )
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    client = server.sandbox.client()
+    found = [
+        await asyncio.to_thread(client.v1.checkout.sessions.retrieve, a.json()["id"])
+        for a in answers
+    ]
+    assert sorted(s.status for s in found) == ["expired", "expired", "open"]
+    assert len({s.customer for s in found}) == 1

@@ -101,6 +101,8 @@ class FakeStripe:
     def complete_checkout(self, session_id: str) -> str:
         """The customer pays on the hosted page: a subscription starts; returns its id."""
         cs = self.sessions[session_id]
+        if cs["status"] != "open":
+            raise ValueError(f"checkout session {session_id} is {cs['status']}: it cannot be paid")
         price = self.prices[cs["price"]]
         start = self._tick()
         sub_id = self._id("sub")
@@ -274,6 +276,20 @@ class FakeStripeGateway:
         return checkout_session_from_stripe(
             self.stripe._session_json(self.stripe.sessions[session_id])
         )
+
+    async def expire_checkout_session(self, session_id: str) -> CheckoutSessionInfo:
+        self._call("expire_checkout_session")
+        cs = self.stripe.sessions.get(session_id)
+        if cs is None:
+            raise NotFound(f"No such checkout.session: '{session_id}'")
+        if cs["status"] != "open":
+            raise ValidationFailed(
+                "Only Checkout Sessions with a status of `open` can be expired, "
+                f"this session has a status of `{cs['status']}`."
+            )
+        cs.update(status="expired", url=None)
+        self.stripe.emit("checkout.session.expired", self.stripe._session_json(cs))
+        return checkout_session_from_stripe(self.stripe._session_json(cs))
 
     async def create_portal_session(self, *, customer_id: str, return_url: str) -> str:
         self._call("create_portal_session")

@@ -111,6 +111,7 @@ def reconcile(
     fix: bool = typer.Option(False, "--fix", help="Bring billfold's copy in line with Stripe."),
 ) -> None:
     """Compare every Stripe subscription with billfold's copy and report each difference."""
+    from billfold.subscriptions.service import DUPLICATE
     from billfold.subscriptions.service import reconcile as compare
 
     async def work(container: Container) -> list[tuple[str, str, str, str]]:
@@ -128,7 +129,14 @@ def reconcile(
         table.add_row(*row)
     console.print(table)
     console.print(f"{len(rows)} differences" + (" repaired" if fix else " (run with --fix)"))
-    if not fix:
+    duplicates = sum(1 for row in rows if row[1] == DUPLICATE)
+    if duplicates:
+        # Never repaired automatically: which subscription to cancel (and refund) is a decision.
+        console.print(
+            f"{duplicates} accounts pay for a second live subscription: cancel the extra one in "
+            "Stripe (billfold keeps both; `has_premium` follows the one listed as `stripe`)"
+        )
+    if not fix or duplicates:
         raise typer.Exit(code=1)
 
 

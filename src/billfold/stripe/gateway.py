@@ -252,6 +252,11 @@ class StripeGateway(Protocol):
 
     async def retrieve_checkout_session(self, session_id: str) -> CheckoutSessionInfo: ...
 
+    async def expire_checkout_session(self, session_id: str) -> CheckoutSessionInfo:
+        """Expire an open Checkout session (it can no longer be paid). Refused
+        (ValidationFailed) when it is not open any more: read it back to see why."""
+        ...
+
     async def create_portal_session(self, *, customer_id: str, return_url: str) -> str:
         """A billing portal session; returns its URL."""
         ...
@@ -451,6 +456,13 @@ class StripeClientGateway:
         except stripe.StripeError as exc:
             raise translate_stripe_error(exc) from exc
         return checkout_session_from_stripe(_as_dict(found))
+
+    async def expire_checkout_session(self, session_id: str) -> CheckoutSessionInfo:
+        try:
+            expired = await self._v1.checkout.sessions.expire_async(session_id)
+        except stripe.StripeError as exc:
+            raise translate_stripe_error(exc) from exc
+        return checkout_session_from_stripe(_as_dict(expired))
 
     async def create_portal_session(self, *, customer_id: str, return_url: str) -> str:
         try:

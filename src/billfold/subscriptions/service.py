@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -31,6 +32,7 @@ from billfold.db.base import new_id
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import ConfigurationError, Conflict, NotFound, ValidationFailed
 from billfold.stripe.gateway import (
+    CheckoutSessionInfo,
     ProrationBehavior,
     StripeGateway,
     SubscriptionSnapshot,
@@ -123,12 +125,18 @@ async def current_subscription(
     session: AsyncSession, account: BillingAccount
 ) -> Subscription | None:
     """The subscription that speaks for the account: the live one (active, trialing, past due,
-    unpaid, incomplete, in that preference), else the newest ended one, else None."""
+    unpaid, incomplete, in that preference), else the newest ended one, else None. Should two
+    be live (a duplicate, see `reconcile`), the choice is deterministic: by that preference,
+    then the newest, then Stripe's id."""
     subscriptions = await list_subscriptions(session, account)
     live = [s for s in subscriptions if s.status in LIVE_STATUSES]
     if live:
-        return min(live, key=lambda s: (_STATUS_RANK.get(s.status, 9), -s.stripe_created))
+        return min(live, key=_speaks_first)
     return subscriptions[0] if subscriptions else None
+
+
+def _speaks_first(sub: Subscription) -> tuple[int, int, str]:
+    return (_STATUS_RANK.get(sub.status, 9), -sub.stripe_created, sub.stripe_subscription_id)
 
 
 async def status(
@@ -188,6 +196,16 @@ def _customer_generation(account: BillingAccount) -> int:
     return int(value) if isinstance(value, int) else 0
 
 
+async def _lock_account(session: AsyncSession, account_id: str) -> BillingAccount:
+    stmt = (
+        select(BillingAccount)
+        .where(BillingAccount.id == account_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one()
+
+
 async def ensure_customer(
     session: AsyncSession,
     gateway: StripeGateway,
@@ -199,14 +217,7 @@ async def ensure_customer(
     The account row is locked first, so two concurrent first checkouts create one customer;
     the idempotency key is the account's id, so a retry after a crash returns the same one.
     """
-    locked = (
-        await session.execute(
-            select(BillingAccount)
-            .where(BillingAccount.id == account.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one()
+    locked = await _lock_account(session, account.id)
     if locked.stripe_customer_id:
         return locked.stripe_customer_id
     customer_id = await gateway.create_customer(
@@ -228,6 +239,55 @@ async def ensure_customer(
 
 
 # --- checkout and portal -----------------------------------------------------------------------
+
+# The account's newest subscription Checkout session: {"id": cs_..., "offer": hash of what it
+# sells}. At most one is open per account (see `start_checkout`).
+OPEN_CHECKOUT_KEY = "open_checkout_session"
+
+
+async def _settle_open_checkout(
+    session: AsyncSession, gateway: StripeGateway, account: BillingAccount, offer: str
+) -> CheckoutSessionInfo | None:
+    """Deal with the account's recorded Checkout session before another is opened (the
+    account's row is locked): returned to be reused when it is still open and sells the same
+    `offer`; expired in Stripe when it is open and sells something else; forgotten when it
+    expired or its subscription is known. Conflict while it was paid but its subscription has
+    not reached billfold yet (the webhook is on its way)."""
+    recorded = (account.settings or {}).get(OPEN_CHECKOUT_KEY)
+    if not isinstance(recorded, dict) or not recorded.get("id"):
+        return None
+    try:
+        found: CheckoutSessionInfo | None = await gateway.retrieve_checkout_session(
+            str(recorded["id"])
+        )
+    except NotFound:
+        found = None
+    if found is not None and found.status == "open":
+        if recorded.get("offer") == offer and found.customer_id == account.stripe_customer_id:
+            return found
+        try:
+            found = await gateway.expire_checkout_session(found.id)
+        except ValidationFailed:
+            # Paid (or expired) between the two calls: see what it is now.
+            found = await gateway.retrieve_checkout_session(found.id)
+    if found is not None and found.status == "complete" and found.subscription_id:
+        known = (
+            await session.execute(
+                select(Subscription.id).where(
+                    Subscription.stripe_subscription_id == found.subscription_id
+                )
+            )
+        ).scalar_one_or_none()
+        if known is None:
+            raise Conflict(
+                "the account's previous Checkout session was just paid; its subscription is "
+                "being recorded"
+            )
+    account.settings = {
+        key: value for key, value in (account.settings or {}).items() if key != OPEN_CHECKOUT_KEY
+    }
+    await session.flush()
+    return None
 
 
 async def start_checkout(
@@ -272,11 +332,31 @@ async def start_checkout(
         currency=currency or account.currency,  # a plan named by code: the account's currency
     )
     assert price.stripe_price_id is not None  # resolve_price guarantees it
+    # One checkout start at a time per account: the account row's lock (SQLite transactions
+    # are serialized already) is held until the request commits, Stripe calls included.
+    account = await _lock_account(session, account.id)
     existing = await current_subscription(session, account)
     if existing is not None and existing.status in LIVE_STATUSES:
         raise Conflict(
             f"the account already has a subscription ({existing.status}); change its plan "
             "or cancel it instead"
+        )
+    offer = hashlib.sha256(
+        "|".join(
+            [price.stripe_price_id, str(quantity), success, cancel, str(allow_promotion_codes)]
+        ).encode()
+    ).hexdigest()
+    recorded = (account.settings or {}).get(OPEN_CHECKOUT_KEY)
+    previous = str(recorded.get("id") or "") if isinstance(recorded, dict) else None
+    reusable = await _settle_open_checkout(session, gateway, account, offer)
+    if reusable is not None and reusable.url:
+        return CheckoutStarted(
+            id=reusable.id,
+            url=reusable.url,
+            customer_id=reusable.customer_id or account.stripe_customer_id or "",
+            plan_code=chosen_plan.code,
+            price_id=price.stripe_price_id,
+            interval=price.interval,
         )
     customer_id = await ensure_customer(session, gateway, account, audit)
     if idempotency_key is not None:
@@ -284,20 +364,11 @@ async def start_checkout(
         scoped = f"{account.id}|{idempotency_key}"
         idempotency_key = "billfold-checkout-" + hashlib.sha256(scoped.encode()).hexdigest()
     else:
-        # The same request repeated within ten minutes (a double click, a retry after a
-        # timeout) gets the same Checkout session back instead of a second one.
+        # A retry after a timeout (the session was created but not recorded) gets the same
+        # Checkout session back; the session it replaces is part of the key, so an offer
+        # sold again after its session was replaced gets a new one.
         bucket = int(container.clock.now().timestamp()) // 600
-        fingerprint = "|".join(
-            [
-                account.id,
-                price.stripe_price_id,
-                str(quantity),
-                success,
-                cancel,
-                str(allow_promotion_codes),
-                str(bucket),
-            ]
-        )
+        fingerprint = "|".join([account.id, offer, previous or "", str(bucket)])
         idempotency_key = "billfold-checkout-" + hashlib.sha256(fingerprint.encode()).hexdigest()
     metadata = {ACCOUNT_METADATA_KEY: account.id, PLAN_METADATA_KEY: chosen_plan.code}
     created = await gateway.create_checkout_session(
@@ -312,8 +383,19 @@ async def start_checkout(
         trial_period_days=chosen_plan.trial_days or None,
         idempotency_key=idempotency_key,
     )
+    if created.status != "open":
+        # The caller's Idempotency-Key replayed a session that was replaced (expired) since.
+        raise Conflict(
+            f"the Checkout session of this Idempotency-Key is {created.status}: "
+            "start a new checkout with a new key"
+        )
     if not created.url:
         raise ConfigurationError("Stripe returned a Checkout session without a URL")
+    account.settings = {
+        **(account.settings or {}),
+        OPEN_CHECKOUT_KEY: {"id": created.id, "offer": offer},
+    }
+    await session.flush()
     await audit.record(
         session,
         "checkout.created",
@@ -756,6 +838,27 @@ async def sync_subscription(
     if not authoritative and seen_at is not None and not created and seen_at <= sub.stripe_seen_at:
         return sub  # an older event's copy never overwrites newer state
     previous_status = None if created else sub.status
+    if created and snapshot.status in LIVE_STATUSES:
+        others = (
+            (
+                await session.execute(
+                    select(Subscription.stripe_subscription_id).where(
+                        Subscription.account_id == sub.account_id,
+                        Subscription.id != sub.id,
+                        Subscription.status.in_(LIVE_STATUSES),
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if others:
+            log.warning(
+                "account %s now pays for %s besides %s: see `billfold stripe reconcile`",
+                sub.account_id,
+                snapshot.id,
+                ", ".join(others),
+            )
     # The plan follows the price: the catalog is read only when the price is new to the row.
     same_price = not created and sub.plan_code is not None and sub.price_id == snapshot.price_id
     catalog = None if same_price else await load_catalog(session, container.settings)
@@ -882,4 +985,30 @@ async def reconcile(
             differences.append(
                 Difference(row.stripe_subscription_id, "missing_in_stripe", row.status, None)
             )
+    differences.extend(duplicate_subscriptions(rows))
     return differences
+
+
+DUPLICATE = "duplicate_live_subscription"
+
+
+def duplicate_subscriptions(rows: Sequence[Subscription]) -> list[Difference]:
+    """Accounts paying for more than one live subscription (e.g. one created outside
+    billfold): one `Difference` per extra subscription (`billfold`: the account, `stripe`: the
+    subscription that speaks for it). `--fix` leaves them alone: which to cancel and whether
+    to refund is the operator's decision."""
+    by_account: dict[str, list[Subscription]] = {}
+    for row in rows:
+        if row.status in LIVE_STATUSES:
+            by_account.setdefault(row.account_id, []).append(row)
+    found: list[Difference] = []
+    for account_id, live in sorted(by_account.items()):
+        if len(live) > 1:
+            first, *extra = sorted(live, key=_speaks_first)
+            found.extend(
+                Difference(
+                    sub.stripe_subscription_id, DUPLICATE, account_id, first.stripe_subscription_id
+                )
+                for sub in extra
+            )
+    return found
