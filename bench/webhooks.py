@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 # The fake Stripe gateway lives with the tests (run from anywhere: the repo root is on the path).
@@ -212,12 +212,27 @@ async def bench(url: str, label: str, subscriptions: int, senders: int, latency_
                 )
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
+        # Round trips: statements and transactions (pool checkouts; each also pings first).
+        trips = {"statements": 0, "transactions": 0}
+
+        def count_statement(*_: Any) -> None:
+            trips["statements"] += 1
+
+        def count_transaction(*_: Any) -> None:
+            trips["transactions"] += 1
+
+        event.listen(db.engine.sync_engine, "before_cursor_execute", count_statement)
+        event.listen(db.engine.sync_engine, "checkout", count_transaction)
         started = time.perf_counter()
+        cpu_started = time.process_time()
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             await asyncio.gather(*(sender(client) for _ in range(senders)))
         # Whatever a concurrent worker skipped (locked) is applied by the retry pass.
         leftover = await process_due(container, limit=100_000)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count_statement)
+        event.remove(db.engine.sync_engine, "checkout", count_transaction)
 
         expected = stripe_end_state(gateway)
         actual = await billfold_end_state(db)
@@ -241,6 +256,11 @@ async def bench(url: str, label: str, subscriptions: int, senders: int, latency_
             f"{len(events) / elapsed:,.0f} events applied/s ({elapsed:.2f} s; "
             f"HTTP {dict(sorted(statuses.items()))}, "
             f"{leftover.processed} applied by the retry pass)"
+        )
+        print(
+            f"{label}: per delivery {1000 * cpu / len(deliveries):.1f} ms of this process's CPU, "
+            f"{trips['statements'] / len(deliveries):.1f} SQL statements, "
+            f"{trips['transactions'] / len(deliveries):.1f} connection checkouts"
         )
         print(
             f"{label}: end state {'matches' if actual == expected else 'DIFFERS FROM'} Stripe "
