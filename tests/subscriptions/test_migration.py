@@ -3,36 +3,19 @@ branch, on both databases."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from billfold.db.base import Base
-from billfold.db.migrate import alembic_config, current_revisions, upgrade_blocking
-from tests.conftest import PG_ADMIN_URL, REQUIRE_PG
+from billfold.db.migrate import upgrade_blocking
+from tests.migration_support import assert_branch_goes_down_and_up, scratch_postgres
 
 TABLES = {"subscriptions", "stripe_webhook_events", "catalog_price_links"}
-
-
-async def _tables(url: str) -> set[str]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            if url.startswith("sqlite"):
-                sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
-            else:
-                sql = "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            return set((await conn.execute(text(sql))).scalars())
-    finally:
-        await engine.dispose()
 
 
 async def _differences(url: str) -> list[Any]:
@@ -63,15 +46,10 @@ async def _differences(url: str) -> list[Any]:
 
 async def _check(url: str) -> None:
     upgrade_blocking(url)
-    assert TABLES <= await _tables(url)
     assert await _differences(url) == []
-    await asyncio.to_thread(command.downgrade, alembic_config(url), "subscriptions@-1")
-    assert "0004_subscriptions" not in await current_revisions(url)
-    remaining = await _tables(url)
-    assert not TABLES & remaining
-    assert "billing_accounts" in remaining  # other branches are left alone
-    upgrade_blocking(url)
-    assert "0004_subscriptions" in await current_revisions(url)
+    await assert_branch_goes_down_and_up(
+        url, branch="subscriptions", revision="0004_subscriptions", tables=TABLES
+    )
 
 
 async def test_sqlite(tmp_path: Path) -> None:
@@ -80,19 +58,5 @@ async def test_sqlite(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 async def test_postgres() -> None:
-    name = f"billfold_mig_subs_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        await admin.dispose()
-        if REQUIRE_PG:
-            raise
-        pytest.skip(f"PostgreSQL not reachable: {type(exc).__name__}")
-    try:
-        await _check(PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with scratch_postgres() as url:
+        await _check(url)
