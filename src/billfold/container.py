@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from billfold.clock import Clock
 from billfold.config import Settings
@@ -19,8 +19,6 @@ class Container:
     settings: Settings
     db: Database
     clock: Clock
-    # Adapters added by other domains (Stripe gateway, cache, rate limiter, ...) by name.
-    extras: dict[str, Any] = field(default_factory=dict)
     # The Stripe gateway (`StripeClientGateway` unless a test injects one); set by create_app.
     stripe_gateway: StripeGateway | None = None
     # The API's per-caller rate limits (billfold.ratelimit); set by create_app.
