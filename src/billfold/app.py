@@ -21,12 +21,12 @@ from billfold.api import (
 from billfold.api.cors import install_cors
 from billfold.api.errors import install_error_handlers
 from billfold.api.ratelimit import ApiRateLimiter, RateLimitMiddleware
+from billfold.api.request_context import RequestContextMiddleware
 from billfold.api.sandbox_mount import mount_sandbox
 from billfold.clock import Clock, SystemClock
 from billfold.config import Settings, get_settings
 from billfold.container import Container
 from billfold.db.engine import Database
-from billfold.observability import RequestContextMiddleware
 from billfold.stripe.gateway import StripeClientGateway, StripeGateway
 from billfold.stripe.worker import background_work
 
