@@ -80,7 +80,8 @@ def rate_limit(declared: RateLimitClass | Classifier) -> Callable[[E], E]:
 def _declared_class(route: BaseRoute, scope: Scope) -> RateLimitClass:
     if not isinstance(route, APIRoute):
         return RateLimitClass.EXEMPT  # a mount (the sandbox) or the framework's own pages
-    declared: RateLimitClass | Classifier = vars(route.endpoint).get(_DECLARED, RateLimitClass.API)
+    attributes: dict[str, Any] = getattr(route.endpoint, "__dict__", {})
+    declared: RateLimitClass | Classifier = attributes.get(_DECLARED, RateLimitClass.API)
     return declared if isinstance(declared, RateLimitClass) else declared(scope)
 
 
