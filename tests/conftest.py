@@ -26,7 +26,7 @@ from billfold.config import Settings
 from billfold.db.base import Base
 from billfold.db.engine import Database
 from billfold.db.migrate import upgrade_blocking
-from billfold.db.models import load_all_models
+from billfold.schema import load_all_models
 
 pytest_plugins = ["tests.sandbox_fixtures"]
 

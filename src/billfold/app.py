@@ -2,42 +2,45 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
 from billfold import __version__
+from billfold.api import (
+    audit,
+    billing,
+    ops,
+    organizations,
+    payments_v1,
+    subscriptions,
+    trpc,
+    webhooks,
+)
 from billfold.api.cors import install_cors
 from billfold.api.errors import install_error_handlers
+from billfold.api.ratelimit import ApiRateLimiter, RateLimitMiddleware
+from billfold.api.request_context import RequestContextMiddleware
+from billfold.api.sandbox_mount import mount_sandbox
 from billfold.clock import Clock, SystemClock
 from billfold.config import Settings, get_settings
 from billfold.container import Container
 from billfold.db.engine import Database
-from billfold.observability import RequestContextMiddleware
-from billfold.ratelimit import ApiRateLimiter, RateLimitMiddleware
-from billfold.sandbox.embed import mount_sandbox
 from billfold.stripe.gateway import StripeClientGateway, StripeGateway
 from billfold.stripe.worker import background_work
 
-# Every dialect's router, as "module:attribute". Add yours here.
-ROUTERS = [
-    "billfold.api.ops:router",
-    "billfold.audit.endpoints:router",
-    "billfold.api.payments_v1:router",
-    "billfold.api.organizations:router",
-    "billfold.api.trpc:router",
-    "billfold.api.subscriptions:router",
-    "billfold.api.billing:router",
-    "billfold.api.webhooks:router",
-]
-
-
-def _load_router(spec: str) -> APIRouter:
-    module_name, _, attr = spec.partition(":")
-    router: APIRouter = getattr(importlib.import_module(module_name), attr)
-    return router
+# Every dialect's router, imported (a misspelt or moved module fails here, and mypy sees it).
+ROUTERS: tuple[APIRouter, ...] = (
+    ops.router,
+    audit.router,
+    payments_v1.router,
+    organizations.router,
+    trpc.router,
+    subscriptions.router,
+    billing.router,
+    webhooks.router,
+)
 
 
 def create_app(
@@ -53,7 +56,7 @@ def create_app(
     db = database or Database(settings.effective_database_url)
     container = Container(settings=settings, db=db, clock=clock or SystemClock())
     container.stripe_gateway = stripe_gateway or StripeClientGateway(settings)
-    container.rate_limiter = rate_limiter = ApiRateLimiter.from_settings(settings)
+    rate_limiter = ApiRateLimiter.from_settings(settings)
     owns_db = database is None
 
     @asynccontextmanager
@@ -78,12 +81,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.container = container
+    app.state.rate_limiter = rate_limiter
     install_error_handlers(app)
     mount_sandbox(app, settings)  # only in sandbox mode (no STRIPE_SECRET_KEY)
-    for spec in ROUTERS:
-        app.include_router(_load_router(spec))
-    # Inside CORS (a browser can read a 429) and the request id (a 429 carries one).
-    app.add_middleware(RateLimitMiddleware, limiter=rate_limiter)
+    for router in ROUTERS:
+        app.include_router(router)
+    # Inside CORS (a browser can read a 429) and the request id (a 429 carries one). It reads
+    # each request's route from the app's route list to find its declared rate-limit class.
+    app.add_middleware(RateLimitMiddleware, limiter=rate_limiter, routes=app.router.routes)
     install_cors(app, settings)  # the app's own frontends (FRONTEND_URL's host and the like)
     app.add_middleware(RequestContextMiddleware)
     return app

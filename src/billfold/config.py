@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias=_alias("BILLFOLD_REDIS_URL"))
     # Prefix of every key billfold keeps in Redis (several deployments may share one server).
     redis_prefix: str = Field(default="billfold", validation_alias=_alias("BILLFOLD_REDIS_PREFIX"))
-    # Per caller (billfold.ratelimit); the second is for routes that create Stripe objects.
+    # Per caller (billfold.api.ratelimit); the second is for routes that create Stripe objects.
     rate_limit: str = Field(default="120/minute", validation_alias=_alias("BILLFOLD_RATE_LIMIT"))
     rate_limit_checkout: str = Field(
         default="10/minute", validation_alias=_alias("BILLFOLD_RATE_LIMIT_CHECKOUT")

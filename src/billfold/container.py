@@ -10,7 +10,6 @@ from billfold.config import Settings
 from billfold.db.engine import Database
 
 if TYPE_CHECKING:
-    from billfold.ratelimit import ApiRateLimiter
     from billfold.stripe.gateway import StripeGateway
 
 
@@ -21,5 +20,3 @@ class Container:
     clock: Clock
     # The Stripe gateway (`StripeClientGateway` unless a test injects one); set by create_app.
     stripe_gateway: StripeGateway | None = None
-    # The API's per-caller rate limits (billfold.ratelimit); set by create_app.
-    rate_limiter: ApiRateLimiter | None = None

@@ -1,20 +1,18 @@
-"""Request ids, structured logs and Prometheus metrics."""
+"""Request ids, structured logs and Prometheus metrics (no web framework: the HTTP middleware
+that sets the request id and counts requests is `billfold.api.request_context`)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-import time
-import uuid
 from contextvars import ContextVar
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: ContextVar[str] = ContextVar("billfold_request_id", default="")
-_VALID_RID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 REGISTRY = CollectorRegistry()
 HTTP_REQUESTS = Counter(
@@ -56,50 +54,3 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
-
-
-def _route_label(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return str(path) if path else "unmatched"
-
-
-class RequestContextMiddleware:
-    """Gives every request an id (the caller's `X-Request-ID` if sane), echoes it on the
-    response, and records metrics."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = ""
-        for name, value in scope.get("headers", []):
-            if name == b"x-request-id":
-                incoming = value.decode("latin-1")
-                break
-        rid = incoming if _VALID_RID.match(incoming) else f"req_{uuid.uuid4().hex}"
-        scope.setdefault("state", {})["request_id"] = rid
-        token = request_id_var.set(rid)
-        started = time.perf_counter()
-        status_holder = {"status": 500}
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                headers = list(message.get("headers", []))
-                if not any(k.lower() == b"x-request-id" for k, _ in headers):
-                    headers.append((b"x-request-id", rid.encode()))
-                message["headers"] = headers
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = _route_label(scope)
-            method = scope.get("method", "GET")
-            HTTP_REQUESTS.labels(method, route, str(status_holder["status"])).inc()
-            HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
-            request_id_var.reset(token)

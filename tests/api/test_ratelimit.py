@@ -1,4 +1,4 @@
-"""Rate limits (billfold.ratelimit): per caller, in memory or shared through Redis, in each
+"""Rate limits (billfold.api.ratelimit): per caller, in memory or shared through Redis, in each
 dialect's error shape, never on Stripe's webhooks, the sandbox or the ops routes.
 
 The Redis tests need the server at 127.0.0.1:6379; they are skipped (visibly) when it does not
@@ -21,11 +21,11 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from billfold.api.ratelimit import RateLimitClass, caller_key, rate_limit_class
 from billfold.app import create_app
 from billfold.config import Settings
 from billfold.db.engine import Database
 from billfold.errors import ConfigurationError
-from billfold.ratelimit import caller_key, creates_stripe_objects, is_limited_path
 from tests.conftest import TEST_JWT_SECRET
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -69,36 +69,43 @@ def _assert_rate_headers(response: httpx.Response, *, limit: int, remaining: int
 # --- which requests count, and as whom ---------------------------------------------------
 
 
-def test_limited_paths() -> None:
-    for path in (PLANS, CHECKOUT, "/api/billing/subscriptions", "/trpc", "/trpc/billing.x"):
-        assert is_limited_path(path), path
-    for path in (
-        "/api/v1/payments/webhook",
-        "/api/stripe/webhook",
-        "/stripe-sandbox/v1/customers",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/trpc-other",
-        "/docs",
-    ):
-        assert not is_limited_path(path), path
+def _class_of(app: Any, method: str, path: str) -> RateLimitClass:
+    scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+    return rate_limit_class(app.router.routes, scope)
 
 
-def test_routes_that_create_stripe_objects() -> None:
-    for path in (
-        CHECKOUT,
-        "/api/v1/organizations/org_1/billing/checkout",
-        "/api/v1/organizations/org_1/billing/portal",
-        "/api/subscriptions/subscribe",
-        "/api/subscriptions/portal",
-        "/api/billing/checkout_session",
-        "/trpc/billing.createCheckoutSession",
-        "/trpc/billing.getStatus,billing.createCustomerPortalSession",
-    ):
-        assert creates_stripe_objects(path), path
-    for path in (PLANS, "/api/subscriptions/current", "/trpc/billing.getStatus"):
-        assert not creates_stripe_objects(path), path
+def test_routes_declare_their_rate_limit_class(tmp_path: Path) -> None:
+    app = create_app(_settings(tmp_path))  # no STRIPE_SECRET_KEY: the sandbox is mounted
+    api, checkout, exempt = RateLimitClass.API, RateLimitClass.CHECKOUT, RateLimitClass.EXEMPT
+    expected = {
+        ("GET", PLANS): api,
+        ("GET", "/api/billing/subscriptions"): api,
+        ("GET", "/api/subscriptions/current"): api,
+        ("GET", "/api/v1/audit"): api,
+        ("GET", "/api/nowhere"): api,  # no route: counted all the same
+        ("GET", "/trpc"): api,
+        ("GET", "/trpc/billing.getStatus"): api,
+        ("POST", "/trpc/billing.unknown"): api,
+        ("POST", CHECKOUT): checkout,
+        ("GET", CHECKOUT): checkout,  # the route's 405 counts as the route
+        ("POST", "/api/v1/organizations/org_1/billing/checkout"): checkout,
+        ("POST", "/api/v1/organizations/org_1/billing/portal"): checkout,
+        ("POST", "/api/subscriptions/subscribe"): checkout,
+        ("PUT", "/api/subscriptions/update"): checkout,
+        ("GET", "/api/subscriptions/portal"): checkout,
+        ("POST", "/api/billing/checkout_session"): checkout,
+        ("POST", "/trpc/billing.createCheckoutSession"): checkout,
+        ("GET", "/trpc/billing.getStatus,billing.createCustomerPortalSession"): checkout,
+        ("POST", "/api/v1/payments/webhook"): exempt,
+        ("POST", "/api/stripe/webhook"): exempt,
+        ("GET", "/stripe-sandbox/v1/customers"): exempt,
+        ("GET", "/healthz"): exempt,
+        ("GET", "/readyz"): exempt,
+        ("GET", "/metrics"): exempt,
+        ("GET", "/docs"): exempt,
+    }
+    for (method, path), declared in expected.items():
+        assert _class_of(app, method, path) is declared, (method, path)
 
 
 def test_caller_is_a_digest_of_the_credential_else_the_address() -> None:
@@ -253,7 +260,7 @@ async def test_redis_down_counts_in_the_process(
     # Nothing listens on port 1: billfold neither 500s nor drops the limit.
     settings = _settings(tmp_path, redis_url="redis://127.0.0.1:1/0")
     app = create_app(settings, database=database)
-    with caplog.at_level(logging.WARNING, logger="billfold.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="billfold.api.ratelimit"):
         async with _client(app) as client:
             for _ in range(3):
                 assert (await client.get(PLANS)).status_code == 200
@@ -291,7 +298,7 @@ async def test_instances_sharing_redis_share_the_budget(
     settings = _settings(tmp_path, redis_url=REDIS_URL, redis_prefix=redis_prefix)
     first = create_app(settings, database=database)
     second = create_app(settings, database=database)
-    assert first.state.container.rate_limiter.shared
+    assert first.state.rate_limiter.shared
     headers = {"Authorization": "Bearer shared-caller"}
     try:
         async with _client(first) as a, _client(second) as b:
@@ -307,8 +314,8 @@ async def test_instances_sharing_redis_share_the_budget(
             # Another caller still has its own budget on either instance.
             assert (await b.get(PLANS, headers={"X-API-Key": "bf_other"})).status_code == 200
     finally:
-        await first.state.container.rate_limiter.close()
-        await second.state.container.rate_limiter.close()
+        await first.state.rate_limiter.close()
+        await second.state.rate_limiter.close()
 
     # The raw token is nowhere in Redis, only its digest.
     client = Redis.from_url(REDIS_URL)

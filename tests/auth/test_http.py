@@ -13,15 +13,15 @@ from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from billfold.api.deps import SessionDep
-from billfold.audit.dependencies import AuditContextDep, audit_context_for
-from billfold.audit.models import AuditEntry
-from billfold.auth.apikeys import create_api_key, revoke_api_key
-from billfold.auth.dependencies import (
+from billfold.api.audit_deps import AuditContextDep, audit_context_for
+from billfold.api.auth_deps import (
     PrincipalDep,
     ShopHeaderDep,
     principal_from_token_or_header,
 )
+from billfold.api.deps import SessionDep
+from billfold.audit.models import AuditEntry
+from billfold.auth.apikeys import create_api_key, revoke_api_key
 from billfold.auth.models import ApiKey
 from billfold.auth.tenancy import account_for_shop
 from billfold.auth.tokens import issue_token

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import stripe
 
+from billfold.api.sandbox_mount import BILLFOLD_ENDPOINT_ID, WEBHOOK_PATH
 from billfold.app import create_app
 from billfold.config import (
     SANDBOX_MOUNT_PATH,
@@ -22,7 +23,6 @@ from billfold.config import (
 )
 from billfold.db.engine import Database
 from billfold.sandbox.app import create_sandbox_app
-from billfold.sandbox.embed import BILLFOLD_ENDPOINT_ID, WEBHOOK_PATH
 from billfold.sandbox.state import SandboxState
 from tests.sandbox_fixtures import ServedApp, WebhookReceiver
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from billfold.app import create_app
-from billfold.audit.dependencies import system_audit_context
+from billfold.audit.context import system_audit_context
 from billfold.auth.tokens import issue_token
 from billfold.catalog.service import load_catalog, sync_catalog
 from billfold.clock import FrozenClock

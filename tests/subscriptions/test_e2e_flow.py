@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from billfold.audit.dependencies import system_audit_context
+from billfold.audit.context import system_audit_context
 from billfold.clock import SystemClock
 from billfold.container import Container
 from billfold.customers.models import AccountKind, BillingAccount

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select
 
-from billfold.audit.dependencies import system_audit_context
+from billfold.audit.context import system_audit_context
 from billfold.catalog.service import load_catalog, sync_catalog
 from billfold.container import Container
 from billfold.customers.models import AccountKind

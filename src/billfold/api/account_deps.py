@@ -13,8 +13,8 @@ from typing import Annotated
 
 from fastapi import Depends
 
+from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
 from billfold.api.deps import ContainerDep, SessionDep
-from billfold.auth.dependencies import PrincipalDep, ShopHeaderDep
 from billfold.auth.tenancy import account_for_principal
 from billfold.customers.models import BillingAccount
 

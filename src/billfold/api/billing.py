@@ -25,8 +25,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
+from billfold.api.audit_deps import AuditContextDep
 from billfold.api.deps import ContainerDep, SessionDep
-from billfold.audit import AuditContextDep
+from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.errors import ValidationFailed
 from billfold.subscriptions import service as subscriptions
 
@@ -85,6 +86,7 @@ class SubscriptionList(BaseModel):
 
 
 @router.post("/checkout_session", response_model=CheckoutSessionRead)
+@rate_limit(RateLimitClass.CHECKOUT)
 async def create_checkout_session(
     body: CheckoutSessionCreate,
     request: Request,

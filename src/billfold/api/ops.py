@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from billfold import __version__
 from billfold.api.deps import ContainerDep
+from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.db.migrate import current_revisions, script_heads
 from billfold.observability import REGISTRY
 
@@ -16,12 +17,14 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz")
+@rate_limit(RateLimitClass.EXEMPT)
 async def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok", "version": __version__}
 
 
 @router.get("/readyz")
+@rate_limit(RateLimitClass.EXEMPT)
 async def readyz(container: ContainerDep) -> JSONResponse:
     """The database answers and its schema is at the newest migration."""
     checks: dict[str, str] = {}
@@ -44,5 +47,6 @@ async def readyz(container: ContainerDep) -> JSONResponse:
 
 
 @router.get("/metrics")
+@rate_limit(RateLimitClass.EXEMPT)
 async def metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

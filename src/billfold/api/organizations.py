@@ -12,9 +12,10 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from billfold.api.audit_deps import AuditContextDep
+from billfold.api.auth_deps import PrincipalDep
 from billfold.api.deps import ContainerDep, SessionDep
-from billfold.audit import AuditContextDep
-from billfold.auth.dependencies import PrincipalDep
+from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.auth.tenancy import account_for_organization
 from billfold.errors import ValidationFailed
 from billfold.subscriptions import service as subscriptions
@@ -56,6 +57,7 @@ class PortalSessionResponse(BaseModel):
 
 
 @router.post("/checkout")
+@rate_limit(RateLimitClass.CHECKOUT)
 async def create_checkout(
     org_id: str,
     body: CheckoutSessionRequest,
@@ -101,6 +103,7 @@ async def get_subscription(
 
 
 @router.post("/portal")
+@rate_limit(RateLimitClass.CHECKOUT)
 async def create_portal(
     org_id: str,
     request: Request,

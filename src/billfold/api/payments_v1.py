@@ -15,11 +15,12 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from billfold.api.audit_deps import AuditContextDep
+from billfold.api.auth_deps import PrincipalDep
 from billfold.api.deps import ContainerDep, SessionDep
 from billfold.api.errors import ErrorBody, register_error_shape
+from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.api.webhooks import accept_stripe_webhook
-from billfold.audit import AuditContextDep
-from billfold.auth.dependencies import PrincipalDep
 from billfold.auth.tenancy import account_for_principal
 from billfold.catalog.service import Catalog, PlanPrice, load_catalog
 from billfold.errors import NotFound, ValidationFailed
@@ -154,6 +155,7 @@ class CheckoutCreate(BaseModel):
 
 
 @router.post("/create-checkout-session")
+@rate_limit(RateLimitClass.CHECKOUT)
 async def create_checkout_session(
     body: CheckoutCreate,
     request: Request,
@@ -298,6 +300,7 @@ async def reactivate_subscription(
 
 
 @router.post("/webhook")
+@rate_limit(RateLimitClass.EXEMPT)
 async def stripe_webhook(
     request: Request, session: SessionDep, container: ContainerDep, background: BackgroundTasks
 ) -> JSONResponse:

@@ -30,8 +30,9 @@ from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, field_validat
 from pydantic.alias_generators import to_camel
 
 from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
+from billfold.api.audit_deps import AuditContextDep
 from billfold.api.deps import ContainerDep, SessionDep
-from billfold.audit import AuditContextDep
+from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.errors import ValidationFailed
 from billfold.subscriptions import service as subscriptions
 
@@ -145,6 +146,7 @@ async def get_current_subscription(
 
 
 @router.post("/subscribe", response_model=CheckoutRead)
+@rate_limit(RateLimitClass.CHECKOUT)
 async def subscribe(
     body: SubscribeCreate,
     request: Request,
@@ -172,6 +174,7 @@ async def subscribe(
 
 
 @router.put("/update", response_model=SubscriptionEnvelope)
+@rate_limit(RateLimitClass.CHECKOUT)
 async def update_subscription(
     body: SubscriptionUpdate,
     session: SessionDep,
@@ -215,6 +218,7 @@ async def cancel_subscription(
 
 
 @router.get("/portal", response_model=PortalRead)
+@rate_limit(RateLimitClass.CHECKOUT)
 async def get_portal(
     session: SessionDep,
     container: ContainerDep,

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.api.deps import ContainerDep, SessionDep
+from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.container import Container
 from billfold.stripe.inbox import StoredEvent, process_event_safely, receive_webhook
 
@@ -46,6 +47,7 @@ class WebhookReceived(BaseModel):
 
 
 @router.post("/api/stripe/webhook", response_model=WebhookReceived)
+@rate_limit(RateLimitClass.EXEMPT)
 async def stripe_webhook(
     request: Request, session: SessionDep, container: ContainerDep, background: BackgroundTasks
 ) -> WebhookReceived:

@@ -12,6 +12,10 @@ from billfold.errors import ValidationFailed
 PrincipalKind = Literal["user", "api_key"]
 OrgRole = Literal["admin", "member"]
 
+# The headers by which a caller names the account it acts on; tenancy's messages name them.
+ACCOUNT_HEADER = "X-Billfold-Account"
+SHOP_HEADER = "X-Shopify-Shop-Domain"
+
 # A shop is named by its domain (document 001: `x.myshopify.com`).
 _SHOP_DOMAIN = re.compile(
     r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$"
@@ -36,7 +40,7 @@ class AccountRef:
     external_id: str
 
     @classmethod
-    def parse(cls, text: str, *, field: str = "X-Billfold-Account") -> AccountRef:
+    def parse(cls, text: str, *, field: str = ACCOUNT_HEADER) -> AccountRef:
         kind_text, sep, external_id = text.strip().partition(":")
         kinds = {kind.value: kind for kind in AccountKind}
         if not sep or kind_text.lower() not in kinds:

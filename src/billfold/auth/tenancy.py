@@ -14,8 +14,13 @@ from typing import TypeGuard
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billfold.auth.dependencies import ACCOUNT_HEADER, SHOP_HEADER
-from billfold.auth.principal import AccountRef, Principal, normalize_shop_domain
+from billfold.auth.principal import (
+    ACCOUNT_HEADER,
+    SHOP_HEADER,
+    AccountRef,
+    Principal,
+    normalize_shop_domain,
+)
 from billfold.config import Settings
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import get_or_create_account

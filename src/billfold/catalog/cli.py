@@ -8,7 +8,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from billfold.audit.cli import cli_actor
-from billfold.audit.dependencies import system_audit_context
+from billfold.audit.context import system_audit_context
 from billfold.catalog.service import Catalog, load_catalog, sync_catalog, sync_steps
 from billfold.container import Container
 from billfold.stripe.cli import run_with_container

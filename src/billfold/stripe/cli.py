@@ -12,7 +12,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from billfold.audit.cli import cli_actor
-from billfold.audit.dependencies import system_audit_context
+from billfold.audit.context import system_audit_context
 from billfold.clock import SystemClock
 from billfold.config import get_settings
 from billfold.container import Container

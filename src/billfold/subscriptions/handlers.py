@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billfold.audit.dependencies import system_audit_context
+from billfold.audit.context import system_audit_context
 from billfold.container import Container
 from billfold.stripe.gateway import (
     StripeEvent,

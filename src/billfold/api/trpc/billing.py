@@ -16,9 +16,11 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from billfold.api.audit_deps import audit_context_for
+from billfold.api.ratelimit import RateLimitClass
 from billfold.api.trpc.procedures import ProcedureContext, ProcedureRouter
-from billfold.audit.dependencies import AuditContext, audit_context_for
-from billfold.auth.dependencies import SHOP_HEADER
+from billfold.audit.context import AuditContext
+from billfold.auth.principal import SHOP_HEADER
 from billfold.auth.tenancy import account_for_principal
 from billfold.customers.models import BillingAccount
 from billfold.subscriptions import service as subscriptions
@@ -64,7 +66,9 @@ async def _caller(ctx: ProcedureContext, token: str | None) -> tuple[BillingAcco
     return account, audit_context_for(ctx.request, principal)
 
 
-@procedures.mutation("createCheckoutSession", CheckoutSessionCreate)
+@procedures.mutation(
+    "createCheckoutSession", CheckoutSessionCreate, rate_limit=RateLimitClass.CHECKOUT
+)
 async def create_checkout_session(
     ctx: ProcedureContext, data: CheckoutSessionCreate
 ) -> CheckoutSessionRead:
@@ -83,7 +87,9 @@ async def create_checkout_session(
     return CheckoutSessionRead(id=started.id, url=started.url)
 
 
-@procedures.mutation("createCustomerPortalSession", PortalSessionCreate)
+@procedures.mutation(
+    "createCustomerPortalSession", PortalSessionCreate, rate_limit=RateLimitClass.CHECKOUT
+)
 async def create_customer_portal_session(
     ctx: ProcedureContext, data: PortalSessionCreate
 ) -> PortalSessionRead:

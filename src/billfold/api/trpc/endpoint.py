@@ -7,9 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.types import Scope
 
 from billfold.api.deps import get_container
 from billfold.api.errors import ErrorBody, register_error_shape
+from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.api.trpc.procedures import ProcedureContext, ProcedureRouter, encode_output
 from billfold.api.trpc.wire import (
     TRPCError,
@@ -72,12 +74,16 @@ def build_router(procedures: ProcedureRouter, prefix: str = "/trpc") -> APIRoute
     """
     router = APIRouter(tags=["trpc"])
 
+    def rate_limit_of_call(scope: Scope) -> RateLimitClass:
+        return procedures.rate_limit_of(str(scope.get("path_params", {}).get("path", "")))
+
     @router.api_route(
         prefix + "/{path:path}",
         methods=["GET", "POST"],
         summary="tRPC procedures (for @trpc/client's httpLink and httpBatchLink)",
         response_class=JSONResponse,
     )
+    @rate_limit(rate_limit_of_call)
     async def trpc_endpoint(request: Request, path: str = "") -> JSONResponse:
         try:
             wire = parse_request(

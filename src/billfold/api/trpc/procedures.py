@@ -17,8 +17,9 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.api.auth_deps import principal_from_token_or_header
+from billfold.api.ratelimit import RateLimitClass
 from billfold.api.trpc.wire import UNDEFINED, TRPCError
-from billfold.auth.dependencies import principal_from_token_or_header
 from billfold.auth.principal import Principal
 from billfold.container import Container
 
@@ -48,6 +49,7 @@ class Procedure:
     kind: ProcedureKind
     input_model: type[BaseModel] | None
     handler: Handler
+    rate_limit: RateLimitClass = RateLimitClass.API
 
     def parse_input(self, raw: Any) -> Any:
         """The validated input; a clear BAD_REQUEST naming the first wrong field otherwise."""
@@ -83,21 +85,38 @@ class ProcedureRouter:
         self._procedures[procedure.path] = procedure
 
     def _register(
-        self, kind: ProcedureKind, path: str, input_model: type[BaseModel] | None
+        self,
+        kind: ProcedureKind,
+        path: str,
+        input_model: type[BaseModel] | None,
+        rate_limit: RateLimitClass,
     ) -> Callable[[H], H]:
         def decorate(handler: H) -> H:
-            self._add(Procedure(path=path, kind=kind, input_model=input_model, handler=handler))
+            self._add(Procedure(path, kind, input_model, handler, rate_limit))
             return handler
 
         return decorate
 
-    def query(self, path: str, input_model: type[BaseModel] | None = None) -> Callable[[H], H]:
+    def query(
+        self,
+        path: str,
+        input_model: type[BaseModel] | None = None,
+        *,
+        rate_limit: RateLimitClass = RateLimitClass.API,
+    ) -> Callable[[H], H]:
         """Register a query (`GET ?input=`; also accepted as POST for `methodOverride`)."""
-        return self._register("query", path, input_model)
+        return self._register("query", path, input_model, rate_limit)
 
-    def mutation(self, path: str, input_model: type[BaseModel] | None = None) -> Callable[[H], H]:
-        """Register a mutation (POST with a JSON body)."""
-        return self._register("mutation", path, input_model)
+    def mutation(
+        self,
+        path: str,
+        input_model: type[BaseModel] | None = None,
+        *,
+        rate_limit: RateLimitClass = RateLimitClass.API,
+    ) -> Callable[[H], H]:
+        """Register a mutation (POST with a JSON body). A mutation that creates Stripe objects
+        says `rate_limit=RateLimitClass.CHECKOUT`."""
+        return self._register("mutation", path, input_model, rate_limit)
 
     def include(self, other: ProcedureRouter, *, prefix: str) -> None:
         """Serve every procedure of `other` under `prefix.` (tRPC's nested routers)."""
@@ -108,11 +127,20 @@ class ProcedureRouter:
                     kind=procedure.kind,
                     input_model=procedure.input_model,
                     handler=procedure.handler,
+                    rate_limit=procedure.rate_limit,
                 )
             )
 
     def get(self, path: str) -> Procedure | None:
         return self._procedures.get(path)
+
+    def rate_limit_of(self, paths: str) -> RateLimitClass:
+        """The class of a call or a batch (`a.b,c.d`): the tightest of its procedures'."""
+        declared = {p.rate_limit for name in paths.split(",") if (p := self.get(name)) is not None}
+        for tightest in (RateLimitClass.CHECKOUT, RateLimitClass.API):
+            if tightest in declared:
+                return tightest
+        return RateLimitClass.API  # unknown procedures (NOT_FOUND) still cost a call
 
     def __iter__(self) -> Iterator[Procedure]:
         return iter(self._procedures.values())

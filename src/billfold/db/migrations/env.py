@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from billfold.db.base import Base
-from billfold.db.models import load_all_models
+from billfold.schema import load_all_models
 
 load_all_models()
 config = context.config

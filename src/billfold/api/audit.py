@@ -11,10 +11,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from billfold.api.auth_deps import PrincipalDep
 from billfold.api.deps import SessionDep
 from billfold.audit.schemas import AuditEntryRead, AuditPage
 from billfold.audit.service import list_entries
-from billfold.auth.dependencies import PrincipalDep
 from billfold.auth.principal import AccountRef
 from billfold.auth.tenancy import may_access_account, require_account_access
 from billfold.customers.models import AccountKind, BillingAccount

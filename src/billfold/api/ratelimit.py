@@ -1,9 +1,15 @@
 """Rate limits on billfold's API, per caller.
 
-Every request under `/api/` and `/trpc` counts against `BILLFOLD_RATE_LIMIT` (default 120/minute)
-for its caller; a request that creates Stripe objects (a checkout or portal session, a plan change)
-also counts against the tighter `BILLFOLD_RATE_LIMIT_CHECKOUT` (default 10/minute). Stripe's
-webhooks, the embedded sandbox and the ops routes are never limited.
+Every route says its own rate-limit class, next to its path (`@rate_limit(...)` under the route
+decorator; a tRPC procedure in `ProcedureRouter.mutation(..., rate_limit=...)`):
+- `API` (the default of every API route): counts against `BILLFOLD_RATE_LIMIT` (default
+  120/minute) for its caller;
+- `CHECKOUT`: a route that creates Stripe objects (a checkout or portal session, a plan change)
+  also counts against the tighter `BILLFOLD_RATE_LIMIT_CHECKOUT` (default 10/minute);
+- `EXEMPT`: never counted (Stripe's webhooks, the ops probes).
+The middleware finds the route a request will reach the way the router does, before anything
+runs; mounted apps (the embedded sandbox) and framework pages (`/docs`) are not counted, and a
+path no route matches counts as `API`.
 
 The caller is the SHA-256 of the credential the headers carry (`Authorization: Bearer` or
 `X-API-Key`; the raw token is never stored), else the client address. The counts live in Redis
@@ -18,39 +24,42 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
 
+from fastapi.routing import APIRoute, iter_route_contexts
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import ConnectionPool
 from starlette.requests import Request
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billfold.api.errors import ErrorBody, render, status_for
-from billfold.config import SANDBOX_MOUNT_PATH, Settings
+from billfold.config import Settings
 from billfold.errors import RateLimited
 
-log = logging.getLogger("billfold.ratelimit")
+log = logging.getLogger("billfold.api.ratelimit")
 
-# Stripe retries its own deliveries and signs them: limiting them would only lose events.
-EXEMPT_PATHS = frozenset({"/api/v1/payments/webhook", "/api/stripe/webhook"})
-EXEMPT_PREFIXES = (SANDBOX_MOUNT_PATH, "/healthz", "/readyz", "/metrics")
 
-# Routes that create Stripe objects (checkout and portal sessions, a plan change's invoice).
-STRIPE_OBJECT_ROUTES = (
-    re.compile(r"/api/v1/payments/create-checkout-session"),
-    re.compile(r"/api/v1/organizations/[^/]+/billing/(checkout|portal)"),
-    re.compile(r"/api/subscriptions/(subscribe|update|portal)"),
-    re.compile(r"/api/billing/checkout_session"),
-)
-STRIPE_OBJECT_PROCEDURES = frozenset(
-    {"billing.createCheckoutSession", "billing.createCustomerPortalSession"}
-)
-TRPC_PREFIX = "/trpc"
+class RateLimitClass(StrEnum):
+    """Which of the caller's budgets a route's requests count against."""
+
+    EXEMPT = "exempt"  # never counted
+    API = "api"  # the general budget
+    CHECKOUT = "checkout"  # the general budget and the tighter one: it creates Stripe objects
+
+
+# A route whose class depends on the call (a tRPC batch names its procedures in the path) gives
+# a function of the matched scope (with its `path_params`) instead of a class.
+Classifier = Callable[[Scope], RateLimitClass]
+E = TypeVar("E", bound=Callable[..., Any])
+_DECLARED = "__billfold_rate_limit__"
 
 # After Redis fails, the process counts on its own for this long before trying Redis again, so
 # an outage costs one failed round trip per interval, not one per request.
@@ -58,22 +67,38 @@ REDIS_RETRY_SECONDS = 5.0
 REDIS_TIMEOUT_SECONDS = 0.5
 
 
-def is_limited_path(path: str) -> bool:
-    """Whether requests to `path` count against the caller's limits."""
-    if path in EXEMPT_PATHS or path.rstrip("/") in EXEMPT_PATHS:
-        return False
-    if path.startswith(EXEMPT_PREFIXES):
-        return False
-    return path.startswith("/api/") or path == TRPC_PREFIX or path.startswith(TRPC_PREFIX + "/")
+def rate_limit(declared: RateLimitClass | Classifier) -> Callable[[E], E]:
+    """Declare the rate-limit class of a route's endpoint (written under `@router.post(...)`)."""
+
+    def declare(endpoint: E) -> E:
+        vars(endpoint)[_DECLARED] = declared
+        return endpoint
+
+    return declare
 
 
-def creates_stripe_objects(path: str) -> bool:
-    """Whether `path` is a route (or a tRPC call, batched or not) that creates Stripe objects."""
-    if path.startswith(TRPC_PREFIX + "/"):
-        calls = path[len(TRPC_PREFIX) + 1 :].split(",")
-        return any(call in STRIPE_OBJECT_PROCEDURES for call in calls)
-    path = path.rstrip("/")
-    return any(pattern.fullmatch(path) for pattern in STRIPE_OBJECT_ROUTES)
+def _declared_class(route: BaseRoute, scope: Scope) -> RateLimitClass:
+    if not isinstance(route, APIRoute):
+        return RateLimitClass.EXEMPT  # a mount (the sandbox) or the framework's own pages
+    attributes: dict[str, Any] = getattr(route.endpoint, "__dict__", {})
+    declared: RateLimitClass | Classifier = attributes.get(_DECLARED, RateLimitClass.API)
+    return declared if isinstance(declared, RateLimitClass) else declared(scope)
+
+
+def rate_limit_class(routes: Sequence[BaseRoute], scope: Scope) -> RateLimitClass:
+    """The class declared by the route `scope` reaches, matched as the router matches it (a
+    route matching all but the method answers 405 and counts as that route). `routes` is an
+    app's route tree; FastAPI's `iter_route_contexts` flattens its included routers."""
+    partial: tuple[BaseRoute, Scope] | None = None
+    for context in iter_route_contexts(routes):
+        match, child_scope = context.matches(scope)
+        if match is Match.FULL:
+            return _declared_class(context.original_route, {**scope, **child_scope})
+        if match is Match.PARTIAL and partial is None:
+            partial = (context.original_route, {**scope, **child_scope})
+    if partial is not None:
+        return _declared_class(*partial)
+    return RateLimitClass.API
 
 
 def caller_key(scope: Scope) -> str:
@@ -211,23 +236,28 @@ class ApiRateLimiter:
 
 
 class RateLimitMiddleware:
-    """Applies the caller's limits to `/api/` and `/trpc` before anything else runs.
+    """Applies the caller's limits, by the class its route declares, before anything else runs.
 
     A pure ASGI middleware: a refusal never opens a transaction or reads the body. It renders
-    through `billfold.api.errors.render`, so each dialect keeps its own error shape.
+    through `billfold.api.errors.render`, so each dialect keeps its own error shape. `routes` is
+    the app's route list (the same list object, so routes included later are seen).
     """
 
-    def __init__(self, app: ASGIApp, limiter: ApiRateLimiter) -> None:
+    def __init__(self, app: ASGIApp, limiter: ApiRateLimiter, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.limiter = limiter
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_limited_path(scope["path"]):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
+        declared = rate_limit_class(self.routes, scope)
+        if declared is RateLimitClass.EXEMPT:
+            await self.app(scope, receive, send)
+            return
         decision = await self.limiter.hit(
-            caller_key(scope), creates_stripe_objects=creates_stripe_objects(path)
+            caller_key(scope), creates_stripe_objects=declared is RateLimitClass.CHECKOUT
         )
         headers = decision.headers()
         if not decision.allowed:

@@ -20,13 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.api.deps import SessionDep, get_container
 from billfold.auth.apikeys import authenticate_api_key, looks_like_api_key
-from billfold.auth.principal import AccountRef, Principal
+from billfold.auth.principal import ACCOUNT_HEADER, SHOP_HEADER, AccountRef, Principal
 from billfold.auth.tokens import verify_token
 from billfold.errors import Unauthenticated
 
-ACCOUNT_HEADER = "X-Billfold-Account"
 API_KEY_HEADER = "X-API-Key"
-SHOP_HEADER = "X-Shopify-Shop-Domain"
 
 
 def bearer_token(request: Request) -> str | None:
