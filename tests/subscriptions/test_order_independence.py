@@ -27,7 +27,7 @@ async def play(container: Container, gateway: FakeStripeGateway, rng: random.Ran
     audit = system_audit_context("test")
     async with container.db.transaction() as session:
         catalog = await load_catalog(session, container.settings)
-        await sync_catalog(session, gateway, catalog)
+        await sync_catalog(session, gateway, catalog, clock=container.clock)
         catalog = await load_catalog(session, container.settings)
     prices = [p.stripe_price_id for _, p in catalog.prices() if p.currency == "usd"]
     subs = []

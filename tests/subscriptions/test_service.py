@@ -420,7 +420,7 @@ async def test_sync_catalog_is_idempotent_and_follows_amount_changes(
 
     async with container.db.transaction() as session:
         catalog = await load_catalog(session, container.settings)
-        report = await sync_catalog(session, gateway, catalog)
+        report = await sync_catalog(session, gateway, catalog, clock=container.clock)
     assert report.prices_created == 0 and report.prices_unchanged == 4
     assert len(gateway.stripe.prices) == 4
     plan = catalog.plans[0]
@@ -432,7 +432,7 @@ async def test_sync_catalog_is_idempotent_and_follows_amount_changes(
     )
     changed = Catalog(plans=(replace(plan, prices=changed_prices),))
     async with container.db.transaction() as session:
-        report = await sync_catalog(session, gateway, changed)
+        report = await sync_catalog(session, gateway, changed, clock=container.clock)
     assert report.prices_created == 1
     active_monthly = [
         p for p in gateway.stripe.prices.values() if p["lookup_key"] == MONTHLY and p["active"]

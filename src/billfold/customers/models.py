@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy import String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from billfold.clock import utcnow
 from billfold.db.base import Base, JSONType, UTCDateTime
 
 
@@ -32,5 +31,5 @@ class BillingAccount(Base):
     email: Mapped[str | None] = mapped_column(String(320), default=None)
     name: Mapped[str | None] = mapped_column(String(255), default=None)
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billfold.clock import utcnow
+from billfold.clock import Clock, SystemClock
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.db.base import new_id
 from billfold.db.dialect import insert_ignoring_conflict
@@ -36,14 +36,16 @@ async def get_or_create_account(
     *,
     currency: str,
     email: str | None = None,
+    clock: Clock | None = None,
 ) -> BillingAccount:
-    """The account for this subject, created on first use (safe under concurrent first use)."""
+    """The account for this subject, created on first use (safe under concurrent first use),
+    stamped with `clock`'s time (the system clock when the caller has none to give)."""
     if not external_id or len(external_id) > 255:
         raise ValidationFailed("account id must be 1 to 255 characters", field="external_id")
     account = await find_account(session, kind, external_id)
     if account is not None:
         return account
-    now = utcnow()
+    now = (clock or SystemClock()).now()
     await insert_ignoring_conflict(
         session,
         BillingAccount.__table__,  # type: ignore[arg-type]

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from billfold.clock import utcnow
 from billfold.db.base import Base, JSONType, UTCDateTime
 
 # Stripe statuses that hold (or are about to hold) the account's one subscription: a second
@@ -54,8 +53,8 @@ class Subscription(Base):
     # Bumped on every local change; part of the idempotency keys of billfold's Stripe calls.
     revision: Mapped[int] = mapped_column(Integer, default=0)
     raw: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     @property
     def is_live(self) -> bool:
