@@ -28,16 +28,15 @@ YEARLY = "billfold_premium_yearly_usd"
 
 async def _account(container: Container, user: str = "alice") -> BillingAccount:
     async with container.db.transaction() as session:
-        return await get_or_create_account(session, AccountKind.USER, user, currency="usd")
+        return await get_or_create_account(
+            session, AccountKind.USER, user, currency="usd", clock=container.clock
+        )
 
 
 async def _checkout(
     container: Container, account: BillingAccount, audit: Any, **kwargs: Any
 ) -> subscriptions.CheckoutStarted:
-    async with container.db.transaction() as session:
-        return await subscriptions.start_checkout(
-            session, container, account, audit=audit, **kwargs
-        )
+    return await subscriptions.start_checkout(container, account, audit=audit, **kwargs)
 
 
 async def _apply_all(container: Container, events: list[dict[str, Any]]) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from billfold.api.deps import ContainerDep, SessionDep
+from billfold.api.deps import ContainerDep, SessionDep, end_transaction
 from billfold.audit import AuditContextDep
 from billfold.auth.dependencies import PrincipalDep
 from billfold.auth.tenancy import account_for_organization
@@ -69,8 +69,8 @@ async def create_checkout(
     account = await account_for_organization(
         session, principal, org_id, container.settings, require_admin=True
     )
+    await end_transaction(session)
     started = await subscriptions.start_checkout(
-        session,
         container,
         account,
         audit=audit,

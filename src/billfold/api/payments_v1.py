@@ -15,7 +15,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from billfold.api.deps import ContainerDep, SessionDep
+from billfold.api.deps import ContainerDep, SessionDep, end_transaction
 from billfold.api.errors import ErrorBody, register_error_shape
 from billfold.api.webhooks import accept_stripe_webhook
 from billfold.audit import AuditContextDep
@@ -158,8 +158,8 @@ async def create_checkout_session(
     audit: AuditContextDep,
 ) -> JSONResponse:
     account = await account_for_principal(session, principal, container.settings)
+    await end_transaction(session)
     started = await subscriptions.start_checkout(
-        session,
         container,
         account,
         audit=audit,

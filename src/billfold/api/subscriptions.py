@@ -30,7 +30,7 @@ from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, field_validat
 from pydantic.alias_generators import to_camel
 
 from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
-from billfold.api.deps import ContainerDep, SessionDep
+from billfold.api.deps import ContainerDep, SessionDep, end_transaction
 from billfold.audit import AuditContextDep
 from billfold.errors import ValidationFailed
 from billfold.subscriptions import service as subscriptions
@@ -155,8 +155,8 @@ async def subscribe(
 ) -> CheckoutRead:
     """Start a Stripe Checkout for a plan; redirect the customer to `sessionUrl`."""
     _require_plan(body)
+    await end_transaction(session)
     started = await subscriptions.start_checkout(
-        session,
         container,
         account,
         audit=audit,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from billfold.api.deps import end_transaction
 from billfold.api.trpc.procedures import ProcedureContext, ProcedureRouter
 from billfold.audit.dependencies import AuditContext, audit_context_for
 from billfold.auth.dependencies import SHOP_HEADER
@@ -69,8 +70,8 @@ async def create_checkout_session(
     ctx: ProcedureContext, data: CheckoutSessionCreate
 ) -> CheckoutSessionRead:
     account, audit = await _caller(ctx, data.token)
+    await end_transaction(ctx.session)
     started = await subscriptions.start_checkout(
-        ctx.session,
         ctx.container,
         account,
         audit=audit,
