@@ -81,7 +81,7 @@ async def play_history(
     """Accounts with customers, then a life for each subscription, in the fake Stripe."""
     async with container.db.transaction() as session:
         catalog = await load_catalog(session, container.settings)
-        await sync_catalog(session, gateway, catalog)
+        await sync_catalog(session, gateway, catalog, clock=container.clock)
         catalog = await load_catalog(session, container.settings)
     monthly = catalog.find_price("billfold_premium_monthly_usd")
     yearly = catalog.find_price("billfold_premium_yearly_usd")

@@ -111,7 +111,9 @@ async def billfold_server(
     )
     async with database.transaction() as session:
         catalog = await load_catalog(session, settings)
-        await sync_catalog(session, sandbox_gateway(settings, sandbox_server), catalog)
+        await sync_catalog(
+            session, sandbox_gateway(settings, sandbox_server), catalog, clock=SystemClock()
+        )
         catalog = await load_catalog(session, settings)
     prices = {p.lookup_key: p.stripe_price_id or "" for _, p in catalog.prices(active_only=False)}
 

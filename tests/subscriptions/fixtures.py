@@ -55,7 +55,7 @@ async def synced(container: Container, gateway: FakeStripeGateway) -> dict[str, 
     """The default catalog synced into the fake: lookup key -> Stripe price id."""
     async with container.db.transaction() as session:
         catalog = await load_catalog(session, container.settings)
-        await sync_catalog(session, gateway, catalog)
+        await sync_catalog(session, gateway, catalog, clock=container.clock)
         catalog = await load_catalog(session, container.settings)
     return {
         price.lookup_key: price.stripe_price_id or ""

@@ -12,6 +12,7 @@ from billfold.catalog.service import (
     read_catalog_file,
     resolve_price,
 )
+from billfold.clock import FrozenClock
 from billfold.config import Settings
 from billfold.db.engine import Database
 from billfold.errors import ConfigurationError, ValidationFailed
@@ -144,7 +145,7 @@ async def test_sync_leaves_pinned_prices_alone(database: Database) -> None:
     gateway = FakeStripeGateway()
     async with database.transaction() as session:
         catalog = await load_catalog(session, settings)
-        report = await sync_catalog(session, gateway, catalog)
+        report = await sync_catalog(session, gateway, catalog, clock=FrozenClock())
         reloaded = await load_catalog(session, settings)
     assert report.prices_pinned == 1 and report.prices_created == 3
     keys = {p["lookup_key"] for p in gateway.stripe.prices.values()}

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
@@ -15,6 +16,7 @@ from billfold.errors import Conflict
 from billfold.stripe.gateway import CheckoutSessionInfo
 from billfold.stripe.inbox import process_due, store_event
 from billfold.subscriptions import service as subscriptions
+from billfold.subscriptions.models import CheckoutAttempt, CheckoutState
 from tests.subscriptions.fake_stripe import FakeStripeGateway
 from tests.subscriptions.test_service import _account, _checkout
 
@@ -70,9 +72,14 @@ async def test_concurrent_starts_leave_one_open_session(
     # Whichever order the starts were serialized in, only the last one's session is open.
     assert len(_open_sessions(gateway)) == 1
     async with container.db.transaction() as session:
-        fresh = await session.get(BillingAccount, account.id)
-        assert fresh is not None
-        recorded = fresh.settings[subscriptions.OPEN_CHECKOUT_KEY]["id"]
+        recorded = (
+            await session.execute(
+                select(CheckoutAttempt.stripe_checkout_session_id).where(
+                    CheckoutAttempt.account_id == account.id,
+                    CheckoutAttempt.state == CheckoutState.OPEN,
+                )
+            )
+        ).scalar_one()
     assert _open_sessions(gateway) == [recorded]
     # One Stripe customer for the account, however many starts raced.
     assert len(gateway.stripe.customers) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from billfold.catalog.service import load_catalog, sync_catalog
+from billfold.clock import SystemClock
 from tests.e2e_fixtures import BillfoldServer, sandbox_gateway
 
 # The SDK's httpx client posts form bodies with `data=`, which httpx deprecates.
@@ -37,7 +38,7 @@ async def test_plans_show_the_sandbox_prices_and_sync_is_idempotent(
     async with server.database.transaction() as session:
         catalog = await load_catalog(session, server.settings)
         report = await sync_catalog(
-            session, sandbox_gateway(server.settings, server.sandbox), catalog
+            session, sandbox_gateway(server.settings, server.sandbox), catalog, clock=SystemClock()
         )
     assert report.prices_created == 0 and report.prices_unchanged == 4
     assert report.products_updated == 1

@@ -36,9 +36,9 @@ async def test_new_delivery_notes_the_revision_and_repeats_are_not_applied_again
 ) -> None:
     async with container.db.transaction() as session:
         account = await get_or_create_account(session, AccountKind.USER, "alice", currency="usd")
-        started = await subscriptions.start_checkout(
-            session, container, account, audit=audit, price_id="billfold_premium_monthly_usd"
-        )
+    started = await subscriptions.start_checkout(
+        container, account, audit=audit, price_id="billfold_premium_monthly_usd"
+    )
     sub_id = gateway.stripe.complete_checkout(started.id)
     first, *rest = gateway.stripe.events
     stored = await _receive(container, first)

@@ -27,7 +27,7 @@ async def play(container: Container, gateway: FakeStripeGateway, rng: random.Ran
     audit = system_audit_context("test")
     async with container.db.transaction() as session:
         catalog = await load_catalog(session, container.settings)
-        await sync_catalog(session, gateway, catalog)
+        await sync_catalog(session, gateway, catalog, clock=container.clock)
         catalog = await load_catalog(session, container.settings)
     prices = [p.stripe_price_id for _, p in catalog.prices() if p.currency == "usd"]
     subs = []
@@ -36,9 +36,9 @@ async def play(container: Container, gateway: FakeStripeGateway, rng: random.Ran
             account = await get_or_create_account(
                 session, AccountKind.USER, f"u{n}", currency="usd"
             )
-            started = await subscriptions.start_checkout(
-                session, container, account, audit=audit, price_id=rng.choice(prices)
-            )
+        started = await subscriptions.start_checkout(
+            container, account, audit=audit, price_id=rng.choice(prices)
+        )
         subs.append(gateway.stripe.complete_checkout(started.id))
     for step in range(rng.randint(2, 8)):
         sub_id = rng.choice(subs)

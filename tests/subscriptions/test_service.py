@@ -28,16 +28,15 @@ YEARLY = "billfold_premium_yearly_usd"
 
 async def _account(container: Container, user: str = "alice") -> BillingAccount:
     async with container.db.transaction() as session:
-        return await get_or_create_account(session, AccountKind.USER, user, currency="usd")
+        return await get_or_create_account(
+            session, AccountKind.USER, user, currency="usd", clock=container.clock
+        )
 
 
 async def _checkout(
     container: Container, account: BillingAccount, audit: Any, **kwargs: Any
 ) -> subscriptions.CheckoutStarted:
-    async with container.db.transaction() as session:
-        return await subscriptions.start_checkout(
-            session, container, account, audit=audit, **kwargs
-        )
+    return await subscriptions.start_checkout(container, account, audit=audit, **kwargs)
 
 
 async def _apply_all(container: Container, events: list[dict[str, Any]]) -> None:
@@ -420,7 +419,7 @@ async def test_sync_catalog_is_idempotent_and_follows_amount_changes(
 
     async with container.db.transaction() as session:
         catalog = await load_catalog(session, container.settings)
-        report = await sync_catalog(session, gateway, catalog)
+        report = await sync_catalog(session, gateway, catalog, clock=container.clock)
     assert report.prices_created == 0 and report.prices_unchanged == 4
     assert len(gateway.stripe.prices) == 4
     plan = catalog.plans[0]
@@ -432,7 +431,7 @@ async def test_sync_catalog_is_idempotent_and_follows_amount_changes(
     )
     changed = Catalog(plans=(replace(plan, prices=changed_prices),))
     async with container.db.transaction() as session:
-        report = await sync_catalog(session, gateway, changed)
+        report = await sync_catalog(session, gateway, changed, clock=container.clock)
     assert report.prices_created == 1
     active_monthly = [
         p for p in gateway.stripe.prices.values() if p["lookup_key"] == MONTHLY and p["active"]

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
 from billfold.api.audit_deps import AuditContextDep
-from billfold.api.deps import ContainerDep, SessionDep
+from billfold.api.deps import ContainerDep, SessionDep, end_transaction
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.errors import ValidationFailed
 from billfold.subscriptions import service as subscriptions
@@ -98,8 +98,8 @@ async def create_checkout_session(
     """Start a subscription-mode Stripe Checkout; redirect the customer to `url`."""
     if body.price_id is None and body.plan is None:
         raise ValidationFailed("send price_id or plan", field="price_id")
+    await end_transaction(session)
     started = await subscriptions.start_checkout(
-        session,
         container,
         account,
         audit=audit,

@@ -25,6 +25,14 @@ async def _unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def end_transaction(session: AsyncSession) -> None:
+    """Commit the request's transaction now, for a route whose service calls Stripe and opens
+    its own short units of work (`subscriptions.start_checkout`): no database lock may be held
+    while Stripe answers, and on SQLite any open transaction holds the write lock. The session
+    is not used again in the request."""
+    await session.commit()
+
+
 # scope="function": the commit runs when the path operation ends, before the response goes out.
 SessionDep = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
 ContainerDep = Annotated[Container, Depends(get_container)]

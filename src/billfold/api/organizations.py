@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billfold.api.audit_deps import AuditContextDep
 from billfold.api.auth_deps import PrincipalDep
-from billfold.api.deps import ContainerDep, SessionDep
+from billfold.api.deps import ContainerDep, SessionDep, end_transaction
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.auth.tenancy import account_for_organization
 from billfold.errors import ValidationFailed
@@ -71,8 +71,8 @@ async def create_checkout(
     account = await account_for_organization(
         session, principal, org_id, container.settings, require_admin=True
     )
+    await end_transaction(session)
     started = await subscriptions.start_checkout(
-        session,
         container,
         account,
         audit=audit,

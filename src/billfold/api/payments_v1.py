@@ -17,22 +17,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billfold.api.audit_deps import AuditContextDep
 from billfold.api.auth_deps import PrincipalDep
-from billfold.api.deps import ContainerDep, SessionDep
+from billfold.api.deps import ContainerDep, SessionDep, end_transaction
 from billfold.api.errors import ErrorBody, register_error_shape
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.api.webhooks import accept_stripe_webhook
 from billfold.auth.tenancy import account_for_principal
 from billfold.catalog.service import Catalog, PlanPrice, load_catalog
 from billfold.errors import NotFound, ValidationFailed
+from billfold.money import format_money, to_major
 from billfold.subscriptions import service as subscriptions
 from billfold.subscriptions.models import Subscription
 
 PREFIX = "/api/v1/payments"
 router = APIRouter(prefix=PREFIX, tags=["payments v1 (document 004)"])
-
-# Currencies Stripe counts in whole units (no minor unit).
-ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
-SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹"}
 
 
 def envelope(message: str, data: Any, *, status_code: int = 200) -> JSONResponse:
@@ -58,17 +55,15 @@ register_error_shape(PREFIX, _error_shape)
 
 
 def _major(amount: int, currency: str) -> float:
-    return float(amount) if currency in ZERO_DECIMAL else amount / 100
+    # The document's `price` is a JSON number; the conversion itself is exact (Decimal).
+    return float(to_major(amount, currency))
 
 
 def format_price(amount: int | None, currency: str) -> str | None:
-    """699 usd -> "$6.99" (the document's display strings)."""
+    """699 usd -> "$6.99" (the document's display strings, in English)."""
     if amount is None:
         return None
-    value = _major(amount, currency)
-    text = f"{value:.0f}" if currency in ZERO_DECIMAL else f"{value:.2f}"
-    symbol = SYMBOLS.get(currency)
-    return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
+    return format_money(amount, currency, "en")
 
 
 def _timestamp(value: datetime | None) -> str | None:
@@ -165,8 +160,8 @@ async def create_checkout_session(
     audit: AuditContextDep,
 ) -> JSONResponse:
     account = await account_for_principal(session, principal, container.settings)
+    await end_transaction(session)
     started = await subscriptions.start_checkout(
-        session,
         container,
         account,
         audit=audit,

@@ -31,7 +31,7 @@ from pydantic.alias_generators import to_camel
 
 from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
 from billfold.api.audit_deps import AuditContextDep
-from billfold.api.deps import ContainerDep, SessionDep
+from billfold.api.deps import ContainerDep, SessionDep, end_transaction
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.errors import ValidationFailed
 from billfold.subscriptions import service as subscriptions
@@ -157,8 +157,8 @@ async def subscribe(
 ) -> CheckoutRead:
     """Start a Stripe Checkout for a plan; redirect the customer to `sessionUrl`."""
     _require_plan(body)
+    await end_transaction(session)
     started = await subscriptions.start_checkout(
-        session,
         container,
         account,
         audit=audit,

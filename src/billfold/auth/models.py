@@ -7,7 +7,6 @@ from datetime import datetime
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from billfold.clock import utcnow
 from billfold.db.base import Base, UTCDateTime
 
 
@@ -21,7 +20,7 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # Optional end of life, for keys made to be rotated.
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -60,7 +60,9 @@ def sync() -> None:
                 def step(line: str) -> None:
                     progress.update(task, advance=1, description=line)
 
-                report = await sync_catalog(session, gateway_of(container), catalog, on_step=step)
+                report = await sync_catalog(
+                    session, gateway_of(container), catalog, clock=container.clock, on_step=step
+                )
                 await system_audit_context(cli_actor(), container.clock).record(
                     session,
                     "catalog.synced",

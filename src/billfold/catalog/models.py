@@ -7,7 +7,6 @@ from datetime import datetime
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from billfold.clock import utcnow
 from billfold.db.base import Base, UTCDateTime
 
 
@@ -17,4 +16,4 @@ class CatalogPriceLink(Base):
     lookup_key: Mapped[str] = mapped_column(String(200), primary_key=True)
     stripe_price_id: Mapped[str] = mapped_column(String(255), index=True)
     stripe_product_id: Mapped[str] = mapped_column(String(255))
-    synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime)

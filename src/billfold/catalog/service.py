@@ -11,6 +11,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.catalog.models import CatalogPriceLink
-from billfold.clock import utcnow
+from billfold.clock import Clock
 from billfold.config import Settings
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import ConfigurationError, ValidationFailed
@@ -357,6 +358,7 @@ async def sync_catalog(
     gateway: StripeGateway,
     catalog: Catalog,
     *,
+    clock: Clock,
     on_step: Callable[[str], None] | None = None,
 ) -> SyncReport:
     """Create or update the Stripe product of every plan and a price for every catalog price,
@@ -416,13 +418,15 @@ async def sync_catalog(
                 if found is not None and found.active and found.id != stripe_price.id:
                     await gateway.set_price_active(found.id, False)
                 report.prices_created += 1
-            await _record_link(session, price.lookup_key, stripe_price.id, plan.product_id)
+            await _record_link(
+                session, price.lookup_key, stripe_price.id, plan.product_id, clock.now()
+            )
             step(f"price {price.lookup_key} -> {stripe_price.id}")
     return report
 
 
 async def _record_link(
-    session: AsyncSession, lookup_key: str, price_id: str, product_id: str
+    session: AsyncSession, lookup_key: str, price_id: str, product_id: str, now: datetime
 ) -> None:
     existing = await session.get(CatalogPriceLink, lookup_key)
     if existing is None:
@@ -433,7 +437,7 @@ async def _record_link(
                 "lookup_key": lookup_key,
                 "stripe_price_id": price_id,
                 "stripe_product_id": product_id,
-                "synced_at": utcnow(),
+                "synced_at": now,
             },
             ["lookup_key"],
         )
@@ -443,7 +447,7 @@ async def _record_link(
     ):
         existing.stripe_price_id = price_id
         existing.stripe_product_id = product_id
-        existing.synced_at = utcnow()
+        existing.synced_at = now
     await session.flush()
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit.context import system_audit_context
 from billfold.container import Container
+from billfold.customers.service import ACCOUNT_METADATA_KEY, unlink_stripe_customer
 from billfold.stripe.gateway import (
     StripeEvent,
     checkout_session_from_stripe,
@@ -20,14 +21,12 @@ from billfold.stripe.gateway import (
 )
 from billfold.stripe.inbox import register_handler
 from billfold.subscriptions.service import (
-    ACCOUNT_METADATA_KEY,
     NotedRevision,
     PrefetchedSubscription,
     link_checkout_customer,
     prefetch_subscription,
     subscription_revision,
     sync_subscription,
-    unlink_customer,
 )
 
 PREPARED = "subscription"
@@ -85,7 +84,9 @@ async def on_checkout_completed(
     if checkout.mode != "subscription" or not checkout.subscription_id:
         return  # one-off payments belong to other domains' handlers
     account_id = checkout.metadata.get(ACCOUNT_METADATA_KEY) or checkout.client_reference_id
-    await link_checkout_customer(session, account_id, checkout.customer_id)
+    await link_checkout_customer(
+        session, account_id, checkout.customer_id, now=container.clock.now()
+    )
     await sync_subscription(
         session,
         container,
@@ -153,4 +154,6 @@ async def on_customer_deleted(
 ) -> None:
     """A customer deleted in Stripe: unlink it, so the next checkout creates a new one instead
     of failing on a customer that no longer exists."""
-    await unlink_customer(session, str(event.object.get("id") or ""))
+    await unlink_stripe_customer(
+        session, str(event.object.get("id") or ""), now=container.clock.now()
+    )

@@ -5,10 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from billfold.clock import utcnow
 from billfold.db.base import Base, JSONType, UTCDateTime
 
 # Stripe statuses that hold (or are about to hold) the account's one subscription: a second
@@ -54,8 +63,8 @@ class Subscription(Base):
     # Bumped on every local change; part of the idempotency keys of billfold's Stripe calls.
     revision: Mapped[int] = mapped_column(Integer, default=0)
     raw: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     @property
     def is_live(self) -> bool:
@@ -67,3 +76,47 @@ class Subscription(Base):
         items = ((self.raw or {}).get("items") or {}).get("data") or []
         found = items[0].get("id") if items else None
         return str(found) if found else None
+
+
+class CheckoutState:
+    """Where a `CheckoutAttempt` is: reserved (its Stripe call may be in flight), open (its
+    session is recorded and may be paid), closed (expired, replaced, paid and recorded)."""
+
+    RESERVED = "reserved"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class CheckoutAttempt(Base):
+    """One subscription Checkout session billfold asked Stripe for, reserved before the call.
+
+    An account has at most one attempt that is not closed (a partial unique index), so at most
+    one open Checkout session. The id is derived from billfold's own ids and is the Stripe
+    idempotency key; `request` is the whole Checkout request, so any later request can finish
+    an attempt whose caller died between the call and the record (see `start_checkout`).
+    """
+
+    __tablename__ = "checkout_attempts"
+    __table_args__ = (
+        UniqueConstraint("account_id", "seq"),
+        Index(
+            "ix_checkout_attempts_one_current",
+            "account_id",
+            unique=True,
+            sqlite_where=text("state != 'closed'"),
+            postgresql_where=text("state != 'closed'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40), ForeignKey("billing_accounts.id"))
+    # The account's attempts in order (1, 2, ...): part of the next attempt's id.
+    seq: Mapped[int] = mapped_column(Integer)
+    # sha256 of what the session sells (price, quantity, redirects, promotion codes).
+    offer: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    url: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -18,19 +18,25 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.catalog.service import BILLFOLD_INTERVAL, Catalog, load_catalog, resolve_price
 from billfold.config import Settings
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
+from billfold.customers.service import (
+    ACCOUNT_METADATA_KEY,
+    AuditRecorder,
+    ensure_stripe_customer,
+    link_stripe_customer,
+)
 from billfold.db.base import new_id
 from billfold.db.dialect import insert_ignoring_conflict
-from billfold.errors import ConfigurationError, Conflict, NotFound, ValidationFailed
+from billfold.errors import Conflict, NotFound, ValidationFailed
 from billfold.stripe.gateway import (
     CheckoutSessionInfo,
     ProrationBehavior,
@@ -41,31 +47,17 @@ from billfold.stripe.gateway import (
 from billfold.subscriptions.models import (
     CHANGEABLE_STATUSES,
     LIVE_STATUSES,
+    CheckoutAttempt,
+    CheckoutState,
     Subscription,
 )
 
 log = logging.getLogger("billfold.subscriptions")
 
-ACCOUNT_METADATA_KEY = "billfold_account_id"
 PLAN_METADATA_KEY = "billfold_plan"
 NO_ACTIVE_SUBSCRIPTION = "No active Stripe subscription found"
 NOT_SET_TO_CANCEL = "Subscription is not set to cancel"
 MAX_QUANTITY = 10_000
-
-
-class AuditRecorder(Protocol):
-    """What the services need of the audit log (`billfold.audit.AuditContext` is one)."""
-
-    async def record(
-        self,
-        session: AsyncSession,
-        action: str,
-        *,
-        account_id: str | None,
-        target: str | None = None,
-        details: dict[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,15 +177,51 @@ def _default_cancel_url(settings: Settings) -> str:
     return settings.stripe_cancel_url or settings.frontend_url.rstrip("/") + "/billing/cancel"
 
 
-# --- customers ---------------------------------------------------------------------------------
+# --- checkout and portal -----------------------------------------------------------------------
 
-CUSTOMER_GENERATION_KEY = "stripe_customer_generation"
+# How many times one start may find the account's slot taken by another attempt (finishing or
+# settling it each time) before it gives up with a Conflict.
+MAX_CHECKOUT_ROUNDS = 8
 
 
-def _customer_generation(account: BillingAccount) -> int:
-    """How many Stripe customers of this account were deleted (part of the creation key)."""
-    value = (account.settings or {}).get(CUSTOMER_GENERATION_KEY, 0)
-    return int(value) if isinstance(value, int) else 0
+def _attempt_id(account_id: str, *parts: str) -> str:
+    digest = hashlib.sha256("|".join([account_id, *parts]).encode()).hexdigest()
+    return f"chk_{digest[:40]}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """A `CheckoutAttempt` as a unit of work that has ended saw it."""
+
+    id: str
+    account_id: str
+    offer: str
+    state: str
+    request: dict[str, Any]
+    session_id: str | None
+
+    @classmethod
+    def of(cls, row: CheckoutAttempt) -> _Attempt:
+        return cls(
+            row.id,
+            row.account_id,
+            row.offer,
+            row.state,
+            dict(row.request),
+            row.stripe_checkout_session_id,
+        )
+
+    def sells(self, offer: str, customer_id: str) -> bool:
+        """True when this attempt is the checkout a start with `offer` asks for."""
+        return self.offer == offer and self.request.get("customer_id") == customer_id
+
+
+def _refuse_second_subscription(existing: Subscription | None) -> None:
+    if existing is not None and existing.status in LIVE_STATUSES:
+        raise Conflict(
+            f"the account already has a subscription ({existing.status}); change its plan "
+            "or cancel it instead"
+        )
 
 
 async def _lock_account(session: AsyncSession, account_id: str) -> BillingAccount:
@@ -206,92 +234,163 @@ async def _lock_account(session: AsyncSession, account_id: str) -> BillingAccoun
     return (await session.execute(stmt)).scalar_one()
 
 
-async def ensure_customer(
-    session: AsyncSession,
-    gateway: StripeGateway,
-    account: BillingAccount,
+async def _reserve_checkout(
+    container: Container,
+    account_id: str,
+    *,
+    offer: str,
+    request: dict[str, Any],
+    keyed_attempt_id: str | None,
+) -> _Attempt:
+    """Step 1, one short unit of work: the account's current attempt when it has one (to be
+    finished or settled first), else a new reserved attempt. The account row is locked only
+    until this commits (on SQLite, BEGIN IMMEDIATE already serializes writers)."""
+    async with container.db.transaction() as session:
+        account = await _lock_account(session, account_id)
+        _refuse_second_subscription(await current_subscription(session, account))
+        current = (
+            await session.execute(
+                select(CheckoutAttempt).where(
+                    CheckoutAttempt.account_id == account_id,
+                    CheckoutAttempt.state != CheckoutState.CLOSED,
+                )
+            )
+        ).scalar_one_or_none()
+        if current is not None:
+            return _Attempt.of(current)
+        used = await session.get(CheckoutAttempt, keyed_attempt_id) if keyed_attempt_id else None
+        if used is not None:
+            raise Conflict(
+                "the Checkout session of this Idempotency-Key is no longer open: "
+                "start a new checkout with a new key"
+            )
+        last = await session.execute(
+            select(func.max(CheckoutAttempt.seq)).where(CheckoutAttempt.account_id == account_id)
+        )
+        seq = (last.scalar_one() or 0) + 1
+        now = container.clock.now()
+        row = CheckoutAttempt(
+            # Derived from billfold's own ids: the account, its attempt count and the offer
+            # (or the caller's Idempotency-Key), so a retry of this start replays the same call.
+            id=keyed_attempt_id or _attempt_id(account_id, str(seq), offer),
+            account_id=account_id,
+            seq=seq,
+            offer=offer,
+            state=CheckoutState.RESERVED,
+            request=request,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        await session.flush()
+        return _Attempt.of(row)
+
+
+async def _create_checkout_session(
+    gateway: StripeGateway, attempt: _Attempt
+) -> CheckoutSessionInfo:
+    """Step 2, no unit of work open: the attempt's own request, under its own key."""
+    r = attempt.request
+    return await gateway.create_checkout_session(
+        customer_id=r["customer_id"],
+        price_id=r["price_id"],
+        quantity=r["quantity"],
+        success_url=r["success_url"],
+        cancel_url=r["cancel_url"],
+        allow_promotion_codes=r["allow_promotion_codes"],
+        client_reference_id=attempt.account_id,
+        metadata=r["metadata"],
+        trial_period_days=r["trial_period_days"],
+        idempotency_key=f"checkout:{attempt.id}",
+    )
+
+
+async def _record_checkout(
+    container: Container,
+    attempt: _Attempt,
+    created: CheckoutSessionInfo | None,
     audit: AuditRecorder,
-) -> str:
-    """The account's Stripe customer, created on first use and linked to the account.
-
-    The account row is locked first, so two concurrent first checkouts create one customer;
-    the idempotency key is the account's id, so a retry after a crash returns the same one.
-    """
-    locked = await _lock_account(session, account.id)
-    if locked.stripe_customer_id:
-        return locked.stripe_customer_id
-    customer_id = await gateway.create_customer(
-        email=locked.email,
-        name=locked.name or f"{locked.kind} {locked.external_id}",
-        metadata={
-            ACCOUNT_METADATA_KEY: locked.id,
-            "billfold_kind": locked.kind,
-            "billfold_external_id": locked.external_id,
-        },
-        idempotency_key=f"billfold-customer-{locked.id}-g{_customer_generation(locked)}",
-    )
-    locked.stripe_customer_id = customer_id
-    await session.flush()
-    await audit.record(
-        session, "customer.created", account_id=locked.id, target=customer_id, details={}
-    )
-    return customer_id
-
-
-# --- checkout and portal -----------------------------------------------------------------------
-
-# The account's newest subscription Checkout session: {"id": cs_..., "offer": hash of what it
-# sells}. At most one is open per account (see `start_checkout`).
-OPEN_CHECKOUT_KEY = "open_checkout_session"
+) -> _Attempt:
+    """Step 3, one short unit of work: a conditional UPDATE (`... WHERE state = 'reserved'`),
+    so of the requests that finished the same attempt exactly one records (and audits) it.
+    `created` None: Stripe refused the request, the attempt is closed. Returns the attempt as
+    it is now."""
+    is_open = created is not None and created.status == "open" and bool(created.url)
+    async with container.db.transaction() as session:
+        recorded = await session.execute(
+            update(CheckoutAttempt)
+            .where(
+                CheckoutAttempt.id == attempt.id,
+                CheckoutAttempt.state == CheckoutState.RESERVED,
+            )
+            .values(
+                state=CheckoutState.OPEN if is_open else CheckoutState.CLOSED,
+                stripe_checkout_session_id=created.id if created else None,
+                url=created.url if created else None,
+                updated_at=container.clock.now(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(recorded, "rowcount", 0) == 1 and created is not None and is_open:
+            r = attempt.request
+            await audit.record(
+                session,
+                "checkout.created",
+                account_id=attempt.account_id,
+                target=created.id,
+                details={
+                    "plan": r["metadata"].get(PLAN_METADATA_KEY),
+                    "price_id": r["price_id"],
+                    "interval": r["interval"],
+                    "quantity": r["quantity"],
+                },
+            )
+        row = await session.get(CheckoutAttempt, attempt.id, populate_existing=True)
+        assert row is not None
+        return _Attempt.of(row)
 
 
 async def _settle_open_checkout(
-    session: AsyncSession, gateway: StripeGateway, account: BillingAccount, offer: str
+    container: Container, attempt: _Attempt, *, offer: str, customer_id: str
 ) -> CheckoutSessionInfo | None:
-    """Deal with the account's recorded Checkout session before another is opened (the
-    account's row is locked): returned to be reused when it is still open and sells the same
-    `offer`; expired in Stripe when it is open and sells something else; forgotten when it
-    expired or its subscription is known. Conflict while it was paid but its subscription has
-    not reached billfold yet (the webhook is on its way)."""
-    recorded = (account.settings or {}).get(OPEN_CHECKOUT_KEY)
-    if not isinstance(recorded, dict) or not recorded.get("id"):
-        return None
-    try:
-        found: CheckoutSessionInfo | None = await gateway.retrieve_checkout_session(
-            str(recorded["id"])
-        )
-    except NotFound:
-        found = None
+    """Deal with the account's open attempt before another is reserved (no lock held while
+    Stripe answers): its session is returned to be reused when it is still open and sells the
+    same `offer`; expired in Stripe when it is open and sells something else; then the attempt
+    is closed (conditionally: a concurrent settler may have closed it). Conflict while it was
+    paid but its subscription has not reached billfold yet (the webhook is on its way)."""
+    gateway = gateway_of(container)
+    found: CheckoutSessionInfo | None = None
+    if attempt.session_id:
+        try:
+            found = await gateway.retrieve_checkout_session(attempt.session_id)
+        except NotFound:
+            found = None
     if found is not None and found.status == "open":
-        if recorded.get("offer") == offer and found.customer_id == account.stripe_customer_id:
+        if attempt.offer == offer and found.customer_id == customer_id and found.url:
             return found
         try:
             found = await gateway.expire_checkout_session(found.id)
         except ValidationFailed:
             # Paid (or expired) between the two calls: see what it is now.
             found = await gateway.retrieve_checkout_session(found.id)
-    if found is not None and found.status == "complete" and found.subscription_id:
-        known = (
-            await session.execute(
-                select(Subscription.id).where(
-                    Subscription.stripe_subscription_id == found.subscription_id
+    async with container.db.transaction() as session:
+        if found is not None and found.status == "complete" and found.subscription_id:
+            known = await subscription_revision(session, found.subscription_id)
+            if known is None:
+                raise Conflict(
+                    "the account's previous Checkout session was just paid; its subscription "
+                    "is being recorded"
                 )
-            )
-        ).scalar_one_or_none()
-        if known is None:
-            raise Conflict(
-                "the account's previous Checkout session was just paid; its subscription is "
-                "being recorded"
-            )
-    account.settings = {
-        key: value for key, value in (account.settings or {}).items() if key != OPEN_CHECKOUT_KEY
-    }
-    await session.flush()
+        await session.execute(
+            update(CheckoutAttempt)
+            .where(CheckoutAttempt.id == attempt.id, CheckoutAttempt.state == CheckoutState.OPEN)
+            .values(state=CheckoutState.CLOSED, updated_at=container.clock.now())
+            .execution_options(synchronize_session=False)
+        )
     return None
 
 
 async def start_checkout(
-    session: AsyncSession,
     container: Container,
     account: BillingAccount,
     *,
@@ -312,9 +411,24 @@ async def start_checkout(
     plan's product id) or by `plan` + `interval` (+ `currency`). Refuses (409 Conflict) while
     the account has a live subscription; redirect URLs must be on an allowed host (400). The
     subscription itself is recorded when Stripe's webhook reports it.
+
+    No database lock is held while Stripe answers: this takes no session but opens its own
+    short units of work, so the caller must have committed (the account included) and hold no
+    transaction. Reserve, call, record:
+
+    1. reserve: lock the account row, refuse a second subscription, and insert a `reserved`
+       `CheckoutAttempt` (at most one attempt per account is not closed); commit;
+    2. call Stripe with the attempt's stored request and the key `checkout:{attempt id}`;
+    3. record: a conditional UPDATE from `reserved` to `open`, and the audit entry; commit.
+
+    When the account already has an attempt, this start deals with it first: a reserved one
+    (another start is calling Stripe, or died doing so) is finished with its own request and
+    key, which Stripe answers with the same session; an open one is reused if it sells the same
+    offer, else expired. So the same offer returns the same session, a different offer expires
+    the old one, a paid one not yet recorded is a 409, and concurrent starts leave one open
+    session. The caller's `idempotency_key` names the attempt: the same key replays it.
     """
     settings = container.settings
-    gateway = gateway_of(container)
     if not 1 <= quantity <= MAX_QUANTITY:
         raise ValidationFailed(f"quantity must be 1 to {MAX_QUANTITY}", field="quantity")
     success = check_redirect_url(
@@ -323,7 +437,9 @@ async def start_checkout(
     cancel = check_redirect_url(
         settings, cancel_url or _default_cancel_url(settings), field="cancel_url"
     )
-    catalog = await load_catalog(session, settings)
+    async with container.db.transaction() as session:
+        catalog = await load_catalog(session, settings)
+        _refuse_second_subscription(await current_subscription(session, account))
     chosen_plan, price = resolve_price(
         catalog,
         price_id=price_id,
@@ -332,90 +448,72 @@ async def start_checkout(
         currency=currency or account.currency,  # a plan named by code: the account's currency
     )
     assert price.stripe_price_id is not None  # resolve_price guarantees it
-    # One checkout start at a time per account: the account row's lock (SQLite transactions
-    # are serialized already) is held until the request commits, Stripe calls included.
-    account = await _lock_account(session, account.id)
-    existing = await current_subscription(session, account)
-    if existing is not None and existing.status in LIVE_STATUSES:
-        raise Conflict(
-            f"the account already has a subscription ({existing.status}); change its plan "
-            "or cancel it instead"
-        )
     offer = hashlib.sha256(
         "|".join(
             [price.stripe_price_id, str(quantity), success, cancel, str(allow_promotion_codes)]
         ).encode()
     ).hexdigest()
-    recorded = (account.settings or {}).get(OPEN_CHECKOUT_KEY)
-    previous = str(recorded.get("id") or "") if isinstance(recorded, dict) else None
-    reusable = await _settle_open_checkout(session, gateway, account, offer)
-    if reusable is not None and reusable.url:
+    customer_id = await ensure_stripe_customer(
+        container.db, gateway_of(container), account.id, clock=container.clock, audit=audit
+    )
+    request: dict[str, Any] = {
+        "customer_id": customer_id,
+        "price_id": price.stripe_price_id,
+        "interval": price.interval,
+        "quantity": quantity,
+        "success_url": success,
+        "cancel_url": cancel,
+        "allow_promotion_codes": allow_promotion_codes,
+        "metadata": {ACCOUNT_METADATA_KEY: account.id, PLAN_METADATA_KEY: chosen_plan.code},
+        "trial_period_days": chosen_plan.trial_days or None,
+    }
+    keyed = _attempt_id(account.id, "key", idempotency_key) if idempotency_key else None
+
+    def started(session_id: str, url: str, customer: str | None) -> CheckoutStarted:
+        assert price.stripe_price_id is not None
         return CheckoutStarted(
-            id=reusable.id,
-            url=reusable.url,
-            customer_id=reusable.customer_id or account.stripe_customer_id or "",
+            id=session_id,
+            url=url,
+            customer_id=customer or customer_id,
             plan_code=chosen_plan.code,
             price_id=price.stripe_price_id,
             interval=price.interval,
         )
-    customer_id = await ensure_customer(session, gateway, account, audit)
-    if idempotency_key is not None:
-        # The caller's key, kept apart per account: the same key replays the same session.
-        scoped = f"{account.id}|{idempotency_key}"
-        idempotency_key = "billfold-checkout-" + hashlib.sha256(scoped.encode()).hexdigest()
-    else:
-        # A retry after a timeout (the session was created but not recorded) gets the same
-        # Checkout session back; the session it replaces is part of the key, so an offer
-        # sold again after its session was replaced gets a new one.
-        bucket = int(container.clock.now().timestamp()) // 600
-        fingerprint = "|".join([account.id, offer, previous or "", str(bucket)])
-        idempotency_key = "billfold-checkout-" + hashlib.sha256(fingerprint.encode()).hexdigest()
-    metadata = {ACCOUNT_METADATA_KEY: account.id, PLAN_METADATA_KEY: chosen_plan.code}
-    created = await gateway.create_checkout_session(
-        customer_id=customer_id,
-        price_id=price.stripe_price_id,
-        quantity=quantity,
-        success_url=success,
-        cancel_url=cancel,
-        allow_promotion_codes=allow_promotion_codes,
-        client_reference_id=account.id,
-        metadata=metadata,
-        trial_period_days=chosen_plan.trial_days or None,
-        idempotency_key=idempotency_key,
-    )
-    if created.status != "open":
-        # The caller's Idempotency-Key replayed a session that was replaced (expired) since.
-        raise Conflict(
-            f"the Checkout session of this Idempotency-Key is {created.status}: "
-            "start a new checkout with a new key"
+
+    for _round in range(MAX_CHECKOUT_ROUNDS):
+        attempt = await _reserve_checkout(
+            container, account.id, offer=offer, request=request, keyed_attempt_id=keyed
         )
-    if not created.url:
-        raise ConfigurationError("Stripe returned a Checkout session without a URL")
-    account.settings = {
-        **(account.settings or {}),
-        OPEN_CHECKOUT_KEY: {"id": created.id, "offer": offer},
-    }
-    await session.flush()
-    await audit.record(
-        session,
-        "checkout.created",
-        account_id=account.id,
-        target=created.id,
-        details={
-            "plan": chosen_plan.code,
-            "price_id": price.stripe_price_id,
-            "interval": price.interval,
-            "quantity": quantity,
-        },
-    )
-    return CheckoutStarted(
-        id=created.id,
-        url=created.url,
-        customer_id=customer_id,
-        plan_code=chosen_plan.code,
-        price_id=price.stripe_price_id,
-        interval=price.interval,
-    )
+        if attempt.state == CheckoutState.OPEN:
+            reusable = await _settle_open_checkout(
+                container, attempt, offer=offer, customer_id=customer_id
+            )
+            if reusable is not None and reusable.url:
+                return started(reusable.id, reusable.url, reusable.customer_id)
+            continue
+        try:
+            created: CheckoutSessionInfo | None = await _create_checkout_session(
+                gateway_of(container), attempt
+            )
+        except (ValidationFailed, NotFound):
+            # Stripe refused the request itself: retrying it can never succeed, so the attempt
+            # is closed rather than left for every later start to trip over.
+            await _record_checkout(container, attempt, None, audit)
+            if attempt.sells(offer, customer_id):
+                raise
+            continue
+        assert created is not None
+        now = await _record_checkout(container, attempt, created, audit)
+        if now.sells(offer, customer_id):
+            if now.state == CheckoutState.OPEN and now.session_id == created.id and created.url:
+                return started(created.id, created.url, created.customer_id)
+            if now.state == CheckoutState.CLOSED and now.id == keyed:
+                raise Conflict(
+                    f"the Checkout session of this Idempotency-Key is {created.status}: "
+                    "start a new checkout with a new key"
+                )
+        # Another start's attempt, finished here, or ours replaced meanwhile: go round.
+    raise Conflict("too many checkouts are being started for this account at once; try again")
 
 
 async def open_portal(
@@ -805,10 +903,8 @@ async def sync_subscription(
     created = False
     if sub is None:
         account = await _account_for_snapshot(session, snapshot, account_hint)
-        if account.stripe_customer_id is None and snapshot.customer_id:
-            # Before the insert: locks are taken account first, then subscription, everywhere.
-            account.stripe_customer_id = snapshot.customer_id
-            await session.flush()
+        # Before the insert: locks are taken account first, then subscription, everywhere.
+        await link_stripe_customer(session, account, snapshot.customer_id, now=now)
         created = await insert_ignoring_conflict(
             session,
             Subscription.__table__,  # type: ignore[arg-type]
@@ -888,31 +984,14 @@ async def sync_subscription(
 
 
 async def link_checkout_customer(
-    session: AsyncSession, account_id: str | None, customer_id: str | None
+    session: AsyncSession, account_id: str | None, customer_id: str | None, *, now: datetime
 ) -> None:
     """Link a completed Checkout session's customer to its account if it has none yet."""
     if not account_id or not customer_id:
         return
     account = await session.get(BillingAccount, account_id)
-    if account is not None and account.stripe_customer_id is None:
-        account.stripe_customer_id = customer_id
-        await session.flush()
-
-
-async def unlink_customer(session: AsyncSession, customer_id: str) -> None:
-    """Forget a Stripe customer that was deleted (its subscriptions stay as Stripe left them)."""
-    if not customer_id:
-        return
-    stmt = select(BillingAccount).where(BillingAccount.stripe_customer_id == customer_id)
-    account = (await session.execute(stmt)).scalar_one_or_none()
     if account is not None:
-        account.stripe_customer_id = None
-        # A new generation: the next customer gets a new idempotency key, not the deleted one.
-        account.settings = {
-            **(account.settings or {}),
-            CUSTOMER_GENERATION_KEY: _customer_generation(account) + 1,
-        }
-        await session.flush()
+        await link_stripe_customer(session, account, customer_id, now=now)
 
 
 @dataclass(frozen=True, slots=True)

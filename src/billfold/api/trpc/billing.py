@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from billfold.api.audit_deps import audit_context_for
+from billfold.api.deps import end_transaction
 from billfold.api.ratelimit import RateLimitClass
 from billfold.api.trpc.procedures import ProcedureContext, ProcedureRouter
 from billfold.audit.context import AuditContext
@@ -73,8 +74,8 @@ async def create_checkout_session(
     ctx: ProcedureContext, data: CheckoutSessionCreate
 ) -> CheckoutSessionRead:
     account, audit = await _caller(ctx, data.token)
+    await end_transaction(ctx.session)
     started = await subscriptions.start_checkout(
-        ctx.session,
         ctx.container,
         account,
         audit=audit,
