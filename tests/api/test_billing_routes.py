@@ -143,7 +143,7 @@ async def test_subscriptions_list(
 
     # Canceled now, then subscribed again: both listed, the newest first.
     sub = gateway.stripe.subscriptions[only["stripe_subscription_id"]]
-    await gateway.cancel_subscription(sub["id"], idempotency_key="test-cancel")
+    await gateway.subscriptions.cancel(sub["id"], idempotency_key="test-cancel")
     await deliver_all(api, gateway, path=WEBHOOK)
     again = await api.post(
         f"{B}/checkout_session", json={"price_id": "billfold_premium_yearly_usd"}, headers=headers
@@ -210,9 +210,9 @@ async def test_both_webhook_routes_schedule_the_stored_event(
         await process_event_safely(container, event)
 
     monkeypatch.setattr(webhooks, "process_event_safely", spy)
-    customer = await gateway.create_customer(
-        email=None, name=None, metadata={}, idempotency_key="c-spy"
-    )
+    customer = (
+        await gateway.customers.create(email=None, name=None, metadata={}, idempotency_key="c-spy")
+    ).id
     first, second = (
         {
             "id": f"evt_spy_{n}",

@@ -49,11 +49,11 @@ async def play(container: Container, gateway: FakeStripeGateway, rng: random.Ran
         if action in ("renew", "fail"):
             gateway.stripe.end_period(sub_id, payment_fails=action == "fail")
         elif action in ("cancel_at_end", "reactivate"):
-            await gateway.update_subscription(
+            await gateway.subscriptions.update(
                 sub_id, cancel_at_period_end=action == "cancel_at_end", idempotency_key=key
             )
         elif action == "change":
-            await gateway.update_subscription(
+            await gateway.subscriptions.update(
                 sub_id,
                 price_id=rng.choice(prices),
                 quantity=rng.randint(1, 4),
@@ -61,7 +61,7 @@ async def play(container: Container, gateway: FakeStripeGateway, rng: random.Ran
                 idempotency_key=key,
             )
         else:
-            await gateway.cancel_subscription(sub_id, idempotency_key=key)
+            await gateway.subscriptions.cancel(sub_id, idempotency_key=key)
 
 
 def stripe_state(gateway: FakeStripeGateway) -> list[tuple[Any, ...]]:

@@ -33,6 +33,7 @@ from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import ConfigurationError, Conflict, NotFound, ValidationFailed
 from billfold.stripe.gateway import (
     CheckoutSessionInfo,
+    LineItem,
     ProrationBehavior,
     StripeGateway,
     SubscriptionSnapshot,
@@ -220,7 +221,7 @@ async def ensure_customer(
     locked = await _lock_account(session, account.id)
     if locked.stripe_customer_id:
         return locked.stripe_customer_id
-    customer_id = await gateway.create_customer(
+    customer = await gateway.customers.create(
         email=locked.email,
         name=locked.name or f"{locked.kind} {locked.external_id}",
         metadata={
@@ -230,6 +231,7 @@ async def ensure_customer(
         },
         idempotency_key=f"billfold-customer-{locked.id}-g{_customer_generation(locked)}",
     )
+    customer_id = customer.id
     locked.stripe_customer_id = customer_id
     await session.flush()
     await audit.record(
@@ -257,7 +259,7 @@ async def _settle_open_checkout(
     if not isinstance(recorded, dict) or not recorded.get("id"):
         return None
     try:
-        found: CheckoutSessionInfo | None = await gateway.retrieve_checkout_session(
+        found: CheckoutSessionInfo | None = await gateway.checkout.retrieve_session(
             str(recorded["id"])
         )
     except NotFound:
@@ -266,10 +268,10 @@ async def _settle_open_checkout(
         if recorded.get("offer") == offer and found.customer_id == account.stripe_customer_id:
             return found
         try:
-            found = await gateway.expire_checkout_session(found.id)
+            found = await gateway.checkout.expire_session(found.id)
         except ValidationFailed:
             # Paid (or expired) between the two calls: see what it is now.
-            found = await gateway.retrieve_checkout_session(found.id)
+            found = await gateway.checkout.retrieve_session(found.id)
     if found is not None and found.status == "complete" and found.subscription_id:
         known = (
             await session.execute(
@@ -371,10 +373,10 @@ async def start_checkout(
         fingerprint = "|".join([account.id, offer, previous or "", str(bucket)])
         idempotency_key = "billfold-checkout-" + hashlib.sha256(fingerprint.encode()).hexdigest()
     metadata = {ACCOUNT_METADATA_KEY: account.id, PLAN_METADATA_KEY: chosen_plan.code}
-    created = await gateway.create_checkout_session(
+    created = await gateway.checkout.create_session(
+        mode="subscription",
         customer_id=customer_id,
-        price_id=price.stripe_price_id,
-        quantity=quantity,
+        line_items=[LineItem(price_id=price.stripe_price_id, quantity=quantity)],
         success_url=success,
         cancel_url=cancel,
         allow_promotion_codes=allow_promotion_codes,
@@ -432,7 +434,7 @@ async def open_portal(
     url = check_redirect_url(settings, return_url or settings.frontend_url, field="return_url")
     if not account.stripe_customer_id:
         raise NotFound("no billing record for this account yet: start a checkout first")
-    portal_url = await gateway_of(container).create_portal_session(
+    portal_url = await gateway_of(container).portal.create_session(
         customer_id=account.stripe_customer_id, return_url=url
     )
     await audit.record(
@@ -487,12 +489,12 @@ async def cancel(
     gateway = gateway_of(container)
     sub = await _changeable(session, account)
     if immediately:
-        snapshot = await gateway.cancel_subscription(
+        snapshot = await gateway.subscriptions.cancel(
             sub.stripe_subscription_id, idempotency_key=_key(sub, "cancel-now")
         )
         action = "subscription.canceled"
     else:
-        snapshot = await gateway.update_subscription(
+        snapshot = await gateway.subscriptions.update(
             sub.stripe_subscription_id,
             cancel_at_period_end=True,
             idempotency_key=_key(sub, "cancel-at-period-end"),
@@ -523,7 +525,7 @@ async def reactivate(
     sub = await _changeable(session, account)
     if not sub.cancel_at_period_end:
         raise ValidationFailed(NOT_SET_TO_CANCEL)
-    snapshot = await gateway_of(container).update_subscription(
+    snapshot = await gateway_of(container).subscriptions.update(
         sub.stripe_subscription_id,
         cancel_at_period_end=False,
         idempotency_key=_key(sub, "reactivate"),
@@ -577,7 +579,7 @@ async def change_plan(
     if target_price == sub.price_id and (quantity is None or quantity == sub.quantity):
         raise ValidationFailed("the subscription is already on this plan", field="price_id")
     before = {"price_id": sub.price_id, "plan": sub.plan_code, "quantity": sub.quantity}
-    snapshot = await gateway_of(container).update_subscription(
+    snapshot = await gateway_of(container).subscriptions.update(
         sub.stripe_subscription_id,
         item_id=sub.raw_item_id,
         price_id=target_price,
@@ -747,7 +749,7 @@ async def prefetch_subscription(
         async with container.db.transaction() as session:
             revision = await subscription_revision(session, stripe_subscription_id)
     try:
-        snapshot: SubscriptionSnapshot | None = await gateway_of(container).retrieve_subscription(
+        snapshot: SubscriptionSnapshot | None = await gateway_of(container).subscriptions.retrieve(
             stripe_subscription_id
         )
     except NotFound:
@@ -780,7 +782,7 @@ async def sync_subscription(
 
     async def read() -> tuple[SubscriptionSnapshot, bool]:
         try:
-            return await gateway.retrieve_subscription(stripe_subscription_id), True
+            return await gateway.subscriptions.retrieve(stripe_subscription_id), True
         except NotFound:
             if fallback is None:
                 raise
@@ -951,7 +953,7 @@ async def reconcile(
     gateway = gateway_of(container)
     differences: list[Difference] = []
     seen: set[str] = set()
-    for snapshot in await gateway.list_subscriptions():
+    for snapshot in await gateway.subscriptions.list():
         seen.add(snapshot.id)
         row = (
             await session.execute(
