@@ -251,6 +251,8 @@ class _FakeCapability:
         self._owner.record_call(name)
 
     def _replay(self, key: str) -> Any:
+        if not key.strip():
+            raise ValueError("an idempotency key derived from billfold's ids is required")
         return self.stripe.idempotent.get(key)
 
     def _remember(self, key: str, value: Any) -> None:
@@ -698,9 +700,15 @@ class FakePaymentMethods(_FakeCapability):
         self.stripe.emit("payment_method.attached", pm)
         return pm
 
-    async def attach(self, payment_method_id: str, *, customer_id: str) -> PaymentMethodInfo:
+    async def attach(
+        self, payment_method_id: str, *, customer_id: str, idempotency_key: str
+    ) -> PaymentMethodInfo:
         self._call("attach_payment_method")
-        return payment_method_info(self.attach_now(payment_method_id, customer_id))
+        if (found := self._replay(idempotency_key)) is not None:
+            return payment_method_info(self.stripe.payment_methods[found])
+        attached = self.attach_now(payment_method_id, customer_id)
+        self._remember(idempotency_key, attached["id"])
+        return payment_method_info(attached)
 
     async def detach(self, payment_method_id: str) -> PaymentMethodInfo:
         self._call("detach_payment_method")

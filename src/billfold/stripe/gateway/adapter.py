@@ -65,6 +65,9 @@ def as_dict(obj: Any) -> dict[str, Any]:
 
 
 def _keyed(idempotency_key: str) -> Any:
+    # A blank key would let the SDK make up its own, and a retry after a crash a second object.
+    if not idempotency_key.strip():
+        raise ValueError("an idempotency key derived from billfold's ids is required")
     return {"idempotency_key": idempotency_key}
 
 
@@ -251,10 +254,12 @@ class SdkPaymentMethods(_Adapter):
             found = await self._v1.payment_methods.retrieve_async(payment_method_id)
         return payment_method_from_stripe(as_dict(found))
 
-    async def attach(self, payment_method_id: str, *, customer_id: str) -> PaymentMethodInfo:
+    async def attach(
+        self, payment_method_id: str, *, customer_id: str, idempotency_key: str
+    ) -> PaymentMethodInfo:
         with stripe_errors():
             attached = await self._v1.payment_methods.attach_async(
-                payment_method_id, {"customer": customer_id}
+                payment_method_id, {"customer": customer_id}, _keyed(idempotency_key)
             )
         return payment_method_from_stripe(as_dict(attached))
 

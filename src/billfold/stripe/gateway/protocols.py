@@ -3,6 +3,8 @@ composite that domain code receives (`gateway.checkout.create_session(...)`).
 
 Every call that creates a Stripe object or moves money takes a required `idempotency_key`,
 derived by the caller from billfold's own ids, so a crash and a retry never make two objects.
+(Not the portal: a portal session moves nothing and expires in minutes, so replaying one would
+hand out a dead link. Updates that set a value, like `set_price_active`, are safe to repeat.)
 """
 
 from __future__ import annotations
@@ -123,7 +125,12 @@ class PaymentMethodsGateway(Protocol):
 
     async def retrieve(self, payment_method_id: str) -> PaymentMethodInfo: ...
 
-    async def attach(self, payment_method_id: str, *, customer_id: str) -> PaymentMethodInfo: ...
+    async def attach(
+        self, payment_method_id: str, *, customer_id: str, idempotency_key: str
+    ) -> PaymentMethodInfo:
+        """Attach to a customer (a test id such as `pm_card_visa` makes a new one each time,
+        so a retry passes the same key)."""
+        ...
 
     async def detach(self, payment_method_id: str) -> PaymentMethodInfo: ...
 
