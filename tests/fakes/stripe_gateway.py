@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from billfold.errors import NotFound, ValidationFailed
+from billfold.errors import IdempotencyConflict, NotFound, PaymentFailed, ValidationFailed
 from billfold.stripe.gateway import (
     BankAccount,
     CheckoutMode,
@@ -50,8 +50,10 @@ TEST_CARDS = {
     "pm_card_visa": ("visa", "4242", None),
     "pm_card_mastercard": ("mastercard", "4444", None),
     "pm_card_chargeDeclined": ("visa", "0002", "generic_decline"),
-    "pm_card_chargeDeclinedInsufficientFunds": ("visa", "9995", "insufficient_funds"),
+    "pm_card_chargeCustomerFail": ("visa", "0341", "generic_decline"),
 }
+# Cards whose check on attaching is already declined.
+DECLINED_ON_ATTACH = {"pm_card_chargeDeclined"}
 TEST_BANK_ACCOUNTS = {"pm_usBankAccount_success": "6789"}
 MICRODEPOSIT_AMOUNTS = (32, 45)
 MICRODEPOSIT_DESCRIPTOR_CODE = "SM11AA"
@@ -67,6 +69,12 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
 def _copy(obj: Mapping[str, Any]) -> dict[str, Any]:
     copied: dict[str, Any] = json.loads(json.dumps(obj))
     return copied
+
+
+def _request(endpoint: str, arguments: Mapping[str, Any]) -> str:
+    """A call as Stripe compares it for idempotency: the endpoint and its parameters."""
+    params = {k: v for k, v in arguments.items() if k not in ("self", "idempotency_key")}
+    return json.dumps([endpoint, params], sort_keys=True, default=repr)
 
 
 def _when(ts: int | None) -> datetime | None:
@@ -250,13 +258,24 @@ class _FakeCapability:
     def _call(self, name: str) -> None:
         self._owner.record_call(name)
 
-    def _replay(self, key: str) -> Any:
+    def _replay(self, key: str, request: str) -> Any:
+        """What the first call with this key answered; Stripe refuses the key for another
+        request (another endpoint or other parameters)."""
         if not key.strip():
             raise ValueError("an idempotency key derived from billfold's ids is required")
-        return self.stripe.idempotent.get(key)
+        found = self.stripe.idempotent.get(key)
+        if found is None:
+            return None
+        first_request, value = found
+        if first_request != request:
+            raise IdempotencyConflict(
+                "Keys for idempotent requests can only be used with the same parameters they "
+                "were first used with."
+            )
+        return value
 
-    def _remember(self, key: str, value: Any) -> None:
-        self.stripe.idempotent[key] = value
+    def _remember(self, key: str, request: str, value: Any) -> None:
+        self.stripe.idempotent[key] = (request, value)
 
 
 # --- billfold's types, built by hand from the fake's objects ---------------------------------
@@ -438,7 +457,8 @@ class FakeCustomers(_FakeCapability):
         idempotency_key: str,
     ) -> CustomerInfo:
         self._call("create_customer")
-        if (found := self._replay(idempotency_key)) is not None:
+        request = _request("create_customer", locals())
+        if (found := self._replay(idempotency_key, request)) is not None:
             return customer_info(self.stripe.customers[found])
         customer_id = self.stripe._id("cus")
         customer = {
@@ -452,7 +472,7 @@ class FakeCustomers(_FakeCapability):
         }
         self.stripe.customers[customer_id] = customer
         # No `customer.created` event: billfold handles none, and the domain tests count events.
-        self._remember(idempotency_key, customer_id)
+        self._remember(idempotency_key, request, customer_id)
         return customer_info(customer)
 
     def _get(self, customer_id: str) -> dict[str, Any]:
@@ -495,7 +515,8 @@ class FakeCheckout(_FakeCapability):
         payment_method_types: Sequence[str] = (),
     ) -> CheckoutSessionInfo:
         self._call("create_checkout_session")
-        if (found := self._replay(idempotency_key)) is not None:
+        request = _request("create_checkout_session", locals())
+        if (found := self._replay(idempotency_key, request)) is not None:
             return session_info(self.stripe.sessions[found])
         if mode == "setup" and (line_items or not currency):
             raise ValidationFailed("A setup-mode Checkout session takes a currency, no line items")
@@ -506,7 +527,8 @@ class FakeCheckout(_FakeCapability):
             if item.price_id is not None:
                 price = self.stripe.prices.get(item.price_id)
                 if price is None:
-                    raise ValidationFailed(
+                    # Stripe's 400 with code resource_missing: billfold's NotFound.
+                    raise NotFound(
                         f"No such price: '{item.price_id}'", field=f"line_items[{n}][price]"
                     )
                 amount_total += price["unit_amount"] * item.quantity
@@ -539,7 +561,7 @@ class FakeCheckout(_FakeCapability):
             "subscription_metadata": dict(metadata),
         }
         self.stripe.sessions[session_id] = cs
-        self._remember(idempotency_key, session_id)
+        self._remember(idempotency_key, request, session_id)
         return session_info(cs)
 
     async def retrieve_session(self, session_id: str) -> CheckoutSessionInfo:
@@ -590,7 +612,8 @@ class FakeSubscriptions(_FakeCapability):
         proration_behavior: ProrationBehavior | None = None,
     ) -> SubscriptionSnapshot:
         self._call("update_subscription")
-        if (found := self._replay(idempotency_key)) is not None:
+        request = _request("update_subscription", locals())
+        if (found := self._replay(idempotency_key, request)) is not None:
             return subscription_snapshot(found)
         sub = self._get(subscription_id)
         if sub["status"] == "canceled":
@@ -602,7 +625,7 @@ class FakeSubscriptions(_FakeCapability):
             sub["canceled_at"] = self.stripe._tick() if cancel_at_period_end else None
         if price_id is not None:
             if price_id not in self.stripe.prices:
-                raise ValidationFailed(f"No such price: '{price_id}'")
+                raise NotFound(f"No such price: '{price_id}'", field="items[0][price]")
             if item_id is not None and item_id != item["id"]:
                 raise ValidationFailed(f"No such subscription item: '{item_id}'")
             old = item["price"]
@@ -622,18 +645,19 @@ class FakeSubscriptions(_FakeCapability):
             item["quantity"] = quantity
         self.stripe._tick()
         self.stripe.emit("customer.subscription.updated", sub)
-        self._remember(idempotency_key, _copy(sub))
+        self._remember(idempotency_key, request, _copy(sub))
         return subscription_snapshot(sub)
 
     async def cancel(self, subscription_id: str, *, idempotency_key: str) -> SubscriptionSnapshot:
         self._call("cancel_subscription")
-        if (found := self._replay(idempotency_key)) is not None:
+        request = _request("cancel_subscription", locals())
+        if (found := self._replay(idempotency_key, request)) is not None:
             return subscription_snapshot(found)
         sub = self._get(subscription_id)
         now = self.stripe._tick()
         sub.update(status="canceled", canceled_at=now, ended_at=now, cancel_at_period_end=False)
         self.stripe.emit("customer.subscription.deleted", sub)
-        self._remember(idempotency_key, _copy(sub))
+        self._remember(idempotency_key, request, _copy(sub))
         return subscription_snapshot(sub)
 
 
@@ -695,6 +719,12 @@ class FakePaymentMethods(_FakeCapability):
 
     def attach_now(self, payment_method_id: str, customer_id: str) -> dict[str, Any]:
         _find(self.stripe.customers, "customer", customer_id)
+        if payment_method_id in DECLINED_ON_ATTACH:
+            # Attaching checks the card with the issuer, which refuses this one outright.
+            raise PaymentFailed(
+                "Your card was declined.",
+                details={"code": "card_declined", "decline_code": "generic_decline"},
+            )
         pm = self._get(payment_method_id)
         pm["customer"] = customer_id
         self.stripe.emit("payment_method.attached", pm)
@@ -704,10 +734,11 @@ class FakePaymentMethods(_FakeCapability):
         self, payment_method_id: str, *, customer_id: str, idempotency_key: str
     ) -> PaymentMethodInfo:
         self._call("attach_payment_method")
-        if (found := self._replay(idempotency_key)) is not None:
+        request = _request("attach_payment_method", locals())
+        if (found := self._replay(idempotency_key, request)) is not None:
             return payment_method_info(self.stripe.payment_methods[found])
         attached = self.attach_now(payment_method_id, customer_id)
-        self._remember(idempotency_key, attached["id"])
+        self._remember(idempotency_key, request, attached["id"])
         return payment_method_info(attached)
 
     async def detach(self, payment_method_id: str) -> PaymentMethodInfo:
@@ -737,7 +768,8 @@ class FakeSetupIntents(_FakeCapability):
         bank_account: BankAccount | None = None,
     ) -> SetupIntentInfo:
         self._call("create_setup_intent")
-        if (found := self._replay(idempotency_key)) is not None:
+        request = _request("create_setup_intent", locals())
+        if (found := self._replay(idempotency_key, request)) is not None:
             return setup_intent_info(self.stripe.setup_intents[found])
         _find(self.stripe.customers, "customer", customer_id)
         intent_id = self.stripe._id("seti")
@@ -755,7 +787,7 @@ class FakeSetupIntents(_FakeCapability):
             "created": self.stripe._tick(),
         }
         self.stripe.setup_intents[intent_id] = si
-        self._remember(idempotency_key, intent_id)
+        self._remember(idempotency_key, request, intent_id)
         self.stripe.emit("setup_intent.created", si)
         methods = FakePaymentMethods(self._owner)
         if bank_account is not None:
@@ -826,7 +858,8 @@ class FakePaymentIntents(_FakeCapability):
         description: str | None = None,
     ) -> PaymentIntentInfo:
         self._call("create_payment_intent")
-        if (found := self._replay(idempotency_key)) is not None:
+        request = _request("create_payment_intent", locals())
+        if (found := self._replay(idempotency_key, request)) is not None:
             return payment_intent_info(self.stripe.payment_intents[found])
         _find(self.stripe.customers, "customer", customer_id)
         if amount < 50:
@@ -852,7 +885,7 @@ class FakePaymentIntents(_FakeCapability):
             "_refunded": 0,
         }
         self.stripe.payment_intents[intent_id] = pi
-        self._remember(idempotency_key, intent_id)
+        self._remember(idempotency_key, request, intent_id)
         self.stripe.emit("payment_intent.created", pi)
         if pm["_decline"]:
             pi.update(
@@ -897,7 +930,8 @@ class FakeRefunds(_FakeCapability):
         metadata: Mapping[str, str] | None = None,
     ) -> RefundInfo:
         self._call("create_refund")
-        if (found := self._replay(idempotency_key)) is not None:
+        request = _request("create_refund", locals())
+        if (found := self._replay(idempotency_key, request)) is not None:
             return refund_info(self.stripe.refunds[found])
         pi = FakePaymentIntents(self._owner)._get(payment_intent_id)
         if pi["status"] != "succeeded":
@@ -927,7 +961,7 @@ class FakeRefunds(_FakeCapability):
             "created": self.stripe._tick(),
         }
         self.stripe.refunds[refund_id] = refund
-        self._remember(idempotency_key, refund_id)
+        self._remember(idempotency_key, request, refund_id)
         self.stripe.emit("refund.created", refund)
         return refund_info(refund)
 
@@ -1046,10 +1080,11 @@ class FakeCatalog(_FakeCapability):
         idempotency_key: str,
     ) -> PriceInfo:
         self._call("create_price")
-        if (found := self._replay(idempotency_key)) is not None:
+        request = _request("create_price", locals())
+        if (found := self._replay(idempotency_key, request)) is not None:
             return price_info(self.stripe.prices[found])
         if product_id not in self.stripe.products:
-            raise ValidationFailed(f"No such product: '{product_id}'", field="product")
+            raise NotFound(f"No such product: '{product_id}'", field="product")
         for p in self.stripe.prices.values():  # transfer_lookup_key
             if p["lookup_key"] == lookup_key:
                 p["lookup_key"] = None
@@ -1065,7 +1100,7 @@ class FakeCatalog(_FakeCapability):
             "recurring": {"interval": interval, "interval_count": 1},
             "active": True,
         }
-        self._remember(idempotency_key, price_id)
+        self._remember(idempotency_key, request, price_id)
         return price_info(self.stripe.prices[price_id])
 
     async def set_price_active(self, price_id: str, active: bool) -> PriceInfo:
