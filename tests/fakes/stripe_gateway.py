@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from billfold.errors import IdempotencyConflict, NotFound, PaymentFailed, ValidationFailed
 from billfold.stripe.gateway import (
@@ -42,6 +42,7 @@ from billfold.stripe.gateway import (
     SubscriptionSnapshot,
 )
 
+T = TypeVar("T")
 MONTH = 30 * 86400
 YEAR = 365 * 86400
 PERIOD = {"month": MONTH, "year": YEAR, "week": 7 * 86400, "day": 86400}
@@ -274,8 +275,11 @@ class _FakeCapability:
             )
         return value
 
-    def _remember(self, key: str, request: str, value: Any) -> None:
-        self.stripe.idempotent[key] = (request, value)
+    def _remember(self, key: str, request: str, answer: T) -> T:
+        """Keep the answer for a replay of this request (Stripe keeps the response, not the
+        object: a replay shows the object as it was then)."""
+        self.stripe.idempotent[key] = (request, answer)
+        return answer
 
 
 # --- billfold's types, built by hand from the fake's objects ---------------------------------
@@ -459,7 +463,7 @@ class FakeCustomers(_FakeCapability):
         self._call("create_customer")
         request = _request("create_customer", locals())
         if (found := self._replay(idempotency_key, request)) is not None:
-            return customer_info(self.stripe.customers[found])
+            return found  # Stripe replays its first answer
         customer_id = self.stripe._id("cus")
         customer = {
             "id": customer_id,
@@ -472,8 +476,7 @@ class FakeCustomers(_FakeCapability):
         }
         self.stripe.customers[customer_id] = customer
         # No `customer.created` event: billfold handles none, and the domain tests count events.
-        self._remember(idempotency_key, request, customer_id)
-        return customer_info(customer)
+        return self._remember(idempotency_key, request, customer_info(customer))
 
     def _get(self, customer_id: str) -> dict[str, Any]:
         return _find(self.stripe.customers, "customer", customer_id)
@@ -517,7 +520,7 @@ class FakeCheckout(_FakeCapability):
         self._call("create_checkout_session")
         request = _request("create_checkout_session", locals())
         if (found := self._replay(idempotency_key, request)) is not None:
-            return session_info(self.stripe.sessions[found])
+            return found  # Stripe replays its first answer
         if mode == "setup" and (line_items or not currency):
             raise ValidationFailed("A setup-mode Checkout session takes a currency, no line items")
         if mode != "setup" and not line_items:
@@ -561,8 +564,7 @@ class FakeCheckout(_FakeCapability):
             "subscription_metadata": dict(metadata),
         }
         self.stripe.sessions[session_id] = cs
-        self._remember(idempotency_key, request, session_id)
-        return session_info(cs)
+        return self._remember(idempotency_key, request, session_info(cs))
 
     async def retrieve_session(self, session_id: str) -> CheckoutSessionInfo:
         self._call("retrieve_checkout_session")
@@ -614,7 +616,7 @@ class FakeSubscriptions(_FakeCapability):
         self._call("update_subscription")
         request = _request("update_subscription", locals())
         if (found := self._replay(idempotency_key, request)) is not None:
-            return subscription_snapshot(found)
+            return found  # Stripe replays its first answer
         sub = self._get(subscription_id)
         if sub["status"] == "canceled":
             raise ValidationFailed("A canceled subscription can only update its metadata")
@@ -645,20 +647,18 @@ class FakeSubscriptions(_FakeCapability):
             item["quantity"] = quantity
         self.stripe._tick()
         self.stripe.emit("customer.subscription.updated", sub)
-        self._remember(idempotency_key, request, _copy(sub))
-        return subscription_snapshot(sub)
+        return self._remember(idempotency_key, request, subscription_snapshot(sub))
 
     async def cancel(self, subscription_id: str, *, idempotency_key: str) -> SubscriptionSnapshot:
         self._call("cancel_subscription")
         request = _request("cancel_subscription", locals())
         if (found := self._replay(idempotency_key, request)) is not None:
-            return subscription_snapshot(found)
+            return found  # Stripe replays its first answer
         sub = self._get(subscription_id)
         now = self.stripe._tick()
         sub.update(status="canceled", canceled_at=now, ended_at=now, cancel_at_period_end=False)
         self.stripe.emit("customer.subscription.deleted", sub)
-        self._remember(idempotency_key, request, _copy(sub))
-        return subscription_snapshot(sub)
+        return self._remember(idempotency_key, request, subscription_snapshot(sub))
 
 
 class FakePortal(_FakeCapability):
@@ -736,10 +736,9 @@ class FakePaymentMethods(_FakeCapability):
         self._call("attach_payment_method")
         request = _request("attach_payment_method", locals())
         if (found := self._replay(idempotency_key, request)) is not None:
-            return payment_method_info(self.stripe.payment_methods[found])
+            return found  # Stripe replays its first answer
         attached = self.attach_now(payment_method_id, customer_id)
-        self._remember(idempotency_key, request, attached["id"])
-        return payment_method_info(attached)
+        return self._remember(idempotency_key, request, payment_method_info(attached))
 
     async def detach(self, payment_method_id: str) -> PaymentMethodInfo:
         self._call("detach_payment_method")
@@ -770,7 +769,7 @@ class FakeSetupIntents(_FakeCapability):
         self._call("create_setup_intent")
         request = _request("create_setup_intent", locals())
         if (found := self._replay(idempotency_key, request)) is not None:
-            return setup_intent_info(self.stripe.setup_intents[found])
+            return found  # Stripe replays its first answer
         _find(self.stripe.customers, "customer", customer_id)
         intent_id = self.stripe._id("seti")
         si: dict[str, Any] = {
@@ -787,7 +786,6 @@ class FakeSetupIntents(_FakeCapability):
             "created": self.stripe._tick(),
         }
         self.stripe.setup_intents[intent_id] = si
-        self._remember(idempotency_key, request, intent_id)
         self.stripe.emit("setup_intent.created", si)
         methods = FakePaymentMethods(self._owner)
         if bank_account is not None:
@@ -797,7 +795,7 @@ class FakeSetupIntents(_FakeCapability):
         elif payment_method_id is not None:
             pm = methods.attach_now(payment_method_id, customer_id)
         else:
-            return setup_intent_info(si)
+            return self._remember(idempotency_key, request, setup_intent_info(si))
         si["payment_method"] = pm["id"]
         if pm.get("_verified", True):
             si["status"] = "succeeded"
@@ -809,7 +807,7 @@ class FakeSetupIntents(_FakeCapability):
                 "verify_with_microdeposits": {"microdeposit_type": "descriptor_code"},
             }
             self.stripe.emit("setup_intent.requires_action", si)
-        return setup_intent_info(si)
+        return self._remember(idempotency_key, request, setup_intent_info(si))
 
     async def retrieve(self, setup_intent_id: str) -> SetupIntentInfo:
         self._call("retrieve_setup_intent")
@@ -860,7 +858,7 @@ class FakePaymentIntents(_FakeCapability):
         self._call("create_payment_intent")
         request = _request("create_payment_intent", locals())
         if (found := self._replay(idempotency_key, request)) is not None:
-            return payment_intent_info(self.stripe.payment_intents[found])
+            return found  # Stripe replays its first answer
         _find(self.stripe.customers, "customer", customer_id)
         if amount < 50:
             raise ValidationFailed("Amount must be at least $0.50 usd", field="amount")
@@ -885,7 +883,6 @@ class FakePaymentIntents(_FakeCapability):
             "_refunded": 0,
         }
         self.stripe.payment_intents[intent_id] = pi
-        self._remember(idempotency_key, request, intent_id)
         self.stripe.emit("payment_intent.created", pi)
         if pm["_decline"]:
             pi.update(
@@ -900,7 +897,7 @@ class FakePaymentIntents(_FakeCapability):
         else:
             pi["amount_received"] = amount
             self.stripe.emit("payment_intent.succeeded", pi)
-        return payment_intent_info(pi)
+        return self._remember(idempotency_key, request, payment_intent_info(pi))
 
     async def retrieve(self, payment_intent_id: str) -> PaymentIntentInfo:
         self._call("retrieve_payment_intent")
@@ -932,7 +929,7 @@ class FakeRefunds(_FakeCapability):
         self._call("create_refund")
         request = _request("create_refund", locals())
         if (found := self._replay(idempotency_key, request)) is not None:
-            return refund_info(self.stripe.refunds[found])
+            return found  # Stripe replays its first answer
         pi = FakePaymentIntents(self._owner)._get(payment_intent_id)
         if pi["status"] != "succeeded":
             raise ValidationFailed(
@@ -961,9 +958,8 @@ class FakeRefunds(_FakeCapability):
             "created": self.stripe._tick(),
         }
         self.stripe.refunds[refund_id] = refund
-        self._remember(idempotency_key, request, refund_id)
         self.stripe.emit("refund.created", refund)
-        return refund_info(refund)
+        return self._remember(idempotency_key, request, refund_info(refund))
 
     async def retrieve(self, refund_id: str) -> RefundInfo:
         self._call("retrieve_refund")
@@ -1082,7 +1078,7 @@ class FakeCatalog(_FakeCapability):
         self._call("create_price")
         request = _request("create_price", locals())
         if (found := self._replay(idempotency_key, request)) is not None:
-            return price_info(self.stripe.prices[found])
+            return found  # Stripe replays its first answer
         if product_id not in self.stripe.products:
             raise NotFound(f"No such product: '{product_id}'", field="product")
         for p in self.stripe.prices.values():  # transfer_lookup_key
@@ -1100,8 +1096,7 @@ class FakeCatalog(_FakeCapability):
             "recurring": {"interval": interval, "interval_count": 1},
             "active": True,
         }
-        self._remember(idempotency_key, request, price_id)
-        return price_info(self.stripe.prices[price_id])
+        return self._remember(idempotency_key, request, price_info(self.stripe.prices[price_id]))
 
     async def set_price_active(self, price_id: str, active: bool) -> PriceInfo:
         self._call("set_price_active")

@@ -228,6 +228,10 @@ async def test_checkout_subscription_mode_replays_and_expires(backend: Backend) 
     assert (expired.status, expired.url) == ("expired", None)
     with pytest.raises(ValidationFailed):
         await gateway.checkout.expire_session(session.id)
+    # A replay answers what the first call answered (Stripe keeps the response), so the
+    # session's current status must be read back, not taken from a replayed create.
+    replayed = await gateway.checkout.create_session(**arguments)
+    assert (replayed.id, replayed.status) == (session.id, "open")
     with pytest.raises(NotFound):
         await gateway.checkout.retrieve_session("cs_test_missing")
     with pytest.raises(NotFound):

@@ -1,14 +1,26 @@
-"""The server's background work: the retry loop applies what is due."""
+"""The server's background work: the retry loop applies what is due (billfold wired to its
+real Stripe adapter on the sandbox)."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from billfold.config import Settings
 from billfold.container import Container
+from billfold.stripe.gateway import StripeClientGateway
 from billfold.stripe.inbox import store_event
 from billfold.stripe.models import WebhookEvent
 from billfold.stripe.worker import background_work
+from tests.sandbox_fixtures import SandboxServer
+from tests.sandbox_stripe import sandbox_gateway
 from tests.subscriptions.fixtures import *  # noqa: F403
+
+
+@pytest.fixture
+def gateway(billing_settings: Settings, sandbox_server: SandboxServer) -> StripeClientGateway:
+    return sandbox_gateway(billing_settings, sandbox_server)
 
 
 async def test_the_retry_loop_applies_pending_events(container: Container) -> None:
