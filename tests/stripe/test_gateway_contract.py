@@ -17,7 +17,13 @@ import pytest
 import stripe
 
 from billfold.config import Settings
-from billfold.errors import IdempotencyConflict, NotFound, PaymentFailed, ValidationFailed
+from billfold.errors import (
+    IdempotencyConflict,
+    NotFound,
+    PaymentFailed,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
 from billfold.stripe.gateway import (
     BankAccount,
     LineItem,
@@ -59,6 +65,15 @@ class Backend:
             assert response.status_code == 200, response.text
 
         await asyncio.to_thread(complete)
+
+    def fail_next(self, path: str, status: int) -> None:
+        """Stripe answers the next call to `path` with `status` (a 5xx, or 429)."""
+        if self.fake is not None:
+            message = "Stripe is unreachable" if status == 429 else "Stripe failed"
+            self.fake.fail_next = UpstreamUnavailable(message)
+            return
+        assert self.sandbox is not None
+        self.sandbox.state.faults.add(path, status=status, count=1)
 
 
 @pytest.fixture(params=["fake", "sandbox"])
@@ -155,6 +170,19 @@ async def test_customers_create_retrieve_and_replay(backend: Backend) -> None:
         )
     with pytest.raises(NotFound):
         await gateway.customers.retrieve("cus_missing")
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_stripe_failing_is_upstream_unavailable(backend: Backend, status: int) -> None:
+    backend.fail_next("/v1/customers", status)
+    with pytest.raises(UpstreamUnavailable):
+        await _customer(backend.gateway)
+    assert (await _customer(backend.gateway, "customer:acct_2")).startswith("cus_")
+
+
+async def test_a_blank_idempotency_key_never_reaches_stripe(backend: Backend) -> None:
+    with pytest.raises(ValueError, match="idempotency key"):
+        await _customer(backend.gateway, key=" ")
 
 
 # --- catalog ------------------------------------------------------------------------------------
