@@ -23,6 +23,7 @@ from billfold.api.errors import install_error_handlers
 from billfold.api.ratelimit import ApiRateLimiter, RateLimitMiddleware
 from billfold.api.request_context import RequestContextMiddleware
 from billfold.api.sandbox_mount import mount_sandbox
+from billfold.catalog.sandbox_sync import sandbox_catalog_sync
 from billfold.clock import Clock, SystemClock
 from billfold.config import Settings, get_settings
 from billfold.container import Container
@@ -63,10 +64,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             # The webhook retry loop; in sandbox mode also the catalog sync into the sandbox.
-            async with background_work(
-                container,
-                sync_sandbox_catalog=stripe_gateway is None,
-                sandbox_state=getattr(app.state, "sandbox", None),
+            async with (
+                background_work(container),
+                sandbox_catalog_sync(
+                    container,
+                    enabled=stripe_gateway is None,
+                    sandbox_state=getattr(app.state, "sandbox", None),
+                ),
             ):
                 yield
         finally:

@@ -17,6 +17,7 @@ from billfold.errors import BillfoldError
 from billfold.ledger.cli import ledger_app
 from billfold.sandbox.cli import sandbox_app
 from billfold.stripe.cli import stripe_app
+from billfold.subscriptions.cli import reconcile
 
 app = typer.Typer(
     help="billfold: self-hosted billing for SaaS products on Stripe.", no_args_is_help=True
@@ -28,6 +29,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(catalog_app, name="catalog")
+stripe_app.command("reconcile")(reconcile)
 app.add_typer(stripe_app, name="stripe")
 
 console = Console()

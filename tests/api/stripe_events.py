@@ -1,6 +1,7 @@
 """The step many API tests share: the customer pays on Stripe's hosted Checkout page, and
-Stripe's events reach billfold. With the fake gateway every event is delivered signed to a
-webhook route and must be accepted; with the Stripe sandbox the sandbox sends them itself.
+Stripe's events reach billfold. In process (`stripe_world`) every event the sandbox made is
+delivered signed to a webhook route and must be accepted; end to end (`billfold_server`) the
+sandbox sends them itself.
 """
 
 from __future__ import annotations
@@ -11,31 +12,32 @@ from typing import Any
 import httpx
 
 from tests.e2e_fixtures import BillfoldServer
-from tests.subscriptions.fake_stripe import FakeStripeGateway
+from tests.sandbox_stripe import SandboxStripe
 from tests.subscriptions.fixtures import deliver
 
 PAYMENTS_WEBHOOK = "/api/v1/payments/webhook"
 
 
 async def deliver_all(
-    api: httpx.AsyncClient, gateway: FakeStripeGateway, *, path: str = PAYMENTS_WEBHOOK
+    api: httpx.AsyncClient, world: SandboxStripe, *, path: str = PAYMENTS_WEBHOOK
 ) -> None:
-    """Every event the fake Stripe has sent so far, delivered to `path`; each must get a 200."""
-    for event in gateway.stripe.events:
+    """Every event the sandbox has made so far (oldest first; the ones delivered before come
+    again, as Stripe's retries would), delivered to `path`; each must get a 200."""
+    for event in world.events:
         response = await deliver(api, event, path=path)
         assert response.status_code == 200, response.text
 
 
 async def pay_checkout(
     api: httpx.AsyncClient,
-    gateway: FakeStripeGateway,
+    world: SandboxStripe,
     session_id: str,
     *,
     path: str = PAYMENTS_WEBHOOK,
 ) -> None:
     """The customer pays Checkout session `session_id`; Stripe's events reach `path`."""
-    gateway.stripe.complete_checkout(session_id)
-    await deliver_all(api, gateway, path=path)
+    world.complete_checkout(session_id)
+    await deliver_all(api, world, path=path)
 
 
 def sandbox_post(server: BillfoldServer, path: str, **form: Any) -> Any:

@@ -1,5 +1,6 @@
 """Document 004's `/api/v1/payments/*`: every route in its `{success, message, data}` envelope,
-errors included, over HTTP with the fake gateway, on SQLite and PostgreSQL."""
+errors included, over HTTP with billfold's Stripe adapter on the sandbox, on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from sqlalchemy import func, select
 from billfold.config import Settings
 from billfold.container import Container
 from billfold.stripe.models import WebhookEvent
-from tests.subscriptions.fake_stripe import FakeStripeGateway
-from tests.subscriptions.fixtures import *  # noqa: F403
+from tests.sandbox_stripe import SandboxStripe
 from tests.subscriptions.fixtures import OLD_WEBHOOK_SECRET, bearer, deliver
 
 P = "/api/v1/payments"
@@ -29,15 +29,15 @@ def _envelope(response: httpx.Response, status: int, success: bool) -> Any:
     return body["data"]
 
 
-async def _deliver_all(api: httpx.AsyncClient, gateway: FakeStripeGateway) -> None:
-    for event in gateway.stripe.events:
+async def _deliver_all(api: httpx.AsyncClient, stripe_world: SandboxStripe) -> None:
+    for event in stripe_world.events:
         response = await deliver(api, event)
         _envelope(response, 200, True)
 
 
 async def _subscribe(
     api: httpx.AsyncClient,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     settings: Settings,
     synced: dict[str, str],
     user: str = "alice",
@@ -49,8 +49,8 @@ async def _subscribe(
         headers=headers,
     )
     data = _envelope(response, 200, True)
-    gateway.stripe.complete_checkout(data["session_id"])
-    await _deliver_all(api, gateway)
+    stripe_world.complete_checkout(data["session_id"])
+    await _deliver_all(api, stripe_world)
     return headers
 
 
@@ -90,7 +90,7 @@ async def test_plans_and_config_are_public(api: httpx.AsyncClient, synced: dict[
 
 async def test_subscribe_status_details_cancel_reactivate(
     api: httpx.AsyncClient,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     billing_settings: Settings,
     synced: dict[str, str],
 ) -> None:
@@ -99,7 +99,7 @@ async def test_subscribe_status_details_cancel_reactivate(
     assert before["has_premium"] is False and before["status"] is None
     _envelope(await api.get(f"{P}/subscription", headers=headers), 404, False)
 
-    await _subscribe(api, gateway, billing_settings, synced)
+    await _subscribe(api, stripe_world, billing_settings, synced)
     status = _envelope(await api.get(f"{P}/subscription/status", headers=headers), 200, True)
     assert status == {
         "has_premium": True,
@@ -162,7 +162,7 @@ async def test_subscribe_status_details_cancel_reactivate(
 
 async def test_errors_use_the_envelope(
     api: httpx.AsyncClient,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     billing_settings: Settings,
     synced: dict[str, str],
 ) -> None:
@@ -192,10 +192,8 @@ async def test_errors_use_the_envelope(
         _envelope(response, 400, False)
     response = await api.post(f"{P}/subscription/cancel", content=b"{not json", headers=headers)
     _envelope(response, 400, False)
-    # Stripe unreachable -> 500 with the document's message.
-    from billfold.errors import UpstreamUnavailable
-
-    gateway.fail_next = UpstreamUnavailable("Stripe is unreachable: timeout")
+    # Stripe failing -> 500 with the document's message.
+    stripe_world.fail_next("/v1/customers", count=2)  # the call and the SDK's one retry
     response = await api.post(
         f"{P}/create-checkout-session",
         json={"price_id": synced["billfold_premium_monthly_usd"], "interval": "monthly"},
@@ -204,7 +202,7 @@ async def test_errors_use_the_envelope(
     _envelope(response, 500, False)
     assert response.json()["message"].startswith("Failed to create checkout session: ")
     # A second subscription while one is live -> 409.
-    await _subscribe(api, gateway, billing_settings, synced, user="bob")
+    await _subscribe(api, stripe_world, billing_settings, synced, user="bob")
     response = await api.post(
         f"{P}/create-checkout-session",
         json={"price_id": synced["billfold_premium_yearly_usd"], "interval": "yearly"},
@@ -224,13 +222,13 @@ async def _count_events(container: Container) -> int:
 
 async def test_webhook_signatures(
     api: httpx.AsyncClient,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     billing_settings: Settings,
     synced: dict[str, str],
     container: Container,
 ) -> None:
-    await _subscribe(api, gateway, billing_settings, synced)
-    event = dict(gateway.stripe.events[0], id="evt_signature_test")
+    await _subscribe(api, stripe_world, billing_settings, synced)
+    event = dict(stripe_world.events[0], id="evt_signature_test")
     stored = await _count_events(container)
     # Forged: signed with a secret billfold does not know.
     response = await deliver(api, event, secret="whsec_attacker")

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 
 from billfold.config import Settings
-from tests.subscriptions.fixtures import *  # noqa: F403
 from tests.subscriptions.fixtures import bearer
 
 ROUTES = [

@@ -1,6 +1,6 @@
-"""Document 001's `/api/subscriptions/*` over HTTP with the fake Stripe gateway (every route's
-shape, its errors, shops chosen by token or header), then end to end with the Stripe sandbox, on
-SQLite and PostgreSQL."""
+"""Document 001's `/api/subscriptions/*` over HTTP with billfold's Stripe adapter on the sandbox
+(every route's shape, its errors, shops chosen by token or header), then end to end with the
+sandbox's own webhook deliveries, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from billfold.config import Settings
 from billfold.customers.models import BillingAccount
 from tests.api.stripe_events import pay_checkout, pay_in_sandbox, sandbox_post
 from tests.e2e_fixtures import BillfoldServer
-from tests.subscriptions.fake_stripe import FakeStripeGateway
+from tests.sandbox_stripe import SandboxStripe
 from tests.subscriptions.fixtures import bearer
 
 S = "/api/subscriptions"
@@ -40,7 +40,7 @@ SUBSCRIPTION_KEYS = {
 
 async def _subscribe(
     api: httpx.AsyncClient,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     headers: dict[str, str],
     **choice: Any,
 ) -> dict[str, Any]:
@@ -48,8 +48,15 @@ async def _subscribe(
     response = await api.post(f"{S}/subscribe", json=body, headers=headers)
     assert response.status_code == 200, response.text
     checkout: dict[str, Any] = response.json()
-    await pay_checkout(api, gateway, checkout["sessionId"])
+    await pay_checkout(api, stripe_world, checkout["sessionId"])
     return checkout
+
+
+def _price_of(line: dict[str, Any]) -> str | None:
+    pricing = line.get("pricing") or {}
+    details = pricing.get("price_details") or {}
+    price = details.get("price") or line.get("price")
+    return price if isinstance(price, str) or price is None else str(price.get("id"))
 
 
 async def test_every_route_needs_a_token(api: httpx.AsyncClient) -> None:
@@ -76,7 +83,7 @@ async def test_current_without_subscription(
 async def test_subscribe_answers_the_checkout_urls(
     api: httpx.AsyncClient,
     billing_settings: Settings,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     synced: dict[str, str],
 ) -> None:
     response = await api.post(
@@ -93,7 +100,7 @@ async def test_subscribe_answers_the_checkout_urls(
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {"sessionId", "sessionUrl", "checkoutUrl"}
-    session = gateway.stripe.sessions[body["sessionId"]]
+    session = stripe_world.sessions[body["sessionId"]]
     assert body["sessionUrl"] == body["checkoutUrl"] == session["url"]
     assert session["price"] == synced["billfold_premium_yearly_eur"]
     assert (session["success_url"], session["cancel_url"]) == (f"{APP}/ok", f"{APP}/no")
@@ -106,7 +113,7 @@ async def test_subscribe_answers_the_checkout_urls(
 async def test_subscribe_errors(
     api: httpx.AsyncClient,
     billing_settings: Settings,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     synced: dict[str, str],
 ) -> None:
     headers = bearer(billing_settings, "alice")
@@ -129,7 +136,7 @@ async def test_subscribe_errors(
     assert bad_interval.status_code == 422
     assert bad_interval.json()["error"]["field"] == "interval"
 
-    await _subscribe(api, gateway, headers)
+    await _subscribe(api, stripe_world, headers)
     second = await api.post(f"{S}/subscribe", json={"planId": "premium"}, headers=headers)
     assert second.status_code == 409
     assert second.json()["error"]["code"] == "conflict"
@@ -138,18 +145,18 @@ async def test_subscribe_errors(
 async def test_current_after_paying(
     api: httpx.AsyncClient,
     billing_settings: Settings,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     synced: dict[str, str],
 ) -> None:
     headers = bearer(billing_settings, "alice")
-    await _subscribe(api, gateway, headers)
+    await _subscribe(api, stripe_world, headers)
     response = await api.get(f"{S}/current", headers=headers)
     assert response.status_code == 200
     body = response.json()
     assert body["hasPremium"] is True
     sub = body["subscription"]
     assert set(sub) == SUBSCRIPTION_KEYS
-    assert sub["stripeSubscriptionId"] in gateway.stripe.subscriptions
+    assert sub["stripeSubscriptionId"] in stripe_world.subscriptions
     assert (sub["plan"], sub["status"], sub["interval"]) == ("premium", "active", "monthly")
     assert (sub["amount"], sub["currency"], sub["quantity"]) == (699, "USD", 1)
     assert sub["cancelAtPeriodEnd"] is False
@@ -160,7 +167,7 @@ async def test_current_after_paying(
 async def test_update_changes_the_plan_with_proration(
     api: httpx.AsyncClient,
     billing_settings: Settings,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     synced: dict[str, str],
 ) -> None:
     headers = bearer(billing_settings, "alice")
@@ -168,7 +175,7 @@ async def test_update_changes_the_plan_with_proration(
     assert none_yet.status_code == 400
     assert none_yet.json()["error"]["message"] == "No active Stripe subscription found"
 
-    await _subscribe(api, gateway, headers)
+    await _subscribe(api, stripe_world, headers)
     empty = await api.put(f"{S}/update", json={}, headers=headers)
     assert empty.status_code == 400
     same = await api.put(f"{S}/update", json={"planId": "premium"}, headers=headers)
@@ -181,9 +188,13 @@ async def test_update_changes_the_plan_with_proration(
     sub = response.json()["subscription"]
     assert set(sub) == SUBSCRIPTION_KEYS
     assert (sub["interval"], sub["amount"]) == ("yearly", 6000)
-    (proration,) = [i for i in gateway.stripe.invoices if i.get("proration")]
-    assert proration["credited"] == synced["billfold_premium_monthly_usd"]
-    assert proration["charged"] == synced["billfold_premium_yearly_usd"]
+    customer = stripe_world.subscriptions[sub["stripeSubscriptionId"]]["customer"]
+    prorations = stripe_world.proration_items(customer)
+    # A new interval restarts the cycle: the unused monthly time is credited as a proration
+    # (the yearly price is billed in full, as a plain line).
+    assert [(_price_of(i), i["amount"] < 0) for i in prorations] == [
+        (synced["billfold_premium_monthly_usd"], True)
+    ]
 
     back = await api.put(
         f"{S}/update",
@@ -192,7 +203,7 @@ async def test_update_changes_the_plan_with_proration(
     )
     assert back.status_code == 200
     assert back.json()["subscription"]["interval"] == "monthly"
-    assert len([i for i in gateway.stripe.invoices if i.get("proration")]) == 1
+    assert len(stripe_world.proration_items(customer)) == len(prorations)
     bad = await api.put(
         f"{S}/update", json={"planId": "premium", "prorationBehavior": "later"}, headers=headers
     )
@@ -202,13 +213,13 @@ async def test_update_changes_the_plan_with_proration(
 async def test_cancel_at_period_end_then_now(
     api: httpx.AsyncClient,
     billing_settings: Settings,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     synced: dict[str, str],
 ) -> None:
     headers = bearer(billing_settings, "alice")
     nothing = await api.post(f"{S}/cancel", headers=headers)
     assert nothing.status_code == 400
-    await _subscribe(api, gateway, headers)
+    await _subscribe(api, stripe_world, headers)
 
     at_end = await api.post(f"{S}/cancel", headers=headers)  # no body: at the period end
     assert at_end.status_code == 200, at_end.text
@@ -232,7 +243,7 @@ async def test_cancel_at_period_end_then_now(
 async def test_portal(
     api: httpx.AsyncClient,
     billing_settings: Settings,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     synced: dict[str, str],
 ) -> None:
     headers = bearer(billing_settings, "alice")
@@ -245,7 +256,8 @@ async def test_portal(
     )
     assert response.status_code == 200
     assert set(response.json()) == {"url"}
-    assert response.json()["url"].startswith("https://billing.stripe.test/")
+    customer = stripe_world.portal_customer(response.json()["url"])
+    assert customer is not None and customer.startswith("cus_")
     elsewhere = await api.get(
         f"{S}/portal", params={"returnUrl": "https://evil.example.net/"}, headers=headers
     )
@@ -255,12 +267,12 @@ async def test_portal(
 async def test_shop_from_the_token_or_an_entitled_header(
     api: httpx.AsyncClient,
     billing_settings: Settings,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     database: Any,
     synced: dict[str, str],
 ) -> None:
     one = bearer(billing_settings, "owner", shop="one.myshopify.com")
-    await _subscribe(api, gateway, one)
+    await _subscribe(api, stripe_world, one)
     assert (await api.get(f"{S}/current", headers=one)).json()["hasPremium"] is True
 
     both = bearer(billing_settings, "owner", shops=["one.myshopify.com", "two.myshopify.com"])

@@ -1,6 +1,7 @@
 """The tRPC dialect: the wire format (single calls, batches, errors, per-call transactions) on a
 small procedure set of its own mounted at `/trpc-wire`, then document 000's billing procedures
-at `/trpc` over the fake Stripe gateway. test_trpc_node.py calls them with the official client.
+at `/trpc` over billfold's Stripe adapter on the sandbox. test_trpc_node.py calls them with the
+official client.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from billfold.config import Settings
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import get_or_create_account
 from tests.api.stripe_events import pay_checkout
-from tests.subscriptions.fake_stripe import FakeStripeGateway
+from tests.sandbox_stripe import SandboxStripe
 
 PREFIX = "/trpc-wire"
 
@@ -322,7 +323,7 @@ def test_undefined_and_null_inputs_differ() -> None:
     assert null.input is None
 
 
-# --- document 000's billing procedures, at /trpc, over the fake Stripe gateway ---------------
+# --- document 000's billing procedures, at /trpc, over the Stripe adapter on the sandbox ------
 
 CHECKOUT = "/trpc/billing.createCheckoutSession"
 PORTAL = "/trpc/billing.createCustomerPortalSession"
@@ -344,7 +345,7 @@ async def test_checkout_returns_id_and_url_in_subscription_mode(
     api: httpx.AsyncClient,
     billing_settings: Settings,
     database: Any,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     synced: dict[str, str],
 ) -> None:
     token = issue_token(billing_settings, "alice")
@@ -352,7 +353,7 @@ async def test_checkout_returns_id_and_url_in_subscription_mode(
     assert response.status_code == 200, response.text
     data = response.json()["result"]["data"]
     assert set(data) == {"id", "url"}
-    session = gateway.stripe.sessions[data["id"]]
+    session = stripe_world.sessions[data["id"]]
     assert data["url"] == session["url"]
     assert session["mode"] == "subscription"
     assert session["allow_promotion_codes"] is True
@@ -372,7 +373,7 @@ async def test_checkout_returns_id_and_url_in_subscription_mode(
 async def test_product_id_may_be_a_plan_code_lookup_key_or_price_id(
     api: httpx.AsyncClient,
     billing_settings: Settings,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     synced: dict[str, str],
     product: str,
 ) -> None:
@@ -381,7 +382,7 @@ async def test_product_id_may_be_a_plan_code_lookup_key_or_price_id(
     token = issue_token(billing_settings, "alice")
     response = await api.post(CHECKOUT, json=_checkout_input(token, product))
     assert response.status_code == 200, response.text
-    session = gateway.stripe.sessions[response.json()["result"]["data"]["id"]]
+    session = stripe_world.sessions[response.json()["result"]["data"]["id"]]
     expected = "monthly" if product == "premium" else "yearly"
     assert session["price"] == synced[f"billfold_premium_{expected}_usd"]
 
@@ -410,7 +411,10 @@ async def test_checkout_errors(
 
 
 async def test_portal_needs_a_billing_record_then_opens(
-    api: httpx.AsyncClient, billing_settings: Settings, synced: dict[str, str]
+    api: httpx.AsyncClient,
+    billing_settings: Settings,
+    stripe_world: SandboxStripe,
+    synced: dict[str, str],
 ) -> None:
     token = issue_token(billing_settings, "bob")
     portal = {"returnUrl": f"{APP}/dashboard", "token": token}
@@ -430,7 +434,8 @@ async def test_portal_needs_a_billing_record_then_opens(
     after = await api.post(PORTAL, json=portal)
     assert after.status_code == 200, after.text
     assert set(after.json()["result"]["data"]) == {"url"}
-    assert after.json()["result"]["data"]["url"].startswith("https://billing.stripe.test/")
+    customer = stripe_world.sessions[checkout.json()["result"]["data"]["id"]]["customer"]
+    assert stripe_world.portal_customer(after.json()["result"]["data"]["url"]) == customer
     elsewhere = await api.post(PORTAL, json=portal | {"returnUrl": "https://evil.example.net/"})
     assert elsewhere.status_code == 400
 
@@ -438,12 +443,12 @@ async def test_portal_needs_a_billing_record_then_opens(
 async def test_second_checkout_while_subscribed_is_a_conflict(
     api: httpx.AsyncClient,
     billing_settings: Settings,
-    gateway: FakeStripeGateway,
+    stripe_world: SandboxStripe,
     synced: dict[str, str],
 ) -> None:
     token = issue_token(billing_settings, "carol")
     first = await api.post(CHECKOUT, json=_checkout_input(token))
-    await pay_checkout(api, gateway, first.json()["result"]["data"]["id"])
+    await pay_checkout(api, stripe_world, first.json()["result"]["data"]["id"])
     again = await api.post(CHECKOUT, json=_checkout_input(token))
     assert again.status_code == 409
     assert again.json()["error"]["code"] == -32009
@@ -451,7 +456,10 @@ async def test_second_checkout_while_subscribed_is_a_conflict(
 
 
 async def test_batched_checkout_then_portal_with_header_token(
-    api: httpx.AsyncClient, billing_settings: Settings, synced: dict[str, str]
+    api: httpx.AsyncClient,
+    billing_settings: Settings,
+    stripe_world: SandboxStripe,
+    synced: dict[str, str],
 ) -> None:
     token = issue_token(billing_settings, "dave")
     response = await api.post(
@@ -468,7 +476,8 @@ async def test_batched_checkout_then_portal_with_header_token(
     before, checkout, after = response.json()
     assert before["error"]["data"]["code"] == "NOT_FOUND"
     assert checkout["result"]["data"]["id"].startswith("cs_")
-    assert after["result"]["data"]["url"].startswith("https://billing.stripe.test/")
+    customer = stripe_world.sessions[checkout["result"]["data"]["id"]]["customer"]
+    assert stripe_world.portal_customer(after["result"]["data"]["url"]) == customer
 
 
 async def test_shop_token_bills_the_shop(

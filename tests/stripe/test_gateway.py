@@ -102,4 +102,4 @@ def test_the_adapter_refuses_blocking_calls() -> None:
         Settings(stripe_secret_key="sk_test_x", stripe_webhook_secret=["whsec_x"])
     )
     with pytest.raises(RuntimeError, match="allow_sync_methods"):
-        gateway._v1.customers.create()
+        gateway.customers._v1.customers.create()

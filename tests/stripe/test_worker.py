@@ -1,52 +1,26 @@
-"""The server's background work: the sandbox catalog sync refuses a sandbox that is not its
-own, and the retry loop applies what is due."""
+"""The server's background work: the retry loop applies what is due (billfold wired to its
+real Stripe adapter on the sandbox)."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from typing import Any
 
-from sqlalchemy import func, select
+import pytest
 
-from billfold.catalog.models import CatalogPriceLink
+from billfold.config import Settings
 from billfold.container import Container
+from billfold.stripe.gateway import StripeClientGateway
 from billfold.stripe.inbox import store_event
 from billfold.stripe.models import WebhookEvent
-from billfold.stripe.worker import background_work, sync_catalog_when_ready
-from tests.subscriptions.fake_stripe import FakeStripeGateway
+from billfold.stripe.worker import background_work
+from tests.sandbox_fixtures import SandboxServer
+from tests.sandbox_stripe import sandbox_gateway
 from tests.subscriptions.fixtures import *  # noqa: F403
 
 
-class StateLike:
-    """What the worker reads of the mounted sandbox's state: `lock` and `get`."""
-
-    def __init__(self, objects: dict[tuple[str, str], Any]) -> None:
-        self.lock = threading.RLock()
-        self.objects = objects
-
-    def get(self, kind: str, object_id: str) -> Any:
-        return self.objects.get((kind, object_id))
-
-
-async def _links(container: Container) -> int:
-    async with container.db.transaction() as session:
-        return int(
-            (await session.execute(select(func.count()).select_from(CatalogPriceLink))).scalar_one()
-        )
-
-
-async def test_the_sync_is_kept_only_if_it_landed_in_our_sandbox(
-    container: Container, gateway: FakeStripeGateway
-) -> None:
-    assert container.settings.sandbox_mode
-    elsewhere = StateLike({})
-    assert await sync_catalog_when_ready(container, sandbox_state=elsewhere) is False
-    assert await _links(container) == 0
-
-    ours = StateLike({("product", "billfold_premium"): {"id": "billfold_premium"}})
-    assert await sync_catalog_when_ready(container, sandbox_state=ours) is True
-    assert await _links(container) == 4
+@pytest.fixture
+def gateway(billing_settings: Settings, sandbox_server: SandboxServer) -> StripeClientGateway:
+    return sandbox_gateway(billing_settings, sandbox_server)
 
 
 async def test_the_retry_loop_applies_pending_events(container: Container) -> None:
@@ -54,7 +28,7 @@ async def test_the_retry_loop_applies_pending_events(container: Container) -> No
     event = {"id": "evt_loop", "type": "balance.available", "created": 1, "data": {"object": {}}}
     async with container.db.transaction() as session:
         await store_event(session, event, source="webhook")
-    async with background_work(container, sync_sandbox_catalog=False):
+    async with background_work(container):
         for _ in range(100):
             async with container.db.transaction() as session:
                 row = await session.get(WebhookEvent, "evt_loop")

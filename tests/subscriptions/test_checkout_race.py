@@ -13,36 +13,38 @@ from sqlalchemy import select
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
 from billfold.errors import Conflict
-from billfold.stripe.gateway import CheckoutSessionInfo
+from billfold.stripe.gateway import CheckoutSessionInfo, LineItem
 from billfold.stripe.inbox import process_due, store_event
 from billfold.subscriptions import service as subscriptions
 from billfold.subscriptions.models import CheckoutAttempt, CheckoutState
-from tests.subscriptions.fake_stripe import FakeStripeGateway
+from tests.fakes.stripe_gateway import FakeCheckout, FakeStripeGateway
 from tests.subscriptions.test_service import _account, _checkout
 
 MONTHLY = "billfold_premium_monthly_usd"
 YEARLY = "billfold_premium_yearly_usd"
 
 
-class SlowStripe(FakeStripeGateway):
+class SlowCheckout(FakeCheckout):
     """The fake with a round trip on every Checkout call, so concurrent starts interleave."""
 
-    async def retrieve_checkout_session(self, session_id: str) -> CheckoutSessionInfo:
+    async def retrieve_session(self, session_id: str) -> CheckoutSessionInfo:
         await asyncio.sleep(0.02)
-        return await super().retrieve_checkout_session(session_id)
+        return await super().retrieve_session(session_id)
 
-    async def expire_checkout_session(self, session_id: str) -> CheckoutSessionInfo:
+    async def expire_session(self, session_id: str) -> CheckoutSessionInfo:
         await asyncio.sleep(0.02)
-        return await super().expire_checkout_session(session_id)
+        return await super().expire_session(session_id)
 
-    async def create_checkout_session(self, **kwargs: Any) -> CheckoutSessionInfo:
+    async def create_session(self, **kwargs: Any) -> CheckoutSessionInfo:
         await asyncio.sleep(0.02)
-        return await super().create_checkout_session(**kwargs)
+        return await super().create_session(**kwargs)
 
 
 @pytest.fixture
 def gateway() -> FakeStripeGateway:
-    return SlowStripe()
+    slow = FakeStripeGateway()
+    slow.checkout = SlowCheckout(slow)
+    return slow
 
 
 def _open_sessions(gateway: FakeStripeGateway) -> list[str]:
@@ -122,7 +124,7 @@ async def test_a_replaced_session_cannot_be_paid_and_a_paid_one_blocks_the_next(
     assert status.has_premium and status.subscription is not None
     assert status.subscription.stripe_subscription_id == sub_id
     # Once it ended, the paid session is forgotten and a new checkout opens.
-    await gateway.cancel_subscription(sub_id, idempotency_key="end-it")
+    await gateway.subscriptions.cancel(sub_id, idempotency_key="end-it")
     await _apply_events(container, gateway)
     assert not (await _status(container, account)).has_premium
     renewed = await _checkout(container, account, audit, price_id=MONTHLY)
@@ -143,16 +145,14 @@ async def test_two_paid_subscriptions_are_tracked_reported_and_decided_determini
     ours = await _checkout(container, account, audit, price_id=MONTHLY)
     first = gateway.stripe.complete_checkout(ours.id)
     # A second subscription for the same customer, created outside billfold.
-    outside = await gateway.create_checkout_session(
+    outside = await gateway.checkout.create_session(
+        mode="subscription",
         customer_id=ours.customer_id,
-        price_id=synced[YEARLY],
-        quantity=1,
+        line_items=[LineItem(price_id=synced[YEARLY])],
         success_url="https://app.example.com/ok",
         cancel_url="https://app.example.com/no",
-        allow_promotion_codes=False,
         client_reference_id=account.id,
         metadata={subscriptions.ACCOUNT_METADATA_KEY: account.id},
-        trial_period_days=None,
         idempotency_key="made-in-the-dashboard",
     )
     second = gateway.stripe.complete_checkout(outside.id)

@@ -15,6 +15,7 @@ from billfold.catalog.service import load_catalog, sync_catalog
 from billfold.container import Container
 from billfold.customers.models import AccountKind
 from billfold.customers.service import get_or_create_account
+from billfold.db.engine import Database
 from billfold.stripe.inbox import process_due, process_event, store_event
 from billfold.stripe.models import WebhookEvent
 from billfold.subscriptions import service as subscriptions
@@ -49,11 +50,11 @@ async def play(container: Container, gateway: FakeStripeGateway, rng: random.Ran
         if action in ("renew", "fail"):
             gateway.stripe.end_period(sub_id, payment_fails=action == "fail")
         elif action in ("cancel_at_end", "reactivate"):
-            await gateway.update_subscription(
+            await gateway.subscriptions.update(
                 sub_id, cancel_at_period_end=action == "cancel_at_end", idempotency_key=key
             )
         elif action == "change":
-            await gateway.update_subscription(
+            await gateway.subscriptions.update(
                 sub_id,
                 price_id=rng.choice(prices),
                 quantity=rng.randint(1, 4),
@@ -61,7 +62,7 @@ async def play(container: Container, gateway: FakeStripeGateway, rng: random.Ran
                 idempotency_key=key,
             )
         else:
-            await gateway.cancel_subscription(sub_id, idempotency_key=key)
+            await gateway.subscriptions.cancel(sub_id, idempotency_key=key)
 
 
 def stripe_state(gateway: FakeStripeGateway) -> list[tuple[Any, ...]]:
@@ -78,8 +79,9 @@ def stripe_state(gateway: FakeStripeGateway) -> list[tuple[Any, ...]]:
     )
 
 
-async def billfold_state(container: Container) -> list[tuple[Any, ...]]:
-    async with container.db.transaction() as session:
+async def billfold_state(db: Database) -> list[tuple[Any, ...]]:
+    """billfold's copy of every subscription, in `stripe_state`'s terms."""
+    async with db.transaction() as session:
         rows = (await session.execute(select(Subscription))).scalars().all()
         return sorted(
             (
@@ -111,7 +113,7 @@ async def test_any_history_any_delivery_order(container: Container, seed: int) -
         if rng.random() < 0.8:  # most are applied at once, in delivery order
             await process_event(container, event["id"])
     await process_due(container, limit=10_000)
-    assert await billfold_state(container) == stripe_state(gateway)
+    assert await billfold_state(container.db) == stripe_state(gateway)
     async with container.db.transaction() as session:
         statuses = set((await session.execute(select(WebhookEvent.status))).scalars())
     assert statuses == {"processed"}

@@ -15,7 +15,7 @@ from billfold.container import Container
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import get_or_create_account
 from billfold.errors import Conflict, NotFound, UpstreamUnavailable, ValidationFailed
-from billfold.stripe.gateway import StripeEvent
+from billfold.stripe.gateway import LineItem, StripeEvent
 from billfold.stripe.inbox import process_due, store_event, sync_events
 from billfold.stripe.models import WebhookEvent
 from billfold.subscriptions import service as subscriptions
@@ -545,7 +545,7 @@ async def test_changes_made_in_stripe_land_in_the_audit_log(
     Stripe's action, with what changed."""
     account, sub_id = await _subscribed(container, gateway, audit)
     before = len(gateway.stripe.events)
-    await gateway.update_subscription(sub_id, cancel_at_period_end=True, idempotency_key="portal")
+    await gateway.subscriptions.update(sub_id, cancel_at_period_end=True, idempotency_key="portal")
     await _apply_all(container, gateway.stripe.events[before:])
     async with container.db.transaction() as session:
         entry = (
@@ -567,19 +567,19 @@ async def test_concurrent_events_link_a_customer_created_outside_billfold(
     from billfold.stripe.inbox import process_event
 
     account = await _account(container, "outsider")
-    customer_id = await gateway.create_customer(
-        email=None, name=None, metadata={}, idempotency_key="elsewhere"
-    )
-    started = await gateway.create_checkout_session(
+    customer_id = (
+        await gateway.customers.create(
+            email=None, name=None, metadata={}, idempotency_key="elsewhere"
+        )
+    ).id
+    started = await gateway.checkout.create_session(
+        mode="subscription",
         customer_id=customer_id,
-        price_id=synced[MONTHLY],
-        quantity=1,
+        line_items=[LineItem(price_id=synced[MONTHLY])],
         success_url="https://app.example.com/ok",
         cancel_url="https://app.example.com/no",
-        allow_promotion_codes=False,
         client_reference_id=account.id,
         metadata={"billfold_account_id": account.id},
-        trial_period_days=None,
         idempotency_key="cs-elsewhere",
     )
     gateway.stripe.complete_checkout(started.id)

@@ -367,8 +367,8 @@ async def sync_catalog(
     report = SyncReport()
     step = on_step or (lambda _line: None)
     for plan in catalog.plans:
-        existing = await gateway.retrieve_product(plan.product_id)
-        await gateway.upsert_product(
+        existing = await gateway.catalog.retrieve_product(plan.product_id)
+        await gateway.catalog.upsert_product(
             plan.product_id,
             name=plan.name,
             description=plan.description or None,
@@ -383,7 +383,7 @@ async def sync_catalog(
         to_sync = [p for p in plan.prices if p.amount is not None and not p.pinned]
         current = {
             p.lookup_key: p
-            for p in await gateway.prices_by_lookup_keys([p.lookup_key for p in to_sync])
+            for p in await gateway.catalog.prices_by_lookup_keys([p.lookup_key for p in to_sync])
         }
         for price in plan.prices:
             if price.amount is None or price.pinned:
@@ -403,7 +403,7 @@ async def sync_catalog(
                 stripe_price = found
             else:
                 # Prices are immutable: a changed amount is a new price taking over the key.
-                stripe_price = await gateway.create_price(
+                stripe_price = await gateway.catalog.create_price(
                     product_id=plan.product_id,
                     currency=price.currency,
                     unit_amount=price.amount,
@@ -416,7 +416,7 @@ async def sync_catalog(
                     ),
                 )
                 if found is not None and found.active and found.id != stripe_price.id:
-                    await gateway.set_price_active(found.id, False)
+                    await gateway.catalog.set_price_active(found.id, False)
                 report.prices_created += 1
             await _record_link(
                 session, price.lookup_key, stripe_price.id, plan.product_id, clock.now()

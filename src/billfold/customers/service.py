@@ -135,12 +135,13 @@ async def ensure_stripe_customer(
             "billfold_kind": account.kind,
             "billfold_external_id": account.external_id,
         }
-    customer_id = await gateway.create_customer(
+    customer = await gateway.customers.create(
         email=email,
         name=name,
         metadata=metadata,
         idempotency_key=customer_idempotency_key(account_id, generation),
     )
+    customer_id = customer.id
     async with db.transaction() as session:
         now = clock.now()
         recorded = await session.execute(

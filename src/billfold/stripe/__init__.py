@@ -1,8 +1,10 @@
-"""Stripe behind billfold's own interface: the gateway, and the webhook inbox.
+"""Stripe behind billfold's own interface: the gateway, and the webhook inbox. It knows no
+domain: domains call it, never the reverse.
 
-- `gateway.StripeGateway` (the Protocol the domain depends on) and `gateway.StripeClientGateway`
-  (the official SDK's async methods); both speak billfold's dataclasses, never SDK objects.
+- `gateway.StripeGateway` (the composite of one Protocol per capability the domains depend on)
+  and `gateway.StripeClientGateway` (the official SDK's async methods); both speak billfold's
+  dataclasses, never SDK objects.
 - `inbox.receive_webhook` / `inbox.process_event_safely`: what every webhook route calls;
   `inbox.register_handler` for a domain's event types; `inbox.process_due` / `sync_events`.
-- `worker.background_work`: the server's retry loop (and the sandbox catalog sync).
+- `worker.background_work`: the server's retry loop.
 """

@@ -435,7 +435,7 @@ async def sync_events(
             else int((container.clock.now() - timedelta(days=30)).timestamp())
         )
     report = SyncReport()
-    async for event in gateway.list_events(created_after=since):
+    async for event in gateway.events.list(created_after=since):
         report.seen += 1
         async with container.db.transaction() as session:
             stored = await store_event(session, event.payload, source="sync", clock=container.clock)

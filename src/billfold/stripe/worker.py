@@ -1,6 +1,6 @@
 """What a running billfold server does besides answering requests: it retries webhook events
-that failed (and applies any a crash left pending), and, in sandbox mode, syncs the catalog
-into the embedded Stripe sandbox once the server is up so the plans show real price ids."""
+that failed (and applies any a crash left pending). (The sandbox catalog sync is the catalog's:
+`billfold.catalog.sandbox_sync`.)"""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
-from billfold.catalog.service import Catalog, load_catalog, sync_catalog
 from billfold.container import Container
-from billfold.stripe.gateway import gateway_of
 from billfold.stripe.inbox import process_due
 
 log = logging.getLogger("billfold.stripe.worker")
@@ -30,63 +27,13 @@ async def retry_loop(container: Container, interval_seconds: float) -> None:
             log.exception("webhook retry loop")
 
 
-class NotOurSandbox(Exception):
-    """The Stripe API at the configured address is not this server's embedded sandbox."""
-
-
-def _landed_in(state: Any, catalog: Catalog) -> bool:
-    with state.lock:
-        return all(state.get("product", plan.product_id) is not None for plan in catalog.plans)
-
-
-async def sync_catalog_when_ready(
-    container: Container, *, sandbox_state: Any | None = None, attempts: int = 60
-) -> bool:
-    """Sync the catalog into Stripe (the sandbox mounted in this very server), retrying while
-    the server is still starting. With `sandbox_state` (the mounted sandbox's), the sync is kept
-    only if the products landed there: the configured address (host and port) might reach
-    another server. True when it succeeded."""
-    gateway = gateway_of(container)
-    for attempt in range(attempts):
-        try:
-            async with container.db.transaction() as session:
-                catalog = await load_catalog(session, container.settings)
-                report = await sync_catalog(session, gateway, catalog, clock=container.clock)
-                if sandbox_state is not None and not _landed_in(sandbox_state, catalog):
-                    raise NotOurSandbox(container.settings.stripe_api_base)
-            log.info(
-                "catalog synced into the sandbox: %d prices created, %d unchanged",
-                report.prices_created,
-                report.prices_unchanged,
-            )
-            return True
-        except NotOurSandbox as exc:
-            log.warning(
-                "not syncing the catalog: %s is not this server's sandbox "
-                "(set BILLFOLD_PORT / BILLFOLD_PUBLIC_URL to where billfold listens)",
-                exc,
-            )
-            return False
-        except Exception as exc:
-            if attempt == attempts - 1:
-                log.warning("catalog sync into the sandbox failed: %s", exc)
-            await asyncio.sleep(min(0.25 * (attempt + 1), 2.0))
-    return False
-
-
 @contextlib.asynccontextmanager
-async def background_work(
-    container: Container, *, sync_sandbox_catalog: bool, sandbox_state: Any | None = None
-) -> AsyncIterator[None]:
-    """Run the retry loop (and the sandbox catalog sync) for the lifetime of the server."""
+async def background_work(container: Container) -> AsyncIterator[None]:
+    """Run the retry loop for the lifetime of the server."""
     tasks: list[asyncio.Task[object]] = []
     interval = container.settings.webhook_retry_seconds
     if interval > 0:
         tasks.append(asyncio.create_task(retry_loop(container, interval)))
-    if sync_sandbox_catalog and container.settings.sandbox_mode:
-        tasks.append(
-            asyncio.create_task(sync_catalog_when_ready(container, sandbox_state=sandbox_state))
-        )
     try:
         yield
     finally:

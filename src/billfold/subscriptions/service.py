@@ -39,6 +39,7 @@ from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import Conflict, NotFound, ValidationFailed
 from billfold.stripe.gateway import (
     CheckoutSessionInfo,
+    LineItem,
     ProrationBehavior,
     StripeGateway,
     SubscriptionSnapshot,
@@ -291,10 +292,10 @@ async def _create_checkout_session(
 ) -> CheckoutSessionInfo:
     """Step 2, no unit of work open: the attempt's own request, under its own key."""
     r = attempt.request
-    return await gateway.create_checkout_session(
+    return await gateway.checkout.create_session(
+        mode="subscription",
         customer_id=r["customer_id"],
-        price_id=r["price_id"],
-        quantity=r["quantity"],
+        line_items=[LineItem(price_id=r["price_id"], quantity=r["quantity"])],
         success_url=r["success_url"],
         cancel_url=r["cancel_url"],
         allow_promotion_codes=r["allow_promotion_codes"],
@@ -362,17 +363,17 @@ async def _settle_open_checkout(
     found: CheckoutSessionInfo | None = None
     if attempt.session_id:
         try:
-            found = await gateway.retrieve_checkout_session(attempt.session_id)
+            found = await gateway.checkout.retrieve_session(attempt.session_id)
         except NotFound:
             found = None
     if found is not None and found.status == "open":
         if attempt.offer == offer and found.customer_id == customer_id and found.url:
             return found
         try:
-            found = await gateway.expire_checkout_session(found.id)
+            found = await gateway.checkout.expire_session(found.id)
         except ValidationFailed:
             # Paid (or expired) between the two calls: see what it is now.
-            found = await gateway.retrieve_checkout_session(found.id)
+            found = await gateway.checkout.retrieve_session(found.id)
     async with container.db.transaction() as session:
         if found is not None and found.status == "complete" and found.subscription_id:
             known = await subscription_revision(session, found.subscription_id)
@@ -530,7 +531,7 @@ async def open_portal(
     url = check_redirect_url(settings, return_url or settings.frontend_url, field="return_url")
     if not account.stripe_customer_id:
         raise NotFound("no billing record for this account yet: start a checkout first")
-    portal_url = await gateway_of(container).create_portal_session(
+    portal_url = await gateway_of(container).portal.create_session(
         customer_id=account.stripe_customer_id, return_url=url
     )
     await audit.record(
@@ -585,12 +586,12 @@ async def cancel(
     gateway = gateway_of(container)
     sub = await _changeable(session, account)
     if immediately:
-        snapshot = await gateway.cancel_subscription(
+        snapshot = await gateway.subscriptions.cancel(
             sub.stripe_subscription_id, idempotency_key=_key(sub, "cancel-now")
         )
         action = "subscription.canceled"
     else:
-        snapshot = await gateway.update_subscription(
+        snapshot = await gateway.subscriptions.update(
             sub.stripe_subscription_id,
             cancel_at_period_end=True,
             idempotency_key=_key(sub, "cancel-at-period-end"),
@@ -621,7 +622,7 @@ async def reactivate(
     sub = await _changeable(session, account)
     if not sub.cancel_at_period_end:
         raise ValidationFailed(NOT_SET_TO_CANCEL)
-    snapshot = await gateway_of(container).update_subscription(
+    snapshot = await gateway_of(container).subscriptions.update(
         sub.stripe_subscription_id,
         cancel_at_period_end=False,
         idempotency_key=_key(sub, "reactivate"),
@@ -675,7 +676,7 @@ async def change_plan(
     if target_price == sub.price_id and (quantity is None or quantity == sub.quantity):
         raise ValidationFailed("the subscription is already on this plan", field="price_id")
     before = {"price_id": sub.price_id, "plan": sub.plan_code, "quantity": sub.quantity}
-    snapshot = await gateway_of(container).update_subscription(
+    snapshot = await gateway_of(container).subscriptions.update(
         sub.stripe_subscription_id,
         item_id=sub.raw_item_id,
         price_id=target_price,
@@ -845,7 +846,7 @@ async def prefetch_subscription(
         async with container.db.transaction() as session:
             revision = await subscription_revision(session, stripe_subscription_id)
     try:
-        snapshot: SubscriptionSnapshot | None = await gateway_of(container).retrieve_subscription(
+        snapshot: SubscriptionSnapshot | None = await gateway_of(container).subscriptions.retrieve(
             stripe_subscription_id
         )
     except NotFound:
@@ -878,7 +879,7 @@ async def sync_subscription(
 
     async def read() -> tuple[SubscriptionSnapshot, bool]:
         try:
-            return await gateway.retrieve_subscription(stripe_subscription_id), True
+            return await gateway.subscriptions.retrieve(stripe_subscription_id), True
         except NotFound:
             if fallback is None:
                 raise
@@ -1030,7 +1031,7 @@ async def reconcile(
     gateway = gateway_of(container)
     differences: list[Difference] = []
     seen: set[str] = set()
-    for snapshot in await gateway.list_subscriptions():
+    for snapshot in await gateway.subscriptions.list():
         seen.add(snapshot.id)
         row = (
             await session.execute(
