@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
 from billfold.config import Settings
@@ -330,12 +329,6 @@ async def test_idempotency_key_replays_the_same_session(
     assert bobs.json()["id"] != first.json()["id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="start_checkout takes a replayed create's status as the session's: Stripe (and the "
-    "sandbox) replay the first answer, `open`, so the expired session's dead link comes back "
-    "with 200; the old fake answered with the current status and hid it",
-)
 async def test_a_key_whose_session_was_replaced_is_a_conflict(
     api: httpx.AsyncClient, billing_settings: Settings, synced: dict[str, str]
 ) -> None:

@@ -17,29 +17,42 @@ from billfold.customers.service import (
     get_or_create_account,
     unlink_stripe_customer,
 )
-from tests.subscriptions.fake_stripe import FakeStripeGateway
+from billfold.stripe.gateway import CustomerInfo
+from tests.fakes.stripe_gateway import FakeCustomers, FakeStripeGateway
 
 
-class RecordingStripe(FakeStripeGateway):
-    """The fake with a round trip on customer creation, remembering what it was sent."""
+class RecordingCustomers(FakeCustomers):
+    """The fake's customers, with a round trip on creation, remembering what they were sent."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, gateway: FakeStripeGateway) -> None:
+        super().__init__(gateway)
         self.sent: list[tuple[str, dict[str, str]]] = []
 
-    async def create_customer(
+    async def create(
         self,
         *,
         email: str | None,
         name: str | None,
         metadata: Mapping[str, str],
         idempotency_key: str,
-    ) -> str:
+    ) -> CustomerInfo:
         self.sent.append((idempotency_key, dict(metadata)))
         await asyncio.sleep(0.02)
-        return await super().create_customer(
+        return await super().create(
             email=email, name=name, metadata=metadata, idempotency_key=idempotency_key
         )
+
+
+class RecordingStripe(FakeStripeGateway):
+    """The fake with a recording customers capability."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.customers = self.recording = RecordingCustomers(self)
+
+    @property
+    def sent(self) -> list[tuple[str, dict[str, str]]]:
+        return self.recording.sent
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from billfold.customers.service import ensure_stripe_customer
 from billfold.errors import UpstreamUnavailable
 from billfold.stripe.gateway import CheckoutSessionInfo
 from billfold.subscriptions.models import CheckoutAttempt, CheckoutState
-from tests.subscriptions.fake_stripe import FakeStripeGateway
+from tests.fakes.stripe_gateway import FakeCheckout, FakeStripeGateway
 from tests.subscriptions.fixtures import bearer
 from tests.subscriptions.test_service import _account, _checkout
 
@@ -30,20 +30,34 @@ YEARLY = "billfold_premium_yearly_usd"
 WRITE_WITHIN_SECONDS = 5
 
 
+class BlockingCheckout(FakeCheckout):
+    """The fake's Checkout, with every session creation held until `release` is set."""
+
+    def __init__(self, gateway: FakeStripeGateway) -> None:
+        super().__init__(gateway)
+        self.in_flight = asyncio.Event()
+        self.release = asyncio.Event()
+        self.creations = 0
+
+    async def create_session(self, **kwargs: Any) -> CheckoutSessionInfo:
+        self.creations += 1
+        self.in_flight.set()
+        await self.release.wait()
+        return await super().create_session(**kwargs)
+
+
 class BlockingStripe(FakeStripeGateway):
     """The fake, with every Checkout creation held until `release` is set."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.in_flight = asyncio.Event()
-        self.release = asyncio.Event()
-        self.creations = 0
+        self.checkout = self.blocking = BlockingCheckout(self)
+        self.in_flight = self.blocking.in_flight
+        self.release = self.blocking.release
 
-    async def create_checkout_session(self, **kwargs: Any) -> CheckoutSessionInfo:
-        self.creations += 1
-        self.in_flight.set()
-        await self.release.wait()
-        return await super().create_checkout_session(**kwargs)
+    @property
+    def creations(self) -> int:
+        return self.blocking.creations
 
 
 @pytest.fixture
