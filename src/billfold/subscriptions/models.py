@@ -25,6 +25,10 @@ from billfold.db.base import Base, JSONType, UTCDateTime
 LIVE_STATUSES = frozenset({"active", "trialing", "past_due", "incomplete", "unpaid"})
 # Statuses where Stripe still bills the subscription and it can be canceled or changed.
 CHANGEABLE_STATUSES = frozenset({"active", "trialing", "past_due", "unpaid"})
+# The metadata key of a Stripe subscription (and its Checkout session) that names its plan.
+PLAN_METADATA_KEY = "billfold_plan"
+# The most seats one subscription may have.
+MAX_QUANTITY = 10_000
 
 
 class Subscription(Base):
