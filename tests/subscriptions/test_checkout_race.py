@@ -170,8 +170,7 @@ async def test_two_paid_subscriptions_are_tracked_reported_and_decided_determini
         (first, reconcile.DUPLICATE, account.id, second)
     ]
     # Canceling the one that speaks leaves the other one, still premium, no duplicate.
-    async with container.db.transaction() as session:
-        canceled = await changes.cancel(session, container, account, audit=audit, immediately=True)
+    canceled = await changes.cancel(container, account, audit=audit, immediately=True)
     assert canceled.stripe_subscription_id == second
     status = await _status(container, account)
     assert status.has_premium and status.subscription is not None

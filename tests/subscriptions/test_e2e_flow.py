@@ -205,9 +205,9 @@ async def test_a_plan_change_prorates(billfold_server: BillfoldServer) -> None:
                     select(BillingAccount).where(BillingAccount.external_id == "carol")
                 )
             ).scalar_one()
-            return await changes.change_plan(
-                session, container, account, audit=audit, proration="always_invoice", **kwargs
-            )
+        return await changes.change_plan(
+            container, account, audit=audit, proration="always_invoice", **kwargs
+        )
 
     # Three seats instead of one, same price: credit the unused time, charge it three times.
     changed = await change(quantity=3)

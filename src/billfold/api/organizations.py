@@ -123,7 +123,6 @@ async def create_portal(
     account = await account_for_organization(
         session, principal, org_id, container.settings, require_admin=True
     )
-    url = await checkout.open_portal(
-        session, container, account, audit=audit, return_url=body.return_url
-    )
+    await end_transaction(session)  # no lock while Stripe answers
+    url = await checkout.open_portal(container, account, audit=audit, return_url=body.return_url)
     return PortalSessionResponse(url=url)

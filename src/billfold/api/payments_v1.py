@@ -277,9 +277,8 @@ async def cancel_subscription(
 ) -> JSONResponse:
     body = await _cancel_body(request)
     account = await account_for_principal(session, principal, container.settings)
-    sub = await changes.cancel(
-        session, container, account, audit=audit, immediately=body.cancel_immediately
-    )
+    await end_transaction(session)  # no lock while Stripe answers
+    sub = await changes.cancel(container, account, audit=audit, immediately=body.cancel_immediately)
     if body.cancel_immediately:
         return envelope("Subscription canceled immediately", _ending(sub, ended=True))
     return envelope("Subscription will cancel at end of billing period", _ending(sub, ended=False))
@@ -290,7 +289,8 @@ async def reactivate_subscription(
     session: SessionDep, container: ContainerDep, principal: PrincipalDep, audit: AuditContextDep
 ) -> JSONResponse:
     account = await account_for_principal(session, principal, container.settings)
-    sub = await changes.reactivate(session, container, account, audit=audit)
+    await end_transaction(session)  # no lock while Stripe answers
+    sub = await changes.reactivate(container, account, audit=audit)
     return envelope("Subscription reactivated successfully", _ending(sub, ended=False))
 
 

@@ -185,8 +185,8 @@ async def update_subscription(
     """Move the subscription to another plan, interval or quantity, prorated by default."""
     if body.plan_id is None and body.price_id is None and body.quantity is None:
         raise ValidationFailed("send planId, priceId or quantity", field="planId")
+    await end_transaction(session)  # no lock while Stripe answers
     sub = await changes.change_plan(
-        session,
         container,
         account,
         audit=audit,
@@ -211,7 +211,8 @@ async def cancel_subscription(
     """Cancel at the end of the paid period (access stays until then), or now. The body is
     optional: without one the subscription ends with the period."""
     immediately = body.cancel_immediately if body is not None else False
-    sub = await changes.cancel(session, container, account, audit=audit, immediately=immediately)
+    await end_transaction(session)  # no lock while Stripe answers
+    sub = await changes.cancel(container, account, audit=audit, immediately=immediately)
     return SubscriptionEnvelope(subscription=SubscriptionRead.model_validate(sub))
 
 
@@ -225,7 +226,6 @@ async def get_portal(
     return_url: str | None = Query(default=None, alias="returnUrl", max_length=2048),
 ) -> PortalRead:
     """A Stripe customer portal URL (return to `returnUrl`, default FRONTEND_URL)."""
-    url = await checkout.open_portal(
-        session, container, account, audit=audit, return_url=return_url
-    )
+    await end_transaction(session)  # no lock while Stripe answers
+    url = await checkout.open_portal(container, account, audit=audit, return_url=return_url)
     return PortalRead(url=url)

@@ -389,7 +389,6 @@ async def start_checkout(
 
 
 async def open_portal(
-    session: AsyncSession,
     container: Container,
     account: BillingAccount,
     *,
@@ -397,7 +396,11 @@ async def open_portal(
     return_url: str | None = None,
 ) -> str:
     """A Stripe billing portal URL for the account; NotFound when it has no Stripe customer yet
-    (it has never started a checkout). `return_url` must be on an allowed host."""
+    (it has never started a checkout). `return_url` must be on an allowed host.
+
+    A portal session moves no money, so nothing is reserved; but no lock is held while Stripe
+    answers: this takes no session (the caller holds no transaction) and writes its audit
+    entry in a short unit of work of its own after the call."""
     settings = container.settings
     url = check_redirect_url(settings, return_url or settings.frontend_url, field="return_url")
     if not account.stripe_customer_id:
@@ -405,11 +408,12 @@ async def open_portal(
     portal_url = await gateway_of(container).portal.create_session(
         customer_id=account.stripe_customer_id, return_url=url
     )
-    await audit.record(
-        session,
-        "portal.opened",
-        account_id=account.id,
-        target=account.stripe_customer_id,
-        details={"return_url": url},
-    )
+    async with container.db.transaction() as session:
+        await audit.record(
+            session,
+            "portal.opened",
+            account_id=account.id,
+            target=account.stripe_customer_id,
+            details={"return_url": url},
+        )
     return portal_url

@@ -95,8 +95,8 @@ async def create_customer_portal_session(
     ctx: ProcedureContext, data: PortalSessionCreate
 ) -> PortalSessionRead:
     account, audit = await _caller(ctx, data.token)
+    await end_transaction(ctx.session)  # no lock while Stripe answers
     url = await checkout.open_portal(
-        ctx.session,
         ctx.container,
         account,
         audit=audit,
