@@ -12,10 +12,11 @@ from sqlalchemy import select
 
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
+from billfold.customers.service import ACCOUNT_METADATA_KEY
 from billfold.errors import Conflict
 from billfold.stripe.gateway import CheckoutSessionInfo, LineItem
 from billfold.stripe.inbox import process_due, store_event
-from billfold.subscriptions import service as subscriptions
+from billfold.subscriptions import changes, checkout, reads, reconcile
 from billfold.subscriptions.models import CheckoutAttempt, CheckoutState
 from tests.fakes.stripe_gateway import FakeCheckout, FakeStripeGateway
 from tests.subscriptions.test_service import _account, _checkout
@@ -69,7 +70,7 @@ async def test_concurrent_starts_leave_one_open_session(
         ),
         return_exceptions=True,
     )
-    started = [r for r in results if isinstance(r, subscriptions.CheckoutStarted)]
+    started = [r for r in results if isinstance(r, checkout.CheckoutStarted)]
     assert len(started) == 4, results
     # Whichever order the starts were serialized in, only the last one's session is open.
     assert len(_open_sessions(gateway)) == 1
@@ -131,11 +132,9 @@ async def test_a_replaced_session_cannot_be_paid_and_a_paid_one_blocks_the_next(
     assert _open_sessions(gateway) == [renewed.id]
 
 
-async def _status(
-    container: Container, account: BillingAccount
-) -> subscriptions.SubscriptionStatus:
+async def _status(container: Container, account: BillingAccount) -> reads.SubscriptionStatus:
     async with container.db.transaction() as session:
-        return await subscriptions.status(session, container, account)
+        return await reads.status(session, container, account)
 
 
 async def test_two_paid_subscriptions_are_tracked_reported_and_decided_deterministically(
@@ -152,7 +151,7 @@ async def test_two_paid_subscriptions_are_tracked_reported_and_decided_determini
         success_url="https://app.example.com/ok",
         cancel_url="https://app.example.com/no",
         client_reference_id=account.id,
-        metadata={subscriptions.ACCOUNT_METADATA_KEY: account.id},
+        metadata={ACCOUNT_METADATA_KEY: account.id},
         idempotency_key="made-in-the-dashboard",
     )
     second = gateway.stripe.complete_checkout(outside.id)
@@ -160,24 +159,21 @@ async def test_two_paid_subscriptions_are_tracked_reported_and_decided_determini
     gateway.stripe.events.reverse()
     await _apply_events(container, gateway)
     async with container.db.transaction() as session:
-        rows = await subscriptions.list_subscriptions(session, account)
+        rows = await reads.list_subscriptions(session, account)
         assert sorted(r.stripe_subscription_id for r in rows) == sorted([first, second])
-        differences = await subscriptions.reconcile(session, container)
+        differences = await reconcile.reconcile(session, container)
     # Both active: the newer one speaks for the account; the other is the reported duplicate.
     status = await _status(container, account)
     assert status.has_premium and status.subscription is not None
     assert status.subscription.stripe_subscription_id == second
     assert [(d.stripe_subscription_id, d.field, d.billfold, d.stripe) for d in differences] == [
-        (first, subscriptions.DUPLICATE, account.id, second)
+        (first, reconcile.DUPLICATE, account.id, second)
     ]
     # Canceling the one that speaks leaves the other one, still premium, no duplicate.
-    async with container.db.transaction() as session:
-        canceled = await subscriptions.cancel(
-            session, container, account, audit=audit, immediately=True
-        )
+    canceled = await changes.cancel(container, account, audit=audit, immediately=True)
     assert canceled.stripe_subscription_id == second
     status = await _status(container, account)
     assert status.has_premium and status.subscription is not None
     assert status.subscription.stripe_subscription_id == first
     async with container.db.transaction() as session:
-        assert await subscriptions.reconcile(session, container) == []
+        assert await reconcile.reconcile(session, container) == []

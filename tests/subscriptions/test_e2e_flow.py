@@ -18,7 +18,7 @@ from billfold.container import Container
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.sandbox.resources import RESOURCE_MODULES
 from billfold.stripe.models import WebhookEvent
-from billfold.subscriptions import service as subscriptions
+from billfold.subscriptions import changes, reads
 from billfold.subscriptions.models import Subscription
 from tests.e2e_fixtures import BillfoldServer, sandbox_gateway
 from tests.subscriptions.fake_stripe import sign
@@ -83,7 +83,7 @@ async def _subscription_row(server: BillfoldServer, user: str) -> Subscription:
                 )
             )
         ).scalar_one()
-        found = await subscriptions.current_subscription(session, account)
+        found = await reads.current_subscription(session, account)
         assert found is not None
         return found
 
@@ -205,9 +205,9 @@ async def test_a_plan_change_prorates(billfold_server: BillfoldServer) -> None:
                     select(BillingAccount).where(BillingAccount.external_id == "carol")
                 )
             ).scalar_one()
-            return await subscriptions.change_plan(
-                session, container, account, audit=audit, proration="always_invoice", **kwargs
-            )
+        return await changes.change_plan(
+            container, account, audit=audit, proration="always_invoice", **kwargs
+        )
 
     # Three seats instead of one, same price: credit the unused time, charge it three times.
     changed = await change(quantity=3)
@@ -325,7 +325,7 @@ async def _org_subscription(server: BillfoldServer, org: str) -> Subscription:
         account = (
             await session.execute(select(BillingAccount).where(BillingAccount.external_id == org))
         ).scalar_one()
-        found = await subscriptions.current_subscription(session, account)
+        found = await reads.current_subscription(session, account)
         assert found is not None
         return found
 

@@ -16,7 +16,7 @@ from billfold.stripe import inbox
 from billfold.stripe.gateway import StripeEvent
 from billfold.stripe.inbox import StoredEvent, process_event, receive_webhook
 from billfold.stripe.models import WebhookEvent
-from billfold.subscriptions import service as subscriptions
+from billfold.subscriptions import checkout, sync
 from billfold.subscriptions.handlers import NOTED
 from billfold.subscriptions.models import Subscription
 from tests.subscriptions.fake_stripe import FakeStripeGateway, sign
@@ -36,7 +36,7 @@ async def test_new_delivery_notes_the_revision_and_repeats_are_not_applied_again
 ) -> None:
     async with container.db.transaction() as session:
         account = await get_or_create_account(session, AccountKind.USER, "alice", currency="usd")
-    started = await subscriptions.start_checkout(
+    started = await checkout.start_checkout(
         container, account, audit=audit, price_id="billfold_premium_monthly_usd"
     )
     sub_id = gateway.stripe.complete_checkout(started.id)
@@ -44,7 +44,7 @@ async def test_new_delivery_notes_the_revision_and_repeats_are_not_applied_again
     stored = await _receive(container, first)
     assert stored.inserted and stored.event is not None and not stored.done
     noted = stored.event.prepared[NOTED]
-    assert noted == subscriptions.NotedRevision(sub_id, None)  # no row yet
+    assert noted == sync.NotedRevision(sub_id, None)  # no row yet
     assert await process_event(container, stored) == "processed"
     for event in rest:
         assert await process_event(container, await _receive(container, event)) == "processed"

@@ -1,5 +1,5 @@
-"""Migration 0004_subscriptions: matches the models, and goes down and up again on its own
-branch, on both databases."""
+"""Migrations 0004_subscriptions and 0008_subscription_changes: match the models, and the
+branch's head goes down and up again on its own, on both databases."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ from billfold.db.base import Base
 from billfold.db.migrate import upgrade_blocking
 from tests.migration_support import assert_branch_goes_down_and_up, scratch_postgres
 
-TABLES = {"subscriptions", "stripe_webhook_events", "catalog_price_links"}
+TABLES = {
+    "subscriptions",
+    "stripe_webhook_events",
+    "catalog_price_links",
+    "subscription_changes",
+}
 
 
 async def _differences(url: str) -> list[Any]:
@@ -48,7 +53,10 @@ async def _check(url: str) -> None:
     upgrade_blocking(url)
     assert await _differences(url) == []
     await assert_branch_goes_down_and_up(
-        url, branch="subscriptions", revision="0004_subscriptions", tables=TABLES
+        url,
+        branch="subscriptions",
+        revision="0008_subscription_changes",
+        tables={"subscription_changes"},
     )
 
 

@@ -18,7 +18,7 @@ from billfold.customers.service import get_or_create_account
 from billfold.db.engine import Database
 from billfold.stripe.inbox import process_due, process_event, store_event
 from billfold.stripe.models import WebhookEvent
-from billfold.subscriptions import service as subscriptions
+from billfold.subscriptions import checkout
 from billfold.subscriptions.models import Subscription
 from tests.subscriptions.fake_stripe import FakeStripeGateway
 
@@ -37,7 +37,7 @@ async def play(container: Container, gateway: FakeStripeGateway, rng: random.Ran
             account = await get_or_create_account(
                 session, AccountKind.USER, f"u{n}", currency="usd"
             )
-        started = await subscriptions.start_checkout(
+        started = await checkout.start_checkout(
             container, account, audit=audit, price_id=rng.choice(prices)
         )
         subs.append(gateway.stripe.complete_checkout(started.id))

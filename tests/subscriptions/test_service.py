@@ -18,8 +18,8 @@ from billfold.errors import Conflict, NotFound, UpstreamUnavailable, ValidationF
 from billfold.stripe.gateway import LineItem, StripeEvent
 from billfold.stripe.inbox import process_due, store_event, sync_events
 from billfold.stripe.models import WebhookEvent
-from billfold.subscriptions import service as subscriptions
-from billfold.subscriptions.models import Subscription
+from billfold.subscriptions import changes, checkout, reads, reconcile, sync
+from billfold.subscriptions.models import Subscription, SubscriptionChange
 from tests.subscriptions.fake_stripe import FakeStripeGateway
 
 MONTHLY = "billfold_premium_monthly_usd"
@@ -35,8 +35,8 @@ async def _account(container: Container, user: str = "alice") -> BillingAccount:
 
 async def _checkout(
     container: Container, account: BillingAccount, audit: Any, **kwargs: Any
-) -> subscriptions.CheckoutStarted:
-    return await subscriptions.start_checkout(container, account, audit=audit, **kwargs)
+) -> checkout.CheckoutStarted:
+    return await checkout.start_checkout(container, account, audit=audit, **kwargs)
 
 
 async def _apply_all(container: Container, events: list[dict[str, Any]]) -> None:
@@ -56,13 +56,11 @@ async def _subscribed(
     return account, sub_id
 
 
-async def _status(
-    container: Container, account: BillingAccount
-) -> subscriptions.SubscriptionStatus:
+async def _status(container: Container, account: BillingAccount) -> reads.SubscriptionStatus:
     async with container.db.transaction() as session:
         fresh = await session.get(BillingAccount, account.id)
         assert fresh is not None
-        return await subscriptions.status(session, container, fresh)
+        return await reads.status(session, container, fresh)
 
 
 async def test_checkout_creates_customer_once_and_links_it(
@@ -152,26 +150,22 @@ async def test_cancel_reactivate_cancel_then_period_ends(
     container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
 ) -> None:
     account, sub_id = await _subscribed(container, gateway, audit)
-    async with container.db.transaction() as session:
-        with pytest.raises(ValidationFailed, match="Subscription is not set to cancel"):
-            await subscriptions.reactivate(session, container, account, audit=audit)
-    async with container.db.transaction() as session:
-        sub = await subscriptions.cancel(session, container, account, audit=audit)
-        assert sub.cancel_at_period_end and sub.status == "active"
-    async with container.db.transaction() as session:
-        sub = await subscriptions.reactivate(session, container, account, audit=audit)
-        assert not sub.cancel_at_period_end
-    async with container.db.transaction() as session:
-        sub = await subscriptions.cancel(session, container, account, audit=audit)
-        assert sub.cancel_at_period_end
+    with pytest.raises(ValidationFailed, match="Subscription is not set to cancel"):
+        await changes.reactivate(container, account, audit=audit)
+    sub = await changes.cancel(container, account, audit=audit)
+    assert sub.cancel_at_period_end and sub.status == "active"
+    sub = await changes.reactivate(container, account, audit=audit)
+    assert not sub.cancel_at_period_end
+    sub = await changes.cancel(container, account, audit=audit)
+    assert sub.cancel_at_period_end
     assert (await _status(container, account)).has_premium
     gateway.stripe.end_period(sub_id)
     await _apply_all(container, gateway.stripe.events)
     found = await _status(container, account)
     assert found.status == "canceled" and not found.has_premium
+    with pytest.raises(ValidationFailed, match="No active Stripe subscription found"):
+        await changes.cancel(container, account, audit=audit)
     async with container.db.transaction() as session:
-        with pytest.raises(ValidationFailed, match="No active Stripe subscription found"):
-            await subscriptions.cancel(session, container, account, audit=audit)
         actions = (await session.execute(select(AuditEntry.action))).scalars().all()
     assert actions.count("subscription.cancel_scheduled") == 2
     assert "subscription.reactivated" in actions
@@ -182,9 +176,8 @@ async def test_cancel_immediately(
     container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
 ) -> None:
     account, _ = await _subscribed(container, gateway, audit)
-    async with container.db.transaction() as session:
-        sub = await subscriptions.cancel(session, container, account, audit=audit, immediately=True)
-        assert sub.status == "canceled" and sub.canceled_at is not None
+    sub = await changes.cancel(container, account, audit=audit, immediately=True)
+    assert sub.status == "canceled" and sub.canceled_at is not None
     assert not (await _status(container, account)).has_premium
     # A new subscription may start once the old one ended.
     await _checkout(container, account, audit, price_id=YEARLY)
@@ -211,11 +204,8 @@ async def test_change_plan_prorates(
     container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
 ) -> None:
     account, _ = await _subscribed(container, gateway, audit)
-    async with container.db.transaction() as session:
-        sub = await subscriptions.change_plan(
-            session, container, account, audit=audit, price_id=YEARLY
-        )
-        assert sub.price_id == synced[YEARLY] and sub.interval == "yearly"
+    sub = await changes.change_plan(container, account, audit=audit, price_id=YEARLY)
+    assert sub.price_id == synced[YEARLY] and sub.interval == "yearly"
     prorations = [i for i in gateway.stripe.invoices if i.get("proration")]
     assert prorations == [
         {
@@ -226,36 +216,30 @@ async def test_change_plan_prorates(
             "charged": synced[YEARLY],
         }
     ]
-    async with container.db.transaction() as session:
-        with pytest.raises(ValidationFailed, match="already on this plan"):
-            await subscriptions.change_plan(
-                session, container, account, audit=audit, price_id=YEARLY
-            )
-        sub = await subscriptions.change_plan(
-            session, container, account, audit=audit, quantity=3, proration="none"
-        )
-        assert sub.quantity == 3
+    with pytest.raises(ValidationFailed, match="already on this plan"):
+        await changes.change_plan(container, account, audit=audit, price_id=YEARLY)
+    sub = await changes.change_plan(container, account, audit=audit, quantity=3, proration="none")
+    assert sub.quantity == 3
 
 
 async def test_portal_needs_a_customer(
     container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
 ) -> None:
     account = await _account(container)
-    async with container.db.transaction() as session:
-        with pytest.raises(NotFound):
-            await subscriptions.open_portal(session, container, account, audit=audit)
+    with pytest.raises(NotFound):
+        await checkout.open_portal(container, account, audit=audit)
     await _checkout(container, account, audit, price_id=MONTHLY)
     async with container.db.transaction() as session:
         fresh = await session.get(BillingAccount, account.id)
         assert fresh is not None
-        url = await subscriptions.open_portal(
-            session, container, fresh, audit=audit, return_url="https://app.example.com/account"
+    url = await checkout.open_portal(
+        container, fresh, audit=audit, return_url="https://app.example.com/account"
+    )
+    assert url.startswith("https://billing.stripe.test/")
+    with pytest.raises(ValidationFailed):
+        await checkout.open_portal(
+            container, fresh, audit=audit, return_url="https://evil.example/"
         )
-        assert url.startswith("https://billing.stripe.test/")
-        with pytest.raises(ValidationFailed):
-            await subscriptions.open_portal(
-                session, container, fresh, audit=audit, return_url="https://evil.example/"
-            )
 
 
 def _end_state(rows: list[Subscription]) -> list[tuple[Any, ...]]:
@@ -279,17 +263,15 @@ async def test_duplicated_shuffled_events_end_in_the_same_state(
     """Build a history through the service, then replay every event twice in random order
     into an empty inbox and subscription table: the end state is the same."""
     account, sub_id = await _subscribed(container, gateway, audit)
-    async with container.db.transaction() as session:
-        await subscriptions.cancel(session, container, account, audit=audit)
-    async with container.db.transaction() as session:
-        await subscriptions.reactivate(session, container, account, audit=audit)
+    await changes.cancel(container, account, audit=audit)
+    await changes.reactivate(container, account, audit=audit)
     gateway.stripe.end_period(sub_id, payment_fails=True)
     gateway.stripe.end_period(sub_id)
-    async with container.db.transaction() as session:
-        await subscriptions.change_plan(session, container, account, audit=audit, price_id=YEARLY)
+    await changes.change_plan(container, account, audit=audit, price_id=YEARLY)
     await _apply_all(container, gateway.stripe.events)
     async with container.db.transaction() as session:
         expected = _end_state(list((await session.execute(select(Subscription))).scalars()))
+        await session.execute(SubscriptionChange.__table__.delete())
         await session.execute(Subscription.__table__.delete())
         await session.execute(WebhookEvent.__table__.delete())
 
@@ -316,8 +298,7 @@ async def test_stale_event_copy_never_overwrites_newer_state(
     """When Stripe no longer knows a subscription, the event's own copy is applied only if
     it is newer than what billfold holds."""
     account, sub_id = await _subscribed(container, gateway, audit)
-    async with container.db.transaction() as session:
-        await subscriptions.cancel(session, container, account, audit=audit, immediately=True)
+    await changes.cancel(container, account, audit=audit, immediately=True)
     await _apply_all(container, gateway.stripe.events)
     created_event = next(
         e for e in gateway.stripe.events if e["type"] == "customer.subscription.created"
@@ -394,15 +375,15 @@ async def test_reconcile_reports_and_fixes(
     gateway.stripe.subscriptions[sub_id]["cancel_at_period_end"] = True
     gateway.stripe.subscriptions[sub_id]["status"] = "past_due"
     async with container.db.transaction() as session:
-        found = await subscriptions.reconcile(session, container)
+        found = await reconcile.reconcile(session, container)
     assert {(d.stripe_subscription_id, d.field) for d in found} == {
         (sub_id, "status"),
         (sub_id, "cancel_at_period_end"),
     }
     async with container.db.transaction() as session:
-        await subscriptions.reconcile(session, container, fix=True, audit=audit)
+        await reconcile.reconcile(session, container, fix=True, audit=audit)
     async with container.db.transaction() as session:
-        assert await subscriptions.reconcile(session, container) == []
+        assert await reconcile.reconcile(session, container) == []
         entry = (
             await session.execute(
                 select(AuditEntry).where(AuditEntry.action == "subscription.reconciled")
@@ -490,21 +471,20 @@ async def test_a_stale_prefetched_read_is_never_written(
 ) -> None:
     """A read from Stripe taken before another write is not used: the sync reads again."""
     account, sub_id = await _subscribed(container, gateway, audit)
-    early = await subscriptions.prefetch_subscription(container, sub_id)
+    early = await sync.prefetch_subscription(container, sub_id)
     assert early.snapshot is not None and not early.snapshot.cancel_at_period_end
-    async with container.db.transaction() as session:
-        await subscriptions.cancel(session, container, account, audit=audit)
+    await changes.cancel(container, account, audit=audit)
 
     calls = len(gateway.stripe.calls)
     async with container.db.transaction() as session:
-        row = await subscriptions.sync_subscription(session, container, sub_id, prefetched=early)
+        row = await sync.sync_subscription(session, container, sub_id, prefetched=early)
         assert row.cancel_at_period_end  # Stripe's newer state, read again
     assert gateway.stripe.calls[calls:] == ["retrieve_subscription"]
 
-    current = await subscriptions.prefetch_subscription(container, sub_id)
+    current = await sync.prefetch_subscription(container, sub_id)
     calls = len(gateway.stripe.calls)
     async with container.db.transaction() as session:
-        row = await subscriptions.sync_subscription(session, container, sub_id, prefetched=current)
+        row = await sync.sync_subscription(session, container, sub_id, prefetched=current)
         assert row.cancel_at_period_end
     assert gateway.stripe.calls[calls:] == []  # the current read was used as it was
 

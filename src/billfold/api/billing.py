@@ -29,7 +29,7 @@ from billfold.api.audit_deps import AuditContextDep
 from billfold.api.deps import ContainerDep, SessionDep, end_transaction
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.errors import ValidationFailed
-from billfold.subscriptions import service as subscriptions
+from billfold.subscriptions import checkout, models, reads
 
 router = APIRouter(prefix="/api/billing", tags=["billing (documents 001 and 003)"])
 
@@ -46,7 +46,7 @@ class CheckoutSessionCreate(BaseModel):
     plan: str | None = Field(default=None, min_length=1, max_length=100)
     interval: Literal["monthly", "yearly"] | None = None
     currency: str | None = Field(default=None, min_length=3, max_length=3)
-    quantity: int = Field(default=1, ge=1, le=subscriptions.MAX_QUANTITY)
+    quantity: int = Field(default=1, ge=1, le=models.MAX_QUANTITY)
     success_url: str | None = Field(default=None, max_length=2048)
     cancel_url: str | None = Field(default=None, max_length=2048)
 
@@ -99,7 +99,7 @@ async def create_checkout_session(
     if body.price_id is None and body.plan is None:
         raise ValidationFailed("send price_id or plan", field="price_id")
     await end_transaction(session)
-    started = await subscriptions.start_checkout(
+    started = await checkout.start_checkout(
         container,
         account,
         audit=audit,
@@ -118,5 +118,5 @@ async def create_checkout_session(
 @router.get("/subscriptions", response_model=SubscriptionList)
 async def list_subscriptions(session: SessionDep, account: ReadingAccountDep) -> SubscriptionList:
     """Every subscription of the account, newest first (ended ones included)."""
-    found = await subscriptions.list_subscriptions(session, account)
+    found = await reads.list_subscriptions(session, account)
     return SubscriptionList(subscriptions=[SubscriptionRead.model_validate(sub) for sub in found])

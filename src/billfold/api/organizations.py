@@ -2,7 +2,7 @@
 
 Only an admin of the organization (or the host app's API key) may start a checkout or open the
 portal; members may read the subscription; anyone else gets 403. Errors use billfold's default
-shape. The rules live in `billfold.subscriptions.service`.
+shape. The rules live in `billfold.subscriptions` (reads, checkout, changes).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from billfold.api.deps import ContainerDep, SessionDep, end_transaction
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.auth.tenancy import account_for_organization
 from billfold.errors import ValidationFailed
-from billfold.subscriptions import service as subscriptions
+from billfold.subscriptions import checkout, models, reads
 
 router = APIRouter(
     prefix="/api/v1/organizations/{org_id}/billing", tags=["organization billing (document 002)"]
@@ -29,7 +29,7 @@ class CheckoutSessionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     price_id: str = Field(min_length=1, max_length=255)
-    quantity: int | None = Field(default=None, ge=1, le=subscriptions.MAX_QUANTITY)
+    quantity: int | None = Field(default=None, ge=1, le=models.MAX_QUANTITY)
     success_url: str | None = Field(default=None, max_length=2048)
     cancel_url: str | None = Field(default=None, max_length=2048)
 
@@ -72,7 +72,7 @@ async def create_checkout(
         session, principal, org_id, container.settings, require_admin=True
     )
     await end_transaction(session)
-    started = await subscriptions.start_checkout(
+    started = await checkout.start_checkout(
         container,
         account,
         audit=audit,
@@ -93,7 +93,7 @@ async def get_subscription(
     account = await account_for_organization(
         session, principal, org_id, container.settings, require_admin=False
     )
-    found = await subscriptions.status(session, container, account)
+    found = await reads.status(session, container, account)
     return SubscriptionStatusRead(
         status=found.status,
         plan=found.plan,
@@ -123,7 +123,6 @@ async def create_portal(
     account = await account_for_organization(
         session, principal, org_id, container.settings, require_admin=True
     )
-    url = await subscriptions.open_portal(
-        session, container, account, audit=audit, return_url=body.return_url
-    )
+    await end_transaction(session)  # no lock while Stripe answers
+    url = await checkout.open_portal(container, account, audit=audit, return_url=body.return_url)
     return PortalSessionResponse(url=url)

@@ -3,7 +3,7 @@
 Every response, errors included, is the `{success, message, data}` envelope; validation errors
 are 400 and server-side failures 500, the status codes the document lists (a live subscription
 blocking a second checkout stays 409 Conflict). Routes only translate: the rules are in
-`billfold.subscriptions.service`.
+`billfold.subscriptions` (reads, checkout, changes).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from billfold.auth.tenancy import account_for_principal
 from billfold.catalog.service import Catalog, PlanPrice, load_catalog
 from billfold.errors import NotFound, ValidationFailed
 from billfold.money import format_money, to_major
-from billfold.subscriptions import service as subscriptions
+from billfold.subscriptions import changes, checkout, reads
 from billfold.subscriptions.models import Subscription
 
 PREFIX = "/api/v1/payments"
@@ -161,7 +161,7 @@ async def create_checkout_session(
 ) -> JSONResponse:
     account = await account_for_principal(session, principal, container.settings)
     await end_transaction(session)
-    started = await subscriptions.start_checkout(
+    started = await checkout.start_checkout(
         container,
         account,
         audit=audit,
@@ -188,7 +188,7 @@ async def get_subscription_status(
     account = await account_for_principal(
         session, principal, container.settings, require_admin=False
     )
-    found = await subscriptions.status(session, container, account)
+    found = await reads.status(session, container, account)
     return envelope(
         "Subscription status retrieved successfully",
         {
@@ -227,7 +227,7 @@ async def get_subscription(
     account = await account_for_principal(
         session, principal, container.settings, require_admin=False
     )
-    sub = await subscriptions.current_subscription(session, account)
+    sub = await reads.current_subscription(session, account)
     if sub is None:
         raise NotFound("Subscription not found")
     return envelope("Subscription retrieved successfully", _details(sub, account.external_id))
@@ -277,9 +277,8 @@ async def cancel_subscription(
 ) -> JSONResponse:
     body = await _cancel_body(request)
     account = await account_for_principal(session, principal, container.settings)
-    sub = await subscriptions.cancel(
-        session, container, account, audit=audit, immediately=body.cancel_immediately
-    )
+    await end_transaction(session)  # no lock while Stripe answers
+    sub = await changes.cancel(container, account, audit=audit, immediately=body.cancel_immediately)
     if body.cancel_immediately:
         return envelope("Subscription canceled immediately", _ending(sub, ended=True))
     return envelope("Subscription will cancel at end of billing period", _ending(sub, ended=False))
@@ -290,7 +289,8 @@ async def reactivate_subscription(
     session: SessionDep, container: ContainerDep, principal: PrincipalDep, audit: AuditContextDep
 ) -> JSONResponse:
     account = await account_for_principal(session, principal, container.settings)
-    sub = await subscriptions.reactivate(session, container, account, audit=audit)
+    await end_transaction(session)  # no lock while Stripe answers
+    sub = await changes.reactivate(container, account, audit=audit)
     return envelope("Subscription reactivated successfully", _ending(sub, ended=False))
 
 

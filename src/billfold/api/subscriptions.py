@@ -34,7 +34,7 @@ from billfold.api.audit_deps import AuditContextDep
 from billfold.api.deps import ContainerDep, SessionDep, end_transaction
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.errors import ValidationFailed
-from billfold.subscriptions import service as subscriptions
+from billfold.subscriptions import changes, checkout, models, reads
 
 router = APIRouter(prefix="/api/subscriptions", tags=["subscriptions (document 001)"])
 
@@ -114,7 +114,7 @@ class CheckoutRead(CamelModel):
 
 
 class SubscriptionUpdate(PlanChoice):
-    quantity: int | None = Field(default=None, ge=1, le=subscriptions.MAX_QUANTITY)
+    quantity: int | None = Field(default=None, ge=1, le=models.MAX_QUANTITY)
     proration_behavior: Literal["create_prorations", "always_invoice", "none"] = "create_prorations"
 
 
@@ -136,7 +136,7 @@ async def get_current_subscription(
     session: SessionDep, container: ContainerDep, account: ReadingAccountDep
 ) -> CurrentSubscriptionRead:
     """The account's subscription (the live one, else the last ended one) and its premium flag."""
-    found = await subscriptions.status(session, container, account)
+    found = await reads.status(session, container, account)
     return CurrentSubscriptionRead(
         subscription=SubscriptionRead.model_validate(found.subscription)
         if found.subscription
@@ -158,7 +158,7 @@ async def subscribe(
     """Start a Stripe Checkout for a plan; redirect the customer to `sessionUrl`."""
     _require_plan(body)
     await end_transaction(session)
-    started = await subscriptions.start_checkout(
+    started = await checkout.start_checkout(
         container,
         account,
         audit=audit,
@@ -185,8 +185,8 @@ async def update_subscription(
     """Move the subscription to another plan, interval or quantity, prorated by default."""
     if body.plan_id is None and body.price_id is None and body.quantity is None:
         raise ValidationFailed("send planId, priceId or quantity", field="planId")
-    sub = await subscriptions.change_plan(
-        session,
+    await end_transaction(session)  # no lock while Stripe answers
+    sub = await changes.change_plan(
         container,
         account,
         audit=audit,
@@ -211,9 +211,8 @@ async def cancel_subscription(
     """Cancel at the end of the paid period (access stays until then), or now. The body is
     optional: without one the subscription ends with the period."""
     immediately = body.cancel_immediately if body is not None else False
-    sub = await subscriptions.cancel(
-        session, container, account, audit=audit, immediately=immediately
-    )
+    await end_transaction(session)  # no lock while Stripe answers
+    sub = await changes.cancel(container, account, audit=audit, immediately=immediately)
     return SubscriptionEnvelope(subscription=SubscriptionRead.model_validate(sub))
 
 
@@ -227,7 +226,6 @@ async def get_portal(
     return_url: str | None = Query(default=None, alias="returnUrl", max_length=2048),
 ) -> PortalRead:
     """A Stripe customer portal URL (return to `returnUrl`, default FRONTEND_URL)."""
-    url = await subscriptions.open_portal(
-        session, container, account, audit=audit, return_url=return_url
-    )
+    await end_transaction(session)  # no lock while Stripe answers
+    url = await checkout.open_portal(container, account, audit=audit, return_url=return_url)
     return PortalRead(url=url)

@@ -1,3 +1,5 @@
 """Subscriptions: checkout, status (`has_premium`), cancel, reactivate, plan change, portal,
-and billfold's copy of every Stripe subscription. The functions every dialect calls are in
-`service` (see README.md here); `handlers` applies Stripe's events."""
+and billfold's copy of every Stripe subscription. One module per kind of work (README.md here
+lists their functions): `reads` (status, the current subscription), `checkout` (Checkout and
+the portal), `changes` (cancel, reactivate, change_plan), `sync` (writing Stripe's state),
+`reconcile`; `handlers` applies Stripe's events."""

@@ -12,8 +12,8 @@ from billfold.audit.cli import cli_actor
 from billfold.audit.context import system_audit_context
 from billfold.container import Container
 from billfold.stripe.cli import run_with_container
-from billfold.subscriptions.service import DUPLICATE
-from billfold.subscriptions.service import reconcile as compare
+from billfold.subscriptions.reconcile import DUPLICATE
+from billfold.subscriptions.reconcile import reconcile as compare
 
 console = Console()
 

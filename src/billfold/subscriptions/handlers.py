@@ -20,7 +20,7 @@ from billfold.stripe.gateway import (
     subscription_from_stripe,
 )
 from billfold.stripe.inbox import register_handler
-from billfold.subscriptions.service import (
+from billfold.subscriptions.sync import (
     NotedRevision,
     PrefetchedSubscription,
     link_checkout_customer,

@@ -25,6 +25,10 @@ from billfold.db.base import Base, JSONType, UTCDateTime
 LIVE_STATUSES = frozenset({"active", "trialing", "past_due", "incomplete", "unpaid"})
 # Statuses where Stripe still bills the subscription and it can be canceled or changed.
 CHANGEABLE_STATUSES = frozenset({"active", "trialing", "past_due", "unpaid"})
+# The metadata key of a Stripe subscription (and its Checkout session) that names its plan.
+PLAN_METADATA_KEY = "billfold_plan"
+# The most seats one subscription may have.
+MAX_QUANTITY = 10_000
 
 
 class Subscription(Base):
@@ -118,5 +122,52 @@ class CheckoutAttempt(Base):
     request: Mapped[dict[str, Any]] = mapped_column(JSONType)
     stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), default=None)
     url: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ChangeState:
+    """Where a `SubscriptionChange` is: reserved (its Stripe call may be in flight), recorded
+    (Stripe's answer is written on the subscription), refused (Stripe refused the request)."""
+
+    RESERVED = "reserved"
+    RECORDED = "recorded"
+    REFUSED = "refused"
+
+
+class SubscriptionChange(Base):
+    """One change billfold asked Stripe to make to a subscription (cancel, reactivate, a plan
+    change), reserved before the call.
+
+    A subscription has at most one reserved change (a partial unique index), so concurrent
+    changes never race each other in Stripe: a request that finds one reserved finishes it with
+    its stored `request` and key instead of waiting on a lock. The id is derived from billfold's
+    own ids (the subscription and its change count); the Stripe idempotency key is
+    `{kind}:{id}`. `revision` is the subscription's revision when the change was reserved.
+    """
+
+    __tablename__ = "subscription_changes"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "seq"),
+        Index(
+            "ix_subscription_changes_one_reserved",
+            "subscription_id",
+            unique=True,
+            sqlite_where=text("state = 'reserved'"),
+            postgresql_where=text("state = 'reserved'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(40), ForeignKey("subscriptions.id"))
+    account_id: Mapped[str] = mapped_column(String(40))
+    stripe_subscription_id: Mapped[str] = mapped_column(String(255))
+    # The subscription's changes in order (1, 2, ...): part of the next change's id.
+    seq: Mapped[int] = mapped_column(Integer)
+    # cancel-now | cancel-at-period-end | reactivate | change-plan
+    kind: Mapped[str] = mapped_column(String(32))
+    revision: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -24,7 +24,7 @@ from billfold.audit.context import AuditContext
 from billfold.auth.principal import SHOP_HEADER
 from billfold.auth.tenancy import account_for_principal
 from billfold.customers.models import BillingAccount
-from billfold.subscriptions import service as subscriptions
+from billfold.subscriptions import checkout
 
 procedures = ProcedureRouter()
 
@@ -75,7 +75,7 @@ async def create_checkout_session(
 ) -> CheckoutSessionRead:
     account, audit = await _caller(ctx, data.token)
     await end_transaction(ctx.session)
-    started = await subscriptions.start_checkout(
+    started = await checkout.start_checkout(
         ctx.container,
         account,
         audit=audit,
@@ -95,8 +95,8 @@ async def create_customer_portal_session(
     ctx: ProcedureContext, data: PortalSessionCreate
 ) -> PortalSessionRead:
     account, audit = await _caller(ctx, data.token)
-    url = await subscriptions.open_portal(
-        ctx.session,
+    await end_transaction(ctx.session)  # no lock while Stripe answers
+    url = await checkout.open_portal(
         ctx.container,
         account,
         audit=audit,
