@@ -1,7 +1,8 @@
 """Fixtures for tests that drive the Stripe sandbox with the real `stripe` SDK over loopback.
 
 - `sandbox_server`: the sandbox app served by uvicorn in a background thread on a free
-  127.0.0.1 port (one per test session, its state reset before each test). It has `.url`,
+  127.0.0.1 port (one per test session, its state reset before each test and its sandbox-wide
+  clock set to `SANDBOX_EPOCH`, a fixed instant). It has `.url`,
   `.state`, `.api_key`, `.wait_for_webhooks()` (and `await .wait_for_webhooks_async()`),
   `.advance_clock(clock_id, to)`.
 - `stripe_client`: `stripe.StripeClient` pointed at it (sync calls, and `*_async` calls use
@@ -31,6 +32,15 @@ from billfold.sandbox.app import create_sandbox_app
 from billfold.sandbox.state import SandboxState
 
 SANDBOX_API_KEY = "sk_test_sandbox_tests"
+# Tests never start from the wall clock: the sandbox-wide clock of `sandbox_server` starts at
+# 2026-01-15T12:00:00Z (in a 31-day month, on purpose) whatever the date, then runs on.
+SANDBOX_EPOCH = 1_768_478_400
+
+
+def start_sandbox_clock_at(state: SandboxState, at: int = SANDBOX_EPOCH) -> None:
+    """Set the sandbox-wide clock (objects on no test clock) to `at`; it runs on from there."""
+    with state.lock:
+        state.clock_offset = at - int(time.time())
 
 
 class ServedApp:
@@ -131,8 +141,9 @@ def _sandbox_session() -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def sandbox_server(_sandbox_session: SandboxServer) -> Iterator[SandboxServer]:
-    """The running sandbox, emptied before the test."""
+    """The running sandbox, emptied before the test, its clock at `SANDBOX_EPOCH`."""
     _sandbox_session.state.reset()
+    start_sandbox_clock_at(_sandbox_session.state)
     yield _sandbox_session
     _sandbox_session.state.webhooks.stop()
 

@@ -187,7 +187,10 @@ async def test_the_window_moves_on(tmp_path: Path, database: Database) -> None:
         await asyncio.sleep(max(0.0, int(refused.headers["x-ratelimit-reset"]) - time.time()))
         again = await client.get(PLANS)
         assert again.status_code == 200
-        assert int(again.headers["x-ratelimit-remaining"]) >= 0
+        # Counted in the moving window: how many of the 3 are left depends on how many of the
+        # first hits have left the window, but this request is one of them.
+        assert again.headers["x-ratelimit-limit"] == "3"
+        assert int(again.headers["x-ratelimit-remaining"]) in (0, 1, 2)
 
 
 async def test_checkout_routes_have_a_tighter_limit(tmp_path: Path, database: Database) -> None:

@@ -1,8 +1,8 @@
 """Compare a sandbox object's keys with Stripe's own sample object for the pinned API version.
 
-Stripe's samples live in `../shared/stripe/fixtures3.json` (relative to the repository), as
-`resources.<name>`. Use `assert_stripe_shape(obj, "customer")` in any sandbox test; it skips the
-test with a clear message when the file is not there.
+Stripe's samples are vendored in `tests/stripe_fixtures/fixtures3.json` (MIT, with its licence),
+as `resources.<name>`. Use `assert_stripe_shape(obj, "customer")` in any sandbox test, and
+`stripe_resources()` for the samples themselves.
 """
 
 from __future__ import annotations
@@ -12,22 +12,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "stripe" / "fixtures3.json"
+FIXTURES = Path(__file__).resolve().parents[1] / "stripe_fixtures" / "fixtures3.json"
 
 
 @lru_cache(maxsize=1)
-def _resources() -> dict[str, Any]:
+def stripe_resources() -> dict[str, Any]:
+    """Stripe's sample objects by resource name (do not modify: shared by every caller)."""
     data: dict[str, Any] = json.loads(FIXTURES.read_text(encoding="utf-8"))
     return dict(data["resources"])
 
 
 def stripe_sample(resource: str) -> dict[str, Any]:
     """Stripe's sample object for `resource` (e.g. "customer", "checkout.session")."""
-    if not FIXTURES.exists():
-        pytest.skip(f"Stripe's reference objects are missing: {FIXTURES} not found")
-    resources = _resources()
+    resources = stripe_resources()
     if resource not in resources:
         raise AssertionError(f"{resource!r} is not a resource in {FIXTURES.name}")
     sample: dict[str, Any] = resources[resource]

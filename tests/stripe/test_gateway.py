@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import copy
 from typing import Any
 
 import pytest
@@ -23,16 +22,13 @@ from billfold.stripe.gateway import (
     subscription_from_stripe,
     translate_stripe_error,
 )
+from tests.sandbox.shapes import stripe_resources
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "stripe" / "fixtures3.json"
 
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def resources() -> dict[str, Any]:
-    if not FIXTURES.is_file():
-        pytest.skip(f"Stripe reference fixtures not found at {FIXTURES}")
-    loaded: dict[str, Any] = json.loads(FIXTURES.read_text())["resources"]
-    return loaded
+    """Stripe's sample objects (a copy: tests may change them)."""
+    return copy.deepcopy(stripe_resources())
 
 
 def test_subscription_periods_come_from_the_item(resources: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -71,6 +72,12 @@ async def status_of(http: httpx.AsyncClient, headers: dict[str, str]) -> dict[st
 
 def advance_sandbox(server: BillfoldServer, seconds: int) -> None:
     sandbox_call(server, "POST", "/v1/test_helpers/sandbox/clock/advance", seconds=seconds)
+
+
+def advance_sandbox_to(server: BillfoldServer, at: datetime) -> None:
+    sandbox_call(
+        server, "POST", "/v1/test_helpers/sandbox/clock/advance", frozen_time=int(at.timestamp())
+    )
 
 
 async def _subscription_row(server: BillfoldServer, user: str) -> Subscription:
@@ -148,7 +155,10 @@ async def test_a_renewal_that_fails_makes_the_subscription_past_due(
             row.stripe_customer_id, {"invoice_settings": {"default_payment_method": failing.id}}
         )
         await server.settle()
-        advance_sandbox(server, 31 * DAY)
+        # Past the renewal and its invoice's finalization an hour later, whatever the month's
+        # length (31 days from the 15th of January was still before it).
+        assert row.current_period_end is not None
+        advance_sandbox_to(server, row.current_period_end + timedelta(hours=2))
         await server.settle()
         status = await status_of(http, headers)
         assert status["status"] == "past_due"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -92,7 +93,9 @@ async def test_a_failing_handler_rolls_back_its_writes_and_the_claim(
     async with container.db.transaction() as session:
         row = await session.get(WebhookEvent, "evt_fails")
         assert row is not None and row.status == "failed" and row.attempts == 2
-        assert row.processed_at is None and row.next_attempt_at is not None
+        # The second failure waits 10 s (5 s, doubling), counted on the injected clock.
+        assert row.processed_at is None
+        assert row.next_attempt_at == container.clock.now() + timedelta(seconds=10)
         assert row.last_error == "RuntimeError: handler failed after writing"
         assert row.last_traceback and "handler failed after writing" in row.last_traceback
         kept = await session.get(BillingAccount, account.id)

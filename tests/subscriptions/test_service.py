@@ -117,7 +117,7 @@ async def test_checkout_refuses_bad_input(
 
 
 async def test_allowed_redirect_hosts_are_accepted(
-    container: Container, synced: dict[str, str], audit: Any
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
 ) -> None:
     account = await _account(container)
     started = await _checkout(
@@ -129,7 +129,13 @@ async def test_allowed_redirect_hosts_are_accepted(
         cancel_url="https://app.example.com/plans",
         allow_promotion_codes=True,
     )
-    assert started.url.startswith("https://")
+    # Stripe was asked for a session with exactly these redirects.
+    sent = gateway.stripe.sessions[started.id]
+    assert (sent["success_url"], sent["cancel_url"], sent["allow_promotion_codes"]) == (
+        "https://billing.example.com/done",
+        "https://app.example.com/plans",
+        True,
+    )
 
 
 async def test_paid_checkout_gives_premium_and_a_second_checkout_conflicts(

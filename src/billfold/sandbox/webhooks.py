@@ -124,6 +124,8 @@ class _EndpointWorker(threading.Thread):
             except Exception as exc:  # no answer: retried like a failure
                 error = f"{type(exc).__name__}: {exc}"
             ok = status is not None and 200 <= status < 300
+            last = ok or attempt == d.max_attempts
+            delay = None if last else d.retry_delay(attempt)
             d.record(
                 {
                     "endpoint": self.endpoint_id,
@@ -135,15 +137,15 @@ class _EndpointWorker(threading.Thread):
                     "succeeded": ok,
                     "at": time.time(),
                     "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                    "retry_in": delay,  # seconds until the next attempt (None: no more)
                 }
             )
             if ok:
                 self._settle(delivery, succeeded=True)
                 return
-            if attempt == d.max_attempts:
+            if delay is None:
                 self._settle(delivery, succeeded=False)  # given up on: not resumed on restart
             else:
-                delay = min(d.retry_cap, d.retry_base * 2 ** (attempt - 1))
                 with d.cond:
                     d.cond.wait_for(lambda: self.stopped, timeout=delay)
                 if self.stopped:
@@ -182,6 +184,10 @@ class WebhookDispatcher:
         self.sender_factory: Callable[[], Sender] = _http_sender
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=10000)
         self._workers: dict[str, _EndpointWorker] = {}
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based): exponential, capped."""
+        return min(self.retry_cap, self.retry_base * 2.0 ** (attempt - 1))
 
     # --- endpoints ----------------------------------------------------------------------
     def add_endpoint(
