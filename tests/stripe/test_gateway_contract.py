@@ -2,7 +2,7 @@
 implementations: the hand-written fake (tests/fakes/stripe_gateway.py) and the real SDK adapter
 driving the Stripe sandbox over loopback. Whatever the domain's unit tests learn from the fake
 holds for Stripe, so the fake cannot drift. The fake's raw objects are also compared with
-Stripe's own sample objects (../shared/stripe/fixtures3.json, read by tests/sandbox/shapes.py):
+Stripe's own sample objects (tests/stripe_fixtures/fixtures3.json, read by tests/sandbox/shapes.py):
 every key the fake writes is one Stripe has."""
 
 from __future__ import annotations
