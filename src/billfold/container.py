@@ -10,8 +10,10 @@ from billfold.config import Settings
 from billfold.db.engine import Database
 
 if TYPE_CHECKING:
+    from billfold.jobs.registry import JobRegistry
     from billfold.ratelimit import ApiRateLimiter
     from billfold.stripe.gateway import StripeGateway
+    from billfold.stripe.inbox import WebhookHandlers
 
 
 @dataclass
@@ -23,3 +25,7 @@ class Container:
     stripe_gateway: StripeGateway | None = None
     # The API's per-caller rate limits (billfold.ratelimit); set by create_app.
     rate_limiter: ApiRateLimiter | None = None
+    # What the domains declare, wired by the composition root (billfold.wiring.wire): the
+    # handlers of Stripe's events and the job kinds the server's worker runs.
+    webhook_handlers: WebhookHandlers | None = None
+    jobs: JobRegistry | None = None

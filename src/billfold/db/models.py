@@ -15,6 +15,7 @@ MODEL_MODULES = [
     "billfold.subscriptions.models",
     "billfold.stripe.models",
     "billfold.catalog.models",
+    "billfold.jobs.models",
 ]
 
 
