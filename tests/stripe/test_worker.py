@@ -1,5 +1,5 @@
 """The server's background work: the sandbox catalog sync refuses a sandbox that is not its
-own, and the retry loop applies what is due."""
+own, and the embedded job worker applies the webhook events that are due."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 
 from billfold.catalog.models import CatalogPriceLink
 from billfold.container import Container
+from billfold.jobs import JobRunner, Worker
 from billfold.stripe.inbox import store_event
 from billfold.stripe.models import WebhookEvent
-from billfold.stripe.worker import background_work, sync_catalog_when_ready
+from billfold.stripe.worker import sync_catalog_when_ready
 from tests.subscriptions.fake_stripe import FakeStripeGateway
 from tests.subscriptions.fixtures import *  # noqa: F403
 
@@ -49,13 +50,14 @@ async def test_the_sync_is_kept_only_if_it_landed_in_our_sandbox(
     assert await _links(container) == 4
 
 
-async def test_the_retry_loop_applies_pending_events(container: Container) -> None:
-    container.settings.webhook_retry_seconds = 0.05
+async def test_the_embedded_worker_applies_pending_events(container: Container) -> None:
     event = {"id": "evt_loop", "type": "balance.available", "created": 1, "data": {"object": {}}}
     async with container.db.transaction() as session:
-        await store_event(session, event, source="webhook")
-    async with background_work(container, sync_sandbox_catalog=False):
-        for _ in range(100):
+        await store_event(session, event, source="webhook", clock=container.clock)
+    assert container.jobs is not None
+    worker = Worker(JobRunner(container, container.jobs), poll_seconds=0.05)
+    async with worker.running():
+        for _ in range(200):
             async with container.db.transaction() as session:
                 row = await session.get(WebhookEvent, "evt_loop")
                 if row is not None and row.status == "processed":

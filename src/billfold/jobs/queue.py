@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.clock import Clock, SystemClock
@@ -24,11 +25,13 @@ async def enqueue(
     key: str | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     clock: Clock | None = None,
+    requeue_finished: bool = False,
 ) -> bool:
     """Write a job in the caller's transaction: it runs only once that transaction commits,
     and never if it rolls back. `run_at` (default now) schedules it; a `key` makes enqueuing
     the same work twice one job (a second call with the key returns False and changes
-    nothing, even after the first job ran). True when this call wrote the job."""
+    nothing, even after the first job ran; with `requeue_finished`, a done or dead job with
+    the key is queued again instead). True when this call wrote the job."""
     now = (clock or SystemClock()).now()
     values = {
         "kind": kind,
@@ -44,7 +47,21 @@ async def enqueue(
         session.add(Job(**values))
         await session.flush()
         return True
-    return await insert_ignoring_conflict(session, Job.__table__, values, ["key"])  # type: ignore[arg-type]
+    if not requeue_finished:
+        return await insert_ignoring_conflict(session, Job.__table__, values, ["key"])  # type: ignore[arg-type]
+    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = module.insert(Job).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["key"],
+        set_={
+            name: stmt.excluded[name]
+            for name in ("payload", "status", "attempts", "max_attempts", "run_at", "created_at")
+        }
+        | {"finished_at": None, "last_error": None, "traceback": None},
+        where=Job.status.in_([JobStatus.DONE.value, JobStatus.DEAD.value]),
+    )
+    result = await session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def enqueue_many(

@@ -1,6 +1,6 @@
-"""What a running billfold server does besides answering requests: it retries webhook events
-that failed (and applies any a crash left pending), and, in sandbox mode, syncs the catalog
-into the embedded Stripe sandbox once the server is up so the plans show real price ids."""
+"""In sandbox mode, a running billfold server syncs the catalog into the embedded Stripe sandbox
+once the server is up, so the plans show real price ids. (Webhook events that failed are
+retried by the job runner, billfold.jobs, like any other job.)"""
 
 from __future__ import annotations
 
@@ -13,21 +13,8 @@ from typing import Any
 from billfold.catalog.service import Catalog, load_catalog, sync_catalog
 from billfold.container import Container
 from billfold.stripe.gateway import gateway_of
-from billfold.stripe.inbox import process_due
 
 log = logging.getLogger("billfold.stripe.worker")
-
-
-async def retry_loop(container: Container, interval_seconds: float) -> None:
-    """Every `interval_seconds`, apply pending events and retry failed ones that are due."""
-    while True:
-        await asyncio.sleep(interval_seconds)
-        try:
-            report = await process_due(container)
-            if report.processed or report.failed:
-                log.info("webhook retry: %d applied, %d failed", report.processed, report.failed)
-        except Exception:
-            log.exception("webhook retry loop")
 
 
 class NotOurSandbox(Exception):
@@ -78,11 +65,8 @@ async def sync_catalog_when_ready(
 async def background_work(
     container: Container, *, sync_sandbox_catalog: bool, sandbox_state: Any | None = None
 ) -> AsyncIterator[None]:
-    """Run the retry loop (and the sandbox catalog sync) for the lifetime of the server."""
+    """Run the sandbox catalog sync in the background while the server starts."""
     tasks: list[asyncio.Task[object]] = []
-    interval = container.settings.webhook_retry_seconds
-    if interval > 0:
-        tasks.append(asyncio.create_task(retry_loop(container, interval)))
     if sync_sandbox_catalog and container.settings.sandbox_mode:
         tasks.append(
             asyncio.create_task(sync_catalog_when_ready(container, sandbox_state=sandbox_state))
