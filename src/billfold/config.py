@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     jobs_lease_seconds: float = Field(
         default=60.0, gt=0, validation_alias=_alias("BILLFOLD_JOBS_LEASE_SECONDS")
     )
+    # Done jobs are deleted this many days after they finished (dead ones are kept).
+    jobs_keep_days: float = Field(
+        default=7.0, gt=0, validation_alias=_alias("BILLFOLD_JOBS_KEEP_DAYS")
+    )
     # Extra modules (plugins) that declare job kinds in a module-level `jobs` JobRegistry.
     job_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_alias("BILLFOLD_JOB_MODULES")

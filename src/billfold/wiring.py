@@ -14,6 +14,7 @@ from billfold.config import Settings
 from billfold.container import Container
 from billfold.errors import ConfigurationError
 from billfold.jobs import JobRegistry
+from billfold.jobs import maintenance as job_maintenance
 from billfold.stripe import inbox
 from billfold.stripe.inbox import WebhookHandlers
 from billfold.subscriptions import handlers as subscription_events
@@ -26,7 +27,9 @@ def webhook_handlers() -> WebhookHandlers:
 
 def job_registry(settings: Settings) -> JobRegistry:
     """Every domain's job kinds, and those of the plugins in BILLFOLD_JOB_MODULES."""
-    return JobRegistry.combine([inbox.jobs, *plugin_job_registries(settings.job_modules)])
+    return JobRegistry.combine(
+        [job_maintenance.jobs, inbox.jobs, *plugin_job_registries(settings.job_modules)]
+    )
 
 
 def plugin_job_registries(modules: Iterable[str]) -> list[JobRegistry]:

@@ -221,3 +221,21 @@ def test_a_handler_transaction_outside_a_runner_is_refused(container: Container)
     run = JobRun(1, "x", {}, 1, 1, None, datetime(2026, 1, 1, tzinfo=UTC), container)
     with pytest.raises(RuntimeError):
         run.transaction()
+
+
+async def test_done_jobs_are_pruned_after_the_keep_days(
+    container: Container, runner: JobRunner, clock: FrozenClock
+) -> None:
+    async with container.db.transaction() as session:
+        await enqueue(session, "test.record", key="old", clock=clock)
+        await enqueue(session, "test.flaky", max_attempts=1, key="dead", clock=clock)
+    await runner.drain()
+    clock.advance(timedelta(days=8))
+    async with container.db.transaction() as session:
+        await enqueue(session, "test.record", key="new", clock=clock)
+    await runner.schedule_due()  # writes this hour's jobs.prune
+    await runner.drain()
+    async with container.db.transaction() as session:
+        keys = set((await session.execute(select(Job.key))).scalars())
+    assert "old" not in keys and {"dead", "new"} <= keys
+    assert any(key and key.startswith("recurring:jobs.prune:") for key in keys)
