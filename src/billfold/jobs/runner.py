@@ -105,6 +105,7 @@ class JobRunner:
         self.registry = registry
         self.worker_id = worker_id or worker_name()
         self.lease = timedelta(seconds=lease_seconds)
+        self._scheduled: dict[str, datetime] = {}  # the last slot written, by schedule
 
     @property
     def db(self) -> Any:
@@ -321,15 +322,19 @@ class JobRunner:
     async def schedule_due(self) -> int:
         """Write the current slot's job of every recurring kind (one per slot: its key is
         unique, so any number of workers write it once)."""
-        if not self.registry.schedules:
-            return 0
         now = self._now()
+        due = []
+        for schedule in self.registry.schedules.values():
+            slot = schedule.slot(now)
+            if slot is not None and self._scheduled.get(schedule.name) != slot:
+                due.append((schedule, slot))
+        if not due:
+            return 0  # this worker wrote every current slot already
         written = 0
         async with self.db.transaction() as session:
-            for schedule in self.registry.schedules.values():
-                slot = schedule.slot(now)
+            for schedule, slot in due:
                 kind = self.registry.get(schedule.name)
-                if slot is None or kind is None:
+                if kind is None:
                     continue
                 written += await enqueue(
                     session,
@@ -340,6 +345,8 @@ class JobRunner:
                     max_attempts=kind.max_attempts,
                     clock=self.container.clock,
                 )
+        for schedule, slot in due:
+            self._scheduled[schedule.name] = slot
         return written
 
 
@@ -429,8 +436,12 @@ class Worker:
             await self._shut_down()
 
     def _finished(self, task: asyncio.Task[str | None]) -> None:
-        self._in_flight.pop(task, None)
+        job = self._in_flight.pop(task, None)
         self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            # The database failed under the runner itself: the job's lease runs out and it is
+            # tried again.
+            log.error("job %s: %r", job.id if job else "?", task.exception())
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
