@@ -218,25 +218,36 @@ class JobRunner:
         if not getattr(result, "rowcount", 0):
             raise LeaseLost(run.id)
 
-    async def _record_failure(self, kind: JobKind, run: JobRun, exc: Exception) -> str | None:
+    async def _record_failure(
+        self, kind: JobKind, run: JobRun, exc: Exception, *, inline: bool = False
+    ) -> str | None:
         """Back off (or give up after `max_attempts`), keeping the error and traceback; the
-        kind's `on_failure` hook runs in the same transaction."""
+        kind's `on_failure` hook runs in the same transaction. (`inline`: the job was never
+        claimed, see `run_inline`; the attempt is counted here.)"""
         now = self._now()
-        dead = run.attempt >= run.max_attempts
-        failure = JobFailure(
-            error=f"{type(exc).__name__}: {exc}"[:4000],
-            traceback="".join(traceback.format_exception(exc))[-16000:],
-            dead=dead,
-            retry_at=None if dead else now + kind.backoff(run.attempt),
-        )
-        status = (JobStatus.DEAD if dead else JobStatus.FAILED).value
         try:
             async with self.db.transaction() as session:
+                if inline:
+                    taken = await self._take_waiting(session, run)
+                    if taken is None:
+                        return None
+                    fence: Any = Job.id == run.id
+                else:
+                    fence = self._fence(run.id, run.attempt)
+                dead = run.attempt >= run.max_attempts
+                failure = JobFailure(
+                    error=f"{type(exc).__name__}: {exc}"[:4000],
+                    traceback="".join(traceback.format_exception(exc))[-16000:],
+                    dead=dead,
+                    retry_at=None if dead else now + kind.backoff(run.attempt),
+                )
+                status = (JobStatus.DEAD if dead else JobStatus.FAILED).value
                 result = await session.execute(
                     update(Job)
-                    .where(self._fence(run.id, run.attempt))
+                    .where(fence)
                     .values(
                         status=status,
+                        attempts=run.attempt,
                         run_at=failure.retry_at or Job.run_at,
                         locked_by=None,
                         lease_expires_at=None,
@@ -251,7 +262,7 @@ class JobRunner:
                 if kind.on_failure is not None:
                     await kind.on_failure(session, run, failure)
         except Exception:
-            # The job stays claimed; its lease runs out and it is tried again.
+            # The job stays claimed (or waiting); it is tried again.
             log.exception("job %s (%s): recording its failure failed", run.id, run.kind)
             return None
         log.warning(
@@ -264,6 +275,109 @@ class JobRunner:
             failure.error,
         )
         return status
+
+    # --- inline: claimed and completed in the handler's own transaction ------------------
+    def _waiting_with_key(self, key: str | None) -> Any:
+        now = self._now()
+        expired = and_(Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now)
+        return and_(Job.key == key, or_(Job.status.in_(CLAIMABLE), expired))
+
+    async def _take_waiting(self, session: AsyncSession, run: JobRun) -> int | None:
+        """Lock the waiting job with `run.key` (skipping it if a worker holds it) and fill in
+        `run`'s id and attempt; None when there is none waiting."""
+        stmt = select(Job.id, Job.attempts, Job.max_attempts, Job.run_at).where(
+            self._waiting_with_key(run.key)
+        )
+        if not self.db.is_sqlite:
+            stmt = stmt.with_for_update(skip_locked=True)
+        row = (await session.execute(stmt)).one_or_none()
+        if row is None:
+            return None
+        run.id, run.attempt, run.max_attempts, run.scheduled_for = (
+            row.id,
+            row.attempts + 1,
+            row.max_attempts,
+            row.run_at,
+        )
+        return run.id
+
+    async def _complete_waiting(self, session: AsyncSession, run: JobRun) -> None:
+        """Claim the waiting job with `run.key` and mark it done, in one statement, in the
+        handler's transaction (which holds the row until it commits); LeaseLost if none."""
+        now = self._now()
+        picked = select(Job.id).where(self._waiting_with_key(run.key))
+        if not self.db.is_sqlite:
+            picked = picked.with_for_update(skip_locked=True)
+        stmt = (
+            update(Job)
+            .where(Job.id.in_(picked.scalar_subquery()))
+            .values(
+                status=JobStatus.DONE.value,
+                attempts=Job.attempts + 1,
+                started_at=now,
+                finished_at=now,
+                locked_by=None,
+                lease_expires_at=None,
+                last_error=None,
+                traceback=None,
+            )
+            .returning(Job.id, Job.attempts, Job.max_attempts, Job.run_at)
+            .execution_options(synchronize_session=False)
+        )
+        row = (await session.execute(stmt)).one_or_none()
+        if row is None:
+            raise LeaseLost(run.key)
+        run.id, run.attempt, run.max_attempts, run.scheduled_for = (
+            row.id,
+            row.attempts,
+            row.max_attempts,
+            row.run_at,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _completing_inline(self, run: JobRun) -> AsyncIterator[AsyncSession]:
+        async with self.db.transaction() as session:
+            await self._complete_waiting(session, run)
+            yield session
+        run.completed = True
+
+    async def run_inline(
+        self, kind_name: str, key: str, payload: dict[str, Any], *, memo: object = None
+    ) -> str | None:
+        """Run the waiting job with `key` here and now, claiming it in the very transaction
+        in which its handler's writes and its completion commit (`run.transaction()`): for a
+        job this process just enqueued and wants done at once (a webhook event after its
+        request), one transaction less than `run_now`. The handler's work before
+        `run.transaction()` runs unclaimed (a worker may run the job meanwhile: then this
+        returns None and its commit is refused). Failures back off like any job's."""
+        kind = self.registry.get(kind_name)
+        if kind is None:
+            return None
+        run = JobRun(
+            id=0,
+            kind=kind_name,
+            payload=payload,
+            attempt=0,
+            max_attempts=kind.max_attempts,
+            key=key,
+            scheduled_for=self._now(),
+            container=self.container,
+            memo=memo,
+        )
+        run.completing = lambda: self._completing_inline(run)
+        try:
+            await kind.handler(run)
+            if not run.completed:
+                async with self.db.transaction() as session:
+                    await self._complete_waiting(session, run)
+        except LeaseLost:
+            return None
+        except Exception as exc:
+            outcome = await self._record_failure(kind, run, exc, inline=True)
+            RUNS.labels(run.kind, outcome or "lost").inc()
+            return outcome
+        RUNS.labels(run.kind, JobStatus.DONE.value).inc()
+        return JobStatus.DONE.value
 
     async def release(self, claimed: Claimed) -> None:
         """Give a claimed job back (shutdown): due at once, the attempt not counted."""

@@ -376,13 +376,20 @@ async def process_event(container: Container, event_id: str | StoredEvent) -> st
     Returns the event's status afterwards (None when another worker holds it, or it does not
     exist). Given the `StoredEvent` of a delivery just inserted, the event is not read back
     (and given a repeat of an event already applied, nothing is done)."""
-    memo: StripeEvent | None = None
+    runner = _runner(container)
     if isinstance(event_id, StoredEvent):
         if event_id.done:
             return None
-        memo = event_id.event if event_id.inserted else None
-        event_id = event_id.id
-    outcome = await _runner(container).run_now(job_key(event_id), memo=memo)
+        stored, event_id = event_id, event_id.id
+        # Claimed in the transaction that applies it: one transaction less per delivery.
+        outcome = await runner.run_inline(
+            APPLY_EVENT,
+            job_key(event_id),
+            {"event_id": event_id, "type": stored.type},
+            memo=stored.event if stored.inserted else None,
+        )
+    else:
+        outcome = await runner.run_now(job_key(event_id))
     if outcome is not None:
         return _OUTCOMES[outcome]
     async with container.db.transaction() as session:
