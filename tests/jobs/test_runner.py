@@ -239,3 +239,29 @@ async def test_done_jobs_are_pruned_after_the_keep_days(
         keys = set((await session.execute(select(Job.key))).scalars())
     assert "old" not in keys and {"dead", "new"} <= keys
     assert any(key and key.startswith("recurring:jobs.prune:") for key in keys)
+
+
+async def test_run_inline_claims_in_the_handlers_transaction_and_backs_off(
+    container: Container, registry: JobRegistry, clock: FrozenClock
+) -> None:
+    here = JobRunner(container, registry, worker_id="inline")
+    async with container.db.transaction() as session:
+        await enqueue(session, "test.sleep", {"first": 0}, key="a", clock=clock)
+        await enqueue(session, "test.flaky", max_attempts=3, key="b", clock=clock)
+        await enqueue(session, "test.sleep", {"first": 0}, key="c", clock=clock)
+    assert await here.run_inline("test.sleep", "a", {"first": 0}) == "done"
+    assert await here.run_inline("test.sleep", "a", {"first": 0}) is None  # done already
+    assert await here.run_inline("test.flaky", "b", {}) == "failed"
+    async with container.db.transaction() as session:
+        flaky = (await session.execute(select(Job).where(Job.key == "b"))).scalar_one()
+    assert flaky.attempts == 1 and flaky.run_at == clock.now() + timedelta(seconds=5)
+    [held] = await JobRunner(container, registry, worker_id="other").claim(1, key="c")
+    assert await here.run_inline("test.sleep", "c", {"first": 0}) is None  # a worker holds it
+    # What a handler does before `run.transaction()` runs unclaimed; its transaction does not.
+    assert [(key, stage) for _, key, _, stage in await recorded(container.db)] == [
+        ("a", "started"),
+        ("a", "finished"),
+        ("a", "started"),
+        ("c", "started"),
+    ]
+    assert held.attempts == 1
