@@ -114,7 +114,10 @@ def drain_with_workers(
         deadline = time.monotonic() + 900
         while True:
             [(done,)] = asyncio.run(
-                sql(libpq_url, "SELECT count(*) FROM jobs WHERE status = 'done'")
+                sql(
+                    libpq_url,
+                    "SELECT count(*) FROM jobs WHERE status = 'done' AND kind = 'bench.noop'",
+                )
             )
             if done == count:
                 break
@@ -130,7 +133,7 @@ def drain_with_workers(
         sql(
             libpq_url,
             "SELECT extract(epoch FROM max(finished_at) - min(started_at)), max(attempts) "
-            "FROM jobs",
+            "FROM jobs WHERE kind = 'bench.noop'",
         )
     )
     if attempts != 1:
@@ -153,7 +156,9 @@ def pgbench_claims(libpq_url: str, count: int, clients: int) -> float:
     match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
     if done.returncode != 0 or not match:
         sys.exit(f"pgbench failed:\n{done.stdout}\n{done.stderr}\n--- script ---\n{CLAIM}")
-    [(claimed,)] = asyncio.run(sql(libpq_url, "SELECT count(*) FROM jobs WHERE status = 'running'"))
+    [(claimed,)] = asyncio.run(
+        sql(libpq_url, "SELECT count(*) FROM jobs WHERE status = 'running' AND kind = 'bench.noop'")
+    )
     if claimed != count // clients * clients:
         sys.exit(f"pgbench claimed {claimed} jobs, not {count // clients * clients}")
     return float(match.group(1))
