@@ -44,8 +44,7 @@ async def noop(run: JobRun) -> None:
 CLAIM = """\
 WITH picked AS MATERIALIZED (
   SELECT jobs.id FROM jobs
-  WHERE ((jobs.status IN ('queued', 'failed') AND jobs.run_at <= now())
-         OR (jobs.status = 'running' AND jobs.lease_expires_at < now()))
+  WHERE jobs.status IN ('queued', 'failed') AND jobs.run_at <= now()
     AND jobs.kind IN ('bench.noop')
   ORDER BY jobs.run_at, jobs.id LIMIT 1 FOR UPDATE SKIP LOCKED)
 UPDATE jobs SET status = 'running', locked_by = 'pgbench',

@@ -127,6 +127,7 @@ async def test_a_lost_lease_lets_another_worker_run_it_and_fences_off_the_first(
     [claimed] = await first.claim(5)
     assert await second.claim(5) == []  # held
     clock.advance(timedelta(seconds=31))  # the first worker stalls past its lease
+    assert await second.requeue_expired() == 1
     [again] = await second.claim(5)
     assert again.id == claimed.id and again.attempts == 2
     assert await first.run(claimed) is None  # its completion is refused, its writes undone

@@ -4,18 +4,19 @@ Claiming is one statement. On PostgreSQL:
 
     WITH picked AS MATERIALIZED (
         SELECT id FROM jobs
-        WHERE kind IN (...) AND ((status IN ('queued', 'failed') AND run_at <= now)
-                                 OR (status = 'running' AND lease_expires_at < now))
-        ORDER BY run_at, id LIMIT n FOR UPDATE SKIP LOCKED)
+        WHERE kind IN (...) AND status IN ('queued', 'failed') AND run_at <= now
+        ORDER BY run_at, id LIMIT n FOR UPDATE SKIP LOCKED)   -- a partial index, in order
     UPDATE jobs SET status = 'running', locked_by = me, lease_expires_at = now + lease,
                     attempts = attempts + 1, started_at = now
     FROM picked WHERE jobs.id = picked.id RETURNING ...
 
 so workers on any number of machines never claim the same job; SQLite runs the same UPDATE
-under its `BEGIN IMMEDIATE` write lock. The claim's `(id, attempts)` is a fence: the job is
-marked done, failed or released only `WHERE status = 'running' AND attempts = <the claim's>
-AND locked_by = me`, so a worker whose lease expired (and whose job another worker took over)
-can change nothing, and a handler's writes made in `run.transaction()` roll back with it.
+under its `BEGIN IMMEDIATE` write lock. A job whose worker's lease ran out is put back in the
+queue by `requeue_expired` (every worker, every second). The claim's `(id, attempts)` is a
+fence: the job is marked done, failed or released only `WHERE status = 'running' AND
+attempts = <the claim's> AND locked_by = me`, so a worker whose lease expired (and whose job
+another worker took over) can change nothing, and a handler's writes made in
+`run.transaction()` roll back with it.
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ class JobRunner:
         expired = and_(Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now)
         waiting = Job.status.in_(CLAIMABLE)
         if key is None:
-            due = or_(and_(waiting, Job.run_at <= now), expired)
+            # Only waiting jobs, so the claim walks the partial index in order (expired leases
+            # are put back in the queue by `requeue_expired`, which workers run every second).
+            due = and_(waiting, Job.run_at <= now)
             picked = select(Job.id).where(due, Job.kind.in_(list(self.registry.kinds)))
         else:
             picked = select(Job.id).where(Job.key == key, or_(waiting, expired))
@@ -379,6 +382,24 @@ class JobRunner:
         RUNS.labels(run.kind, JobStatus.DONE.value).inc()
         return JobStatus.DONE.value
 
+    async def requeue_expired(self) -> int:
+        """Put the jobs whose worker's lease ran out (it died or stalled) back in the queue,
+        due at once; the attempt it used stays counted, and its late completion is refused
+        by the fence."""
+        now = self._now()
+        stmt = (
+            update(Job)
+            .where(Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now)
+            .values(status=JobStatus.QUEUED.value, locked_by=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        async with self.db.transaction() as session:
+            result = await session.execute(stmt)
+        requeued = int(getattr(result, "rowcount", 0) or 0)
+        if requeued:
+            log.warning("%d jobs whose lease ran out are queued again", requeued)
+        return requeued
+
     async def release(self, claimed: Claimed) -> None:
         """Give a claimed job back (shutdown): due at once, the attempt not counted."""
         async with self.db.transaction() as session:
@@ -423,6 +444,7 @@ class JobRunner:
         """Run due jobs one after another in this process until none is due (or `limit` ran)."""
         report = RunReport()
         ran = 0
+        await self.requeue_expired()
         while limit is None or ran < limit:
             size = batch if limit is None else min(batch, limit - ran)
             claimed = await self.claim(size)
@@ -529,6 +551,7 @@ class Worker:
                 if started - last_schedule >= min(1.0, self.poll_seconds):
                     last_schedule = started
                     await self._guarded(self.runner.schedule_due())
+                    await self._guarded(self.runner.requeue_expired())
                 if started - last_metrics >= self.metrics_seconds:
                     last_metrics = started
                     await self._guarded(self._publish_metrics())

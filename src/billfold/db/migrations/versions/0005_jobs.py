@@ -41,7 +41,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
         sa.UniqueConstraint("key", name=op.f("uq_jobs_key")),
     )
-    op.create_index("ix_jobs_status_run_at", "jobs", ["status", "run_at"])
+    op.create_index(
+        "ix_jobs_waiting_run_at",
+        "jobs",
+        ["run_at", "id"],
+        postgresql_where=sa.text("status IN ('queued', 'failed')"),
+        sqlite_where=sa.text("status IN ('queued', 'failed')"),
+    )
     op.create_index("ix_jobs_status_lease_expires_at", "jobs", ["status", "lease_expires_at"])
 
 
