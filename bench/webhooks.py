@@ -178,7 +178,6 @@ async def bench(url: str, label: str, subscriptions: int, senders: int, latency_
         jwt_secret="bench-secret-that-is-long-enough-for-hs256-0123456789",
         stripe_webhook_secret=[SECRET],
         environment="test",
-        webhook_retry_seconds=0,
     )
     container = Container(settings=settings, db=db, clock=SystemClock(), stripe_gateway=gateway)
     rng = random.Random(2026)

@@ -107,7 +107,6 @@ async def billfold_server(
         data_dir=tmp_path / "billfold-data",
         frontend_url="https://app.example.com",
         environment="test",
-        webhook_retry_seconds=0.5,
     )
     async with database.transaction() as session:
         catalog = await load_catalog(session, settings)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
@@ -28,8 +28,9 @@ from billfold.clock import Clock, SystemClock
 from billfold.config import Settings, get_settings
 from billfold.container import Container
 from billfold.db.engine import Database
+from billfold.jobs import Worker
 from billfold.stripe.gateway import StripeClientGateway, StripeGateway
-from billfold.stripe.worker import background_work
+from billfold.wiring import wire
 
 # Every dialect's router, imported (a misspelt or moved module fails here, and mypy sees it).
 ROUTERS: tuple[APIRouter, ...] = (
@@ -55,7 +56,7 @@ def create_app(
     settings = settings or get_settings()
     settings.check()
     db = database or Database(settings.effective_database_url)
-    container = Container(settings=settings, db=db, clock=clock or SystemClock())
+    container = wire(Container(settings=settings, db=db, clock=clock or SystemClock()))
     container.stripe_gateway = stripe_gateway or StripeClientGateway(settings)
     rate_limiter = ApiRateLimiter.from_settings(settings)
     owns_db = database is None
@@ -63,15 +64,20 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            # The webhook retry loop; in sandbox mode also the catalog sync into the sandbox.
-            async with (
-                background_work(container),
-                sandbox_catalog_sync(
-                    container,
-                    enabled=stripe_gateway is None,
-                    sandbox_state=getattr(app.state, "sandbox", None),
-                ),
-            ):
+            async with AsyncExitStack() as stack:
+                # The embedded job worker (unless BILLFOLD_EMBEDDED_WORKER=off): `billfold
+                # serve` alone runs every job, webhook events' included.
+                if settings.embedded_worker == "on" and container.jobs is not None:
+                    worker = Worker.from_settings(container, container.jobs)
+                    app.state.worker = await stack.enter_async_context(worker.running())
+                # In sandbox mode, the catalog sync into the sandbox.
+                await stack.enter_async_context(
+                    sandbox_catalog_sync(
+                        container,
+                        enabled=stripe_gateway is None,
+                        sandbox_state=getattr(app.state, "sandbox", None),
+                    )
+                )
                 yield
         finally:
             await rate_limiter.close()

@@ -14,10 +14,13 @@ from billfold.auth.cli import apikey_app
 from billfold.catalog.cli import catalog_app
 from billfold.config import get_settings
 from billfold.errors import BillfoldError
+from billfold.jobs.cli import jobs_app
 from billfold.ledger.cli import ledger_app
 from billfold.sandbox.cli import sandbox_app
+from billfold.stripe import cli as stripe_cli
 from billfold.stripe.cli import stripe_app
 from billfold.subscriptions.cli import reconcile
+from billfold.wiring import wire
 
 app = typer.Typer(
     help="billfold: self-hosted billing for SaaS products on Stripe.", no_args_is_help=True
@@ -31,6 +34,8 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(catalog_app, name="catalog")
 stripe_app.command("reconcile")(reconcile)
 app.add_typer(stripe_app, name="stripe")
+app.add_typer(jobs_app, name="jobs")
+stripe_cli.CONTAINER_WIRING.append(wire)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -79,6 +84,68 @@ def serve(
     console.print(f"  database: {database}")
     configure_logging(settings.log_level)
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command()
+def worker(
+    concurrency: int | None = typer.Option(
+        None,
+        "--concurrency",
+        min=1,
+        max=256,
+        help="Jobs run at once (BILLFOLD_WORKER_CONCURRENCY).",
+    ),
+) -> None:
+    """Run jobs until SIGTERM or SIGINT (then finish or release the jobs in flight). Any number
+    of workers, on any number of machines, may share one PostgreSQL database."""
+    import signal
+
+    from billfold.clock import SystemClock
+    from billfold.container import Container
+    from billfold.db.engine import Database
+    from billfold.db.migrate import is_current
+    from billfold.jobs import Worker
+    from billfold.observability import configure_logging
+    from billfold.stripe.gateway import StripeClientGateway
+
+    settings = get_settings()
+    if concurrency:
+        settings.worker_concurrency = concurrency
+
+    async def main() -> None:
+        settings.check()
+        database = Database(settings.effective_database_url)
+        try:
+            if not await is_current(database.engine):
+                fail("the database is not at the newest migration; run `billfold db upgrade`")
+            container = wire(
+                Container(
+                    settings=settings,
+                    db=database,
+                    clock=SystemClock(),
+                    stripe_gateway=StripeClientGateway(settings),
+                )
+            )
+            assert container.jobs is not None
+            running = Worker.from_settings(container, container.jobs)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, running.stop)
+            err_console.print(
+                f"billfold worker {running.runner.worker_id}: "
+                f"{len(container.jobs.kinds)} job kinds, concurrency {running.concurrency}"
+            )
+            await running.run()
+        finally:
+            await database.dispose()
+
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(main())
+    except BillfoldError as exc:
+        fail(exc.message)
+    except SQLAlchemyError as exc:
+        fail(f"cannot open the database ({type(exc).__name__}): {str(exc).splitlines()[0]}")
 
 
 @db_app.command("upgrade")

@@ -104,9 +104,30 @@ class Settings(BaseSettings):
     stripe_api_base_override: str | None = Field(
         default=None, validation_alias=_alias("BILLFOLD_STRIPE_API_BASE")
     )
-    # How often the server retries webhook events that failed (0 = never; `billfold stripe retry`).
-    webhook_retry_seconds: float = Field(
-        default=15.0, validation_alias=_alias("BILLFOLD_WEBHOOK_RETRY_SECONDS")
+    # The job runner (billfold.jobs): `billfold serve` runs a worker in-process unless this is
+    # off (dedicated `billfold worker` processes on PostgreSQL).
+    embedded_worker: Literal["on", "off"] = Field(
+        default="on", validation_alias=_alias("BILLFOLD_EMBEDDED_WORKER")
+    )
+    worker_concurrency: int = Field(
+        default=4, ge=1, le=256, validation_alias=_alias("BILLFOLD_WORKER_CONCURRENCY")
+    )
+    # How often an idle worker looks for due jobs (and writes recurring jobs' slots).
+    jobs_poll_seconds: float = Field(
+        default=1.0, gt=0, validation_alias=_alias("BILLFOLD_JOBS_POLL_SECONDS")
+    )
+    # A claimed job belongs to its worker this long, renewed while it runs; a worker that died
+    # leaves its job to the others once the lease is over.
+    jobs_lease_seconds: float = Field(
+        default=60.0, gt=0, validation_alias=_alias("BILLFOLD_JOBS_LEASE_SECONDS")
+    )
+    # Done jobs are deleted this many days after they finished (dead ones are kept).
+    jobs_keep_days: float = Field(
+        default=7.0, gt=0, validation_alias=_alias("BILLFOLD_JOBS_KEEP_DAYS")
+    )
+    # Extra modules (plugins) that declare job kinds in a module-level `jobs` JobRegistry.
+    job_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_alias("BILLFOLD_JOB_MODULES")
     )
     catalog_file: Path | None = Field(
         default=None, validation_alias=_alias("BILLFOLD_CATALOG_FILE")
@@ -116,7 +137,9 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", validation_alias=_alias("BILLFOLD_LOG_LEVEL"))
 
-    @field_validator("stripe_webhook_secret", "allowed_redirect_hosts", mode="before")
+    @field_validator(
+        "stripe_webhook_secret", "allowed_redirect_hosts", "job_modules", mode="before"
+    )
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -10,7 +10,9 @@ from billfold.config import Settings
 from billfold.db.engine import Database
 
 if TYPE_CHECKING:
+    from billfold.jobs.registry import JobRegistry
     from billfold.stripe.gateway import StripeGateway
+    from billfold.stripe.inbox import WebhookHandlers
 
 
 @dataclass
@@ -20,3 +22,7 @@ class Container:
     clock: Clock
     # The Stripe gateway (`StripeClientGateway` unless a test injects one); set by create_app.
     stripe_gateway: StripeGateway | None = None
+    # What the domains declare, wired by the composition root (billfold.wiring.wire): the
+    # handlers of Stripe's events and the job kinds the server's worker runs.
+    webhook_handlers: WebhookHandlers | None = None
+    jobs: JobRegistry | None = None

@@ -16,6 +16,7 @@ from billfold.auth import models as auth_models
 from billfold.catalog import models as catalog_models
 from billfold.customers import models as customers_models
 from billfold.db.base import Base
+from billfold.jobs import models as jobs_models
 from billfold.ledger import models as ledger_models
 from billfold.stripe import models as stripe_models
 from billfold.subscriptions import models as subscriptions_models
@@ -27,6 +28,7 @@ MODEL_MODULES: tuple[ModuleType, ...] = (
     ledger_models,
     subscriptions_models,
     stripe_models,
+    jobs_models,
     catalog_models,
 )
 

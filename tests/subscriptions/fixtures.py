@@ -19,6 +19,7 @@ from billfold.clock import FrozenClock
 from billfold.config import Settings
 from billfold.container import Container
 from billfold.db.engine import Database
+from billfold.wiring import wire
 from tests.subscriptions.fake_stripe import FakeStripeGateway, sign
 
 WEBHOOK_SECRET = "whsec_subscriptions_tests_current"
@@ -34,7 +35,6 @@ def billing_settings(tmp_path: Path) -> Settings:
         allowed_redirect_hosts=["billing.example.com"],
         stripe_webhook_secret=[WEBHOOK_SECRET, OLD_WEBHOOK_SECRET],
         environment="test",
-        webhook_retry_seconds=0,
     )
 
 
@@ -47,7 +47,9 @@ def gateway() -> FakeStripeGateway:
 def container(
     billing_settings: Settings, database: Database, clock: FrozenClock, gateway: FakeStripeGateway
 ) -> Container:
-    return Container(settings=billing_settings, db=database, clock=clock, stripe_gateway=gateway)
+    return wire(
+        Container(settings=billing_settings, db=database, clock=clock, stripe_gateway=gateway)
+    )
 
 
 @pytest.fixture

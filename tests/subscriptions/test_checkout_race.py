@@ -55,7 +55,7 @@ def _open_sessions(gateway: FakeStripeGateway) -> list[str]:
 async def _apply_events(container: Container, gateway: FakeStripeGateway) -> None:
     for event in gateway.stripe.events:
         async with container.db.transaction() as session:
-            await store_event(session, event, source="webhook")
+            await store_event(session, event, source="webhook", clock=container.clock)
     await process_due(container)
 
 

@@ -38,7 +38,6 @@ async def embedded(database: Database, tmp_path: Path) -> AsyncIterator[tuple[st
         frontend_url="https://app.example.com",
         host="127.0.0.1",
         port=_free_port(),
-        webhook_retry_seconds=0.5,
     )
     assert settings.sandbox_mode
     app = create_app(settings, database=Database(database.url))

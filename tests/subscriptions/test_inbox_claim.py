@@ -13,9 +13,8 @@ import pytest
 from billfold.container import Container
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import get_or_create_account
-from billfold.stripe import inbox
 from billfold.stripe.gateway import StripeEvent
-from billfold.stripe.inbox import StoredEvent, process_event, receive_webhook
+from billfold.stripe.inbox import StoredEvent, WebhookHandlers, process_event, receive_webhook
 from billfold.stripe.models import WebhookEvent
 from billfold.subscriptions import checkout, sync
 from billfold.subscriptions.handlers import NOTED
@@ -28,7 +27,11 @@ async def _receive(container: Container, event: dict[str, Any]) -> StoredEvent:
     payload = json.dumps(event).encode()
     async with container.db.transaction() as session:
         return await receive_webhook(
-            session, container.settings, payload, sign(payload, WEBHOOK_SECRET)
+            session,
+            container.settings,
+            payload,
+            sign(payload, WEBHOOK_SECRET),
+            handlers=container.webhook_handlers,
         )
 
 
@@ -60,19 +63,22 @@ async def test_new_delivery_notes_the_revision_and_repeats_are_not_applied_again
 
 
 @pytest.fixture
-def failing_handler() -> Iterator[str]:
+def failing_handler(container: Container) -> Iterator[str]:
     event_type = "billfold.test.fails_after_writing"
+    extra = WebhookHandlers()
 
+    @extra.on(event_type)
     async def handler(session: Any, container: Container, event: StripeEvent) -> None:
         account = await session.get(BillingAccount, event.object["account"])
         account.name = "written before the failure"
         await session.flush()
         raise RuntimeError("handler failed after writing")
 
-    inbox._load_handlers()
-    inbox._handlers[event_type] = [handler]
+    wired = container.webhook_handlers
+    assert wired is not None
+    container.webhook_handlers = WebhookHandlers.combine([wired, extra])
     yield event_type
-    del inbox._handlers[event_type]
+    container.webhook_handlers = wired
 
 
 async def test_a_failing_handler_rolls_back_its_writes_and_the_claim(

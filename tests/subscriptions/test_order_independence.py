@@ -109,7 +109,7 @@ async def test_any_history_any_delivery_order(container: Container, seed: int) -
     rng.shuffle(deliveries)
     for event in deliveries:
         async with container.db.transaction() as session:
-            await store_event(session, event, source="webhook")
+            await store_event(session, event, source="webhook", clock=container.clock)
         if rng.random() < 0.8:  # most are applied at once, in delivery order
             await process_event(container, event["id"])
     await process_due(container, limit=10_000)

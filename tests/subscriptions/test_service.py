@@ -42,7 +42,7 @@ async def _checkout(
 async def _apply_all(container: Container, events: list[dict[str, Any]]) -> None:
     for event in events:
         async with container.db.transaction() as session:
-            await store_event(session, event, source="webhook")
+            await store_event(session, event, source="webhook", clock=container.clock)
     await process_due(container)
 
 
@@ -451,7 +451,7 @@ async def test_concurrent_deliveries_are_applied_once(
 
     async def deliver(event: dict[str, Any]) -> None:
         async with container.db.transaction() as session:
-            await store_event(session, event, source="webhook")
+            await store_event(session, event, source="webhook", clock=container.clock)
         await process_event(container, event["id"])
 
     await asyncio.gather(*(deliver(e) for e in events * 4))
@@ -573,7 +573,7 @@ async def test_concurrent_events_link_a_customer_created_outside_billfold(
 
     async def deliver(event: dict[str, Any]) -> None:
         async with container.db.transaction() as session:
-            await store_event(session, event, source="webhook")
+            await store_event(session, event, source="webhook", clock=container.clock)
         await process_event(container, event["id"])
 
     await asyncio.gather(*(deliver(e) for e in events * 3))

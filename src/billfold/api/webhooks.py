@@ -3,9 +3,9 @@ webhook route calls (`accept_stripe_webhook`).
 
 It feeds the same inbox as `/api/v1/payments/webhook` (document 004): the signature is checked
 on the raw body (400 and nothing stored when it is forged, stale or missing), the event is
-stored once under its id, the answer is sent at once, and the event is applied after the commit
-(and retried by the server's retry loop if applying it fails). Point a Stripe webhook endpoint
-at either path; both behave the same.
+stored once under its id with the job that applies it, the answer is sent at once, and the job
+is run right after the commit (and retried by the job runner if applying it fails). Point a
+Stripe webhook endpoint at either path; both behave the same.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ async def accept_stripe_webhook(
         await request.body(),
         request.headers.get("stripe-signature"),
         clock=container.clock,
+        handlers=container.webhook_handlers,
     )
     background.add_task(process_event_safely, container, stored)
     return stored

@@ -5,6 +5,6 @@ domain: domains call it, never the reverse.
   and `gateway.StripeClientGateway` (the official SDK's async methods); both speak billfold's
   dataclasses, never SDK objects.
 - `inbox.receive_webhook` / `inbox.process_event_safely`: what every webhook route calls;
-  `inbox.register_handler` for a domain's event types; `inbox.process_due` / `sync_events`.
-- `worker.background_work`: the server's retry loop.
+  `inbox.WebhookHandlers` on which a domain declares its event types; `inbox.jobs` (the
+  `stripe.apply_event` job kind); `inbox.process_due` / `sync_events`.
 """

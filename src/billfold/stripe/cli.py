@@ -28,6 +28,10 @@ err_console = Console(stderr=True)
 
 T = TypeVar("T")
 
+# The composition root (billfold.cli) puts billfold.wiring.wire here: it gives the container
+# what the domains declare (the handlers of Stripe's events), which stripe/ may not import.
+CONTAINER_WIRING: list[Callable[[Container], object]] = []
+
 
 def run_with_container(work: Callable[[Container], Awaitable[T]]) -> T:
     """Run `work` against the configured database and Stripe (one command, its own
@@ -50,6 +54,8 @@ def run_with_container(work: Callable[[Container], Awaitable[T]]) -> T:
                 clock=SystemClock(),
                 stripe_gateway=StripeClientGateway(settings),
             )
+            for wire in CONTAINER_WIRING:
+                wire(container)
             return await work(container)
         finally:
             await database.dispose()
@@ -87,15 +93,6 @@ def retry(
     """Apply pending events and retry failed ones."""
 
     async def work(container: Container) -> tuple[int, int]:
-        if all_:
-            async with container.db.transaction() as session:
-                rows = (
-                    await session.execute(
-                        select(WebhookEvent).where(WebhookEvent.status.in_(["failed", "dead"]))
-                    )
-                ).scalars()
-                for row in rows:
-                    row.next_attempt_at = None
         report = await process_due(container, limit=100_000, include_dead=all_)
         return report.processed, report.failed
 

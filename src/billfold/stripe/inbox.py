@@ -2,39 +2,39 @@
 
 1. `receive_webhook` checks the signature on the raw body against every configured secret
    (rotation) with Stripe's 300 s tolerance, and stores the event under its unique id
-   (INSERT ... ON CONFLICT DO NOTHING) in the request's transaction. A forged or stale request
-   stores nothing. Both webhook routes (`/api/v1/payments/webhook`, `/api/stripe/webhook`) call it.
-   A new delivery's `note` hooks run in that same transaction (one statement each, e.g. the
+   (INSERT ... ON CONFLICT DO NOTHING) together with the job that applies it (key
+   `stripe-event:<id>`), in the request's transaction. A forged or stale request stores
+   nothing. Both webhook routes (`/api/v1/payments/webhook`, `/api/stripe/webhook`) call it. A
+   new delivery's `note` hooks run in that same transaction (one statement each, e.g. the
    version of the row the event is about); a repeat of an event already applied is not
    scheduled again.
-2. After the commit, `process_event` applies the event: the handlers' `prepare` hooks ask
-   Stripe what they need with no transaction open, then, in a transaction of its own, the inbox
-   row is claimed (one `UPDATE ... RETURNING` that locks it, skipping a row another worker
-   holds, and marks it processed), the handlers run, and everything commits together, so an
-   event is applied once even when delivered twice, concurrently, or replayed by
-   `billfold stripe sync`.
-3. A failure rolls that whole transaction back (the handlers' writes and the claim) and
-   records the error, the traceback and the attempt in a new one; `process_due` (the server's
-   retry loop, `billfold stripe retry`) tries again with backoff.
+2. The event is applied by the job runner (billfold.jobs): right after the commit by
+   `process_event` (the route's background task runs the event's job at once), else by any
+   worker. The job's `prepare` hooks ask Stripe what they need with no transaction open; then,
+   in the transaction that also marks the job done, the inbox row is marked processed and the
+   handlers run, so an event is applied once even when delivered twice, concurrently, or
+   replayed by `billfold stripe sync`.
+3. A failure rolls that transaction back (the handlers' writes and the mark); the runner backs
+   the job off and gives up after `MAX_ATTEMPTS` (dead), and the event row mirrors the job's
+   status, error and traceback for `billfold stripe events`. There is no retry loop of the
+   inbox's own: `billfold jobs retry` / `billfold stripe retry` make the job due again.
 
-Handlers are registered per event type (`register_handler`); the subscription handlers live in
-`billfold.subscriptions.handlers`, and other domains add theirs to `HANDLER_MODULES`.
+Domains declare their handlers on a `WebhookHandlers` of their own (`@handlers.on(...)`); the
+composition root (billfold.wiring) combines them into `container.webhook_handlers`.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import stripe
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.clock import Clock, SystemClock
@@ -42,6 +42,8 @@ from billfold.config import Settings
 from billfold.container import Container
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import ConfigurationError, ValidationFailed
+from billfold.jobs import JobFailure, JobRegistry, JobRun, JobRunner, JobStatus, enqueue
+from billfold.jobs import retry as retry_jobs
 from billfold.observability import REGISTRY
 from billfold.stripe.gateway import StripeEvent, gateway_of
 from billfold.stripe.models import InboxStatus, WebhookEvent
@@ -51,6 +53,7 @@ log = logging.getLogger("billfold.stripe.inbox")
 SIGNATURE_TOLERANCE_SECONDS = 300
 MAX_ATTEMPTS = 12
 MAX_PAYLOAD_BYTES = 1024 * 1024
+APPLY_EVENT = "stripe.apply_event"
 
 EVENTS_RECEIVED = Counter(
     "billfold_stripe_events_received_total",
@@ -77,56 +80,70 @@ Prepare = Callable[[Container, StripeEvent], Awaitable[None]]
 # Runs in the transaction that stores a new delivery: notes (in `event.prepared`) what `prepare`
 # would otherwise open a transaction of its own to read, e.g. a row's version.
 Note = Callable[[AsyncSession, StripeEvent], Awaitable[None]]
-_handlers: dict[str, list[Handler]] = {}
-_preparers: dict[str, list[Prepare]] = {}
-_notes: dict[str, list[Note]] = {}
-
-# Modules that register handlers when imported. Add your domain's module here.
-HANDLER_MODULES = ["billfold.subscriptions.handlers"]
-_loaded = False
 
 
-def register_handler(
-    *event_types: str, prepare: Prepare | None = None, note: Note | None = None
-) -> Callable[[Handler], Handler]:
-    """Decorator: run this coroutine for every event of these types, inside the transaction
-    that marks the event processed; `prepare` (optional) runs first, outside it; `note`
-    (optional) runs in the transaction that stores a new delivery (a `prepare` must still work
-    without what it notes: retries and `billfold stripe sync` do not run it)."""
+class WebhookHandlers:
+    """Handlers of Stripe's events by type. A domain declares its own at import
+    (`handlers = WebhookHandlers()`, `@handlers.on("invoice.paid", prepare=...)`); the
+    composition root combines them (`WebhookHandlers.combine`)."""
 
-    def decorate(handler: Handler) -> Handler:
-        for event_type in event_types:
-            _handlers.setdefault(event_type, []).append(handler)
-            if prepare is not None:
-                _preparers.setdefault(event_type, []).append(prepare)
-            if note is not None and note not in _notes.get(event_type, []):
-                _notes.setdefault(event_type, []).append(note)
-        return handler
+    def __init__(self) -> None:
+        self.handlers: dict[str, list[Handler]] = {}
+        self.preparers: dict[str, list[Prepare]] = {}
+        self.notes: dict[str, list[Note]] = {}
 
-    return decorate
+    def on(
+        self, *event_types: str, prepare: Prepare | None = None, note: Note | None = None
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: run this coroutine for every event of these types, inside the
+        transaction that marks the event processed; `prepare` (optional) runs first, outside
+        it; `note` (optional) runs in the transaction that stores a new delivery (a `prepare`
+        must still work without what it notes: retries and `billfold stripe sync` skip it)."""
+
+        def decorate(handler: Handler) -> Handler:
+            for event_type in event_types:
+                self.handlers.setdefault(event_type, []).append(handler)
+                if prepare is not None:
+                    self.preparers.setdefault(event_type, []).append(prepare)
+                if note is not None and note not in self.notes.get(event_type, []):
+                    self.notes.setdefault(event_type, []).append(note)
+            return handler
+
+        return decorate
+
+    @classmethod
+    def combine(cls, parts: Iterable[WebhookHandlers]) -> WebhookHandlers:
+        combined = cls()
+        for part in parts:
+            for target, source in (
+                (combined.handlers, part.handlers),
+                (combined.preparers, part.preparers),
+                (combined.notes, part.notes),
+            ):
+                for event_type, found in source.items():
+                    target.setdefault(event_type, []).extend(found)  # type: ignore[arg-type]
+        return combined
+
+    def handlers_for(self, event_type: str) -> list[Handler]:
+        return list(self.handlers.get(event_type, []))
+
+    def preparers_for(self, event_type: str) -> list[Prepare]:
+        return list(self.preparers.get(event_type, []))
+
+    def notes_for(self, event_type: str) -> list[Note]:
+        return list(self.notes.get(event_type, []))
 
 
-def _load_handlers() -> None:
-    global _loaded
-    if not _loaded:
-        for name in HANDLER_MODULES:
-            importlib.import_module(name)
-        _loaded = True
+def handlers_of(container: Container) -> WebhookHandlers:
+    if container.webhook_handlers is None:
+        raise ConfigurationError(
+            "no webhook handlers are wired into this container (billfold.wiring.wire)"
+        )
+    return container.webhook_handlers
 
 
-def handlers_for(event_type: str) -> list[Handler]:
-    _load_handlers()
-    return list(_handlers.get(event_type, []))
-
-
-def preparers_for(event_type: str) -> list[Prepare]:
-    _load_handlers()
-    return list(_preparers.get(event_type, []))
-
-
-def notes_for(event_type: str) -> list[Note]:
-    _load_handlers()
-    return list(_notes.get(event_type, []))
+def job_key(event_id: str) -> str:
+    return f"stripe-event:{event_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +198,15 @@ def verify_signature(
 async def store_event(
     session: AsyncSession, body: dict[str, Any], *, source: str, clock: Clock | None = None
 ) -> StoredEvent:
-    """Insert an event into the inbox unless its id is there already."""
+    """Insert an event into the inbox unless its id is there already, and with it (same
+    transaction) the job that applies it."""
     event_id = body.get("id")
     event_type = body.get("type")
     if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
         raise ValidationFailed("the event has no id or type")
     if len(event_id) > 255 or not event_type or len(event_type) > 100:
         raise ValidationFailed("the event's id or type is too long")
+    clock = clock or SystemClock()
     inserted = await insert_ignoring_conflict(
         session,
         WebhookEvent.__table__,  # type: ignore[arg-type]
@@ -200,10 +219,13 @@ async def store_event(
             "source": source,
             "status": InboxStatus.PENDING.value,
             "attempts": 0,
-            "received_at": (clock or SystemClock()).now(),
+            "received_at": clock.now(),
         },
         ["id"],
     )
+    if inserted:
+        # A new row: any earlier job for this id applied a row that is gone (a pruned inbox).
+        await _enqueue_apply(session, event_id, event_type, clock, requeue_finished=True)
     return StoredEvent(
         id=event_id,
         type=event_type,
@@ -214,6 +236,25 @@ async def store_event(
     )
 
 
+async def _enqueue_apply(
+    session: AsyncSession,
+    event_id: str,
+    event_type: str,
+    clock: Clock,
+    *,
+    requeue_finished: bool = False,
+) -> bool:
+    return await enqueue(
+        session,
+        APPLY_EVENT,
+        {"event_id": event_id, "type": event_type},
+        key=job_key(event_id),
+        max_attempts=MAX_ATTEMPTS,
+        clock=clock,
+        requeue_finished=requeue_finished,
+    )
+
+
 async def receive_webhook(
     session: AsyncSession,
     settings: Settings,
@@ -221,15 +262,17 @@ async def receive_webhook(
     signature_header: str | None,
     *,
     clock: Clock | None = None,
+    handlers: WebhookHandlers | None = None,
 ) -> StoredEvent:
-    """Verify a delivery and store it once (in the caller's transaction). Raises
-    ValidationFailed (400) for a forged, stale or unsigned request, which stores nothing, and
-    ConfigurationError when no webhook secret is configured. Process the event after the
-    commit with `process_event` (or let the retry loop pick it up)."""
+    """Verify a delivery and store it once with the job that applies it (in the caller's
+    transaction). Raises ValidationFailed (400) for a forged, stale or unsigned request, which
+    stores nothing, and ConfigurationError when no webhook secret is configured. `handlers`'
+    note hooks run for a new delivery. After the commit, `process_event` applies it at once
+    (or any worker does)."""
     body = verify_signature(settings, payload, signature_header)
     stored = await store_event(session, body, source="webhook", clock=clock)
     if stored.inserted and stored.event is not None:
-        for note in notes_for(stored.type):
+        for note in handlers.notes_for(stored.type) if handlers is not None else ():
             await note(session, stored.event)
     else:
         found = (
@@ -242,33 +285,50 @@ async def receive_webhook(
 
 
 _DONE = (InboxStatus.PROCESSED.value, InboxStatus.DEAD.value)
-_DUE = (InboxStatus.PENDING.value, InboxStatus.FAILED.value)
+_OUTCOMES = {
+    JobStatus.DONE.value: InboxStatus.PROCESSED.value,
+    JobStatus.FAILED.value: InboxStatus.FAILED.value,
+    JobStatus.DEAD.value: InboxStatus.DEAD.value,
+}
+
+# The inbox's job kind; the composition root adds this registry to the worker's.
+jobs = JobRegistry()
 
 
-def _backoff(attempts: int) -> timedelta:
-    return timedelta(seconds=min(3600, 5 * 2 ** max(0, attempts - 1)))
+async def _mirror_failure(session: AsyncSession, run: JobRun, failure: JobFailure) -> None:
+    """In the transaction that records the job's failed attempt: the same on the event's row."""
+    status = (InboxStatus.DEAD if failure.dead else InboxStatus.FAILED).value
+    await session.execute(
+        update(WebhookEvent)
+        .where(
+            WebhookEvent.id == str(run.payload["event_id"]),
+            WebhookEvent.status != InboxStatus.PROCESSED.value,
+        )
+        .values(
+            status=status,
+            attempts=run.attempt,
+            last_error=failure.error,
+            last_traceback=failure.traceback,
+            next_attempt_at=failure.retry_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    EVENTS_APPLIED.labels(str(run.payload.get("type", "")), status).inc()
 
 
-async def process_event(container: Container, event_id: str | StoredEvent) -> str | None:
-    """Apply one stored event in its own transaction, unless it was applied already. Returns
-    the event's status afterwards (None when another worker holds it or it does not exist).
-
-    The handlers' `prepare` hooks run first with no transaction open, so the slow part (asking
-    Stripe) holds no lock; on SQLite a transaction is a database-wide write lock. Given the
-    `StoredEvent` of a delivery that was just inserted, the event is not read back first (and
-    given a repeat of an event already applied, nothing is done)."""
-    db = container.db
-    event: StripeEvent | None = None
-    if isinstance(event_id, StoredEvent):
-        if event_id.done:
-            return None
-        event = event_id.event if event_id.inserted else None
-        event_id = event_id.id
+@jobs.kind(APPLY_EVENT, max_attempts=MAX_ATTEMPTS, on_failure=_mirror_failure)
+async def apply_event(run: JobRun) -> None:
+    """The job that applies one stored event: `prepare` hooks with no transaction open, then
+    the handlers in the transaction that marks both the event processed and the job done."""
+    container = run.container
+    handlers = handlers_of(container)
+    event_id = str(run.payload["event_id"])
+    event = run.memo if isinstance(run.memo, StripeEvent) else None
     if event is None:
-        async with db.transaction() as session:
+        async with container.db.transaction() as session:
             found = await session.get(WebhookEvent, event_id)
-            if found is None or found.status in _DONE:
-                return found.status if found is not None else None
+            if found is None or found.status == InboxStatus.PROCESSED.value:
+                return
             event = StripeEvent(
                 id=found.id,
                 type=found.type,
@@ -276,83 +336,72 @@ async def process_event(container: Container, event_id: str | StoredEvent) -> st
                 payload=dict(found.payload),
             )
     try:
-        for prepare in preparers_for(event.type):
+        for prepare in handlers.preparers_for(event.type):
             await prepare(container, event)
     except Exception:
         event.prepared.clear()  # the handlers ask Stripe themselves, under their locks
-    try:
-        async with db.transaction() as session:
-            if not await _claim(session, container, event_id):
-                return await _status_of(session, event_id)
-            for handler in handlers_for(event.type):
-                await handler(session, container, event)
-    except Exception as exc:
-        return await _record_failure(container, event_id, exc)
+    async with run.transaction() as session:
+        marked = (
+            await session.execute(
+                update(WebhookEvent)
+                .where(
+                    WebhookEvent.id == event_id,
+                    WebhookEvent.status != InboxStatus.PROCESSED.value,
+                )
+                .values(
+                    status=InboxStatus.PROCESSED.value,
+                    attempts=run.attempt,
+                    processed_at=container.clock.now(),
+                    last_error=None,
+                    last_traceback=None,
+                    next_attempt_at=None,
+                )
+                .returning(WebhookEvent.id)
+                .execution_options(synchronize_session=False)
+            )
+        ).scalar_one_or_none()
+        if marked is None:
+            return  # applied already: the job is done
+        for handler in handlers.handlers_for(event.type):
+            await handler(session, container, event)
     EVENTS_APPLIED.labels(event.type, InboxStatus.PROCESSED.value).inc()
-    return InboxStatus.PROCESSED.value
 
 
-async def _claim(session: AsyncSession, container: Container, event_id: str) -> bool:
-    """Lock a due event's row and mark it processed, in one statement; False when it is done
-    already or (PostgreSQL) another worker holds it. If a handler fails, the transaction's
-    rollback undoes the mark along with the handlers' writes."""
-    due: ColumnElement[bool] = (WebhookEvent.id == event_id) & WebhookEvent.status.in_(_DUE)
-    if not container.db.is_sqlite:
-        held = select(WebhookEvent.id).where(due).with_for_update(skip_locked=True)
-        due = WebhookEvent.id.in_(held.scalar_subquery())
-    stmt = (
-        update(WebhookEvent)
-        .where(due)
-        .values(
-            status=InboxStatus.PROCESSED.value,
-            attempts=WebhookEvent.attempts + 1,
-            processed_at=container.clock.now(),
-            last_error=None,
-            last_traceback=None,
-            next_attempt_at=None,
+def _runner(container: Container) -> JobRunner:
+    return JobRunner(container, jobs, lease_seconds=container.settings.jobs_lease_seconds)
+
+
+async def process_event(container: Container, event_id: str | StoredEvent) -> str | None:
+    """Run the event's job now, in this process (unless it is done, or a worker holds it).
+    Returns the event's status afterwards (None when another worker holds it, or it does not
+    exist). Given the `StoredEvent` of a delivery just inserted, the event is not read back
+    (and given a repeat of an event already applied, nothing is done)."""
+    runner = _runner(container)
+    if isinstance(event_id, StoredEvent):
+        if event_id.done:
+            return None
+        stored, event_id = event_id, event_id.id
+        # Claimed in the transaction that applies it: one transaction less per delivery.
+        outcome = await runner.run_inline(
+            APPLY_EVENT,
+            job_key(event_id),
+            {"event_id": event_id, "type": stored.type},
+            memo=stored.event if stored.inserted else None,
         )
-        .returning(WebhookEvent.id)
-        .execution_options(synchronize_session=False)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none() is not None
-
-
-async def _status_of(session: AsyncSession, event_id: str) -> str | None:
-    """A done event's status; None when it is missing or another worker holds it."""
-    found = (
-        await session.execute(select(WebhookEvent.status).where(WebhookEvent.id == event_id))
-    ).scalar_one_or_none()
+    else:
+        outcome = await runner.run_now(job_key(event_id))
+    if outcome is not None:
+        return _OUTCOMES[outcome]
+    async with container.db.transaction() as session:
+        found = (
+            await session.execute(select(WebhookEvent.status).where(WebhookEvent.id == event_id))
+        ).scalar_one_or_none()
     return found if found in _DONE else None
 
 
-async def _record_failure(container: Container, event_id: str, exc: Exception) -> str | None:
-    """Record a failed attempt (its handlers' writes were rolled back), with backoff."""
-    db = container.db
-    error = f"{type(exc).__name__}: {exc}"[:4000]
-    trace = "".join(traceback.format_exception(exc))[-16000:]
-    async with db.transaction() as session:
-        stmt = select(WebhookEvent).where(WebhookEvent.id == event_id)
-        stmt = stmt.with_for_update(skip_locked=True) if not db.is_sqlite else stmt
-        row = (await session.execute(stmt)).scalar_one_or_none()
-        if row is None or row.status in _DONE:
-            return row.status if row is not None else None
-        row.attempts += 1
-        row.last_error = error
-        row.last_traceback = trace
-        dead = row.attempts >= MAX_ATTEMPTS
-        row.status = (InboxStatus.DEAD if dead else InboxStatus.FAILED).value
-        row.next_attempt_at = None if dead else container.clock.now() + _backoff(row.attempts)
-        EVENTS_APPLIED.labels(row.type, row.status).inc()
-        log.warning(
-            "stripe event %s (%s) failed, attempt %d: %s", row.id, row.type, row.attempts, error
-        )
-        return row.status
-
-
 async def process_event_safely(container: Container, event: str | StoredEvent) -> None:
-    """`process_event` for a background task: logs instead of raising (the retry loop and
-    `billfold stripe retry` pick up whatever is left). Pass the `StoredEvent` itself to save
-    reading a new event back."""
+    """`process_event` for a background task: logs instead of raising (any worker picks up
+    whatever is left). Pass the `StoredEvent` itself to save reading a new event back."""
     try:
         await process_event(container, event)
     except Exception:
@@ -369,41 +418,30 @@ class ProcessReport:
 async def process_due(
     container: Container, *, limit: int = 200, include_dead: bool = False
 ) -> ProcessReport:
-    """Apply every pending event and every failed one whose next attempt is due, oldest first
-    (the retry loop and `billfold stripe retry`). `include_dead` also retries the abandoned."""
-    now = container.clock.now()
+    """Run the due jobs of the inbox here (`billfold stripe retry`, `sync`): pending events
+    and failed ones whose back-off is over. `include_dead` first makes every failed and dead
+    event's job due again with fresh attempts. Events stored without a job (before the job
+    runner) get one."""
     statuses = [InboxStatus.PENDING.value, InboxStatus.FAILED.value]
     if include_dead:
         statuses.append(InboxStatus.DEAD.value)
     async with container.db.transaction() as session:
-        stmt = (
-            select(WebhookEvent.id)
-            .where(WebhookEvent.status.in_(statuses))
-            .where(or_(WebhookEvent.next_attempt_at.is_(None), WebhookEvent.next_attempt_at <= now))
-            .order_by(WebhookEvent.stripe_created, WebhookEvent.received_at)
-            .limit(limit)
-        )
-        ids = list((await session.execute(stmt)).scalars().all())
-        if include_dead and ids:
-            for row in (
-                await session.execute(
-                    select(WebhookEvent).where(
-                        WebhookEvent.id.in_(ids), WebhookEvent.status == InboxStatus.DEAD.value
-                    )
-                )
-            ).scalars():
-                row.status = InboxStatus.FAILED.value
-                row.attempts = 0
-    report = ProcessReport()
-    for event_id in ids:
-        outcome = await process_event(container, event_id)
-        if outcome == InboxStatus.PROCESSED.value:
-            report.processed += 1
-        elif outcome in (InboxStatus.FAILED.value, InboxStatus.DEAD.value):
-            report.failed += 1
-        else:
-            report.skipped += 1
-    return report
+        waiting = (
+            await session.execute(
+                select(WebhookEvent.id, WebhookEvent.type)
+                .where(WebhookEvent.status.in_(statuses))
+                .order_by(WebhookEvent.stripe_created, WebhookEvent.received_at)
+                .limit(limit)
+            )
+        ).all()
+        for event_id, event_type in waiting:
+            await _enqueue_apply(session, event_id, event_type, container.clock)
+        if include_dead:
+            await retry_jobs(
+                session, all_dead=True, also_failed=True, kind=APPLY_EVENT, clock=container.clock
+            )
+    done = await _runner(container).drain(limit=limit)
+    return ProcessReport(processed=done.done, failed=done.failed + done.dead, skipped=done.lost)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""How Stripe's events change billfold's subscriptions (registered with the webhook inbox).
+"""How Stripe's events change billfold's subscriptions: `handlers`, which the composition root
+(billfold.wiring) gives the webhook inbox.
 
 Each handler writes Stripe's current state of the subscription (`sync_subscription`) rather
 than the event's copy, so duplicates, retries and any delivery order end in the same state. The
@@ -19,7 +20,7 @@ from billfold.stripe.gateway import (
     invoice_subscription_id,
     subscription_from_stripe,
 )
-from billfold.stripe.inbox import register_handler
+from billfold.stripe.inbox import WebhookHandlers
 from billfold.subscriptions.sync import (
     NotedRevision,
     PrefetchedSubscription,
@@ -28,6 +29,8 @@ from billfold.subscriptions.sync import (
     subscription_revision,
     sync_subscription,
 )
+
+handlers = WebhookHandlers()
 
 PREPARED = "subscription"
 NOTED = "subscription_revision"
@@ -70,7 +73,7 @@ def _prefetched(event: StripeEvent) -> PrefetchedSubscription | None:
     return found if isinstance(found, PrefetchedSubscription) else None
 
 
-@register_handler(
+@handlers.on(
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
     prepare=prepare,
@@ -98,7 +101,7 @@ async def on_checkout_completed(
     )
 
 
-@register_handler(
+@handlers.on(
     "customer.subscription.created",
     "customer.subscription.updated",
     "customer.subscription.deleted",
@@ -125,7 +128,7 @@ async def on_subscription_changed(
     )
 
 
-@register_handler(
+@handlers.on(
     "invoice.paid",
     "invoice.payment_succeeded",
     "invoice.payment_failed",
@@ -148,7 +151,7 @@ async def on_invoice(session: AsyncSession, container: Container, event: StripeE
     )
 
 
-@register_handler("customer.deleted")
+@handlers.on("customer.deleted")
 async def on_customer_deleted(
     session: AsyncSession, container: Container, event: StripeEvent
 ) -> None:
