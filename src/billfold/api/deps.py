@@ -25,6 +25,14 @@ async def _unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def _read_unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction when its route only reads: it never takes a write lock
+    (on SQLite it reads a snapshot while a writer works) and a statement that writes fails.
+    What tenancy creates on first use it creates in a short writer of its own."""
+    async with get_container(request).db.read() as session:
+        yield session
+
+
 async def end_transaction(session: AsyncSession) -> None:
     """Commit the request's transaction now, for a route whose service calls Stripe and opens
     its own short units of work (`subscriptions.start_checkout`): no database lock may be held
@@ -35,6 +43,8 @@ async def end_transaction(session: AsyncSession) -> None:
 
 # scope="function": the commit runs when the path operation ends, before the response goes out.
 SessionDep = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
+# For GET routes that only read.
+ReadSessionDep = Annotated[AsyncSession, Depends(_read_unit_of_work, scope="function")]
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 

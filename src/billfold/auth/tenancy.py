@@ -23,11 +23,21 @@ from billfold.auth.principal import (
 )
 from billfold.config import Settings
 from billfold.customers.models import AccountKind, BillingAccount
-from billfold.customers.service import get_or_create_account
+from billfold.customers.service import find_account, get_or_create_account
+from billfold.db.engine import database_of, is_read_only
 from billfold.errors import Forbidden, NotFound, ValidationFailed
 
 
 async def _open(session: AsyncSession, ref: AccountRef, settings: Settings) -> BillingAccount:
+    """The account, created on first use. In a read unit of work (a GET route) it is read; only
+    when it is missing is it created, in a short write unit of work of its own (a read never
+    takes the write lock, and most reads find the account)."""
+    if is_read_only(session):
+        account = await find_account(session, ref.kind, ref.external_id)
+        if account is not None:
+            return account
+        async with database_of(session).transaction() as writer:
+            return await _open(writer, ref, settings)
     return await get_or_create_account(
         session, ref.kind, ref.external_id, currency=settings.stripe_default_currency
     )
