@@ -115,7 +115,7 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]
 
 
-def shop_header(
+async def shop_header(
     x_shopify_shop_domain: Annotated[str | None, Header(alias=SHOP_HEADER)] = None,
 ) -> str | None:
     """Document 001's optional `X-Shopify-Shop-Domain`; pass it to `account_for_shop`, which

@@ -16,6 +16,12 @@ def get_container(request: Request) -> Container:
     return container
 
 
+# Dependencies are `async def`: FastAPI runs a plain `def` dependency in a worker thread, a
+# thread hop per request for a dictionary lookup.
+async def _container(request: Request) -> Container:
+    return get_container(request)
+
+
 async def _unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's one transaction: committed after the handler returns, before the response
     is sent (so a failed commit is an error response, never a success that did not happen)."""
@@ -45,7 +51,7 @@ async def end_transaction(session: AsyncSession) -> None:
 SessionDep = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
 # For GET routes that only read.
 ReadSessionDep = Annotated[AsyncSession, Depends(_read_unit_of_work, scope="function")]
-ContainerDep = Annotated[Container, Depends(get_container)]
+ContainerDep = Annotated[Container, Depends(_container)]
 
 
 def request_id(request: Request) -> str:

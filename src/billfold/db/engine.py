@@ -109,16 +109,18 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo}
+        # Overflow connections are closed when given back: a pool smaller than the requests in
+        # flight opens and closes a connection per request.
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "pool_size": pool_size,
+            "max_overflow": pool_size * 2,
+        }
         if self.dialect == "sqlite":
             ensure_sqlite_directory(url)
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         else:
-            kwargs.update(
-                pool_size=pool_size,
-                max_overflow=pool_size * 2,
-                pool_recycle=POOL_RECYCLE_SECONDS,
-            )
+            kwargs["pool_recycle"] = POOL_RECYCLE_SECONDS
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self.read_engine: AsyncEngine
         if self.dialect == "sqlite":
