@@ -57,6 +57,11 @@ from billfold.subscriptions.models import Subscription
 STATUS_PATH = "/api/v1/payments/subscription/status"
 JWT_SECRET = "bench-http-secret-0123456789abcdef0123456789"
 BILLFOLD = str(Path(sys.executable).with_name("billfold"))
+LIVE_STRIPE = {
+    "STRIPE_SECRET_KEY": "sk_test_bench_http",
+    "STRIPE_WEBHOOK_SECRET": "whsec_bench_http",
+    "BILLFOLD_STRIPE_API_BASE": "http://127.0.0.1:9",
+}
 
 BARE_APP = """
 import sys
@@ -262,13 +267,17 @@ def bench_database(label: str, env: dict[str, str], args: argparse.Namespace, tm
         port, bare_port = free_port(), free_port()
         base, bare_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bare_port}"
         serve = [BILLFOLD, "serve", "--port", str(port)]
+        serve_env = env
         if workers > 1:
+            # The embedded sandbox lives in one process: several workers talk to a Stripe of
+            # their own (never called by these routes).
             serve += ["--workers", str(workers)]
+            serve_env = {**env, **LIVE_STRIPE}
         bare_env = {**env, "PYTHONPATH": str(tmp)}
         bare = [sys.executable, str(tmp / "bare_app.py"), str(bare_port), str(workers)]
         with (
             serving(bare, bare_env, bare_base + "/bare") as (bare_pid, bare_start),
-            serving(serve, env, base + "/healthz") as (pid, start),
+            serving(serve, serve_env, base + "/healthz") as (pid, start),
         ):
             check = httpx.get(base + STATUS_PATH, headers={"Authorization": f"Bearer {tokens[0]}"})
             if check.status_code != 200 or check.json()["data"]["has_premium"] is not True:
@@ -282,7 +291,10 @@ def bench_database(label: str, env: dict[str, str], args: argparse.Namespace, tm
             bare_fig = wrk(bare_base, "/bare", [], c, args.duration)
             health = wrk(base, "/healthz", [], c, args.duration)
             status = wrk(base, STATUS_PATH, tokens, c, args.duration)
-            print(f"\n{label}, {workers} worker{'s' if workers > 1 else ''}, {c} connections")
+            mode = "Stripe sandbox embedded" if workers == 1 else "Stripe key set, no sandbox"
+            print(
+                f"\n{label}, {workers} worker{'s' if workers > 1 else ''} ({mode}), {c} connections"
+            )
             print(row("bare FastAPI GET /bare", bare_fig, None))
             print(row("GET /healthz", health, bare_fig))
             print(row("GET subscription/status (logged in)", status, bare_fig))
