@@ -32,6 +32,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util import await_only
 
+from billfold.db.sqlite_inline import READ_BUSY_TIMEOUT_S, connector
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Below the idle timeouts of common proxies and managed servers (often 30 to 60 minutes).
 POOL_RECYCLE_SECONDS = 1800
@@ -47,7 +49,8 @@ def _configure_sqlite(engine: AsyncEngine, *, read_only: bool) -> None:
         # Take transaction control away from the driver so we can say BEGIN ourselves.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        busy_ms = int(READ_BUSY_TIMEOUT_S * 1000) if read_only else SQLITE_BUSY_TIMEOUT_MS
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
@@ -125,8 +128,12 @@ class Database:
         self.read_engine: AsyncEngine
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, read_only=False)
-            # Readers get a pool of their own: query_only is a property of the connection.
-            self.read_engine = create_async_engine(url, **kwargs)
+            # Readers get a pool of their own (query_only is a property of the connection),
+            # on the event loop's thread (db/sqlite_inline.py) when the database is a file.
+            read_kwargs = dict(kwargs)
+            if parsed.database not in (None, "", ":memory:"):
+                read_kwargs["async_creator"] = connector(str(parsed.database))
+            self.read_engine = create_async_engine(url, **read_kwargs)
             _configure_sqlite(self.read_engine, read_only=True)
         elif self.dialect == "postgresql":
             self.read_engine = self.engine.execution_options(postgresql_readonly=True)
