@@ -295,16 +295,30 @@ class RateLimitMiddleware:
     the app's route list (the same list object, so routes included later are seen).
     """
 
+    CLASS_CACHE_SIZE = 1024
+
     def __init__(self, app: ASGIApp, limiter: ApiRateLimiter, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.limiter = limiter
         self.routes = routes
+        # The class of a method and path (and so of its path parameters) never changes while
+        # the route list does not: matching walks every route, once per distinct request line.
+        self._classes: dict[tuple[int, str, str, str], RateLimitClass] = {}
+
+    def _class_of(self, scope: Scope) -> RateLimitClass:
+        key = (len(self.routes), scope.get("method", ""), scope.get("root_path", ""), scope["path"])
+        found = self._classes.get(key)
+        if found is None:
+            if len(self._classes) >= self.CLASS_CACHE_SIZE:
+                self._classes.clear()
+            found = self._classes[key] = rate_limit_class(self.routes, scope)
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = rate_limit_class(self.routes, scope)
+        declared = self._class_of(scope)
         if declared is RateLimitClass.EXEMPT:
             await self.app(scope, receive, send)
             return
