@@ -25,12 +25,12 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.util import await_only
 
 from billfold.db.sqlite_inline import READ_BUSY_TIMEOUT_S, connector
 
@@ -65,25 +65,31 @@ def _configure_sqlite(engine: AsyncEngine, *, read_only: bool) -> None:
         connection.exec_driver_sql(begin)
 
 
-def _begin_now(connection: Connection) -> None:
+async def _begin_now(connection: AsyncConnection) -> None:
     """Send the asyncpg transaction's BEGIN now rather than before the first statement, so a
     dropped connection is found while nothing has been done on it yet (the driver would send
     this BEGIN anyway: no extra round trip). A dropped connection is invalidated (the pool then
     also retires every connection opened before it) and DBAPIError says so."""
-    raw: Any = connection.connection.dbapi_connection
+    sync = connection.sync_connection
+    assert sync is not None
+    raw: Any = sync.connection.dbapi_connection
     start = getattr(raw, "_start_transaction", None)
     if start is None or getattr(raw, "_transaction", None) is not None:
         return
     try:
-        await_only(start())
-    except connection.dialect.loaded_dbapi.Error as exc:
-        disconnected = connection.dialect.is_disconnect(exc, raw, None)
+        await start()  # a coroutine of the driver's adapter: no greenlet needed
+    except sync.dialect.loaded_dbapi.Error as exc:
+        disconnected = sync.dialect.is_disconnect(exc, raw, None)
         if disconnected:
-            # What SQLAlchemy does on a disconnect error: the pool retires every connection
-            # opened before now (the server dropped them all, most likely), then this one.
-            connection.engine.pool._invalidate(connection.connection, exc, _checkin=False)
-            connection.invalidate(exc)
+            await connection.run_sync(_invalidate, exc)
         raise DBAPIError("BEGIN", None, exc, connection_invalidated=disconnected) from exc
+
+
+def _invalidate(connection: Connection, exc: BaseException) -> None:
+    # What SQLAlchemy does on a disconnect error: the pool retires every connection opened
+    # before now (the server dropped them all, most likely), then this one.
+    connection.engine.pool._invalidate(connection.connection, exc, _checkin=False)
+    connection.invalidate(exc)
 
 
 def is_read_only(session: AsyncSession) -> bool:
@@ -177,7 +183,7 @@ class Database:
         for attempt in (1, 2):
             try:
                 connection = await session.connection()
-                await connection.run_sync(_begin_now)
+                await _begin_now(connection)
                 return
             except DBAPIError as exc:
                 if attempt == 2 or not exc.connection_invalidated:
