@@ -103,7 +103,6 @@ def serve(
     console.print(f"  mode: {mode}")
     console.print(f"  database: {database}")
     if workers > 1:
-        console.print(f"  workers: {workers}")
         if settings.sandbox_mode:
             # Each worker would hold a sandbox of its own on one state file: one Stripe world
             # must live in one process.
@@ -114,6 +113,8 @@ def serve(
             )
             workers = 1
             application = create_app(settings)
+        else:
+            console.print(f"  workers: {workers}")
     configure_logging(settings.log_level)
     if application is not None:
         uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning")
