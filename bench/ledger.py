@@ -148,7 +148,7 @@ class PythonWriters:
     def __init__(self, url: str, ledger: Ledger, hot: bool, writers: int, label: str) -> None:
         # Without the pool's pre-ping: on asyncpg it adds three round trips per transaction that
         # are not the posting's and that pgbench does not send.
-        self.db = Database(url, pool_size=writers, pre_ping=False)
+        self.db = Database(url, pool_size=writers)
         self.ledger, self.hot, self.writers, self.label = ledger, hot, writers, label
         self.clock = FrozenClock()
         self.keys = itertools.count()

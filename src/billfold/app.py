@@ -55,7 +55,7 @@ def create_app(
     """Build the billfold ASGI app. Tests pass their own database, clock and Stripe gateway."""
     settings = settings or get_settings()
     settings.check()
-    db = database or Database(settings.effective_database_url)
+    db = database or Database(settings.effective_database_url, pool_size=settings.db_pool_size)
     container = wire(Container(settings=settings, db=db, clock=clock or SystemClock()))
     container.stripe_gateway = stripe_gateway or StripeClientGateway(settings)
     rate_limiter = ApiRateLimiter.from_settings(settings)

@@ -16,7 +16,6 @@ from billfold.config import get_settings
 from billfold.errors import BillfoldError
 from billfold.jobs.cli import jobs_app
 from billfold.ledger.cli import ledger_app
-from billfold.sandbox.cli import sandbox_app
 from billfold.stripe import cli as stripe_cli
 from billfold.stripe.cli import stripe_app
 from billfold.subscriptions.cli import reconcile
@@ -30,7 +29,24 @@ app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(audit_app, name="audit")
 app.add_typer(ledger_app, name="ledger")
+# The sandbox (its package imports Starlette) is imported only when its command runs: the
+# other commands start without the web stack.
+sandbox_app = typer.Typer(help="The Stripe sandbox (a stateful Stripe API).", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command(
+    "serve",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,  # --help goes to the sandbox's own command, which has the options
+)
+def sandbox_serve(ctx: typer.Context) -> None:
+    """Serve the Stripe sandbox; point any Stripe SDK's API base at it (--help for options)."""
+    from billfold.sandbox.cli import sandbox_app as the_sandbox
+
+    typer.main.get_command(the_sandbox).main(list(ctx.args), prog_name="billfold sandbox serve")
+
+
 app.add_typer(catalog_app, name="catalog")
 stripe_app.command("reconcile")(reconcile)
 app.add_typer(stripe_app, name="stripe")
@@ -50,9 +66,16 @@ def fail(message: str) -> None:
 def serve(
     host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port to listen on (default 8000)."),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        help="Processes serving requests (uvicorn's workers); about one per core.",
+    ),
     reload: bool = typer.Option(False, help="Reload on code changes (development)."),
 ) -> None:
     """Start the HTTP API (migrating the database first)."""
+    import os
+
     import uvicorn
 
     from billfold.app import create_app
@@ -67,7 +90,9 @@ def serve(
     try:
         settings.check()
         upgrade(settings.effective_database_url)
-        application = create_app(settings)
+        # With workers, each process builds its own app from the environment (uvicorn imports
+        # the factory in every worker); the settings were checked above.
+        application = create_app(settings) if workers == 1 else None
     except BillfoldError as exc:
         fail(exc.message)
         return
@@ -82,8 +107,34 @@ def serve(
     console.print(f"billfold listening on http://{settings.host}:{settings.port}")
     console.print(f"  mode: {mode}")
     console.print(f"  database: {database}")
+    if workers > 1:
+        if settings.sandbox_mode:
+            # Each worker would hold a sandbox of its own on one state file: one Stripe world
+            # must live in one process.
+            console.print(
+                "[yellow]  the embedded sandbox runs in one process: serving with 1 worker "
+                "(set STRIPE_SECRET_KEY, or run `billfold sandbox serve` and point "
+                "BILLFOLD_STRIPE_API_BASE at it, to serve with several)[/yellow]"
+            )
+            workers = 1
+            application = create_app(settings)
+        else:
+            console.print(f"  workers: {workers}")
     configure_logging(settings.log_level)
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning")
+    if application is not None:
+        uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning")
+        return
+    # The workers read their settings from the environment: pass the command line's on.
+    os.environ["BILLFOLD_HOST"] = settings.host
+    os.environ["BILLFOLD_PORT"] = str(settings.port)
+    uvicorn.run(
+        "billfold.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level="warning",
+    )
 
 
 @app.command()

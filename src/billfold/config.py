@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     job_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_alias("BILLFOLD_JOB_MODULES")
     )
+    # Connections each process keeps open (readers and writers each, on SQLite); more requests
+    # in flight than this wait for one, briefly opening up to twice as many extra ones.
+    db_pool_size: int = Field(default=20, ge=1, validation_alias=_alias("BILLFOLD_DB_POOL_SIZE"))
     catalog_file: Path | None = Field(
         default=None, validation_alias=_alias("BILLFOLD_CATALOG_FILE")
     )

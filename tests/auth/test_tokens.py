@@ -279,3 +279,25 @@ def test_embedded_secret_is_created_once_and_private(tmp_path: Path) -> None:
     assert secret_file.stat().st_mode & 0o777 == 0o600
     again = Settings(data_dir=tmp_path / "data", environment="test")
     assert verify_token(again, token).subject == "alice"
+
+
+def test_a_verified_token_is_answered_from_the_cache_only_under_the_same_settings() -> None:
+    settings = Settings(jwt_secret=SECRET)
+    token = issue_token(settings, "alice")
+    first = verify_token(settings, token)
+    assert verify_token(settings, token) is first  # the cache's answer
+    rotated = Settings(jwt_secret="r" * 40)
+    with pytest.raises(Unauthenticated):
+        verify_token(rotated, token)  # another secret verifies again, and refuses
+    other_audience = Settings(jwt_secret=SECRET, jwt_audience="elsewhere")
+    with pytest.raises(Unauthenticated):
+        verify_token(other_audience, token)
+
+
+def test_an_expired_token_is_not_answered_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(jwt_secret=SECRET)
+    token = issue_token(settings, "alice", ttl=timedelta(seconds=60))
+    first = verify_token(settings, token)
+    later = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: later)  # the cache's clock only; jwt's is not moved
+    assert verify_token(settings, token) is not first  # verified again, not taken from the cache

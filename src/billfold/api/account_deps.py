@@ -8,38 +8,41 @@ the account with `X-Billfold-Account` (or the shop header). The rule itself is
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends
 
 from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
-from billfold.api.deps import ContainerDep, SessionDep
+from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep
 from billfold.auth.tenancy import account_for_principal
 from billfold.customers.models import BillingAccount
 
 
-def _account_dependency(*, require_admin: bool) -> Callable[..., Awaitable[BillingAccount]]:
-    """A dependency resolving the request's account by the rule above; `require_admin`: an
-    organization's account needs the admin role."""
-
-    async def account(
-        session: SessionDep,
-        container: ContainerDep,
-        principal: PrincipalDep,
-        shop: ShopHeaderDep = None,
-    ) -> BillingAccount:
-        return await account_for_principal(
-            session, principal, container.settings, header_shop=shop, require_admin=require_admin
-        )
-
-    return account
+async def acting_account(
+    session: SessionDep,
+    container: ContainerDep,
+    principal: PrincipalDep,
+    shop: ShopHeaderDep = None,
+) -> BillingAccount:
+    """The account the caller acts on (an organization needs the admin role), in the request's
+    write unit of work."""
+    return await account_for_principal(
+        session, principal, container.settings, header_shop=shop, require_admin=True
+    )
 
 
-# The account the caller acts on (an organization needs the admin role).
-acting_account = _account_dependency(require_admin=True)
-# The account the caller reads (any member of an organization may).
-reading_account = _account_dependency(require_admin=False)
+async def reading_account(
+    session: ReadSessionDep,
+    container: ContainerDep,
+    principal: PrincipalDep,
+    shop: ShopHeaderDep = None,
+) -> BillingAccount:
+    """The account the caller reads (any member of an organization may), in the request's read
+    unit of work: a route taking it takes `ReadSessionDep`."""
+    return await account_for_principal(
+        session, principal, container.settings, header_shop=shop, require_admin=False
+    )
+
 
 ActingAccountDep = Annotated[BillingAccount, Depends(acting_account)]
 ReadingAccountDep = Annotated[BillingAccount, Depends(reading_account)]

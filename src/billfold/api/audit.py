@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from billfold.api.auth_deps import PrincipalDep
-from billfold.api.deps import SessionDep
+from billfold.api.deps import ReadSessionDep
 from billfold.audit.schemas import AuditEntryRead, AuditPage
 from billfold.audit.service import list_entries
 from billfold.auth.principal import AccountRef
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 @router.get("", response_model=AuditPage)
 async def read_audit_log(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: PrincipalDep,
     account_id: Annotated[
         str | None, Query(max_length=40, description="A billing account id (acct_...).")

@@ -18,6 +18,10 @@ def actor_of_request(request: Request) -> str:
     return str(actor) if actor else "anonymous"
 
 
+async def _audit_context(request: Request) -> AuditContext:
+    return audit_context(request)
+
+
 def audit_context(request: Request) -> AuditContext:
     """The audit context of `request`; its actor is read when an entry is written."""
     container = get_container(request)
@@ -37,4 +41,4 @@ def audit_context_for(request: Request, principal: Principal) -> AuditContext:
     return context
 
 
-AuditContextDep = Annotated[AuditContext, Depends(audit_context)]
+AuditContextDep = Annotated[AuditContext, Depends(_audit_context)]

@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billfold.api.deps import SessionDep, get_container
+from billfold.api.deps import get_container
 from billfold.auth.apikeys import authenticate_api_key, looks_like_api_key
 from billfold.auth.principal import ACCOUNT_HEADER, SHOP_HEADER, AccountRef, Principal
 from billfold.auth.tokens import verify_token
@@ -51,8 +51,9 @@ def header_credential(request: Request) -> str | None:
 async def authenticate(
     request: Request, session: AsyncSession | None, credential: str
 ) -> Principal:
-    """The principal of a JWT or an API key (looked up in `session`, or in a short
-    transaction of its own when the caller has none)."""
+    """The principal of a JWT or an API key (looked up in `session`, else in the request's
+    write unit of work when it is open, else in a short one of its own: a key's lookup may
+    record its last use)."""
     container = get_container(request)
     if looks_like_api_key(credential):
         if session is None:
@@ -71,20 +72,22 @@ async def authenticate(
     return principal
 
 
-async def current_principal(request: Request, session: SessionDep) -> Principal:
+# No session dependency: a user's token needs no database, and a route that only reads must
+# not open a writer to authenticate its caller.
+async def current_principal(request: Request) -> Principal:
     """The authenticated caller; 401 when credentials are missing or bad."""
     credential = header_credential(request)
     if credential is None:
         raise Unauthenticated("missing credentials: send Authorization: Bearer <token>")
-    return await authenticate(request, session, credential)
+    return await authenticate(request, None, credential)
 
 
-async def optional_principal(request: Request, session: SessionDep) -> Principal | None:
+async def optional_principal(request: Request) -> Principal | None:
     """The caller when credentials are sent (bad ones are still 401), else None."""
     credential = header_credential(request)
     if credential is None:
         return None
-    return await authenticate(request, session, credential)
+    return await authenticate(request, None, credential)
 
 
 async def principal_from_token_or_header(
@@ -112,7 +115,7 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]
 
 
-def shop_header(
+async def shop_header(
     x_shopify_shop_domain: Annotated[str | None, Header(alias=SHOP_HEADER)] = None,
 ) -> str | None:
     """Document 001's optional `X-Shopify-Shop-Domain`; pass it to `account_for_shop`, which

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
 from billfold.api.audit_deps import AuditContextDep
-from billfold.api.deps import ContainerDep, SessionDep, end_transaction
+from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.errors import ValidationFailed
 from billfold.subscriptions import checkout, models, reads
@@ -116,7 +116,9 @@ async def create_checkout_session(
 
 
 @router.get("/subscriptions", response_model=SubscriptionList)
-async def list_subscriptions(session: SessionDep, account: ReadingAccountDep) -> SubscriptionList:
+async def list_subscriptions(
+    session: ReadSessionDep, account: ReadingAccountDep
+) -> SubscriptionList:
     """Every subscription of the account, newest first (ended ones included)."""
     found = await reads.list_subscriptions(session, account)
     return SubscriptionList(subscriptions=[SubscriptionRead.model_validate(sub) for sub in found])

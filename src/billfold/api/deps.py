@@ -16,12 +16,26 @@ def get_container(request: Request) -> Container:
     return container
 
 
+# Dependencies are `async def`: FastAPI runs a plain `def` dependency in a worker thread, a
+# thread hop per request for a dictionary lookup.
+async def _container(request: Request) -> Container:
+    return get_container(request)
+
+
 async def _unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's one transaction: committed after the handler returns, before the response
     is sent (so a failed commit is an error response, never a success that did not happen)."""
     container = get_container(request)
     async with container.db.transaction() as session:
         request.state.db_session = session
+        yield session
+
+
+async def _read_unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction when its route only reads: it never takes a write lock
+    (on SQLite it reads a snapshot while a writer works) and a statement that writes fails.
+    What tenancy creates on first use it creates in a short writer of its own."""
+    async with get_container(request).db.read() as session:
         yield session
 
 
@@ -35,7 +49,9 @@ async def end_transaction(session: AsyncSession) -> None:
 
 # scope="function": the commit runs when the path operation ends, before the response goes out.
 SessionDep = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
-ContainerDep = Annotated[Container, Depends(get_container)]
+# For GET routes that only read.
+ReadSessionDep = Annotated[AsyncSession, Depends(_read_unit_of_work, scope="function")]
+ContainerDep = Annotated[Container, Depends(_container)]
 
 
 def request_id(request: Request) -> str:

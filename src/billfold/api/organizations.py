@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billfold.api.audit_deps import AuditContextDep
 from billfold.api.auth_deps import PrincipalDep
-from billfold.api.deps import ContainerDep, SessionDep, end_transaction
+from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.auth.tenancy import account_for_organization
 from billfold.errors import ValidationFailed
@@ -87,7 +87,7 @@ async def create_checkout(
 
 @router.get("/subscription")
 async def get_subscription(
-    org_id: str, session: SessionDep, container: ContainerDep, principal: PrincipalDep
+    org_id: str, session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
 ) -> SubscriptionStatusRead:
     """The organization's subscription status (any member)."""
     account = await account_for_organization(

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billfold.api.audit_deps import AuditContextDep
 from billfold.api.auth_deps import PrincipalDep
-from billfold.api.deps import ContainerDep, SessionDep, end_transaction
+from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.errors import ErrorBody, register_error_shape
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.api.webhooks import accept_stripe_webhook
@@ -100,7 +100,7 @@ def _plan_entries(catalog: Catalog, currency: str | None) -> list[dict[str, Any]
 
 @router.get("/plans")
 async def get_plans(
-    session: SessionDep,
+    session: ReadSessionDep,
     container: ContainerDep,
     currency: str | None = Query(default=None, description="usd, eur, ... (default: the default)"),
 ) -> JSONResponse:
@@ -121,7 +121,7 @@ def _premium_price(catalog: Catalog, interval: str, currency: str) -> PlanPrice 
 
 
 @router.get("/config")
-async def get_config(session: SessionDep, container: ContainerDep) -> JSONResponse:
+async def get_config(session: ReadSessionDep, container: ContainerDep) -> JSONResponse:
     """The publishable key and the first plan's monthly and yearly prices."""
     settings = container.settings
     catalog = await load_catalog(session, settings)
@@ -183,7 +183,7 @@ async def create_checkout_session(
 
 @router.get("/subscription/status")
 async def get_subscription_status(
-    session: SessionDep, container: ContainerDep, principal: PrincipalDep
+    session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
 ) -> JSONResponse:
     account = await account_for_principal(
         session, principal, container.settings, require_admin=False
@@ -222,7 +222,7 @@ def _details(sub: Subscription, user_id: str) -> dict[str, Any]:
 
 @router.get("/subscription")
 async def get_subscription(
-    session: SessionDep, container: ContainerDep, principal: PrincipalDep
+    session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
 ) -> JSONResponse:
     account = await account_for_principal(
         session, principal, container.settings, require_admin=False

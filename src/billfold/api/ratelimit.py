@@ -25,14 +25,15 @@ import hashlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from fastapi.routing import APIRoute, iter_route_contexts
-from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits import RateLimitItem, WindowStats, parse
+from limits.aio.storage import RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import ConnectionPool
@@ -141,6 +142,55 @@ class RateLimitDecision:
         return [(name, value.encode()) for name, value in values.items()]
 
 
+class LocalMovingWindow:
+    """The moving window counted in this process, answering as limits' `MovingWindowRateLimiter`
+    does (`hit`, `get_window_stats`): each caller's request times in a deque, oldest first.
+
+    limits' own in-memory storage hands a bisect to a worker thread for every key on every
+    request (its expiry task), a thread hop per request for what is a few list operations."""
+
+    PRUNE_EVERY = 10_000  # hits between sweeps of the callers gone quiet
+
+    def __init__(self) -> None:
+        self._events: dict[str, tuple[float, deque[float]]] = {}
+        self._hits = 0
+
+    def _window(
+        self, item: RateLimitItem, identifiers: tuple[str, ...], now: float
+    ) -> deque[float]:
+        key = item.key_for(*identifiers)
+        expiry = item.get_expiry()
+        found = self._events.get(key)
+        if found is None:
+            found = self._events[key] = (expiry, deque())
+        events = found[1]
+        while events and events[0] <= now - expiry:
+            events.popleft()
+        return events
+
+    async def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        now = time.time()
+        self._hits += 1
+        if self._hits % self.PRUNE_EVERY == 0:
+            self._prune(now)
+        events = self._window(item, identifiers, now)
+        if len(events) + cost > item.amount:
+            return False
+        events.extend([now] * cost)
+        return True
+
+    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        now = time.time()
+        events = self._window(item, identifiers, now)
+        start = events[0] if events else now
+        return WindowStats(start + item.get_expiry(), item.amount - len(events))
+
+    def _prune(self, now: float) -> None:
+        quiet = [k for k, (expiry, ev) in self._events.items() if not ev or ev[-1] <= now - expiry]
+        for key in quiet:
+            del self._events[key]
+
+
 class ApiRateLimiter:
     """Counts callers' requests in a moving window (exact: no burst at a window's edge).
 
@@ -161,7 +211,7 @@ class ApiRateLimiter:
     ) -> None:
         self.general = general
         self.checkout = checkout
-        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._local = LocalMovingWindow()
         self._pool: ConnectionPool | None = None
         self._shared: MovingWindowRateLimiter | None = None
         self._redis_down_until = 0.0
@@ -215,7 +265,9 @@ class ApiRateLimiter:
 
     @staticmethod
     async def _hit(
-        limiter: MovingWindowRateLimiter, items: list[tuple[str, RateLimitItem]], caller: str
+        limiter: MovingWindowRateLimiter | LocalMovingWindow,
+        items: list[tuple[str, RateLimitItem]],
+        caller: str,
     ) -> RateLimitDecision:
         decisions = []
         # A request refused by the checkout limit has still used one of the general budget: the
@@ -243,16 +295,30 @@ class RateLimitMiddleware:
     the app's route list (the same list object, so routes included later are seen).
     """
 
+    CLASS_CACHE_SIZE = 1024
+
     def __init__(self, app: ASGIApp, limiter: ApiRateLimiter, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.limiter = limiter
         self.routes = routes
+        # The class of a method and path (and so of its path parameters) never changes while
+        # the route list does not: matching walks every route, once per distinct request line.
+        self._classes: dict[tuple[int, str, str, str], RateLimitClass] = {}
+
+    def _class_of(self, scope: Scope) -> RateLimitClass:
+        key = (len(self.routes), scope.get("method", ""), scope.get("root_path", ""), scope["path"])
+        found = self._classes.get(key)
+        if found is None:
+            if len(self._classes) >= self.CLASS_CACHE_SIZE:
+                self._classes.clear()
+            found = self._classes[key] = rate_limit_class(self.routes, scope)
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = rate_limit_class(self.routes, scope)
+        declared = self._class_of(scope)
         if declared is RateLimitClass.EXEMPT:
             await self.app(scope, receive, send)
             return

@@ -10,11 +10,11 @@ from billfold.config import (
     SANDBOX_WEBHOOK_SECRET,
     Settings,
 )
-from billfold.sandbox.app import create_sandbox_app
-from billfold.sandbox.state import SandboxState
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from billfold.sandbox.state import SandboxState
 
 WEBHOOK_PATH = "/api/v1/payments/webhook"
 BILLFOLD_ENDPOINT_ID = "we_billfold_local"
@@ -26,6 +26,10 @@ def mount_sandbox(app: FastAPI, settings: Settings) -> SandboxState | None:
     `{data_dir}/sandbox.json`. Returns the sandbox state (None outside sandbox mode)."""
     if not settings.sandbox_mode:
         return None
+    # Imported here: a billfold talking to real Stripe never loads the sandbox.
+    from billfold.sandbox.app import create_sandbox_app
+    from billfold.sandbox.state import SandboxState
+
     state = SandboxState(settings.data_dir / "sandbox.json", api_keys={SANDBOX_SECRET_KEY})
     ensure_billfold_endpoint(state, settings.base_url + WEBHOOK_PATH)
     app.mount(SANDBOX_MOUNT_PATH, create_sandbox_app(state))

@@ -31,7 +31,7 @@ from pydantic.alias_generators import to_camel
 
 from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
 from billfold.api.audit_deps import AuditContextDep
-from billfold.api.deps import ContainerDep, SessionDep, end_transaction
+from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.errors import ValidationFailed
 from billfold.subscriptions import changes, checkout, models, reads
@@ -133,7 +133,7 @@ def _require_plan(choice: PlanChoice) -> None:
 
 @router.get("/current", response_model=CurrentSubscriptionRead)
 async def get_current_subscription(
-    session: SessionDep, container: ContainerDep, account: ReadingAccountDep
+    session: ReadSessionDep, container: ContainerDep, account: ReadingAccountDep
 ) -> CurrentSubscriptionRead:
     """The account's subscription (the live one, else the last ended one) and its premium flag."""
     found = await reads.status(session, container, account)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TypeGuard
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.auth.principal import (
@@ -24,10 +25,29 @@ from billfold.auth.principal import (
 from billfold.config import Settings
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import get_or_create_account
+from billfold.db.engine import database_of, is_read_only
 from billfold.errors import Forbidden, NotFound, ValidationFailed
+
+# The one query from a principal to its account, built once (a request only binds its values).
+_ACCOUNT_BY_REF = select(BillingAccount).where(
+    BillingAccount.kind == bindparam("kind"),
+    BillingAccount.external_id == bindparam("external_id"),
+)
 
 
 async def _open(session: AsyncSession, ref: AccountRef, settings: Settings) -> BillingAccount:
+    """The account, created on first use. In a read unit of work (a GET route) it is read; only
+    when it is missing is it created, in a short write unit of work of its own (a read never
+    takes the write lock, and most reads find the account)."""
+    if is_read_only(session):
+        found = await session.execute(
+            _ACCOUNT_BY_REF, {"kind": ref.kind.value, "external_id": ref.external_id}
+        )
+        account = found.scalar_one_or_none()
+        if account is not None:
+            return account
+        async with database_of(session).transaction() as writer:
+            return await _open(writer, ref, settings)
     return await get_or_create_account(
         session, ref.kind, ref.external_id, currency=settings.stripe_default_currency
     )

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -33,6 +36,9 @@ MAX_TOKEN_LENGTH = 8192
 # A user id: 1 to 255 characters, no control characters and no lone surrogates (which no
 # database column can store).
 _SUBJECT = re.compile(r"^[^\x00-\x1f\x7f\ud800-\udfff]{1,255}$")
+# Verified tokens are kept until they expire, so a caller's next request skips the signature
+# check and the claims' parsing: a bounded LRU keyed by the token and what verified it.
+VERIFIED_CACHE_SIZE = 4096
 
 
 def _read_key(value: str, variable: str) -> str:
@@ -50,7 +56,13 @@ def signing_secret(settings: Settings) -> str:
     atomically, so two processes starting together agree on it)."""
     if settings.jwt_secret:
         return settings.jwt_secret
-    path = settings.data_dir / _SECRET_FILE
+    return _data_dir_secret(settings.data_dir.resolve())
+
+
+@lru_cache(maxsize=8)
+def _data_dir_secret(data_dir: Path) -> str:
+    """The secret in `data_dir`, read once per process (not once per request)."""
+    path = data_dir / _SECRET_FILE
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -211,15 +223,69 @@ def _shops(claims: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
     return own, unique
 
 
+class _VerifiedTokens:
+    """Principals of tokens verified before, each until its token's `exp`; bounded (least
+    recently used first out). Only successes are kept: a bad token is checked every time."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, ...], tuple[Principal, float]] = OrderedDict()
+        self._lock = threading.Lock()  # `billfold token` and tests may verify from threads
+
+    def get(self, key: tuple[str, ...]) -> Principal | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            if time.time() >= found[1]:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return found[0]
+
+    def put(self, key: tuple[str, ...], principal: Principal, expires_at: float) -> None:
+        with self._lock:
+            self._entries[key] = (principal, expires_at)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_verified = _VerifiedTokens(VERIFIED_CACHE_SIZE)
+
+
+def _verifier(settings: Settings) -> tuple[str, ...]:
+    """What a token was verified against: a token verified under other settings (a rotated
+    secret or key, another issuer or audience) is verified again."""
+    key = settings.jwt_secret or settings.jwt_public_key or str(settings.data_dir)
+    return (settings.jwt_algorithm, settings.jwt_issuer, settings.jwt_audience, key)
+
+
 def verify_token(settings: Settings, token: str) -> Principal:
     """The principal a token names, or Unauthenticated.
 
     The algorithm is the configured one and nothing else: the token's own `alg` header is
     only compared with it, never trusted, so `none` and an HS256 token "signed" with the RSA
-    public key are refused before any key is used.
+    public key are refused before any key is used. A token verified before is answered from a
+    cache until it expires (its `exp`, which jwt checks with the system's time too).
     """
     if len(token) > MAX_TOKEN_LENGTH:
         raise Unauthenticated("token too long")
+    key = (token, *_verifier(settings))
+    cached = _verified.get(key)
+    if cached is not None:
+        return cached
+    principal, expires_at = _verify(settings, token)
+    _verified.put(key, principal, expires_at)
+    return principal
+
+
+def _verify(settings: Settings, token: str) -> tuple[Principal, float]:
+    """The principal a token names and when it expires (Unix time); Unauthenticated."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -252,7 +318,7 @@ def verify_token(settings: Settings, token: str) -> Principal:
     memberships = _memberships(claims)
     shop, shops = _shops(claims)
     org_id, role = memberships[0] if memberships else (None, None)
-    return Principal(
+    principal = Principal(
         kind="user",
         subject=subject,
         org_id=org_id,
@@ -261,3 +327,4 @@ def verify_token(settings: Settings, token: str) -> Principal:
         memberships=memberships,
         shops=shops,
     )
+    return principal, float(claims["exp"])

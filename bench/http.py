@@ -1,0 +1,367 @@
+"""The request path under load: billfold's routes beside a bare FastAPI route, measured with wrk.
+
+For SQLite and PostgreSQL, and for `billfold serve` with 1 worker and with `--workers 2`, in one
+run: requests per second, p50 and p99 of a bare FastAPI route (`GET /bare`, served by the same
+`uvicorn.run` call billfold uses), `/healthz`, and a logged-in read
+(`GET /api/v1/payments/subscription/status`, the tokens of --users users with an active
+subscription, one per request in turn) at --connections connections; each billfold figure also
+as a ratio to the bare route of the same configuration. On SQLite the logged-in read is also
+measured at 1 connection (its p99 at 32 should stay within 3x). Then the cold start (spawn to
+the first answer of `/healthz`, beside the bare app's) and the idle RSS of each server.
+
+    .venv/bin/python bench/http.py [--duration 5] [--connections 32] [--users 16]
+                                   [--workers 1,2] [--only sqlite|postgresql]
+                                   [--postgres postgresql://postgres@127.0.0.1:5432/test]
+
+Needs Debian's wrk (`apt-get install -y wrk`). SQLite runs on a temporary data dir; PostgreSQL
+on a scratch database created on --postgres's server, migrated with `billfold db upgrade` and
+dropped at the end. The users' subscriptions are written as rows (what Stripe's webhooks would
+have left). Every server is started here and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, where `http.py` would hide the
+# standard library's `http` package from everything imported below.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+
+from billfold.auth.tokens import issue_token
+from billfold.config import Settings
+from billfold.customers.models import AccountKind, BillingAccount
+from billfold.db.engine import Database
+from billfold.subscriptions.models import Subscription
+
+STATUS_PATH = "/api/v1/payments/subscription/status"
+JWT_SECRET = "bench-http-secret-0123456789abcdef0123456789"
+BILLFOLD = str(Path(sys.executable).with_name("billfold"))
+LIVE_STRIPE = {
+    "STRIPE_SECRET_KEY": "sk_test_bench_http",
+    "STRIPE_WEBHOOK_SECRET": "whsec_bench_http",
+    "BILLFOLD_STRIPE_API_BASE": "http://127.0.0.1:9",
+}
+
+BARE_APP = """
+import sys
+
+import uvicorn
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/bare")
+async def bare() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+if __name__ == "__main__":
+    port, workers = int(sys.argv[1]), int(sys.argv[2])
+    target = "bare_app:app" if workers > 1 else app
+    uvicorn.run(target, host="127.0.0.1", port=port, log_level="warning", workers=workers)
+"""
+
+WRK_SCRIPT = """
+local tokens = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  local headers = {}
+  if #tokens > 0 then headers["Authorization"] = "Bearer " .. tokens[(i %% #tokens) + 1] end
+  return wrk.format("GET", "%s", headers)
+end
+"""
+
+
+@dataclass
+class Figures:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)([a-z]+)", text.strip()).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def wrk(url: str, path: str, tokens: list[str], connections: int, seconds: float) -> Figures:
+    """wrk's figures for `path`, one token per request in turn (none: no Authorization)."""
+    quoted = ", ".join(f'"{token}"' for token in tokens)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % (quoted, path))
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{round(seconds)}s",
+                "--latency",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if found := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(found.group(1))
+    if found := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    ):
+        errors += sum(int(n) for n in found.groups())
+    return Figures(rps, p50, p99, errors)
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of a process and its children (uvicorn's workers), in MB."""
+    pids = [pid]
+    with suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            pids += [int(c) for c in (task / "children").read_text().split()]
+    total = 0
+    for one in pids:
+        with suppress(OSError):
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+@contextmanager
+def serving(command: list[str], env: dict[str, str], probe: str) -> Iterator[tuple[int, float]]:
+    """Start a server process; yield its pid and the seconds until `probe` answered 200."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[:3]} exited with {process.returncode}")
+            try:
+                if httpx.get(probe, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.01)
+        yield process.pid, time.perf_counter() - started
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+async def seed(url: str, users: int) -> None:
+    """`users` user accounts, each with an active monthly premium subscription."""
+    db = Database(url)
+    now = datetime.now(UTC)
+    async with db.transaction() as session:
+        for n in range(users):
+            account = BillingAccount(
+                id=f"acct_bench{n:04d}",
+                kind=AccountKind.USER.value,
+                external_id=f"user{n}",
+                currency="usd",
+                settings={},
+                stripe_customer_id=f"cus_bench{n:04d}",
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(account)
+            await session.flush()
+            session.add(
+                Subscription(
+                    id=f"sub_row_bench{n:04d}",
+                    account_id=account.id,
+                    stripe_subscription_id=f"sub_bench{n:04d}",
+                    stripe_customer_id=account.stripe_customer_id,
+                    plan_code="premium",
+                    price_id="price_bench_monthly",
+                    interval="monthly",
+                    currency="usd",
+                    unit_amount=699,
+                    status="active",
+                    current_period_start=now,
+                    current_period_end=now + timedelta(days=30),
+                    stripe_created=int(now.timestamp()),
+                    raw={"id": f"sub_bench{n:04d}", "object": "subscription"},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    await db.dispose()
+
+
+def ratio(figure: Figures, bare: Figures) -> str:
+    return f"{figure.rps / bare.rps:.3f}x" if bare.rps else "-"
+
+
+def row(label: str, figure: Figures, bare: Figures | None) -> str:
+    versus = ratio(figure, bare) if bare is not None else ""
+    errors = f"  ({figure.errors} errors)" if figure.errors else ""
+    return (
+        f"  {label:<34} {figure.rps:>9.0f} req/s  p50 {figure.p50_ms:>7.2f} ms  "
+        f"p99 {figure.p99_ms:>8.2f} ms  {versus:>7}{errors}"
+    )
+
+
+def supports_workers() -> bool:
+    help_text = subprocess.run(
+        [BILLFOLD, "serve", "--help"], capture_output=True, text=True, check=False
+    ).stdout
+    return "--workers" in help_text
+
+
+def bench_database(label: str, env: dict[str, str], args: argparse.Namespace, tmp: Path) -> None:
+    settings = Settings(jwt_secret=JWT_SECRET)
+    tokens = [issue_token(settings, f"user{n}", ttl=timedelta(hours=2)) for n in range(args.users)]
+    subprocess.run([BILLFOLD, "db", "upgrade"], env=env, check=True, capture_output=True)
+    asyncio.run(seed(env["BILLFOLD_DATABASE_URL"], args.users))
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    if not supports_workers():
+        worker_counts = [1]
+        print("  (billfold serve has no --workers yet: 1 worker only)")
+    for workers in worker_counts:
+        port, bare_port = free_port(), free_port()
+        base, bare_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bare_port}"
+        serve = [BILLFOLD, "serve", "--port", str(port)]
+        serve_env = env
+        if workers > 1:
+            # The embedded sandbox lives in one process: several workers talk to a Stripe of
+            # their own (never called by these routes).
+            serve += ["--workers", str(workers)]
+            serve_env = {**env, **LIVE_STRIPE}
+        bare_env = {**env, "PYTHONPATH": str(tmp)}
+        bare = [sys.executable, str(tmp / "bare_app.py"), str(bare_port), str(workers)]
+        with (
+            serving(bare, bare_env, bare_base + "/bare") as (bare_pid, bare_start),
+            serving(serve, serve_env, base + "/healthz") as (pid, start),
+        ):
+            check = httpx.get(base + STATUS_PATH, headers={"Authorization": f"Bearer {tokens[0]}"})
+            if check.status_code != 200 or check.json()["data"]["has_premium"] is not True:
+                raise RuntimeError(f"the logged-in read answered {check.status_code} {check.text}")
+            time.sleep(0.5)
+            idle, bare_idle = rss_mb(pid), rss_mb(bare_pid)
+            c = args.connections
+            for target in (bare_base + "/bare", base + "/healthz"):  # warm up
+                wrk(target, "/" + target.rsplit("/", 1)[1], [], c, 1)
+            wrk(base, STATUS_PATH, tokens, c, 1)
+            bare_fig = wrk(bare_base, "/bare", [], c, args.duration)
+            health = wrk(base, "/healthz", [], c, args.duration)
+            status = wrk(base, STATUS_PATH, tokens, c, args.duration)
+            mode = "Stripe sandbox embedded" if workers == 1 else "Stripe key set, no sandbox"
+            print(
+                f"\n{label}, {workers} worker{'s' if workers > 1 else ''} ({mode}), {c} connections"
+            )
+            print(row("bare FastAPI GET /bare", bare_fig, None))
+            print(row("GET /healthz", health, bare_fig))
+            print(row("GET subscription/status (logged in)", status, bare_fig))
+            if label == "sqlite" and workers == 1:
+                single = wrk(base, STATUS_PATH, tokens, 1, args.duration)
+                print(row("  the same at 1 connection", single, None))
+                print(f"  p99 at {c} connections / p99 at 1: {status.p99_ms / single.p99_ms:.1f}x")
+            print(
+                f"  cold start {start:.2f} s (bare {bare_start:.2f} s, {start / bare_start:.1f}x); "
+                f"idle RSS {idle:.0f} MB (bare {bare_idle:.0f} MB)"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--users", type=int, default=16)
+    parser.add_argument("--workers", default="1,2", help="worker counts to measure")
+    parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
+    base_env = {
+        **os.environ,
+        "BILLFOLD_JWT_SECRET": JWT_SECRET,
+        # The limits are not what is measured here: no caller may hit them.
+        "BILLFOLD_RATE_LIMIT": "1000000/second",
+        "BILLFOLD_WEBHOOK_RETRY_SECONDS": "0",
+        "BILLFOLD_LOG_LEVEL": "WARNING",
+    }
+    with tempfile.TemporaryDirectory(prefix="billfold-bench-http-") as folder:
+        tmp = Path(folder)
+        (tmp / "bare_app.py").write_text(BARE_APP)
+        if args.only in (None, "sqlite"):
+            data = tmp / "sqlite"
+            env = {
+                **base_env,
+                "BILLFOLD_DATA_DIR": str(data),
+                "BILLFOLD_DATABASE_URL": f"sqlite+aiosqlite:///{data / 'billfold.db'}",
+            }
+            data.mkdir()
+            bench_database("sqlite", env, args, tmp)
+        if args.only in (None, "postgresql"):
+            name = f"billfold_bench_http_{uuid.uuid4().hex[:8]}"
+            admin_url = args.postgres.replace("+asyncpg", "")
+            asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+            url = "postgresql+asyncpg://" + admin_url.split("://", 1)[1].rsplit("/", 1)[0]
+            env = {
+                **base_env,
+                "BILLFOLD_DATA_DIR": str(tmp / "pg"),
+                "BILLFOLD_DATABASE_URL": f"{url}/{name}",
+            }
+            try:
+                bench_database("postgresql", env, args, tmp)
+            finally:
+                asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+if __name__ == "__main__":
+    main()
