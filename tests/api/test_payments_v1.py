@@ -242,7 +242,7 @@ async def test_webhook_signatures(
     # Tampered body after signing.
     import json as _json
 
-    from tests.subscriptions.fake_stripe import sign
+    from tests.fakes.stripe_gateway import sign
 
     payload = _json.dumps(event).encode()
     header = sign(payload, "whsec_subscriptions_tests_current")
@@ -271,7 +271,7 @@ def test_no_webhook_secret_refuses_everything(tmp_path: Any) -> None:
     from billfold.app import create_app
     from billfold.errors import ConfigurationError
     from billfold.stripe.inbox import verify_signature
-    from tests.subscriptions.fake_stripe import sign
+    from tests.fakes.stripe_gateway import sign
 
     settings = Settings(stripe_secret_key="sk_test_configured", data_dir=tmp_path / "d")
     assert settings.webhook_secrets == []
@@ -305,7 +305,7 @@ async def test_idempotency_key_replays_the_same_session_per_account(
 async def test_signed_but_malformed_events_are_400(
     api: httpx.AsyncClient, container: Container
 ) -> None:
-    from tests.subscriptions.fake_stripe import sign
+    from tests.fakes.stripe_gateway import sign
     from tests.subscriptions.fixtures import WEBHOOK_SECRET
 
     for payload in (

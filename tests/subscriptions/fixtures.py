@@ -20,7 +20,7 @@ from billfold.config import Settings
 from billfold.container import Container
 from billfold.db.engine import Database
 from billfold.wiring import wire
-from tests.subscriptions.fake_stripe import FakeStripeGateway, sign
+from tests.fakes.stripe_gateway import FakeStripeGateway, sign
 
 WEBHOOK_SECRET = "whsec_subscriptions_tests_current"
 OLD_WEBHOOK_SECRET = "whsec_subscriptions_tests_previous"

@@ -139,7 +139,7 @@ def test_missing_or_broken_file(tmp_path: Path) -> None:
 
 async def test_sync_leaves_pinned_prices_alone(database: Database) -> None:
     from billfold.catalog.service import load_catalog, sync_catalog
-    from tests.subscriptions.fake_stripe import FakeStripeGateway
+    from tests.fakes.stripe_gateway import FakeStripeGateway
 
     settings = Settings(STRIPE_PREMIUM_MONTHLY_PRICE_ID="price_env_monthly")
     gateway = FakeStripeGateway()

@@ -22,7 +22,7 @@ from billfold.stripe.models import WebhookEvent
 from billfold.subscriptions import changes, reads
 from billfold.subscriptions.models import Subscription
 from tests.e2e_fixtures import BillfoldServer, sandbox_gateway
-from tests.subscriptions.fake_stripe import sign
+from tests.fakes.stripe_gateway import sign
 
 P = "/api/v1/payments"
 DAY = 86400

@@ -19,7 +19,7 @@ from billfold.stripe.models import WebhookEvent
 from billfold.subscriptions import checkout, sync
 from billfold.subscriptions.handlers import NOTED
 from billfold.subscriptions.models import Subscription
-from tests.subscriptions.fake_stripe import FakeStripeGateway, sign
+from tests.fakes.stripe_gateway import FakeStripeGateway, sign
 from tests.subscriptions.fixtures import WEBHOOK_SECRET
 
 

@@ -20,7 +20,7 @@ from billfold.stripe.inbox import process_due, process_event, store_event
 from billfold.stripe.models import WebhookEvent
 from billfold.subscriptions import checkout
 from billfold.subscriptions.models import Subscription
-from tests.subscriptions.fake_stripe import FakeStripeGateway
+from tests.fakes.stripe_gateway import FakeStripeGateway
 
 
 async def play(container: Container, gateway: FakeStripeGateway, rng: random.Random) -> None:

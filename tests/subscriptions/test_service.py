@@ -20,7 +20,7 @@ from billfold.stripe.inbox import process_due, store_event, sync_events
 from billfold.stripe.models import WebhookEvent
 from billfold.subscriptions import changes, checkout, reads, reconcile, sync
 from billfold.subscriptions.models import Subscription, SubscriptionChange
-from tests.subscriptions.fake_stripe import FakeStripeGateway
+from tests.fakes.stripe_gateway import FakeStripeGateway
 
 MONTHLY = "billfold_premium_monthly_usd"
 YEARLY = "billfold_premium_yearly_usd"
