@@ -27,7 +27,12 @@ async def acting_account(
     """The account the caller acts on (an organization needs the admin role), in the request's
     write unit of work."""
     return await account_for_principal(
-        session, principal, container.settings, header_shop=shop, require_admin=True
+        session,
+        principal,
+        container.settings,
+        header_shop=shop,
+        require_admin=True,
+        clock=container.clock,
     )
 
 
@@ -40,7 +45,12 @@ async def reading_account(
     """The account the caller reads (any member of an organization may), in the request's read
     unit of work: a route taking it takes `ReadSessionDep`."""
     return await account_for_principal(
-        session, principal, container.settings, header_shop=shop, require_admin=False
+        session,
+        principal,
+        container.settings,
+        header_shop=shop,
+        require_admin=False,
+        clock=container.clock,
     )
 
 

@@ -69,7 +69,7 @@ async def create_checkout(
 ) -> CheckoutSessionResponse:
     """Start a subscription checkout for the organization (admins only)."""
     account = await account_for_organization(
-        session, principal, org_id, container.settings, require_admin=True
+        session, principal, org_id, container.settings, require_admin=True, clock=container.clock
     )
     await end_transaction(session)
     started = await checkout.start_checkout(
@@ -91,7 +91,7 @@ async def get_subscription(
 ) -> SubscriptionStatusRead:
     """The organization's subscription status (any member)."""
     account = await account_for_organization(
-        session, principal, org_id, container.settings, require_admin=False
+        session, principal, org_id, container.settings, require_admin=False, clock=container.clock
     )
     found = await reads.status(session, container, account)
     return SubscriptionStatusRead(
@@ -121,7 +121,7 @@ async def create_portal(
     except ValueError as exc:
         raise ValidationFailed("return_url must be a string", field="return_url") from exc
     account = await account_for_organization(
-        session, principal, org_id, container.settings, require_admin=True
+        session, principal, org_id, container.settings, require_admin=True, clock=container.clock
     )
     await end_transaction(session)  # no lock while Stripe answers
     url = await checkout.open_portal(container, account, audit=audit, return_url=body.return_url)

@@ -159,7 +159,9 @@ async def create_checkout_session(
     principal: PrincipalDep,
     audit: AuditContextDep,
 ) -> JSONResponse:
-    account = await account_for_principal(session, principal, container.settings)
+    account = await account_for_principal(
+        session, principal, container.settings, clock=container.clock
+    )
     await end_transaction(session)
     started = await checkout.start_checkout(
         container,
@@ -186,7 +188,7 @@ async def get_subscription_status(
     session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
 ) -> JSONResponse:
     account = await account_for_principal(
-        session, principal, container.settings, require_admin=False
+        session, principal, container.settings, require_admin=False, clock=container.clock
     )
     found = await reads.status(session, container, account)
     return envelope(
@@ -225,7 +227,7 @@ async def get_subscription(
     session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
 ) -> JSONResponse:
     account = await account_for_principal(
-        session, principal, container.settings, require_admin=False
+        session, principal, container.settings, require_admin=False, clock=container.clock
     )
     sub = await reads.current_subscription(session, account)
     if sub is None:
@@ -276,7 +278,9 @@ async def cancel_subscription(
     audit: AuditContextDep,
 ) -> JSONResponse:
     body = await _cancel_body(request)
-    account = await account_for_principal(session, principal, container.settings)
+    account = await account_for_principal(
+        session, principal, container.settings, clock=container.clock
+    )
     await end_transaction(session)  # no lock while Stripe answers
     sub = await changes.cancel(container, account, audit=audit, immediately=body.cancel_immediately)
     if body.cancel_immediately:
@@ -288,7 +292,9 @@ async def cancel_subscription(
 async def reactivate_subscription(
     session: SessionDep, container: ContainerDep, principal: PrincipalDep, audit: AuditContextDep
 ) -> JSONResponse:
-    account = await account_for_principal(session, principal, container.settings)
+    account = await account_for_principal(
+        session, principal, container.settings, clock=container.clock
+    )
     await end_transaction(session)  # no lock while Stripe answers
     sub = await changes.reactivate(container, account, audit=audit)
     return envelope("Subscription reactivated successfully", _ending(sub, ended=False))

@@ -22,6 +22,7 @@ from billfold.auth.principal import (
     Principal,
     normalize_shop_domain,
 )
+from billfold.clock import Clock
 from billfold.config import Settings
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import get_or_create_account
@@ -35,7 +36,9 @@ _ACCOUNT_BY_REF = select(BillingAccount).where(
 )
 
 
-async def _open(session: AsyncSession, ref: AccountRef, settings: Settings) -> BillingAccount:
+async def _open(
+    session: AsyncSession, ref: AccountRef, settings: Settings, clock: Clock | None
+) -> BillingAccount:
     """The account, created on first use. In a read unit of work (a GET route) it is read; only
     when it is missing is it created, in a short write unit of work of its own (a read never
     takes the write lock, and most reads find the account)."""
@@ -47,9 +50,9 @@ async def _open(session: AsyncSession, ref: AccountRef, settings: Settings) -> B
         if account is not None:
             return account
         async with database_of(session).transaction() as writer:
-            return await _open(writer, ref, settings)
+            return await _open(writer, ref, settings, clock)
     return await get_or_create_account(
-        session, ref.kind, ref.external_id, currency=settings.stripe_default_currency
+        session, ref.kind, ref.external_id, currency=settings.stripe_default_currency, clock=clock
     )
 
 
@@ -102,7 +105,7 @@ def select_shop(principal: Principal, header_shop: str | None) -> str:
 
 
 async def account_for_user(
-    session: AsyncSession, principal: Principal, settings: Settings
+    session: AsyncSession, principal: Principal, settings: Settings, *, clock: Clock | None = None
 ) -> BillingAccount:
     """The caller's own user account (an API key: the user named by `X-Billfold-Account`)."""
     if principal.is_api_key:
@@ -110,7 +113,7 @@ async def account_for_user(
     else:
         ref = AccountRef(AccountKind.USER, principal.subject)
         _refuse_other_account(principal, ref)
-    return await _open(session, ref, settings)
+    return await _open(session, ref, settings, clock)
 
 
 async def account_for_organization(
@@ -119,6 +122,8 @@ async def account_for_organization(
     org_id: str,
     settings: Settings,
     require_admin: bool,
+    *,
+    clock: Clock | None = None,
 ) -> BillingAccount:
     """Organization `org_id`'s account: members may read (`require_admin=False`), only
     admins may act (`require_admin=True`); anyone else gets 403. An API key may act on any
@@ -131,11 +136,16 @@ async def account_for_organization(
             raise Forbidden(f"not a member of organization {ref.external_id}")
         if require_admin and role != "admin":
             raise Forbidden(f"only an admin of organization {ref.external_id} may do this")
-    return await _open(session, ref, settings)
+    return await _open(session, ref, settings, clock)
 
 
 async def account_for_shop(
-    session: AsyncSession, principal: Principal, header_shop: str | None, settings: Settings
+    session: AsyncSession,
+    principal: Principal,
+    header_shop: str | None,
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
 ) -> BillingAccount:
     """The shop's account: for a user, the shop selected by `select_shop`; for an API key,
     the shop named by `X-Shopify-Shop-Domain` or `X-Billfold-Account` (both: the same)."""
@@ -152,7 +162,7 @@ async def account_for_shop(
     else:
         ref = AccountRef(AccountKind.SHOP, select_shop(principal, header_shop))
         _refuse_other_account(principal, ref)
-    return await _open(session, ref, settings)
+    return await _open(session, ref, settings, clock)
 
 
 async def account_for_principal(
@@ -162,6 +172,7 @@ async def account_for_principal(
     *,
     header_shop: str | None = None,
     require_admin: bool = True,
+    clock: Clock | None = None,
 ) -> BillingAccount:
     """The account of a route that does not name one in its path.
 
@@ -174,28 +185,28 @@ async def account_for_principal(
     ref = principal.acting_for
     if principal.is_api_key:
         if ref is None and shop_named:
-            return await account_for_shop(session, principal, header_shop, settings)
+            return await account_for_shop(session, principal, header_shop, settings, clock=clock)
         if ref is None:
             raise ValidationFailed(
                 f"an API key names the account it acts on with {ACCOUNT_HEADER}",
                 field=ACCOUNT_HEADER,
             )
         if ref.kind is AccountKind.SHOP:
-            return await account_for_shop(session, principal, header_shop, settings)
+            return await account_for_shop(session, principal, header_shop, settings, clock=clock)
         if shop_named:
             raise Forbidden(f"{SHOP_HEADER} and {ACCOUNT_HEADER} name different accounts")
-        return await _open(session, ref, settings)
+        return await _open(session, ref, settings, clock)
     if ref is not None and ref.kind is AccountKind.ORGANIZATION:
         return await account_for_organization(
-            session, principal, ref.external_id, settings, require_admin
+            session, principal, ref.external_id, settings, require_admin, clock=clock
         )
     if (
         (ref is not None and ref.kind is AccountKind.SHOP)
         or shop_named
         or (ref is None and principal.shop is not None)
     ):
-        return await account_for_shop(session, principal, header_shop, settings)
-    return await account_for_user(session, principal, settings)
+        return await account_for_shop(session, principal, header_shop, settings, clock=clock)
+    return await account_for_user(session, principal, settings, clock=clock)
 
 
 def may_access_account(principal: Principal, account: BillingAccount, *, admin: bool) -> bool:

@@ -63,6 +63,7 @@ async def _caller(ctx: ProcedureContext, token: str | None) -> tuple[BillingAcco
         principal,
         ctx.container.settings,
         header_shop=ctx.request.headers.get(SHOP_HEADER),
+        clock=ctx.container.clock,
     )
     return account, audit_context_for(ctx.request, principal)
 
