@@ -188,7 +188,7 @@ class _Dispatcher:
                         "request_id": request_id,
                     },
                 )
-                state.save_soon()
+                state.commit()
         if fault is not None and fault.after:
             if fault.timeout:
                 await asyncio.sleep(fault.timeout)
@@ -276,7 +276,7 @@ class _Dispatcher:
                 try:
                     result = route.handler(call)
                 finally:
-                    state.save_soon()
+                    state.commit()
                 if isinstance(result, Response):
                     for name, value in headers.items():
                         result.headers.setdefault(name, value)
@@ -332,7 +332,7 @@ def create_sandbox_app(
         try:
             yield
         finally:
-            state.save_if_dirty()
+            state.save()  # a fresh snapshot; every change is in the journal already
 
     app = Starlette(
         routes=starlette_routes,
