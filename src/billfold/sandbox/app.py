@@ -259,7 +259,10 @@ class _Dispatcher:
                     api_key,
                     raw,
                 )
-                result = await route.handler(call)
+                try:
+                    result = await route.handler(call)
+                finally:
+                    state.commit()
                 return _json(state.render(result, params.get("expand")), 200, headers)
             with state.lock:
                 state.run_due_sandbox_timers()

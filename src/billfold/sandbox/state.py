@@ -742,12 +742,6 @@ class SandboxState:
         lines.extend(dumps(["~idem", key, record]) for key, record in idempotency)
         self._snapshot_size = self.journal.write_snapshot(generation, header, lines)
 
-    def close(self) -> None:
-        """Commit, write a snapshot and close the journal (at shutdown)."""
-        self.save()
-        if self.journal is not None:
-            self.journal.close()
-
     def _load(self) -> None:
         assert self.journal is not None and self.path is not None
         header, lines = self.journal.read_snapshot()
