@@ -12,6 +12,7 @@ import contextvars
 import copy
 import heapq
 import logging
+import os
 import secrets
 import string
 import threading
@@ -250,7 +251,8 @@ class SandboxState:
         self._reset_op = False
         self._saved: dict[str, tuple[str, str]] = {}  # id -> (type, JSON) as the files have it
         self._saved_meta: tuple[int, int] = (0, 0)
-        self.compact_min_bytes = 16 * 1024 * 1024
+        # A journal longer than this (and than the snapshot) is compacted into a new snapshot.
+        self.compact_min_bytes = int(os.environ.get("SANDBOX_COMPACT_BYTES", 16 * 1024 * 1024))
         self._snapshot_size = 0
         self._compacting = False
         self._compaction_lock = threading.Lock()  # one snapshot written at a time
