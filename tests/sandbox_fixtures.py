@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import stripe
 import uvicorn
@@ -41,6 +45,33 @@ def start_sandbox_clock_at(state: SandboxState, at: int = SANDBOX_EPOCH) -> None
     """Set the sandbox-wide clock (objects on no test clock) to `at`; it runs on from there."""
     with state.lock:
         state.clock_offset = at - int(time.time())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_sandbox_cli(state_file: Path, **popen: Any) -> tuple[subprocess.Popen[bytes], str]:
+    """`billfold sandbox serve --state-file ...` on a free port, once it answers: (process, url)."""
+    port = free_port()
+    billfold = Path(sys.executable).with_name("billfold")
+    process = subprocess.Popen(
+        [str(billfold), "sandbox", "serve", "--port", str(port), "--state-file", str(state_file)],
+        **popen,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url + "/v1/customers", timeout=1)
+            return process, url
+        except httpx.TransportError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise AssertionError("billfold sandbox serve did not start") from None
+            time.sleep(0.1)
 
 
 class ServedApp:

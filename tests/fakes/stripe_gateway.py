@@ -291,7 +291,7 @@ def customer_info(c: Mapping[str, Any]) -> CustomerInfo:
         email=c.get("email"),
         name=c.get("name"),
         default_payment_method_id=c["invoice_settings"]["default_payment_method"],
-        deleted=False,
+        deleted=bool(c.get("deleted")),
         metadata=dict(c.get("metadata") or {}),
     )
 
@@ -497,6 +497,19 @@ class FakeCustomers(_FakeCapability):
             )
         customer["invoice_settings"]["default_payment_method"] = payment_method_id
         self.stripe.emit("customer.updated", customer)
+        return customer_info(customer)
+
+    async def list(self) -> list[CustomerInfo]:
+        self._call("list_customers")
+        live = [c for c in self.stripe.customers.values() if not c.get("deleted")]
+        return [customer_info(c) for c in reversed(live)]
+
+    async def delete(self, customer_id: str) -> CustomerInfo:
+        self._call("delete_customer")
+        customer = self._get(customer_id)
+        if customer.get("deleted"):
+            raise _missing("customer", customer_id)  # Stripe: no such customer any more
+        customer["deleted"] = True
         return customer_info(customer)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from billfold.config import (
 from billfold.db.engine import Database
 from billfold.sandbox.app import create_sandbox_app
 from billfold.sandbox.state import SandboxState
-from tests.sandbox_fixtures import ServedApp, WebhookReceiver
+from tests.sandbox_fixtures import ServedApp, WebhookReceiver, free_port, start_sandbox_cli
 
 
 def _client(url: str, key: str = "sk_test_persist") -> stripe.StripeClient:
@@ -137,33 +136,15 @@ def test_embedded_in_billfold_serve(
     assert len(state.all("webhook_endpoint")) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_standalone_cli(tmp_path: Path) -> None:
-    port = _free_port()
     state_file = tmp_path / "cli.json"
-    billfold = Path(sys.executable).with_name("billfold")
-    process = subprocess.Popen(
-        [str(billfold), "sandbox", "serve", "--port", str(port), "--state-file", str(state_file)],
+    process, url = start_sandbox_cli(
+        state_file,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "NO_COLOR": "1"},
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(url + "/v1/customers", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise AssertionError("billfold sandbox serve did not start") from None
-                time.sleep(0.1)
         customer = _client(url).v1.customers.create(params={"email": "cli@example.com"})
         assert customer.id.startswith("cus_")
     finally:
@@ -204,7 +185,7 @@ def test_deliveries_owed_at_shutdown_resume_after_restart(
 def test_billfold_serve_delivers_sandbox_events_to_its_own_webhook_route(tmp_path: Path) -> None:
     """`billfold serve` without a Stripe key: the mounted sandbox answers the SDK and every
     event reaches billfold's own webhook route, which accepts the signature (2xx)."""
-    port = _free_port()
+    port = free_port()
     billfold = Path(sys.executable).with_name("billfold")
     env = {
         **os.environ,

@@ -172,6 +172,21 @@ async def test_customers_create_retrieve_and_replay(backend: Backend) -> None:
         await gateway.customers.retrieve("cus_missing")
 
 
+async def test_customers_list_and_delete(backend: Backend) -> None:
+    gateway = backend.gateway
+    first = await _customer(gateway, "customer:acct_1")
+    second = await _customer(gateway, "customer:acct_2")
+    listed = await gateway.customers.list()
+    assert [c.id for c in listed if c.id in (first, second)] == [second, first]  # newest first
+    assert listed[0].metadata == {"billfold_account_id": "acct_1"}
+    deleted = await gateway.customers.delete(first)
+    assert (deleted.id, deleted.deleted) == (first, True)
+    assert first not in [c.id for c in await gateway.customers.list()]
+    assert (await gateway.customers.retrieve(first)).deleted is True
+    with pytest.raises(NotFound):
+        await gateway.customers.delete("cus_missing")
+
+
 @pytest.mark.parametrize("status", [500, 503, 429])
 async def test_stripe_failing_is_upstream_unavailable(backend: Backend, status: int) -> None:
     backend.fail_next("/v1/customers", status)

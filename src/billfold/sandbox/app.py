@@ -188,7 +188,7 @@ class _Dispatcher:
                         "request_id": request_id,
                     },
                 )
-                state.save_soon()
+                state.commit()
         if fault is not None and fault.after:
             if fault.timeout:
                 await asyncio.sleep(fault.timeout)
@@ -259,7 +259,10 @@ class _Dispatcher:
                     api_key,
                     raw,
                 )
-                result = await route.handler(call)
+                try:
+                    result = await route.handler(call)
+                finally:
+                    state.commit()
                 return _json(state.render(result, params.get("expand")), 200, headers)
             with state.lock:
                 state.run_due_sandbox_timers()
@@ -276,7 +279,7 @@ class _Dispatcher:
                 try:
                     result = route.handler(call)
                 finally:
-                    state.save_soon()
+                    state.commit()
                 if isinstance(result, Response):
                     for name, value in headers.items():
                         result.headers.setdefault(name, value)
@@ -332,7 +335,7 @@ def create_sandbox_app(
         try:
             yield
         finally:
-            state.save_if_dirty()
+            state.save()  # a fresh snapshot; every change is in the journal already
 
     app = Starlette(
         routes=starlette_routes,

@@ -18,7 +18,12 @@ def serve(
         "127.0.0.1", help="Address to listen on (loopback unless you say otherwise)."
     ),
     state_file: Path | None = typer.Option(
-        None, "--state-file", help="Keep the sandbox's world in this JSON file across restarts."
+        None,
+        "--state-file",
+        help="Keep the sandbox's world in this file (a snapshot, plus a journal beside it).",
+    ),
+    fsync: bool = typer.Option(
+        False, "--fsync", help="fsync each change: survive a power cut, not only a kill -9."
     ),
     api_key: list[str] = typer.Option(
         [], "--api-key", help="Accept only these secret keys (default: any sk_test_ key)."
@@ -28,8 +33,10 @@ def serve(
     import uvicorn
 
     from billfold.sandbox.app import create_sandbox_app
+    from billfold.sandbox.state import SandboxState
 
-    app = create_sandbox_app(state_file=state_file, api_keys=set(api_key) or None)
+    keys = set(api_key) or None
+    app = create_sandbox_app(SandboxState(state_file, api_keys=keys, fsync=fsync), api_keys=keys)
     console.print(f"Stripe sandbox listening on http://{host}:{port}")
     console.print(f"  state: {state_file or 'in memory'}")
     console.print("  API key: any sk_test_... key" if not api_key else "  API keys: as given")

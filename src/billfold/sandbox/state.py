@@ -8,11 +8,9 @@ sandbox (never rendered, but persisted), e.g. a webhook endpoint's `_secret`.
 
 from __future__ import annotations
 
-import atexit
 import contextvars
 import copy
 import heapq
-import json
 import logging
 import os
 import secrets
@@ -29,6 +27,7 @@ from typing import Any
 import stripe
 
 from billfold.sandbox.errors import invalid_request, resource_missing
+from billfold.sandbox.persistence import Journal, dumps
 
 StripeObject = dict[str, Any]
 # fn(state, clock_id | None, from_ts, to_ts): run the world forward over (from_ts, to_ts].
@@ -45,7 +44,6 @@ API_VERSION: str = stripe.api_version
 _ALPHABET = string.ascii_letters + string.digits
 SANDBOX_CLOCK = "__sandbox__"  # the key of the sandbox-wide clock in pinned times
 IDEMPOTENCY_KEEP = 5000
-_FILE_FORMAT = 1
 
 
 @dataclass
@@ -131,6 +129,16 @@ class TimerQueue:
             self._compact()
         return len(dropped)
 
+    def drop(self, object_id: str, seq: int) -> None:
+        """Forget one timer (replaying a journal: the timer that came due)."""
+        mine = self._by_object.get(object_id)
+        if mine is None or mine.pop(seq, None) is None:
+            return
+        if not mine:
+            del self._by_object[object_id]
+        self._dead.add(seq)
+        self._live -= 1
+
     def cancel_clock(self, clock_id: str | None) -> int:
         """Drop every pending timer of a clock; how many were dropped."""
         dropped = 0
@@ -203,9 +211,17 @@ def random_id(prefix: str, length: int = 24) -> str:
 
 
 class SandboxState:
-    """The in-memory Stripe world, optionally persisted to a JSON file."""
+    """The in-memory Stripe world, optionally persisted (a snapshot and a journal, see
+    `billfold.sandbox.persistence`): every commit, made before a response is sent, appends what
+    changed, so a change the sandbox has acknowledged survives a kill -9."""
 
-    def __init__(self, path: Path | str | None = None, *, api_keys: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        *,
+        api_keys: set[str] | None = None,
+        fsync: bool = False,
+    ) -> None:
         self.path = Path(path) if path else None
         # None: any sk_test_/rk_test_ key is accepted; otherwise only these keys.
         self.api_keys = api_keys
@@ -223,18 +239,30 @@ class SandboxState:
         self.loaders: dict[str, Loader] = {}
         self._pinned: dict[str, int] = {}
         self._dirty = False
-        self.save_interval = 0.2
-        self._flusher: threading.Thread | None = None
-        self._flush_lock = threading.Lock()
-        self._flush_wakeup = threading.Event()
-        self._atexit_registered = False
+        # Persistence: what changed since the last commit, and what the files hold.
+        self.journal = Journal(self.path, fsync=fsync) if self.path else None
+        # ids read or written through the accessors (a dict: in the order first seen)
+        self._touched: dict[str, None] = {}
+        self._listed: dict[str, None] = {}  # ids handed out by `all()`: checked after touch()
+        self._blind = False  # touch(): something was edited in place, unnamed
+        self._gone: set[str] = set()  # ids removed
+        self._timer_ops: list[list[Any]] = []
+        self._idem_ops: list[list[Any]] = []
+        self._reset_op = False
+        self._saved: dict[str, tuple[str, str]] = {}  # id -> (type, JSON) as the files have it
+        self._saved_meta: tuple[int, int] = (0, 0)
+        # A journal longer than this (and than the snapshot) is compacted into a new snapshot.
+        self.compact_min_bytes = int(os.environ.get("SANDBOX_COMPACT_BYTES", 16 * 1024 * 1024))
+        self._snapshot_size = 0
+        self._compacting = False
+        self._compaction_lock = threading.Lock()  # one snapshot written at a time
         # Created lazily to avoid import cycles.
         from billfold.sandbox.faults import FaultTable
         from billfold.sandbox.webhooks import WebhookDispatcher
 
         self.faults = FaultTable()
         self.webhooks = WebhookDispatcher(self)
-        if self.path and self.path.exists():
+        if self.journal is not None:
             self._load()
 
     # --- registration (resource modules, via their router) -------------------------------
@@ -273,6 +301,7 @@ class SandboxState:
                 )
             self.objects.setdefault(kind, OrderedDict())[obj["id"]] = obj
             self._type_by_id[obj["id"]] = kind
+            self._touched[obj["id"]] = None
             self._dirty = True
             return obj
 
@@ -282,6 +311,8 @@ class SandboxState:
             found = self._bucket(object_type).get(object_id)
             if found is None and object_type in self.loaders:
                 found = self.loaders[object_type](self, object_id)
+            if found is not None:
+                self._touched[object_id] = None
             return found
 
     def require(
@@ -297,12 +328,16 @@ class SandboxState:
         """Any stored object by id, whatever its type."""
         with self.lock:
             kind = self._type_by_id.get(object_id)
-            return self.objects[kind][object_id] if kind else None
+            if kind is None:
+                return None
+            self._touched[object_id] = None
+            return self.objects[kind][object_id]
 
     def all(self, object_type: str, *, newest_first: bool = False) -> list[StripeObject]:
         """Live (not deleted) objects of a type, in creation order (or newest first)."""
         with self.lock:
             items = [o for o in self.objects.get(object_type, {}).values() if not o.get("deleted")]
+            self._listed.update((o["id"], None) for o in items)
         if newest_first:
             items.reverse()
         return items
@@ -311,6 +346,8 @@ class SandboxState:
         """Apply top-level `changes`; returns `previous_attributes` (only keys that changed)."""
         previous: dict[str, Any] = {}
         with self.lock:
+            if isinstance(obj.get("id"), str):
+                self._touched[obj["id"]] = None
             for key, value in changes.items():
                 old = obj.get(key)
                 if old != value or key not in obj:
@@ -324,6 +361,7 @@ class SandboxState:
         """Stripe keeps deleted objects answerable: retrieve gives `{id, object, deleted}`."""
         with self.lock:
             obj["deleted"] = True
+            self._touched[obj["id"]] = None
             self._dirty = True
         return {"id": obj["id"], "object": obj["object"], "deleted": True}
 
@@ -332,10 +370,13 @@ class SandboxState:
         with self.lock:
             self._bucket(object_type).pop(object_id, None)
             self._type_by_id.pop(object_id, None)
+            self._gone.add(object_id)
             self._dirty = True
 
     def touch(self) -> None:
-        """Mark the state changed (after editing a stored object in place)."""
+        """Mark the state changed (after editing a stored object in place: one read through
+        `get`/`require`/`find`/`all`, which is how the next commit finds what changed)."""
+        self._blind = True
         self._dirty = True
 
     # --- time --------------------------------------------------------------------------
@@ -387,6 +428,7 @@ class SandboxState:
             self._timer_seq += 1
             timer = Timer(at, self._timer_seq, kind, object_id, clock_id, data)
             self.timers.push(timer)
+            self._timer_ops.append(["+", timer.to_json()])
             self._dirty = True
             return timer
 
@@ -395,6 +437,7 @@ class SandboxState:
         with self.lock:
             dropped = self.timers.cancel(object_id, kind)
             if dropped:
+                self._timer_ops.append(["c", object_id, kind])
                 self._dirty = True
             return dropped
 
@@ -403,6 +446,7 @@ class SandboxState:
         with self.lock:
             dropped = self.timers.cancel_clock(clock_id)
             if dropped:
+                self._timer_ops.append(["k", clock_id])
                 self._dirty = True
             return dropped
 
@@ -455,6 +499,7 @@ class SandboxState:
                     continue
                 timer = self.timers.pop_due(clock_id, to_ts)
                 assert timer is not None
+                self._timer_ops.append(["-", timer.object_id, timer.seq])
                 handler = self.timer_handlers.get(timer.kind)
                 if handler is not None:
                     with self.pinned_time(clock_id, at):
@@ -567,6 +612,7 @@ class SandboxState:
     def remember_response(self, key: str, record: dict[str, Any]) -> None:
         with self.lock:
             self.idempotency[key] = record
+            self._idem_ops.append([key, record])
             while len(self.idempotency) > IDEMPOTENCY_KEEP:
                 self.idempotency.popitem(last=False)
             self._dirty = True
@@ -575,7 +621,7 @@ class SandboxState:
     def to_json(self) -> dict[str, Any]:
         with self.lock:
             return {
-                "format": _FILE_FORMAT,
+                "format": 1,
                 "api_version": self.api_version,
                 "clock_offset": self.clock_offset,
                 "timer_seq": self._timer_seq,
@@ -584,62 +630,190 @@ class SandboxState:
                 "idempotency": list(self.idempotency.items()),
             }
 
-    def save(self) -> None:
-        """Write the world to `path` atomically (no-op without a path)."""
-        if self.path is None:
-            return
+    def commit(self) -> None:
+        """Append what changed since the last commit to the journal (one line, one write).
+
+        Called before a response is sent and after background changes (webhook deliveries):
+        once it returns, the change survives the process being killed. Costs what changed
+        (each object read or written since the last commit is serialised and compared with
+        what the files hold), not what the world weighs.
+        """
         with self.lock:
-            payload = json.dumps(self.to_json(), separators=(",", ":"))
-            self._dirty = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(payload, encoding="utf-8")
-        os.replace(tmp, self.path)
+            if self.journal is None or not self._dirty:
+                self._touched.clear()
+                self._listed.clear()
+                self._blind = False
+                return
+            parts: list[str] = []
+            if self._reset_op:
+                parts.append('"r":1')
+            gone = [i for i in self._gone if i in self._saved and i not in self._type_by_id]
+            if gone:
+                for object_id in gone:
+                    del self._saved[object_id]
+                parts.append('"x":' + dumps(gone))
+            candidates = dict(self._touched)
+            if self._blind:
+                candidates.update(self._listed)
+            changed: list[str] = []
+            for object_id in candidates:
+                kind = self._type_by_id.get(object_id)
+                if kind is None:
+                    continue
+                text = dumps(self.objects[kind][object_id])
+                saved = self._saved.get(object_id)
+                if saved is None or saved[1] != text:
+                    self._saved[object_id] = (kind, text)
+                    changed.append(text)
+            if changed:
+                parts.append('"o":[' + ",".join(changed) + "]")
+            if self._timer_ops:
+                parts.append('"t":' + dumps(self._timer_ops))
+            if self._idem_ops:
+                parts.append('"i":' + dumps(self._idem_ops))
+            meta = (self.clock_offset, self._timer_seq)
+            if meta != self._saved_meta:
+                parts.append('"m":' + dumps(list(meta)))
+                self._saved_meta = meta
+            self._forget_changes()
+            if parts:
+                self.journal.append("{" + ",".join(parts) + "}")
+            if (
+                self.journal.size > max(self.compact_min_bytes, self._snapshot_size)
+                and not self._compacting
+            ):
+                self._compacting = True
+                threading.Thread(
+                    target=self._compact_in_background, name="sandbox-compaction", daemon=True
+                ).start()
+
+    def _forget_changes(self) -> None:
+        self._touched.clear()
+        self._listed.clear()
+        self._gone.clear()
+        self._timer_ops.clear()
+        self._idem_ops.clear()
+        self._blind = False
+        self._reset_op = False
+        self._dirty = False
 
     def save_if_dirty(self) -> None:
-        """Write now if anything changed since the last save."""
-        if self._dirty and self.path is not None:
-            self.save()
+        """Commit now if anything changed (every request already does)."""
+        self.commit()
 
-    def save_soon(self) -> None:
-        """Save within `save_interval` seconds, off the request path: writing the whole world
-        after every call would make each call cost as much as the world is big."""
-        if self.path is None or not self._dirty:
+    def save(self) -> None:
+        """Write a fresh snapshot and start a new journal (no-op without a path)."""
+        if self.journal is None:
             return
-        with self._flush_lock:
-            if self._flusher is None or not self._flusher.is_alive():
-                self._flusher = threading.Thread(
-                    target=self._flush_loop, name="sandbox-state-flusher", daemon=True
-                )
-                self._flusher.start()
-                if not self._atexit_registered:
-                    atexit.register(self.save_if_dirty)  # the last changes, at process exit
-                    self._atexit_registered = True
-        self._flush_wakeup.set()
+        with self.lock:
+            self._compacting = True
+        self._compact()
 
-    def _flush_loop(self) -> None:
-        while True:
-            self._flush_wakeup.wait()
-            time.sleep(self.save_interval)
-            self._flush_wakeup.clear()
+    def _compact_in_background(self) -> None:
+        try:
+            self._compact()
+        except OSError:
+            log.exception("could not compact the sandbox state at %s", self.path)
+
+    def _compact(self) -> None:
+        """Snapshot: under the lock, commit and copy references to the serialised objects
+        (the strings the journal wrote) and switch journals; write the file outside it."""
+        assert self.journal is not None
+        with self._compaction_lock:
             try:
-                self.save_if_dirty()
-            except OSError:
-                log.exception("could not save the sandbox state to %s", self.path)
+                self._write_snapshot()
+            finally:
+                self._compacting = False
+
+    def _write_snapshot(self) -> None:
+        assert self.journal is not None
+        with self.lock:
+            self.commit()
+            saved = list(self._saved.values())
+            timers = [t.to_json() for t in self.timers]
+            idempotency = list(self.idempotency.items())
+            header = {
+                "api_version": self.api_version,
+                "clock_offset": self.clock_offset,
+                "timer_seq": self._timer_seq,
+            }
+            self.journal.open_next()
+            generation = self.journal.generation
+        lines = [f'["{kind}",{text}]' for kind, text in saved]
+        lines.extend(dumps(["~timer", t]) for t in timers)
+        lines.extend(dumps(["~idem", key, record]) for key, record in idempotency)
+        self._snapshot_size = self.journal.write_snapshot(generation, header, lines)
 
     def _load(self) -> None:
-        assert self.path is not None
-        raw = json.loads(self.path.read_text(encoding="utf-8"))
+        assert self.journal is not None and self.path is not None
+        header, lines = self.journal.read_snapshot()
+        if "document" in header:
+            self._load_document(header["document"])
+        else:
+            self.clock_offset = int(header.get("clock_offset", 0))
+            self._timer_seq = int(header.get("timer_seq", 0))
+            timers: list[Timer] = []
+            for line in lines:
+                if line[0] == "~timer":
+                    timers.append(Timer(**line[1]))
+                elif line[0] == "~idem":
+                    self.idempotency[line[1]] = line[2]
+                else:
+                    self._put(line[1])
+            self.timers = TimerQueue(timers)
+        for commit in self.journal.read_commits(int(header.get("generation", 0))):
+            self._replay(commit)
+        while len(self.idempotency) > IDEMPOTENCY_KEEP:
+            self.idempotency.popitem(last=False)
+        for kind, bucket in self.objects.items():
+            for object_id, obj in bucket.items():
+                self._saved[object_id] = (kind, dumps(obj))
+        self._saved_meta = (self.clock_offset, self._timer_seq)
+        self._snapshot_size = self.path.stat().st_size if self.path.exists() else 0
+        self.webhooks.resume()
+
+    def _load_document(self, raw: dict[str, Any]) -> None:
+        """A format 1 state file: the whole world as one JSON document."""
         self.clock_offset = int(raw.get("clock_offset", 0))
         self._timer_seq = int(raw.get("timer_seq", 0))
         self.timers = TimerQueue([Timer(**t) for t in raw.get("timers", [])])
-        for kind, items in raw.get("objects", {}).items():
-            bucket = self.objects.setdefault(kind, OrderedDict())
+        for items in raw.get("objects", {}).values():
             for item in items:
-                bucket[item["id"]] = item
-                self._type_by_id[item["id"]] = kind
+                self._put(item)
         self.idempotency = OrderedDict((k, v) for k, v in raw.get("idempotency", []))
-        self.webhooks.resume()
+
+    def _put(self, obj: StripeObject) -> None:
+        kind = obj["object"]
+        self.objects.setdefault(kind, OrderedDict())[obj["id"]] = obj
+        self._type_by_id[obj["id"]] = kind
+
+    def _replay(self, commit: dict[str, Any]) -> None:
+        if commit.get("r"):
+            self.objects.clear()
+            self._type_by_id.clear()
+            self.timers.clear()
+            self.idempotency.clear()
+            self.clock_offset = 0
+        for object_id in commit.get("x", []):
+            kind = self._type_by_id.pop(object_id, None)
+            if kind is not None:
+                self.objects[kind].pop(object_id, None)
+        for obj in commit.get("o", []):
+            self._put(obj)
+        for op in commit.get("t", []):
+            if op[0] == "+":
+                self.timers.push(Timer(**op[1]))
+            elif op[0] == "-":
+                self.timers.drop(op[1], op[2])
+            elif op[0] == "c":
+                self.timers.cancel(op[1], op[2])
+            elif op[0] == "k":
+                self.timers.cancel_clock(op[1])
+        for key, record in commit.get("i", []):
+            self.idempotency[key] = record
+            self.idempotency.move_to_end(key)
+        if "m" in commit:
+            self.clock_offset, self._timer_seq = int(commit["m"][0]), int(commit["m"][1])
 
     def reset(self) -> None:
         """Forget everything (objects, timers, idempotency, faults, queued deliveries)."""
@@ -651,6 +825,9 @@ class SandboxState:
             self.timers.clear()
             self.idempotency.clear()
             self.clock_offset = 0
+            self._forget_changes()
+            self._saved.clear()
+            self._reset_op = True
             self._dirty = True
 
 

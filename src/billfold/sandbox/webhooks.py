@@ -164,7 +164,7 @@ class _EndpointWorker(threading.Thread):
             if succeeded and event.get("pending_webhooks", 0) > 0:
                 event["pending_webhooks"] -= 1
             state.touch()
-        state.save_soon()
+        state.commit()
 
 
 class WebhookDispatcher:

@@ -107,6 +107,16 @@ class SdkCustomers(_Adapter):
             updated = await self._v1.customers.update_async(customer_id, params)
         return customer_from_stripe(as_dict(updated))
 
+    async def list(self) -> list[CustomerInfo]:
+        with stripe_errors():
+            page = await self._v1.customers.list_async({"limit": 100})
+            return [customer_from_stripe(as_dict(c)) async for c in page.auto_paging_iter()]
+
+    async def delete(self, customer_id: str) -> CustomerInfo:
+        with stripe_errors():
+            deleted = await self._v1.customers.delete_async(customer_id)
+        return customer_from_stripe(as_dict(deleted))
+
 
 class SdkCheckout(_Adapter):
     async def create_session(

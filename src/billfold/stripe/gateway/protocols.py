@@ -57,6 +57,14 @@ class CustomersGateway(Protocol):
         """Make an attached payment method the one invoices and off-session charges use."""
         ...
 
+    async def list(self) -> list[CustomerInfo]:
+        """Every (not deleted) customer, newest first (reconcile looks for orphans)."""
+        ...
+
+    async def delete(self, customer_id: str) -> CustomerInfo:
+        """Delete a customer (its subscriptions end); `deleted=True`. NotFound if never known."""
+        ...
+
 
 class CheckoutGateway(Protocol):
     async def create_session(
