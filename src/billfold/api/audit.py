@@ -45,7 +45,8 @@ async def read_audit_log(
         )
     before_seq: int | None = None
     if cursor is not None:
-        if not cursor.isdigit():
+        # ASCII digits only (str.isdigit also takes fullwidth digits and "²"), within a BIGINT.
+        if not (cursor.isascii() and cursor.isdigit()) or int(cursor) >= 2**63:
             raise ValidationFailed("cursor must be a next_cursor value", field="cursor")
         before_seq = int(cursor)
 

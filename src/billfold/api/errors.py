@@ -120,9 +120,13 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}.get(
             exc.status_code, "http_error"
         )
-        return render(
+        response = render(
             ErrorBody(exc.status_code, code, str(exc.detail), None, _rid(request)), request
         )
+        # Starlette's own headers: `Allow` on a 405 (which methods the path takes).
+        for name, value in (exc.headers or {}).items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
