@@ -247,3 +247,33 @@ async def test_405_carries_allow(api: httpx.AsyncClient) -> None:
     assert response.status_code == 405
     assert "GET" in response.headers["allow"]
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_the_schema_lists_every_status_in_its_dialects_shape(api: httpx.AsyncClient) -> None:
+    schema = (await api.get("/openapi.json")).json()
+    paths = schema["paths"]
+
+    def refs(path: str, method: str) -> dict[str, str]:
+        responses = paths[path][method]["responses"]
+        return {
+            status: answer.get("content", {})
+            .get("application/json", {})
+            .get("schema", {})
+            .get("$ref", "")
+            .rsplit("/", 1)[-1]
+            for status, answer in responses.items()
+        }
+
+    subscribe = refs("/api/subscriptions/subscribe", "post")
+    for status in ("400", "401", "403", "404", "409", "413", "422", "429"):
+        assert subscribe[status] == "ErrorResponse", status
+    v1 = refs("/api/v1/payments/create-checkout-session", "post")
+    for status in ("400", "401", "403", "404", "409", "413", "429", "500"):
+        assert v1[status] == "V1Error", status
+    trpc = refs("/trpc/{path}", "post")
+    for status in ("400", "401", "403", "404", "405", "413", "429"):
+        assert trpc[status] == "TRPCErrorResponse", status
+    assert (
+        paths["/trpc/{path}"]["get"]["operationId"] != paths["/trpc/{path}"]["post"]["operationId"]
+    )
+    assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 
 from billfold.api.auth_deps import PrincipalDep
 from billfold.api.deps import SessionDep
+from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.audit.schemas import AuditEntryRead, AuditPage
 from billfold.audit.service import list_entries
 from billfold.auth.principal import AccountRef
@@ -24,7 +25,7 @@ from billfold.errors import Forbidden, ValidationFailed
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 
-@router.get("", response_model=AuditPage)
+@router.get("", response_model=AuditPage, responses=error_responses(*AUTHENTICATED, 404))
 async def read_audit_log(
     session: SessionDep,
     principal: PrincipalDep,
