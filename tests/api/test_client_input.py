@@ -243,11 +243,22 @@ async def test_a_nul_in_trpc_input_is_a_400(
     assert response.status_code == 400, response.text
 
 
-async def test_405_carries_allow(api: httpx.AsyncClient) -> None:
-    response = await api.delete("/api/subscriptions/current")
-    assert response.status_code == 405
-    assert "GET" in response.headers["allow"]
-    assert response.json()["error"]["code"] == "method_not_allowed"
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/api/subscriptions/current", "GET"),
+        ("GET", "/api/stripe/webhook", "POST"),
+        ("PUT", "/api/v1/payments/webhook", "POST"),
+        ("DELETE", "/trpc/billing.createCheckoutSession", "GET, POST"),
+    ],
+)
+async def test_405_carries_allow(
+    api: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await api.request(method, path)
+    assert response.status_code == 405, response.text
+    assert set(allowed.split(", ")) <= set(response.headers["allow"].split(", "))
+    assert "error" in response.json() or response.json()["success"] is False
 
 
 async def test_the_schema_lists_every_status_in_its_dialects_shape(api: httpx.AsyncClient) -> None:

@@ -9,6 +9,7 @@ examples are derandomized, so a run is the same every time.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -97,5 +98,16 @@ async def test_the_whole_schema_answers_as_it_says(
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)
         except (Exception, BaseExceptionGroup) as failure:  # every failure, not the first only
-            failures.append(f"{case.operation.label}: {response.status_code}: {failure}"[:2000])
-    assert not failures, f"{len(failures)} failures:\n\n" + "\n\n".join(failures[:20])
+            failures.append(f"{case.operation.label}: {response.status_code}: {failure}")
+    kinds = Counter(
+        f"{failure.split(': ', 2)[0]} {failure.split(': ', 2)[1]}: {line.strip()}"
+        for failure in failures
+        for line in failure.splitlines()
+        if line.strip().startswith("- ")
+    )
+    assert not failures, (
+        f"{len(failures)} failures:\n"
+        + "\n".join(f"{count:4} {kind}" for kind, count in kinds.most_common())
+        + "\n\n"
+        + "\n\n".join(failure[:2000] for failure in failures[:5])
+    )

@@ -116,7 +116,15 @@ def build_router(procedures: ProcedureRouter, prefix: str = "/trpc") -> APIRoute
         status = item["error"]["data"]["httpStatus"] if "error" in item else 200
         return JSONResponse(item, status_code=status)
 
-    # One route per method, so each has an operation id of its own in the OpenAPI schema.
+    # One route serves both methods (so a 405 names both in Allow); the schema shows one per
+    # method, each with an operation id of its own.
+    router.add_api_route(
+        prefix + "/{path:path}",
+        trpc_endpoint,
+        methods=["GET", "POST"],
+        response_class=JSONResponse,
+        include_in_schema=False,
+    )
     for method in ("GET", "POST"):
         router.add_api_route(
             prefix + "/{path:path}",
