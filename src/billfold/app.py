@@ -18,6 +18,7 @@ from billfold.api import (
     trpc,
     webhooks,
 )
+from billfold.api.body_limits import BodyLimitMiddleware
 from billfold.api.cors import install_cors
 from billfold.api.errors import install_error_handlers
 from billfold.api.ratelimit import ApiRateLimiter, RateLimitMiddleware
@@ -96,6 +97,7 @@ def create_app(
     mount_sandbox(app, settings)  # only in sandbox mode (no STRIPE_SECRET_KEY)
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, settings=settings)  # 413/400 before a route reads
     # Inside CORS (a browser can read a 429) and the request id (a 429 carries one). It reads
     # each request's route from the app's route list to find its declared rate-limit class.
     app.add_middleware(RateLimitMiddleware, limiter=rate_limiter, routes=app.router.routes)

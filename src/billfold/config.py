@@ -125,6 +125,17 @@ class Settings(BaseSettings):
     jobs_keep_days: float = Field(
         default=7.0, gt=0, validation_alias=_alias("BILLFOLD_JOBS_KEEP_DAYS")
     )
+    # Request bodies: the most a route reads (413 past it), Stripe's webhooks' own bound, and
+    # how deeply a JSON body may nest (400 past it).
+    max_body_bytes: int = Field(
+        default=64 * 1024, gt=0, validation_alias=_alias("BILLFOLD_MAX_BODY_BYTES")
+    )
+    max_webhook_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, validation_alias=_alias("BILLFOLD_MAX_WEBHOOK_BODY_BYTES")
+    )
+    max_json_depth: int = Field(
+        default=32, ge=2, le=512, validation_alias=_alias("BILLFOLD_MAX_JSON_DEPTH")
+    )
     # Extra modules (plugins) that declare job kinds in a module-level `jobs` JobRegistry.
     job_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_alias("BILLFOLD_JOB_MODULES")

@@ -90,13 +90,14 @@ def bearer(settings: Settings, subject: str, **claims: Any) -> dict[str, str]:
 
 async def deliver(
     client: httpx.AsyncClient,
-    event: dict[str, Any],
+    event: dict[str, Any] | bytes,
     *,
     secret: str = WEBHOOK_SECRET,
     path: str = "/api/v1/payments/webhook",
     timestamp: int | None = None,
 ) -> httpx.Response:
-    payload = json.dumps(event).encode()
+    """`event` signed and posted to `path` (given as bytes: that body exactly)."""
+    payload = event if isinstance(event, bytes) else json.dumps(event).encode()
     return await client.post(
         path,
         content=payload,

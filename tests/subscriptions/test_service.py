@@ -373,6 +373,20 @@ async def test_sync_fills_gaps_from_the_events_api(
     assert again.stored == 0
 
 
+async def test_sync_skips_an_event_it_could_not_store(
+    container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
+) -> None:
+    """An event whose envelope the inbox refuses (here `created` out of range) is skipped with
+    a warning; the others are stored and applied."""
+    account = await _account(container)
+    started = await _checkout(container, account, audit, price_id=MONTHLY)
+    gateway.stripe.complete_checkout(started.id)
+    gateway.stripe.events.append(dict(gateway.stripe.events[0], id="evt_bad", created=10**30))
+    report = await sync_events(container, since=0)
+    assert report.stored == len(gateway.stripe.events) - 1
+    assert (await _status(container, account)).has_premium
+
+
 async def test_reconcile_reports_and_fixes(
     container: Container, gateway: FakeStripeGateway, synced: dict[str, str], audit: Any
 ) -> None:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 
 from billfold.api.auth_deps import PrincipalDep
 from billfold.api.deps import ReadSessionDep
+from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.audit.schemas import AuditEntryRead, AuditPage
 from billfold.audit.service import list_entries
 from billfold.auth.principal import AccountRef
@@ -24,7 +25,7 @@ from billfold.errors import Forbidden, ValidationFailed
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 
-@router.get("", response_model=AuditPage)
+@router.get("", response_model=AuditPage, responses=error_responses(*AUTHENTICATED, 404))
 async def read_audit_log(
     session: ReadSessionDep,
     principal: PrincipalDep,
@@ -45,7 +46,8 @@ async def read_audit_log(
         )
     before_seq: int | None = None
     if cursor is not None:
-        if not cursor.isdigit():
+        # ASCII digits only (str.isdigit also takes fullwidth digits and "²"), within a BIGINT.
+        if not (cursor.isascii() and cursor.isdigit()) or int(cursor) >= 2**63:
             raise ValidationFailed("cursor must be a next_cursor value", field="cursor")
         before_seq = int(cursor)
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
 from billfold.api.audit_deps import AuditContextDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
+from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.errors import ValidationFailed
 from billfold.subscriptions import checkout, models, reads
@@ -85,7 +86,11 @@ class SubscriptionList(BaseModel):
     subscriptions: list[SubscriptionRead]
 
 
-@router.post("/checkout_session", response_model=CheckoutSessionRead)
+@router.post(
+    "/checkout_session",
+    response_model=CheckoutSessionRead,
+    responses=error_responses(*AUTHENTICATED, 404, 409, 502),
+)
 @rate_limit(RateLimitClass.CHECKOUT)
 async def create_checkout_session(
     body: CheckoutSessionCreate,
@@ -115,7 +120,11 @@ async def create_checkout_session(
     return CheckoutSessionRead(id=started.id, url=started.url)
 
 
-@router.get("/subscriptions", response_model=SubscriptionList)
+@router.get(
+    "/subscriptions",
+    response_model=SubscriptionList,
+    responses=error_responses(*AUTHENTICATED, 404),
+)
 async def list_subscriptions(
     session: ReadSessionDep, account: ReadingAccountDep
 ) -> SubscriptionList:

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from billfold import errors
@@ -33,6 +34,52 @@ STATUS_BY_ERROR: dict[type[errors.BillfoldError], int] = {
     errors.UpstreamUnavailable: 502,
     errors.ConfigurationError: 500,
 }
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The default error shape (`default_shape`)."""
+
+    error: ErrorDetail
+    request_id: str
+
+
+STATUS_DESCRIPTIONS: dict[int, str] = {
+    400: "Invalid input (also: a NUL character or lone surrogate, JSON nested too deeply)",
+    401: "Missing or invalid credential",
+    402: "Payment required or failed",
+    403: "The caller may not act on this account",
+    404: "Not found (or not the caller's)",
+    409: "Conflict with the current state",
+    405: "The method is not allowed (Allow names those that are)",
+    413: "The request body is over the limit",
+    415: "Unsupported media type",
+    422: "Invalid parameters or body",
+    429: "Too many requests (with Retry-After)",
+    500: "Internal error",
+    502: "Stripe did not answer",
+    503: "Not ready",
+}
+# What every route may answer whatever it does: BodyLimitMiddleware's refusals and FastAPI's
+# validation (in each dialect's shape: declaring 422 keeps FastAPI's `{detail}` out of it).
+ANY_ROUTE = (400, 413, 422)
+# ... and a route that needs a credential and is rate limited.
+AUTHENTICATED = (*ANY_ROUTE, 401, 403, 429)
+
+
+def error_responses(
+    *statuses: int, model: type[BaseModel] = ErrorResponse
+) -> dict[int | str, dict[str, Any]]:
+    """A route decorator's `responses=`: each status with its dialect's error shape."""
+    return {
+        status: {"model": model, "description": STATUS_DESCRIPTIONS[status]}
+        for status in sorted(set(statuses))
+    }
 
 
 def status_for(exc: errors.BillfoldError) -> int:
@@ -120,9 +167,13 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}.get(
             exc.status_code, "http_error"
         )
-        return render(
+        response = render(
             ErrorBody(exc.status_code, code, str(exc.detail), None, _rid(request)), request
         )
+        # Starlette's own headers: `Allow` on a 405 (which methods the path takes).
+        for name, value in (exc.headers or {}).items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -23,7 +23,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={503: {"description": "The database or its migrations are not ready (same body)"}},
+)
 @rate_limit(RateLimitClass.EXEMPT)
 async def readyz(container: ContainerDep) -> JSONResponse:
     """The database answers and its schema is at the newest migration."""
@@ -46,7 +49,15 @@ async def readyz(container: ContainerDep) -> JSONResponse:
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    responses={
+        200: {
+            "description": "Prometheus's text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 @rate_limit(RateLimitClass.EXEMPT)
 async def metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from billfold.api.audit_deps import AuditContextDep
 from billfold.api.auth_deps import PrincipalDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
+from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.auth.tenancy import account_for_organization
 from billfold.errors import ValidationFailed
@@ -56,7 +57,7 @@ class PortalSessionResponse(BaseModel):
     url: str
 
 
-@router.post("/checkout")
+@router.post("/checkout", responses=error_responses(*AUTHENTICATED, 404, 409, 502))
 @rate_limit(RateLimitClass.CHECKOUT)
 async def create_checkout(
     org_id: str,
@@ -85,7 +86,7 @@ async def create_checkout(
     return CheckoutSessionResponse(session_id=started.id, url=started.url)
 
 
-@router.get("/subscription")
+@router.get("/subscription", responses=error_responses(*AUTHENTICATED, 404))
 async def get_subscription(
     org_id: str, session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
 ) -> SubscriptionStatusRead:
@@ -102,7 +103,7 @@ async def get_subscription(
     )
 
 
-@router.post("/portal")
+@router.post("/portal", responses=error_responses(*AUTHENTICATED, 404, 409, 502))
 @rate_limit(RateLimitClass.CHECKOUT)
 async def create_portal(
     org_id: str,

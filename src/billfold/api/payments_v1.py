@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from billfold.api.audit_deps import AuditContextDep
 from billfold.api.auth_deps import PrincipalDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
-from billfold.api.errors import ErrorBody, register_error_shape
+from billfold.api.errors import ErrorBody, error_responses, register_error_shape
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.api.webhooks import accept_stripe_webhook
 from billfold.auth.tenancy import account_for_principal
@@ -52,6 +52,22 @@ def _error_shape(body: ErrorBody, request: Request) -> JSONResponse:
 
 
 register_error_shape(PREFIX, _error_shape)
+
+
+class V1Error(BaseModel):
+    """Document 004's error envelope (`_error_shape`)."""
+
+    success: bool
+    message: str
+    data: None = None
+
+
+def v1_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    # Document 004 answers validation errors as 400, and every server error as 500.
+    return error_responses(400, 413, 429, *statuses, model=V1Error)
+
+
+USER = (401, 403)
 
 
 def _major(amount: int, currency: str) -> float:
@@ -98,7 +114,7 @@ def _plan_entries(catalog: Catalog, currency: str | None) -> list[dict[str, Any]
     return entries
 
 
-@router.get("/plans")
+@router.get("/plans", responses=v1_errors())
 async def get_plans(
     session: ReadSessionDep,
     container: ContainerDep,
@@ -120,7 +136,7 @@ def _premium_price(catalog: Catalog, interval: str, currency: str) -> PlanPrice 
     return None
 
 
-@router.get("/config")
+@router.get("/config", responses=v1_errors())
 async def get_config(session: ReadSessionDep, container: ContainerDep) -> JSONResponse:
     """The publishable key and the first plan's monthly and yearly prices."""
     settings = container.settings
@@ -149,7 +165,7 @@ class CheckoutCreate(BaseModel):
     cancel_url: str | None = Field(default=None, max_length=2048)
 
 
-@router.post("/create-checkout-session")
+@router.post("/create-checkout-session", responses=v1_errors(*USER, 404, 409, 500))
 @rate_limit(RateLimitClass.CHECKOUT)
 async def create_checkout_session(
     body: CheckoutCreate,
@@ -183,7 +199,7 @@ async def create_checkout_session(
     )
 
 
-@router.get("/subscription/status")
+@router.get("/subscription/status", responses=v1_errors(*USER))
 async def get_subscription_status(
     session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
 ) -> JSONResponse:
@@ -222,7 +238,7 @@ def _details(sub: Subscription, user_id: str) -> dict[str, Any]:
     }
 
 
-@router.get("/subscription")
+@router.get("/subscription", responses=v1_errors(*USER, 404))
 async def get_subscription(
     session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
 ) -> JSONResponse:
@@ -269,7 +285,7 @@ async def _cancel_body(request: Request) -> CancelRequest:
         ) from exc
 
 
-@router.post("/subscription/cancel")
+@router.post("/subscription/cancel", responses=v1_errors(*USER, 404, 409, 500))
 async def cancel_subscription(
     request: Request,
     session: SessionDep,
@@ -288,7 +304,7 @@ async def cancel_subscription(
     return envelope("Subscription will cancel at end of billing period", _ending(sub, ended=False))
 
 
-@router.post("/subscription/reactivate")
+@router.post("/subscription/reactivate", responses=v1_errors(*USER, 404, 409, 500))
 async def reactivate_subscription(
     session: SessionDep, container: ContainerDep, principal: PrincipalDep, audit: AuditContextDep
 ) -> JSONResponse:
@@ -300,7 +316,7 @@ async def reactivate_subscription(
     return envelope("Subscription reactivated successfully", _ending(sub, ended=False))
 
 
-@router.post("/webhook")
+@router.post("/webhook", responses=v1_errors())
 @rate_limit(RateLimitClass.EXEMPT)
 async def stripe_webhook(
     request: Request, session: SessionDep, container: ContainerDep, background: BackgroundTasks

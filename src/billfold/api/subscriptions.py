@@ -32,6 +32,7 @@ from pydantic.alias_generators import to_camel
 from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
 from billfold.api.audit_deps import AuditContextDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
+from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.errors import ValidationFailed
 from billfold.subscriptions import changes, checkout, models, reads
@@ -131,7 +132,11 @@ def _require_plan(choice: PlanChoice) -> None:
         raise ValidationFailed("send planId or priceId", field="planId")
 
 
-@router.get("/current", response_model=CurrentSubscriptionRead)
+@router.get(
+    "/current",
+    response_model=CurrentSubscriptionRead,
+    responses=error_responses(*AUTHENTICATED, 404),
+)
 async def get_current_subscription(
     session: ReadSessionDep, container: ContainerDep, account: ReadingAccountDep
 ) -> CurrentSubscriptionRead:
@@ -145,7 +150,11 @@ async def get_current_subscription(
     )
 
 
-@router.post("/subscribe", response_model=CheckoutRead)
+@router.post(
+    "/subscribe",
+    response_model=CheckoutRead,
+    responses=error_responses(*AUTHENTICATED, 404, 409, 502),
+)
 @rate_limit(RateLimitClass.CHECKOUT)
 async def subscribe(
     body: SubscribeCreate,
@@ -173,7 +182,11 @@ async def subscribe(
     return CheckoutRead(session_id=started.id, session_url=started.url, checkout_url=started.url)
 
 
-@router.put("/update", response_model=SubscriptionEnvelope)
+@router.put(
+    "/update",
+    response_model=SubscriptionEnvelope,
+    responses=error_responses(*AUTHENTICATED, 404, 409, 502),
+)
 @rate_limit(RateLimitClass.CHECKOUT)
 async def update_subscription(
     body: SubscriptionUpdate,
@@ -200,7 +213,11 @@ async def update_subscription(
     return SubscriptionEnvelope(subscription=SubscriptionRead.model_validate(sub))
 
 
-@router.post("/cancel", response_model=SubscriptionEnvelope)
+@router.post(
+    "/cancel",
+    response_model=SubscriptionEnvelope,
+    responses=error_responses(*AUTHENTICATED, 404, 409, 502),
+)
 async def cancel_subscription(
     session: SessionDep,
     container: ContainerDep,
@@ -216,7 +233,9 @@ async def cancel_subscription(
     return SubscriptionEnvelope(subscription=SubscriptionRead.model_validate(sub))
 
 
-@router.get("/portal", response_model=PortalRead)
+@router.get(
+    "/portal", response_model=PortalRead, responses=error_responses(*AUTHENTICATED, 404, 502)
+)
 @rate_limit(RateLimitClass.CHECKOUT)
 async def get_portal(
     session: SessionDep,

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.api.deps import ContainerDep, SessionDep
+from billfold.api.errors import ANY_ROUTE, error_responses
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.container import Container
 from billfold.stripe.inbox import StoredEvent, process_event_safely, receive_webhook
@@ -47,7 +48,9 @@ class WebhookReceived(BaseModel):
     duplicate: bool
 
 
-@router.post("/api/stripe/webhook", response_model=WebhookReceived)
+@router.post(
+    "/api/stripe/webhook", response_model=WebhookReceived, responses=error_responses(*ANY_ROUTE)
+)
 @rate_limit(RateLimitClass.EXEMPT)
 async def stripe_webhook(
     request: Request, session: SessionDep, container: ContainerDep, background: BackgroundTasks

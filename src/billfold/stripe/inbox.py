@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -53,6 +55,12 @@ log = logging.getLogger("billfold.stripe.inbox")
 SIGNATURE_TOLERANCE_SECONDS = 300
 MAX_ATTEMPTS = 12
 MAX_PAYLOAD_BYTES = 1024 * 1024
+# An event's envelope: Stripe's ids are `evt_` and letters and digits; `created` is a Unix time
+# (0 .. the year 2100); nesting and text are bounded so any database can store the payload.
+EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,251}")
+EVENT_TYPE = re.compile(r"[a-z0-9_.]{1,100}")
+MAX_CREATED = 4_102_444_800
+MAX_PAYLOAD_DEPTH = 64
 APPLY_EVENT = "stripe.apply_event"
 
 EVENTS_RECEIVED = Counter(
@@ -184,9 +192,16 @@ def verify_signature(
             )
         except stripe.SignatureVerificationError:
             continue
+        # The SDK refuses only old signatures; one dated further ahead than the tolerance is
+        # not a clock's drift (the SDK's own clock, the system's, is the one it compares with).
+        if _signed_at(signature_header) > time.time() + SIGNATURE_TOLERANCE_SECONDS:
+            SIGNATURES_REFUSED.inc()
+            raise ValidationFailed(
+                "the Stripe signature is dated in the future", field="Stripe-Signature"
+            )
         try:
             body = json.loads(payload)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ValidationFailed("webhook body is not a JSON event") from exc
         if not isinstance(body, dict):
             raise ValidationFailed("webhook body is not a JSON event")
@@ -195,17 +210,70 @@ def verify_signature(
     raise ValidationFailed("invalid or expired Stripe signature", field="Stripe-Signature")
 
 
+def _signed_at(signature_header: str) -> int:
+    """The `t=` of a header the SDK has verified (so it is there and a number)."""
+    for part in signature_header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            try:
+                return int(value)
+            except ValueError:
+                break
+    return 0
+
+
+def _check_text(value: Any, depth: int = 0) -> None:
+    """Every string (and key) of the payload storable by any database (no NUL, no lone
+    surrogate), nesting at most MAX_PAYLOAD_DEPTH deep."""
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise ValidationFailed("the event nests too deeply", field="data")
+    if isinstance(value, str):
+        if "\x00" in value or (not value.isprintable() and _has_lone_surrogate(value)):
+            raise ValidationFailed(
+                "the event holds a NUL character or a lone surrogate", field="data"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, depth + 1)
+            _check_text(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item, depth + 1)
+
+
+def _has_lone_surrogate(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_envelope(body: dict[str, Any]) -> tuple[str, str, int]:
+    """The event's id, type and `created`, once its envelope is one billfold can store and its
+    handlers can read (`data.object` an object); ValidationFailed (400) otherwise."""
+    event_id, event_type, created = body.get("id"), body.get("type"), body.get("created")
+    if not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id):
+        raise ValidationFailed("the event's id is not a Stripe event id (evt_...)", field="id")
+    if not isinstance(event_type, str) or not EVENT_TYPE.fullmatch(event_type):
+        raise ValidationFailed("the event's type is not an event type", field="type")
+    if isinstance(created, bool) or not isinstance(created, int):
+        raise ValidationFailed("the event's created is not a Unix time", field="created")
+    if not 0 <= created <= MAX_CREATED:
+        raise ValidationFailed("the event's created is out of range", field="created")
+    data = body.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise ValidationFailed("the event's data.object is not an object", field="data.object")
+    _check_text(body)
+    return event_id, event_type, created
+
+
 async def store_event(
     session: AsyncSession, body: dict[str, Any], *, source: str, clock: Clock | None = None
 ) -> StoredEvent:
     """Insert an event into the inbox unless its id is there already, and with it (same
     transaction) the job that applies it."""
-    event_id = body.get("id")
-    event_type = body.get("type")
-    if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
-        raise ValidationFailed("the event has no id or type")
-    if len(event_id) > 255 or not event_type or len(event_type) > 100:
-        raise ValidationFailed("the event's id or type is too long")
+    event_id, event_type, created = check_envelope(body)
     clock = clock or SystemClock()
     inserted = await insert_ignoring_conflict(
         session,
@@ -213,7 +281,7 @@ async def store_event(
         {
             "id": event_id,
             "type": event_type,
-            "stripe_created": int(body.get("created") or 0),
+            "stripe_created": created,
             "livemode": bool(body.get("livemode")),
             "payload": body,
             "source": source,
@@ -230,9 +298,7 @@ async def store_event(
         id=event_id,
         type=event_type,
         inserted=inserted,
-        event=StripeEvent(
-            id=event_id, type=event_type, created=int(body.get("created") or 0), payload=body
-        ),
+        event=StripeEvent(id=event_id, type=event_type, created=created, payload=body),
     )
 
 
@@ -273,7 +339,14 @@ async def receive_webhook(
     stored = await store_event(session, body, source="webhook", clock=clock)
     if stored.inserted and stored.event is not None:
         for note in handlers.notes_for(stored.type) if handlers is not None else ():
-            await note(session, stored.event)
+            # Only a head start for `prepare`: an object a note cannot read (an empty
+            # checkout session) is the handlers' to fail on, as a failed event with its error.
+            try:
+                async with session.begin_nested():
+                    await note(session, stored.event)
+            except Exception:
+                log.warning("noting event %s failed", stored.id, exc_info=True)
+                stored.event.prepared.clear()
     else:
         found = (
             await session.execute(select(WebhookEvent.status).where(WebhookEvent.id == stored.id))
@@ -475,8 +548,14 @@ async def sync_events(
     report = SyncReport()
     async for event in gateway.events.list(created_after=since):
         report.seen += 1
-        async with container.db.transaction() as session:
-            stored = await store_event(session, event.payload, source="sync", clock=container.clock)
+        try:
+            async with container.db.transaction() as session:
+                stored = await store_event(
+                    session, event.payload, source="sync", clock=container.clock
+                )
+        except ValidationFailed as exc:
+            log.warning("skipping Stripe event %s: %s", event.id, exc.message)
+            continue
         if stored.inserted:
             report.stored += 1
     if apply:

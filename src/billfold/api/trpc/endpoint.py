@@ -7,10 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.types import Scope
 
 from billfold.api.deps import get_container
-from billfold.api.errors import ErrorBody, register_error_shape
+from billfold.api.errors import ErrorBody, error_responses, register_error_shape
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.api.trpc.procedures import ProcedureContext, ProcedureRouter, encode_output
 from billfold.api.trpc.wire import (
@@ -66,6 +67,25 @@ async def _run_call(
         return error_envelope(error, path)
 
 
+class TRPCErrorData(BaseModel):
+    code: str
+    httpStatus: int  # tRPC's name
+    path: str | None = None
+    field: str | None = None
+
+
+class TRPCErrorObject(BaseModel):
+    message: str
+    code: int
+    data: TRPCErrorData
+
+
+class TRPCErrorResponse(BaseModel):
+    """tRPC's error envelope (`error_envelope`)."""
+
+    error: TRPCErrorObject
+
+
 def build_router(procedures: ProcedureRouter, prefix: str = "/trpc") -> APIRouter:
     """The FastAPI router serving `procedures` under `prefix` in tRPC's wire format.
 
@@ -77,12 +97,6 @@ def build_router(procedures: ProcedureRouter, prefix: str = "/trpc") -> APIRoute
     def rate_limit_of_call(scope: Scope) -> RateLimitClass:
         return procedures.rate_limit_of(str(scope.get("path_params", {}).get("path", "")))
 
-    @router.api_route(
-        prefix + "/{path:path}",
-        methods=["GET", "POST"],
-        summary="tRPC procedures (for @trpc/client's httpLink and httpBatchLink)",
-        response_class=JSONResponse,
-    )
     @rate_limit(rate_limit_of_call)
     async def trpc_endpoint(request: Request, path: str = "") -> JSONResponse:
         try:
@@ -102,6 +116,30 @@ def build_router(procedures: ProcedureRouter, prefix: str = "/trpc") -> APIRoute
         status = item["error"]["data"]["httpStatus"] if "error" in item else 200
         return JSONResponse(item, status_code=status)
 
+    # One route serves both methods (so a 405 names both in Allow); the schema shows one per
+    # method, each with an operation id of its own.
+    router.add_api_route(
+        prefix + "/{path:path}",
+        trpc_endpoint,
+        methods=["GET", "POST"],
+        response_class=JSONResponse,
+        include_in_schema=False,
+    )
+    for method in ("GET", "POST"):
+        router.add_api_route(
+            prefix + "/{path:path}",
+            trpc_endpoint,
+            methods=[method],
+            operation_id=f"trpc_{method.lower()}",
+            summary=f"tRPC procedures, {method} (for @trpc/client's httpLink and httpBatchLink)",
+            response_class=JSONResponse,
+            responses={
+                207: {"description": "A batch whose calls answered differently"},
+                **error_responses(
+                    400, 401, 403, 404, 405, 409, 413, 415, 429, 500, 502, model=TRPCErrorResponse
+                ),
+            },
+        )
     # The bare prefix names no procedure: a tRPC NOT_FOUND, not a redirect to `prefix/`.
     router.add_api_route(
         prefix,

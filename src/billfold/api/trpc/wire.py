@@ -21,6 +21,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs
 
 from billfold import errors
+from billfold.api.body_limits import has_bad_escape, json_depth_exceeds
 from billfold.api.errors import status_for
 
 # Every tRPC error code: its JSON-RPC number and its HTTP status (from @trpc/server v11).
@@ -54,6 +55,7 @@ _CODE_BY_STATUS: Final[dict[int, str]] = {
 
 # A batch longer than this is refused whole: no client batches that much by accident.
 MAX_BATCH_CALLS: Final = 50
+MAX_INPUT_DEPTH: Final = 32
 
 
 class TRPCError(Exception):
@@ -158,9 +160,16 @@ class WireRequest:
 
 
 def _loads(text: str | bytes, where: str) -> Any:
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    # What BodyLimitMiddleware checks of a body, for the GET input too: bounded nesting (a
+    # deep one is a RecursionError in the parser), no NUL or lone surrogate (PostgreSQL).
+    if json_depth_exceeds(raw, MAX_INPUT_DEPTH):
+        raise TRPCError("BAD_REQUEST", f"{where} nests deeper than {MAX_INPUT_DEPTH}")
+    if has_bad_escape(raw):
+        raise TRPCError("BAD_REQUEST", f"{where} holds a NUL character or a lone surrogate")
     try:
         return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise TRPCError("PARSE_ERROR", f"{where} is not valid JSON") from exc
 
 
