@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -31,6 +32,8 @@ from billfold.db.engine import Database
 from billfold.jobs import Worker
 from billfold.stripe.gateway import StripeClientGateway, StripeGateway
 from billfold.wiring import wire
+
+logger = logging.getLogger("billfold")
 
 # Every dialect's router, imported (a misspelt or moved module fails here, and mypy sees it).
 ROUTERS: tuple[APIRouter, ...] = (
@@ -63,6 +66,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logger.info(settings.mode_line())
         try:
             async with AsyncExitStack() as stack:
                 # The embedded job worker (unless BILLFOLD_EMBEDDED_WORKER=off): `billfold
@@ -93,7 +97,7 @@ def create_app(
     app.state.container = container
     app.state.rate_limiter = rate_limiter
     install_error_handlers(app)
-    mount_sandbox(app, settings)  # only in sandbox mode (no STRIPE_SECRET_KEY)
+    mount_sandbox(app, settings)  # only in sandbox mode (no STRIPE_SECRET_KEY), never in production
     for router in ROUTERS:
         app.include_router(router)
     # Inside CORS (a browser can read a 429) and the request id (a 429 carries one). It reads

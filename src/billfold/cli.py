@@ -77,12 +77,10 @@ def serve(
     except SQLAlchemyError as exc:
         fail(f"cannot open the database ({type(exc).__name__}): {str(exc).splitlines()[0]}")
         return
-    mode = "Stripe sandbox (no STRIPE_SECRET_KEY set)" if settings.sandbox_mode else "live Stripe"
     database = settings.effective_database_url.split("@")[-1]
     console.print(f"billfold listening on http://{settings.host}:{settings.port}")
-    console.print(f"  mode: {mode}")
     console.print(f"  database: {database}")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level)  # the app logs its mode line when it starts
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning")
 
 

@@ -168,8 +168,21 @@ class Settings(BaseSettings):
     # --- derived ----------------------------------------------------------------------
     @property
     def sandbox_mode(self) -> bool:
-        """No Stripe key: billfold runs against its own Stripe sandbox."""
-        return not self.stripe_secret_key
+        """No Stripe key outside production: billfold runs against its own Stripe sandbox. Never
+        in production (its webhook secret is public, its test helpers pay any Checkout)."""
+        return not self.stripe_secret_key and self.environment != "production"
+
+    def mode_line(self) -> str:
+        """The one start-up line saying which mode billfold is in and why."""
+        if self.sandbox_mode:
+            stripe_part = "Stripe sandbox (no STRIPE_SECRET_KEY)"
+        elif self.stripe_secret_key and "_live_" in self.stripe_secret_key:
+            stripe_part = "live Stripe (STRIPE_SECRET_KEY is a live key)"
+        else:
+            stripe_part = "Stripe test mode (STRIPE_SECRET_KEY is a test key)"
+        if self.stripe_api_base_override:
+            stripe_part += f" at {self.stripe_api_base_override} (BILLFOLD_STRIPE_API_BASE)"
+        return f"billfold: {self.environment} mode, {stripe_part}"
 
     @property
     def effective_database_url(self) -> str:
@@ -216,6 +229,11 @@ class Settings(BaseSettings):
 
     def check(self) -> None:
         """Refuse to start with a wrong or missing value, naming the variable."""
+        if self.environment == "production" and not self.stripe_secret_key:
+            raise ConfigurationError(
+                "STRIPE_SECRET_KEY is required with BILLFOLD_ENV=production (a live or test "
+                "Stripe key, sk_... or rk_...): production never runs the Stripe sandbox."
+            )
         if self.stripe_secret_key and not self.stripe_secret_key.startswith(("sk_", "rk_")):
             raise ConfigurationError(
                 "STRIPE_SECRET_KEY must be a Stripe secret key starting with sk_ or rk_."
@@ -234,7 +252,10 @@ class Settings(BaseSettings):
             )
         if self.jwt_algorithm == "HS256":
             if self.environment == "production" and not self.jwt_secret:
-                raise ConfigurationError("BILLFOLD_JWT_SECRET is required in production.")
+                raise ConfigurationError(
+                    "BILLFOLD_JWT_SECRET (32+ characters) or BILLFOLD_JWT_ALGORITHM=RS256/ES256 "
+                    "with BILLFOLD_JWT_PUBLIC_KEY is required with BILLFOLD_ENV=production."
+                )
             if self.jwt_secret is not None and len(self.jwt_secret) < 32:
                 raise ConfigurationError("BILLFOLD_JWT_SECRET must be at least 32 characters long.")
         elif not self.jwt_public_key:
