@@ -22,7 +22,20 @@ from billfold.stripe.cli import stripe_app
 from billfold.subscriptions.cli import reconcile
 from billfold.wiring import wire
 
-app = typer.Typer(
+
+class _BillfoldTyper(typer.Typer):
+    """The `billfold` command: a configuration or billfold error is one line on stderr and exit
+    status 1, never a traceback."""
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        try:
+            return super().__call__(*args, **kwargs)
+        except BillfoldError as exc:
+            sys.stderr.write(f"error: {exc.message}\n")
+            sys.exit(1)
+
+
+app = _BillfoldTyper(
     help="billfold: self-hosted billing for SaaS products on Stripe.", no_args_is_help=True
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -38,7 +51,7 @@ app.add_typer(jobs_app, name="jobs")
 stripe_cli.CONTAINER_WIRING.append(wire)
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one sentence stays one line
 
 
 def fail(message: str) -> None:

@@ -13,10 +13,11 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from limits import parse as parse_rate_limit
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from billfold.errors import ConfigurationError
+from billfold.money import SUPPORTED_CURRENCIES
 
 # The embedded Stripe sandbox (no STRIPE_SECRET_KEY set): mounted under billfold's own server at
 # this path, called with this key, and signing the webhooks it sends billfold with this secret.
@@ -152,11 +153,22 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             if not value.strip():
                 return {}
+            allowed = 'a JSON object such as {"pro": "price_..."} or pro=price_...,team=price_...'
             try:
                 parsed = json.loads(value)
             except json.JSONDecodeError:
                 # Also accept "basic=price_1,pro=price_2".
-                parsed = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+                parts = [part.strip() for part in value.split(",") if part.strip()]
+                if value.lstrip().startswith("{") or not all(
+                    "=" in part and all(side.strip() for side in part.split("=", 1))
+                    for part in parts
+                ):
+                    raise ValueError(f"must be {allowed}") from None
+                return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in parts)}
+            if not isinstance(parsed, dict) or not all(
+                isinstance(v, str) and v for v in parsed.values()
+            ):
+                raise ValueError(f"must be {allowed}")
             return parsed
         return value
 
@@ -246,9 +258,15 @@ class Settings(BaseSettings):
         for secret in self.stripe_webhook_secret:
             if not secret.startswith("whsec_"):
                 raise ConfigurationError("STRIPE_WEBHOOK_SECRET must start with whsec_.")
-        if len(self.stripe_default_currency) != 3 or not self.stripe_default_currency.isalpha():
+        if self.stripe_default_currency not in SUPPORTED_CURRENCIES:
             raise ConfigurationError(
-                "STRIPE_DEFAULT_CURRENCY must be a three-letter ISO currency code such as usd."
+                f"STRIPE_DEFAULT_CURRENCY is {self.stripe_default_currency!r}, not a currency "
+                "Stripe supports: use a three-letter ISO code such as usd or eur."
+            )
+        if self.catalog_file is not None and not Path(self.catalog_file).is_file():
+            raise ConfigurationError(
+                f"BILLFOLD_CATALOG_FILE is {str(self.catalog_file)!r}, which is not a file "
+                f"(relative paths start in {Path.cwd()}): name a TOML catalog or unset it."
             )
         if self.jwt_algorithm == "HS256":
             if self.environment == "production" and not self.jwt_secret:
@@ -300,6 +318,31 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def describe_validation_error(exc: ValidationError) -> str:
+    """One sentence naming the variable, its value and what is allowed (first error only)."""
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error.get("loc") else "a setting"
+    field = Settings.model_fields.get(name)
+    if field is not None and isinstance(field.validation_alias, AliasChoices):
+        name = str(field.validation_alias.choices[0])
+    message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    value = error.get("input")
+    shown = f"{value!r}" if isinstance(value, str | int | float) else "the given value"
+    if message.startswith("must "):
+        return f"{name} is {shown}: it {message}."
+    return f"{name} is {shown}, which is not allowed: {message}."
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; ConfigurationError (one sentence) for a value of the
+    wrong shape, never pydantic's report."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()

@@ -24,7 +24,7 @@ from billfold.stripe.models import WebhookEvent
 
 stripe_app = typer.Typer(help="Stripe: fill event gaps, reconcile, retry.", no_args_is_help=True)
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 T = TypeVar("T")
 
