@@ -93,6 +93,7 @@ def serve(
     database = settings.effective_database_url.split("@")[-1]
     console.print(f"billfold listening on http://{settings.host}:{settings.port}")
     console.print(f"  database: {database}")
+    console.print(f"  data dir: {settings.data_dir} (BILLFOLD_DATA_DIR)")
     configure_logging(settings.log_level)  # the app logs its mode line when it starts
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning")
 

@@ -7,6 +7,7 @@ are `BILLFOLD_*`. `Settings.check()` stops start-up with one sentence naming the
 from __future__ import annotations
 
 import json
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -69,7 +70,10 @@ class Settings(BaseSettings):
     )
 
     # --- billfold's own ---------------------------------------------------------------
-    data_dir: Path = Field(default=Path(".billfold"), validation_alias=_alias("BILLFOLD_DATA_DIR"))
+    # Always absolute; see resolve_data_dir for where it is when BILLFOLD_DATA_DIR is unset.
+    data_dir: Path = Field(
+        default_factory=lambda: resolve_data_dir(), validation_alias=_alias("BILLFOLD_DATA_DIR")
+    )
     database_url: str | None = Field(default=None, validation_alias=_alias("BILLFOLD_DATABASE_URL"))
     jwt_secret: str | None = Field(default=None, validation_alias=_alias("BILLFOLD_JWT_SECRET"))
     jwt_public_key: str | None = Field(
@@ -171,6 +175,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"must be {allowed}")
             return parsed
         return value
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
 
     @field_validator("stripe_default_currency")
     @classmethod
@@ -305,6 +314,28 @@ class Settings(BaseSettings):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ConfigurationError(f"{name} must be an http(s) URL, got {url!r}.")
+
+
+DATA_DIR_NAME = ".billfold"
+
+
+def resolve_data_dir(*, cwd: Path | None = None, prefix: Path | None = None) -> Path:
+    """Where billfold keeps its SQLite database, the sandbox's state and the development JWT
+    secret when BILLFOLD_DATA_DIR is unset. The server and every CLI command resolve it alike:
+    1. the nearest `.billfold` directory in the current directory or one of its parents;
+    2. else the `.billfold` beside the virtual environment billfold runs from (where
+       ./scripts/serve keeps it), when that exists;
+    3. else `./.billfold` in the current directory (created on first use)."""
+    here = (cwd or Path.cwd()).absolute()
+    for directory in (here, *here.parents):
+        if (directory / DATA_DIR_NAME).is_dir():
+            return directory / DATA_DIR_NAME
+    venv = (prefix or Path(sys.prefix)).absolute()
+    if venv != Path(sys.base_prefix).absolute() or prefix is not None:
+        beside = venv.parent / DATA_DIR_NAME
+        if beside.is_dir():
+            return beside
+    return here / DATA_DIR_NAME
 
 
 def normalize_database_url(url: str) -> str:
