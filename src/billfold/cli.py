@@ -91,6 +91,11 @@ def serve(
         fail(f"cannot open the database ({type(exc).__name__}): {str(exc).splitlines()[0]}")
         return
     database = settings.effective_database_url.split("@")[-1]
+    try:  # where the CLI's `billfold stripe sync|reconcile` find this server's sandbox
+        settings.server_url_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.server_url_file.write_text(settings.base_url + "\n")
+    except OSError:
+        pass
     console.print(f"billfold listening on http://{settings.host}:{settings.port}")
     console.print(f"  database: {database}")
     console.print(f"  data dir: {settings.data_dir} (BILLFOLD_DATA_DIR)")

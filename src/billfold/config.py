@@ -217,6 +217,24 @@ class Settings(BaseSettings):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
+    def server_url_file(self) -> Path:
+        """Where `billfold serve` notes the address it listens on, for the CLI commands that
+        call its embedded sandbox (`billfold stripe sync`, `reconcile`) from any directory."""
+        return self.data_dir / "server-url"
+
+    def use_recorded_server_url(self) -> None:
+        """For a CLI command: take the address the server noted (after `billfold serve --port`)
+        unless BILLFOLD_PUBLIC_URL, BILLFOLD_HOST or BILLFOLD_PORT say where it is."""
+        if self.model_fields_set & {"public_url", "host", "port"}:
+            return
+        try:
+            recorded = self.server_url_file.read_text().strip()
+        except OSError:
+            return
+        if recorded.startswith(("http://", "https://")):
+            self.public_url = recorded
+
+    @property
     def stripe_api_key(self) -> str:
         return self.stripe_secret_key or SANDBOX_SECRET_KEY
 
