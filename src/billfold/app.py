@@ -93,10 +93,14 @@ def create_app(
         version=__version__,
         description="Self-hosted billing for SaaS products that take payments through Stripe.",
         lifespan=lifespan,
+        # /docs is ops.docs, on the package's own Swagger UI files; ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.container = container
     app.state.rate_limiter = rate_limiter
     install_error_handlers(app)
+    ops.mount_docs_assets(app)
     mount_sandbox(app, settings)  # only in sandbox mode (no STRIPE_SECRET_KEY), never in production
     for router in ROUTERS:
         app.include_router(router)

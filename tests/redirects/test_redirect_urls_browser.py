@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,26 +11,21 @@ from hypothesis import HealthCheck, example, given, settings
 
 from tests.redirects.strategies import allowed_ascii_hosts, tricky_urls
 from tests.redirects.test_redirect_urls import accepted
-from tests.sandbox.browser_env import chromium_env
+from tests.sandbox.browser_env import CHROMIUM, chromium_env, require_browser
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
 def page() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is not installed (apt-get install -y chromium)"
-        if os.environ.get("BILLFOLD_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=ARGS, env=chromium_env()
+            executable_path=CHROMIUM, args=ARGS, env=chromium_env()
         )
         yield browser.new_page()
         browser.close()
