@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -32,6 +33,8 @@ from billfold.db.engine import Database
 from billfold.jobs import Worker
 from billfold.stripe.gateway import StripeClientGateway, StripeGateway
 from billfold.wiring import wire
+
+logger = logging.getLogger("billfold")
 
 # Every dialect's router, imported (a misspelt or moved module fails here, and mypy sees it).
 ROUTERS: tuple[APIRouter, ...] = (
@@ -64,6 +67,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logger.info(settings.mode_line())
         try:
             async with AsyncExitStack() as stack:
                 # The embedded job worker (unless BILLFOLD_EMBEDDED_WORKER=off): `billfold
@@ -90,11 +94,15 @@ def create_app(
         version=__version__,
         description="Self-hosted billing for SaaS products that take payments through Stripe.",
         lifespan=lifespan,
+        # /docs is ops.docs, on the package's own Swagger UI files; ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.container = container
     app.state.rate_limiter = rate_limiter
     install_error_handlers(app)
-    mount_sandbox(app, settings)  # only in sandbox mode (no STRIPE_SECRET_KEY)
+    ops.mount_docs_assets(app)
+    mount_sandbox(app, settings)  # only in sandbox mode (no STRIPE_SECRET_KEY), never in production
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, settings=settings)  # 413/400 before a route reads

@@ -21,7 +21,20 @@ from billfold.stripe.cli import stripe_app
 from billfold.subscriptions.cli import reconcile
 from billfold.wiring import wire
 
-app = typer.Typer(
+
+class _BillfoldTyper(typer.Typer):
+    """The `billfold` command: a configuration or billfold error is one line on stderr and exit
+    status 1, never a traceback."""
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        try:
+            return super().__call__(*args, **kwargs)
+        except BillfoldError as exc:
+            sys.stderr.write(f"error: {exc.message}\n")
+            sys.exit(1)
+
+
+app = _BillfoldTyper(
     help="billfold: self-hosted billing for SaaS products on Stripe.", no_args_is_help=True
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -54,7 +67,7 @@ app.add_typer(jobs_app, name="jobs")
 stripe_cli.CONTAINER_WIRING.append(wire)
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one sentence stays one line
 
 
 def fail(message: str) -> None:
@@ -102,11 +115,15 @@ def serve(
     except SQLAlchemyError as exc:
         fail(f"cannot open the database ({type(exc).__name__}): {str(exc).splitlines()[0]}")
         return
-    mode = "Stripe sandbox (no STRIPE_SECRET_KEY set)" if settings.sandbox_mode else "live Stripe"
     database = settings.effective_database_url.split("@")[-1]
+    try:  # where the CLI's `billfold stripe sync|reconcile` find this server's sandbox
+        settings.server_url_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.server_url_file.write_text(settings.base_url + "\n")
+    except OSError:
+        pass
     console.print(f"billfold listening on http://{settings.host}:{settings.port}")
-    console.print(f"  mode: {mode}")
     console.print(f"  database: {database}")
+    console.print(f"  data dir: {settings.data_dir} (BILLFOLD_DATA_DIR)")
     if workers > 1:
         if settings.sandbox_mode:
             # Each worker would hold a sandbox of its own on one state file: one Stripe world
@@ -120,7 +137,7 @@ def serve(
             application = create_app(settings)
         else:
             console.print(f"  workers: {workers}")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level)  # the app logs its mode line when it starts
     if application is not None:
         uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning")
         return

@@ -7,16 +7,18 @@ are `BILLFOLD_*`. `Settings.check()` stops start-up with one sentence naming the
 from __future__ import annotations
 
 import json
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from limits import parse as parse_rate_limit
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from billfold.errors import ConfigurationError
+from billfold.money import SUPPORTED_CURRENCIES
 
 # The embedded Stripe sandbox (no STRIPE_SECRET_KEY set): mounted under billfold's own server at
 # this path, called with this key, and signing the webhooks it sends billfold with this secret.
@@ -68,7 +70,10 @@ class Settings(BaseSettings):
     )
 
     # --- billfold's own ---------------------------------------------------------------
-    data_dir: Path = Field(default=Path(".billfold"), validation_alias=_alias("BILLFOLD_DATA_DIR"))
+    # Always absolute; see resolve_data_dir for where it is when BILLFOLD_DATA_DIR is unset.
+    data_dir: Path = Field(
+        default_factory=lambda: resolve_data_dir(), validation_alias=_alias("BILLFOLD_DATA_DIR")
+    )
     database_url: str | None = Field(default=None, validation_alias=_alias("BILLFOLD_DATABASE_URL"))
     jwt_secret: str | None = Field(default=None, validation_alias=_alias("BILLFOLD_JWT_SECRET"))
     jwt_public_key: str | None = Field(
@@ -166,13 +171,29 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             if not value.strip():
                 return {}
+            allowed = 'a JSON object such as {"pro": "price_..."} or pro=price_...,team=price_...'
             try:
                 parsed = json.loads(value)
             except json.JSONDecodeError:
                 # Also accept "basic=price_1,pro=price_2".
-                parsed = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+                parts = [part.strip() for part in value.split(",") if part.strip()]
+                if value.lstrip().startswith("{") or not all(
+                    "=" in part and all(side.strip() for side in part.split("=", 1))
+                    for part in parts
+                ):
+                    raise ValueError(f"must be {allowed}") from None
+                return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in parts)}
+            if not isinstance(parsed, dict) or not all(
+                isinstance(v, str) and v for v in parsed.values()
+            ):
+                raise ValueError(f"must be {allowed}")
             return parsed
         return value
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
 
     @field_validator("stripe_default_currency")
     @classmethod
@@ -182,8 +203,21 @@ class Settings(BaseSettings):
     # --- derived ----------------------------------------------------------------------
     @property
     def sandbox_mode(self) -> bool:
-        """No Stripe key: billfold runs against its own Stripe sandbox."""
-        return not self.stripe_secret_key
+        """No Stripe key outside production: billfold runs against its own Stripe sandbox. Never
+        in production (its webhook secret is public, its test helpers pay any Checkout)."""
+        return not self.stripe_secret_key and self.environment != "production"
+
+    def mode_line(self) -> str:
+        """The one start-up line saying which mode billfold is in and why."""
+        if self.sandbox_mode:
+            stripe_part = "Stripe sandbox (no STRIPE_SECRET_KEY)"
+        elif self.stripe_secret_key and "_live_" in self.stripe_secret_key:
+            stripe_part = "live Stripe (STRIPE_SECRET_KEY is a live key)"
+        else:
+            stripe_part = "Stripe test mode (STRIPE_SECRET_KEY is a test key)"
+        if self.stripe_api_base_override:
+            stripe_part += f" at {self.stripe_api_base_override} (BILLFOLD_STRIPE_API_BASE)"
+        return f"billfold: {self.environment} mode, {stripe_part}"
 
     @property
     def effective_database_url(self) -> str:
@@ -195,6 +229,24 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """Where billfold itself is reached (for links and the sandbox's webhooks)."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def server_url_file(self) -> Path:
+        """Where `billfold serve` notes the address it listens on, for the CLI commands that
+        call its embedded sandbox (`billfold stripe sync`, `reconcile`) from any directory."""
+        return self.data_dir / "server-url"
+
+    def use_recorded_server_url(self) -> None:
+        """For a CLI command: take the address the server noted (after `billfold serve --port`)
+        unless BILLFOLD_PUBLIC_URL, BILLFOLD_HOST or BILLFOLD_PORT say where it is."""
+        if self.model_fields_set & {"public_url", "host", "port"}:
+            return
+        try:
+            recorded = self.server_url_file.read_text().strip()
+        except OSError:
+            return
+        if recorded.startswith(("http://", "https://")):
+            self.public_url = recorded
 
     @property
     def stripe_api_key(self) -> str:
@@ -230,6 +282,11 @@ class Settings(BaseSettings):
 
     def check(self) -> None:
         """Refuse to start with a wrong or missing value, naming the variable."""
+        if self.environment == "production" and not self.stripe_secret_key:
+            raise ConfigurationError(
+                "STRIPE_SECRET_KEY is required with BILLFOLD_ENV=production (a live or test "
+                "Stripe key, sk_... or rk_...): production never runs the Stripe sandbox."
+            )
         if self.stripe_secret_key and not self.stripe_secret_key.startswith(("sk_", "rk_")):
             raise ConfigurationError(
                 "STRIPE_SECRET_KEY must be a Stripe secret key starting with sk_ or rk_."
@@ -242,13 +299,22 @@ class Settings(BaseSettings):
         for secret in self.stripe_webhook_secret:
             if not secret.startswith("whsec_"):
                 raise ConfigurationError("STRIPE_WEBHOOK_SECRET must start with whsec_.")
-        if len(self.stripe_default_currency) != 3 or not self.stripe_default_currency.isalpha():
+        if self.stripe_default_currency not in SUPPORTED_CURRENCIES:
             raise ConfigurationError(
-                "STRIPE_DEFAULT_CURRENCY must be a three-letter ISO currency code such as usd."
+                f"STRIPE_DEFAULT_CURRENCY is {self.stripe_default_currency!r}, not a currency "
+                "Stripe supports: use a three-letter ISO code such as usd or eur."
+            )
+        if self.catalog_file is not None and not Path(self.catalog_file).is_file():
+            raise ConfigurationError(
+                f"BILLFOLD_CATALOG_FILE is {str(self.catalog_file)!r}, which is not a file "
+                f"(relative paths start in {Path.cwd()}): name a TOML catalog or unset it."
             )
         if self.jwt_algorithm == "HS256":
             if self.environment == "production" and not self.jwt_secret:
-                raise ConfigurationError("BILLFOLD_JWT_SECRET is required in production.")
+                raise ConfigurationError(
+                    "BILLFOLD_JWT_SECRET (32+ characters) or BILLFOLD_JWT_ALGORITHM=RS256/ES256 "
+                    "with BILLFOLD_JWT_PUBLIC_KEY is required with BILLFOLD_ENV=production."
+                )
             if self.jwt_secret is not None and len(self.jwt_secret) < 32:
                 raise ConfigurationError("BILLFOLD_JWT_SECRET must be at least 32 characters long.")
         elif not self.jwt_public_key:
@@ -282,6 +348,28 @@ class Settings(BaseSettings):
                 raise ConfigurationError(f"{name} must be an http(s) URL, got {url!r}.")
 
 
+DATA_DIR_NAME = ".billfold"
+
+
+def resolve_data_dir(*, cwd: Path | None = None, prefix: Path | None = None) -> Path:
+    """Where billfold keeps its SQLite database, the sandbox's state and the development JWT
+    secret when BILLFOLD_DATA_DIR is unset. The server and every CLI command resolve it alike:
+    1. the nearest `.billfold` directory in the current directory or one of its parents;
+    2. else the `.billfold` beside the virtual environment billfold runs from (where
+       ./scripts/serve keeps it), when that exists;
+    3. else `./.billfold` in the current directory (created on first use)."""
+    here = (cwd or Path.cwd()).absolute()
+    for directory in (here, *here.parents):
+        if (directory / DATA_DIR_NAME).is_dir():
+            return directory / DATA_DIR_NAME
+    venv = (prefix or Path(sys.prefix)).absolute()
+    if venv != Path(sys.base_prefix).absolute() or prefix is not None:
+        beside = venv.parent / DATA_DIR_NAME
+        if beside.is_dir():
+            return beside
+    return here / DATA_DIR_NAME
+
+
 def normalize_database_url(url: str) -> str:
     """Accept plain `postgresql://` / `sqlite://` URLs and pick billfold's async drivers."""
     if url.startswith("postgres://"):
@@ -293,6 +381,31 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def describe_validation_error(exc: ValidationError) -> str:
+    """One sentence naming the variable, its value and what is allowed (first error only)."""
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error.get("loc") else "a setting"
+    field = Settings.model_fields.get(name)
+    if field is not None and isinstance(field.validation_alias, AliasChoices):
+        name = str(field.validation_alias.choices[0])
+    message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    value = error.get("input")
+    shown = f"{value!r}" if isinstance(value, str | int | float) else "the given value"
+    if message.startswith("must "):
+        return f"{name} is {shown}: it {message}."
+    return f"{name} is {shown}, which is not allowed: {message}."
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; ConfigurationError (one sentence) for a value of the
+    wrong shape, never pydantic's report."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()

@@ -46,8 +46,11 @@ def test_catalog_sync_and_stripe_commands(
     database_url = database.url
     first = run("catalog", "sync")
     assert "prices: 4 created, 0 unchanged" in first
+    assert "products: 1 created" in first and "nothing changed" not in first
     again = run("catalog", "sync")
     assert "prices: 0 created, 4 unchanged" in again
+    # A second run with nothing changed says so (it used to report the product "1 updated").
+    assert "nothing changed" in again and "0 updated, 1 unchanged" in again
     with sandbox_server.state.lock:
         assert len(sandbox_server.state.all("price")) == 4
     shown = run("catalog", "show")

@@ -41,6 +41,7 @@ async def test_plans_show_the_sandbox_prices_and_sync_is_idempotent(
             session, sandbox_gateway(server.settings, server.sandbox), catalog, clock=SystemClock()
         )
     assert report.prices_created == 0 and report.prices_unchanged == 4
-    assert report.products_updated == 1
+    assert report.products_updated == 0 and report.products_unchanged == 1
+    assert not report.changed and report.summary().startswith("nothing changed")
     with state.lock:
         assert len(state.all("price")) == 4

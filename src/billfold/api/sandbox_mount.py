@@ -23,8 +23,9 @@ BILLFOLD_ENDPOINT_ID = "we_billfold_local"
 def mount_sandbox(app: FastAPI, settings: Settings) -> SandboxState | None:
     """Mount the sandbox at SANDBOX_MOUNT_PATH (sandbox mode only) and register billfold's own
     webhook route as an endpoint signed with SANDBOX_WEBHOOK_SECRET. State persists in
-    `{data_dir}/sandbox.json`. Returns the sandbox state (None outside sandbox mode)."""
-    if not settings.sandbox_mode:
+    `{data_dir}/sandbox.json`. Returns the sandbox state (None outside sandbox mode). Never in
+    production: there the sandbox and its test helpers answer 404."""
+    if not settings.sandbox_mode or settings.environment == "production":
         return None
     # Imported here: a billfold talking to real Stripe never loads the sandbox.
     from billfold.sandbox.app import create_sandbox_app

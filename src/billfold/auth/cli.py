@@ -19,7 +19,7 @@ from billfold.errors import BillfoldError
 
 apikey_app = typer.Typer(help="API keys for your app's backend.", no_args_is_help=True)
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 async def _record(session: AsyncSession, action: str, key: ApiKey) -> None:

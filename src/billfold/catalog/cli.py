@@ -74,10 +74,6 @@ def sync() -> None:
                     },
                 )
                 progress.update(task, description="catalog synced")
-        return (
-            f"products: {report.products_created} created, {report.products_updated} updated; "
-            f"prices: {report.prices_created} created, {report.prices_unchanged} unchanged, "
-            f"{report.prices_pinned} pinned by the environment"
-        )
+        return report.summary()
 
-    console.print(run_with_container(work))
+    console.print(run_with_container(work), soft_wrap=True)

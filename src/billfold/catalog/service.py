@@ -347,10 +347,25 @@ def resolve_price(
 class SyncReport:
     products_created: int = 0
     products_updated: int = 0
+    products_unchanged: int = 0
     prices_created: int = 0
     prices_unchanged: int = 0
     prices_pinned: int = 0
     lines: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """Whether the sync created or updated anything in Stripe."""
+        return bool(self.products_created or self.products_updated or self.prices_created)
+
+    def summary(self) -> str:
+        """One line for the CLI: what changed, or that nothing did."""
+        counts = (
+            f"products: {self.products_created} created, {self.products_updated} updated, "
+            f"{self.products_unchanged} unchanged; prices: {self.prices_created} created, "
+            f"{self.prices_unchanged} unchanged, {self.prices_pinned} pinned by the environment"
+        )
+        return counts if self.changed else f"nothing changed ({counts})"
 
 
 async def sync_catalog(
@@ -368,17 +383,27 @@ async def sync_catalog(
     step = on_step or (lambda _line: None)
     for plan in catalog.plans:
         existing = await gateway.catalog.retrieve_product(plan.product_id)
-        await gateway.catalog.upsert_product(
-            plan.product_id,
-            name=plan.name,
-            description=plan.description or None,
-            active=plan.active,
-            metadata={"billfold_plan": plan.code},
-        )
-        if existing is None:
-            report.products_created += 1
+        metadata = {"billfold_plan": plan.code}
+        if (
+            existing is not None
+            and existing.name == plan.name
+            and (existing.description or None) == (plan.description or None)
+            and existing.active == plan.active
+            and all(existing.metadata.get(k) == v for k, v in metadata.items())
+        ):
+            report.products_unchanged += 1
         else:
-            report.products_updated += 1
+            await gateway.catalog.upsert_product(
+                plan.product_id,
+                name=plan.name,
+                description=plan.description or None,
+                active=plan.active,
+                metadata=metadata,
+            )
+            if existing is None:
+                report.products_created += 1
+            else:
+                report.products_updated += 1
         step(f"product {plan.product_id}")
         to_sync = [p for p in plan.prices if p.amount is not None and not p.pinned]
         current = {

@@ -21,7 +21,7 @@ from billfold.jobs.queue import JobStats, list_jobs, retry, stats
 
 jobs_app = typer.Typer(help="The job runner's queue: list, retry, stats.", no_args_is_help=True)
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from billfold.ledger.verify import LedgerProblem, verify_ledger
 
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 async def _verify(url: str) -> list[LedgerProblem]:

@@ -13,18 +13,18 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from billfold.clock import SystemClock
-from billfold.config import get_settings
+from billfold.config import Settings, get_settings
 from billfold.container import Container
 from billfold.db.engine import Database
 from billfold.db.migrate import is_current
-from billfold.errors import BillfoldError
+from billfold.errors import BillfoldError, UpstreamUnavailable
 from billfold.stripe.gateway import StripeClientGateway
 from billfold.stripe.inbox import process_due, sync_events
 from billfold.stripe.models import WebhookEvent
 
 stripe_app = typer.Typer(help="Stripe: fill event gaps, reconcile, retry.", no_args_is_help=True)
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 T = TypeVar("T")
 
@@ -37,8 +37,10 @@ def run_with_container(work: Callable[[Container], Awaitable[T]]) -> T:
     """Run `work` against the configured database and Stripe (one command, its own
     transactions), refusing a database whose migrations are not current."""
 
+    settings = get_settings()
+    settings.use_recorded_server_url()
+
     async def main() -> T:
-        settings = get_settings()
         settings.check()
         database = Database(settings.effective_database_url)
         try:
@@ -62,9 +64,28 @@ def run_with_container(work: Callable[[Container], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
+    except UpstreamUnavailable as exc:
+        err_console.print(f"[red]error:[/red] {unreachable_message(settings)}", highlight=False)
+        raise typer.Exit(code=1) from exc
     except BillfoldError as exc:
         err_console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(code=1) from exc
+
+
+def unreachable_message(settings: Settings) -> str:
+    """One sentence: which Stripe was tried and how to point the command elsewhere."""
+    if settings.stripe_api_base_override:
+        return (
+            f"cannot reach Stripe at {settings.stripe_api_base} (BILLFOLD_STRIPE_API_BASE): start "
+            "the sandbox there (`billfold sandbox serve`) or correct the variable."
+        )
+    if settings.sandbox_mode:
+        return (
+            f"cannot reach billfold's Stripe sandbox at {settings.stripe_api_base}: start "
+            "`billfold serve` (with the same BILLFOLD_DATA_DIR), or set BILLFOLD_PORT "
+            "(or BILLFOLD_PUBLIC_URL) to where it listens."
+        )
+    return "cannot reach Stripe (api.stripe.com): check this machine's network and proxy."
 
 
 @stripe_app.command("sync")

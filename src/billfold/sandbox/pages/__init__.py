@@ -25,6 +25,20 @@ _env = Environment(
 )
 
 
+def safe_link(url: object) -> str | None:
+    """`url` when a page may write it into a link's href: an http(s) URL without whitespace,
+    control characters or backslashes (never `javascript:` or `data:`); None otherwise, and the
+    page leaves the link out. Autoescaping keeps it inside its attribute."""
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+        return None
+    if any(c.isspace() or c == "\\" or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return None
+    return url
+
+
+_env.filters["safe_link"] = safe_link
+
+
 def render_page(template: str, context: dict[str, Any], *, status: int = 200) -> HTMLResponse:
     """A hosted page rendered from `template` (never cached: it shows live state)."""
     html = _env.get_template(template).render(**context)

@@ -308,6 +308,14 @@ def _flow(state: SandboxState, customer: StripeObject, given: dict[str, Any] | N
             param="flow_data[after_completion][redirect][return_url]",
             code="parameter_missing",
         )
+    if after["type"] == "redirect" and not str(after["redirect"]["return_url"]).startswith(
+        ("http://", "https://")
+    ):
+        raise invalid_request(
+            "Not a valid URL",
+            param="flow_data[after_completion][redirect][return_url]",
+            code="url_invalid",
+        )
     flow: dict[str, Any] = {
         "after_completion": {
             "hosted_confirmation": {
