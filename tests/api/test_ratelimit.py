@@ -328,3 +328,41 @@ async def test_instances_sharing_redis_share_the_budget(
         await client.aclose()
     assert keys and not any("shared-caller" in key for key in keys)
     assert any(hashlib.sha256(b"shared-caller").hexdigest() in key for key in keys)
+
+
+# --- a tRPC batch counts each of its calls ----------------------------------------------
+
+TRPC_CHECKOUT = "billing.createCheckoutSession"
+
+
+def _batch(n: int, procedure: str = TRPC_CHECKOUT) -> tuple[str, dict[str, Any]]:
+    return f"/trpc/{','.join([procedure] * n)}?batch=1", {str(i): {} for i in range(n)}
+
+
+async def test_each_call_of_a_trpc_batch_counts(tmp_path: Path, database: Database) -> None:
+    settings = _settings(tmp_path, rate_limit="100/minute", rate_limit_checkout="3/minute")
+    async with _client(create_app(settings, database=database)) as client:
+        url, body = _batch(2)
+        response = await client.post(url, json=body)
+        assert response.status_code != 429
+        _assert_rate_headers(response, limit=3, remaining=1)
+        assert (await client.post(f"/trpc/{TRPC_CHECKOUT}", json={})).status_code != 429
+        refused = await client.post(f"/trpc/{TRPC_CHECKOUT}", json={})
+        assert refused.status_code == 429
+        assert refused.json()["error"]["data"]["code"] == "TOO_MANY_REQUESTS"
+        # A batch larger than what is left is refused whole, not partly run.
+        other = {"Authorization": "Bearer another-caller"}
+        url, body = _batch(4)
+        refused = await client.post(url, json=body, headers=other)
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"]
+
+
+async def test_a_batch_over_the_cap_is_a_trpc_413(limited: httpx.AsyncClient) -> None:
+    url, body = _batch(21, "billing.getStatus")
+    refused = await limited.post(url, json=body)
+    assert refused.status_code == 413
+    error = refused.json()["error"]
+    assert error["data"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert error["data"]["httpStatus"] == 413
+    assert "at most 20" in error["message"]

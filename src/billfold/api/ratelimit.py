@@ -57,8 +57,31 @@ class RateLimitClass(StrEnum):
 
 
 # A route whose class depends on the call (a tRPC batch names its procedures in the path) gives
-# a function of the matched scope (with its `path_params`) instead of a class.
-Classifier = Callable[[Scope], RateLimitClass]
+# a function of the matched scope (with its `path_params`) instead of a class: the class of each
+# call the request makes (a batch of n calls counts n times).
+Classifier = Callable[[Scope], RateLimitClass | Sequence[RateLimitClass]]
+_TIGHTEST = (RateLimitClass.CHECKOUT, RateLimitClass.API, RateLimitClass.EXEMPT)
+
+
+@dataclass(frozen=True)
+class RateLimitCost:
+    """What one request costs: calls against the general budget, and against the checkout one."""
+
+    general: int
+    checkout: int
+
+    @classmethod
+    def of(cls, classes: Sequence[RateLimitClass]) -> RateLimitCost:
+        counted = [c for c in classes if c is not RateLimitClass.EXEMPT]
+        return cls(len(counted), sum(c is RateLimitClass.CHECKOUT for c in counted))
+
+    @property
+    def tightest(self) -> RateLimitClass:
+        if self.checkout:
+            return RateLimitClass.CHECKOUT
+        return RateLimitClass.API if self.general else RateLimitClass.EXEMPT
+
+
 E = TypeVar("E", bound=Callable[..., Any])
 _DECLARED = "__billfold_rate_limit__"
 
@@ -78,15 +101,21 @@ def rate_limit(declared: RateLimitClass | Classifier) -> Callable[[E], E]:
     return declare
 
 
-def _declared_class(route: BaseRoute, scope: Scope) -> RateLimitClass:
+def _declared_cost(route: BaseRoute, scope: Scope) -> RateLimitCost:
     if not isinstance(route, APIRoute):
-        return RateLimitClass.EXEMPT  # a mount (the sandbox) or the framework's own pages
+        return RateLimitCost(0, 0)  # a mount (the sandbox) or the framework's own pages
     attributes: dict[str, Any] = getattr(route.endpoint, "__dict__", {})
     declared: RateLimitClass | Classifier = attributes.get(_DECLARED, RateLimitClass.API)
-    return declared if isinstance(declared, RateLimitClass) else declared(scope)
+    classes = declared if isinstance(declared, RateLimitClass) else declared(scope)
+    return RateLimitCost.of([classes] if isinstance(classes, RateLimitClass) else classes)
 
 
 def rate_limit_class(routes: Sequence[BaseRoute], scope: Scope) -> RateLimitClass:
+    """The tightest class the request `scope` counts against (see `rate_limit_cost`)."""
+    return rate_limit_cost(routes, scope).tightest
+
+
+def rate_limit_cost(routes: Sequence[BaseRoute], scope: Scope) -> RateLimitCost:
     """The class declared by the route `scope` reaches, matched as the router matches it (a
     route matching all but the method answers 405 and counts as that route). `routes` is an
     app's route tree; FastAPI's `iter_route_contexts` flattens its included routers."""
@@ -94,12 +123,12 @@ def rate_limit_class(routes: Sequence[BaseRoute], scope: Scope) -> RateLimitClas
     for context in iter_route_contexts(routes):
         match, child_scope = context.matches(scope)
         if match is Match.FULL:
-            return _declared_class(context.original_route, {**scope, **child_scope})
+            return _declared_cost(context.original_route, {**scope, **child_scope})
         if match is Match.PARTIAL and partial is None:
             partial = (context.original_route, {**scope, **child_scope})
     if partial is not None:
-        return _declared_class(*partial)
-    return RateLimitClass.API
+        return _declared_cost(*partial)
+    return RateLimitCost(1, 0)
 
 
 def caller_key(scope: Scope) -> str:
@@ -246,11 +275,14 @@ class ApiRateLimiter:
         """Whether the counts live in Redis (shared by every instance)."""
         return self._shared is not None
 
-    async def hit(self, caller: str, *, creates_stripe_objects: bool = False) -> RateLimitDecision:
-        """Count one request of `caller`; refused when any of its limits is used up."""
-        items = [("api", self.general)]
-        if creates_stripe_objects:
-            items.append(("checkout", self.checkout))
+    async def hit(
+        self, caller: str, cost: RateLimitCost = RateLimitCost(1, 0)
+    ) -> RateLimitDecision:
+        """Count the calls of one request of `caller`; refused when any of its limits cannot
+        take them all."""
+        items = [("api", self.general, cost.general)]
+        if cost.checkout:
+            items.append(("checkout", self.checkout, cost.checkout))
         if self._shared is not None and time.monotonic() >= self._redis_down_until:
             try:
                 return await self._hit(self._shared, items, caller)
@@ -266,14 +298,14 @@ class ApiRateLimiter:
     @staticmethod
     async def _hit(
         limiter: MovingWindowRateLimiter | LocalMovingWindow,
-        items: list[tuple[str, RateLimitItem]],
+        items: list[tuple[str, RateLimitItem, int]],
         caller: str,
     ) -> RateLimitDecision:
         decisions = []
         # A request refused by the checkout limit has still used one of the general budget: the
         # caller did send it.
-        for scope, item in items:
-            allowed = await limiter.hit(item, scope, caller)
+        for scope, item, cost in items:
+            allowed = await limiter.hit(item, scope, caller, cost=cost)
             stats = await limiter.get_window_stats(item, scope, caller)
             decision = RateLimitDecision(allowed, item, stats.remaining, stats.reset_time)
             if not allowed:
@@ -303,28 +335,26 @@ class RateLimitMiddleware:
         self.routes = routes
         # The class of a method and path (and so of its path parameters) never changes while
         # the route list does not: matching walks every route, once per distinct request line.
-        self._classes: dict[tuple[int, str, str, str], RateLimitClass] = {}
+        self._classes: dict[tuple[int, str, str, str], RateLimitCost] = {}
 
-    def _class_of(self, scope: Scope) -> RateLimitClass:
+    def _cost_of(self, scope: Scope) -> RateLimitCost:
         key = (len(self.routes), scope.get("method", ""), scope.get("root_path", ""), scope["path"])
         found = self._classes.get(key)
         if found is None:
             if len(self._classes) >= self.CLASS_CACHE_SIZE:
                 self._classes.clear()
-            found = self._classes[key] = rate_limit_class(self.routes, scope)
+            found = self._classes[key] = rate_limit_cost(self.routes, scope)
         return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = self._class_of(scope)
-        if declared is RateLimitClass.EXEMPT:
+        cost = self._cost_of(scope)
+        if not cost.general:
             await self.app(scope, receive, send)
             return
-        decision = await self.limiter.hit(
-            caller_key(scope), creates_stripe_objects=declared is RateLimitClass.CHECKOUT
-        )
+        decision = await self.limiter.hit(caller_key(scope), cost)
         headers = decision.headers()
         if not decision.allowed:
             request = Request(scope)
