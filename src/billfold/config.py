@@ -6,6 +6,7 @@ are `BILLFOLD_*`. `Settings.check()` stops start-up with one sentence naming the
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 from functools import lru_cache
@@ -98,6 +99,22 @@ class Settings(BaseSettings):
     rate_limit_checkout: str = Field(
         default="10/minute", validation_alias=_alias("BILLFOLD_RATE_LIMIT_CHECKOUT")
     )
+    # Per client address, in front of the per-caller limits: every request, and (tighter) the
+    # requests refused for bad credentials (401); Stripe's webhooks have their own.
+    rate_limit_address: str = Field(
+        default="600/minute", validation_alias=_alias("BILLFOLD_RATE_LIMIT_ADDRESS")
+    )
+    rate_limit_auth_failures: str = Field(
+        default="20/minute", validation_alias=_alias("BILLFOLD_RATE_LIMIT_AUTH_FAILURES")
+    )
+    rate_limit_webhook: str = Field(
+        default="1200/minute", validation_alias=_alias("BILLFOLD_RATE_LIMIT_WEBHOOK")
+    )
+    # Proxies (addresses or CIDRs, comma separated) whose X-Forwarded-For is believed; none by
+    # default. The client is the right-most address of the chain that is not a trusted proxy.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_alias("BILLFOLD_TRUSTED_PROXIES")
+    )
     host: str = Field(default="127.0.0.1", validation_alias=_alias("BILLFOLD_HOST"))
     port: int = Field(default=8000, validation_alias=_alias("BILLFOLD_PORT"))
     public_url: str | None = Field(default=None, validation_alias=_alias("BILLFOLD_PUBLIC_URL"))
@@ -157,7 +174,11 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", validation_alias=_alias("BILLFOLD_LOG_LEVEL"))
 
     @field_validator(
-        "stripe_webhook_secret", "allowed_redirect_hosts", "job_modules", mode="before"
+        "stripe_webhook_secret",
+        "allowed_redirect_hosts",
+        "job_modules",
+        "trusted_proxies",
+        mode="before",
     )
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
@@ -329,6 +350,9 @@ class Settings(BaseSettings):
         for name, rate in (
             ("BILLFOLD_RATE_LIMIT", self.rate_limit),
             ("BILLFOLD_RATE_LIMIT_CHECKOUT", self.rate_limit_checkout),
+            ("BILLFOLD_RATE_LIMIT_ADDRESS", self.rate_limit_address),
+            ("BILLFOLD_RATE_LIMIT_AUTH_FAILURES", self.rate_limit_auth_failures),
+            ("BILLFOLD_RATE_LIMIT_WEBHOOK", self.rate_limit_webhook),
         ):
             try:
                 positive = parse_rate_limit(rate).amount > 0
@@ -338,6 +362,14 @@ class Settings(BaseSettings):
                 raise ConfigurationError(
                     f"{name} must be a rate such as 120/minute or 10 per second, got {rate!r}."
                 )
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigurationError(
+                    "BILLFOLD_TRUSTED_PROXIES must list addresses or CIDRs (10.0.0.0/8, ::1), "
+                    f"got {proxy!r}."
+                ) from None
         if self.redis_url and urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
             raise ConfigurationError(
                 "BILLFOLD_REDIS_URL must be a redis://, rediss:// or unix:// URL."

@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,16 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from billfold.api.ratelimit import RateLimitClass, caller_key, rate_limit_class
+from billfold.api.ratelimit import (
+    RateLimitClass,
+    caller_key,
+    client_address,
+    rate_limit_class,
+    subject_key,
+    trusted_networks,
+)
 from billfold.app import create_app
+from billfold.auth.tokens import issue_token
 from billfold.config import Settings
 from billfold.db.engine import Database
 from billfold.errors import ConfigurationError
@@ -51,6 +60,10 @@ def _client(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://billfold.test"
     )
+
+
+def _app_client(tmp_path: Path, database: Database, **overrides: Any) -> httpx.AsyncClient:
+    return _client(create_app(_settings(tmp_path, **overrides), database=database))
 
 
 @pytest.fixture
@@ -96,8 +109,8 @@ def test_routes_declare_their_rate_limit_class(tmp_path: Path) -> None:
         ("POST", "/api/billing/checkout_session"): checkout,
         ("POST", "/trpc/billing.createCheckoutSession"): checkout,
         ("GET", "/trpc/billing.getStatus,billing.createCustomerPortalSession"): checkout,
-        ("POST", "/api/v1/payments/webhook"): exempt,
-        ("POST", "/api/stripe/webhook"): exempt,
+        ("POST", "/api/v1/payments/webhook"): RateLimitClass.WEBHOOK,
+        ("POST", "/api/stripe/webhook"): RateLimitClass.WEBHOOK,
         ("GET", "/stripe-sandbox/v1/customers"): exempt,
         ("GET", "/healthz"): exempt,
         ("GET", "/readyz"): exempt,
@@ -108,16 +121,29 @@ def test_routes_declare_their_rate_limit_class(tmp_path: Path) -> None:
         assert _class_of(app, method, path) is declared, (method, path)
 
 
-def test_caller_is_a_digest_of_the_credential_else_the_address() -> None:
+def test_an_unauthenticated_caller_is_its_address_an_authenticated_one_its_subject() -> None:
     token = "bf_live_secret_key_value"
-    digest = "key:" + hashlib.sha256(token.encode()).hexdigest()
     bearer = {"headers": [(b"authorization", f"Bearer {token}".encode())], "client": ("1.2.3.4", 1)}
-    api_key = {"headers": [(b"x-api-key", token.encode())], "client": ("1.2.3.4", 1)}
-    assert caller_key(bearer) == caller_key(api_key) == digest
-    assert token not in caller_key(bearer)
-    assert caller_key({"headers": [], "client": ("1.2.3.4", 5)}) == "addr:1.2.3.4"
-    basic = {"headers": [(b"authorization", b"Basic abc")], "client": ("1.2.3.4", 1)}
-    assert caller_key(basic) == "addr:1.2.3.4"
+    assert caller_key(bearer) == "addr:1.2.3.4"  # a credential alone proves nothing
+    key = subject_key("user", "alice")
+    assert (
+        key
+        == "subj:" + hashlib.sha256(b"user:alice").hexdigest()
+        != subject_key("api_key", "alice")
+    )
+
+
+def test_x_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
+    forwarded = [(b"x-forwarded-for", b"6.6.6.6, 9.9.9.9, 10.0.0.7")]
+    scope = {"headers": forwarded, "client": ("10.0.0.5", 1)}
+    assert client_address(scope) == "10.0.0.5"  # off by default
+    trusted = trusted_networks(["10.0.0.0/8"])
+    # The right-most address no trusted proxy wrote: what the client put left of it is ignored.
+    assert client_address(scope, trusted) == "9.9.9.9"
+    # A peer that is not a trusted proxy is the client, whatever it forwards.
+    assert client_address({"headers": forwarded, "client": ("8.8.8.8", 1)}, trusted) == "8.8.8.8"
+    only_proxies = {"headers": [(b"x-forwarded-for", b"10.1.1.1")], "client": ("10.0.0.5", 1)}
+    assert client_address(only_proxies, trusted) == "10.1.1.1"
 
 
 @pytest.mark.parametrize(
@@ -127,9 +153,12 @@ def test_caller_is_a_digest_of_the_credential_else_the_address() -> None:
         ("BILLFOLD_RATE_LIMIT", "rate_limit", "0/minute"),
         ("BILLFOLD_RATE_LIMIT_CHECKOUT", "rate_limit_checkout", "10 every minute"),
         ("BILLFOLD_REDIS_URL", "redis_url", "http://127.0.0.1:6379"),
+        ("BILLFOLD_RATE_LIMIT_ADDRESS", "rate_limit_address", "many"),
+        ("BILLFOLD_RATE_LIMIT_WEBHOOK", "rate_limit_webhook", "0/minute"),
+        ("BILLFOLD_TRUSTED_PROXIES", "trusted_proxies", ["10.0.0.0/33"]),
     ],
 )
-def test_a_bad_setting_is_named(tmp_path: Path, variable: str, field: str, value: str) -> None:
+def test_a_bad_setting_is_named(tmp_path: Path, variable: str, field: str, value: Any) -> None:
     with pytest.raises(ConfigurationError, match=variable):
         _settings(tmp_path, **{field: value}).check()
 
@@ -166,14 +195,84 @@ async def test_memory_limit_refuses_the_fourth_call_in_the_envelope(
     assert refused.headers["x-request-id"]
 
 
-async def test_callers_have_budgets_of_their_own(limited: httpx.AsyncClient) -> None:
-    alice = {"Authorization": "Bearer token-of-alice"}
-    bob = {"X-API-Key": "bf_test_key_of_bob"}
+CURRENT = "/api/subscriptions/current"
+
+
+def _token(tmp_path: Path, subject: str, minutes: int = 60) -> dict[str, str]:
+    token = issue_token(_settings(tmp_path), subject, ttl=timedelta(minutes=minutes))
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_callers_have_budgets_of_their_own(
+    tmp_path: Path, limited: httpx.AsyncClient
+) -> None:
+    alice, bob = _token(tmp_path, "alice"), _token(tmp_path, "bob")
     for _ in range(3):
-        assert (await limited.get(PLANS, headers=alice)).status_code == 200
-    assert (await limited.get(PLANS, headers=alice)).status_code == 429
-    assert (await limited.get(PLANS, headers=bob)).status_code == 200
+        assert (await limited.get(CURRENT, headers=alice)).status_code != 429
+    assert (await limited.get(CURRENT, headers=alice)).status_code == 429
+    assert (await limited.get(CURRENT, headers=bob)).status_code != 429
     assert (await limited.get(PLANS)).status_code == 200  # by address
+
+
+async def test_every_token_of_a_user_shares_one_budget(
+    tmp_path: Path, limited: httpx.AsyncClient
+) -> None:
+    tokens = [_token(tmp_path, "alice", minutes) for minutes in (10, 20, 30, 40)]
+    assert len({t["Authorization"] for t in tokens}) == 4
+    for headers in tokens[:3]:
+        response = await limited.get(CURRENT, headers=headers)
+        assert response.status_code != 429
+    refused = await limited.get(CURRENT, headers=tokens[3])
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert refused.headers["retry-after"]
+    _assert_rate_headers(refused, limit=3, remaining=0)
+
+
+async def test_rotating_bogus_credentials_is_limited_by_address(
+    tmp_path: Path, database: Database
+) -> None:
+    async with _app_client(tmp_path, database, rate_limit_auth_failures="3/minute") as client:
+        for i in range(3):
+            response = await client.get(CURRENT, headers={"X-API-Key": f"bf_test_bogus_{i}"})
+            assert response.status_code == 401
+        # The address's failed attempts are used up: refused before any lookup, whatever the
+        # credential (a valid one from that address too, until the window moves on).
+        for headers in ({"X-API-Key": "bf_test_bogus_9"}, {"Authorization": "Bearer x"}):
+            refused = await client.get(CURRENT, headers=headers)
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"]
+
+
+async def test_every_address_has_a_ceiling(tmp_path: Path, database: Database) -> None:
+    async with _app_client(
+        tmp_path, database, rate_limit="100/minute", rate_limit_address="4/minute"
+    ) as client:
+        for i in range(4):
+            headers = _token(tmp_path, f"user-{i}")  # a different caller each time
+            assert (await client.get(CURRENT, headers=headers)).status_code != 429
+        refused = await client.get(CURRENT, headers=_token(tmp_path, "user-9"))
+        assert refused.status_code == 429
+        _assert_rate_headers(refused, limit=4, remaining=0)
+
+
+async def test_forwarded_addresses_from_a_trusted_proxy(tmp_path: Path, database: Database) -> None:
+    # httpx's ASGI transport connects from 127.0.0.1.
+    settings = _settings(tmp_path, trusted_proxies=["127.0.0.1"])
+    async with _client(create_app(settings, database=database)) as client:
+        one = {"X-Forwarded-For": "203.0.113.1"}
+        for _ in range(3):
+            assert (await client.get(PLANS, headers=one)).status_code == 200
+        assert (await client.get(PLANS, headers=one)).status_code == 429
+        other = {"X-Forwarded-For": "203.0.113.2"}
+        assert (await client.get(PLANS, headers=other)).status_code == 200
+    # Untrusted (the default): the header changes nothing.
+    async with _client(create_app(_settings(tmp_path), database=database)) as client:
+        for i in range(3):
+            headers = {"X-Forwarded-For": f"203.0.113.{i}"}
+            assert (await client.get(PLANS, headers=headers)).status_code == 200
+        refused = await client.get(PLANS, headers={"X-Forwarded-For": "203.0.113.9"})
+        assert refused.status_code == 429
 
 
 async def test_the_window_moves_on(tmp_path: Path, database: Database) -> None:
@@ -196,17 +295,17 @@ async def test_the_window_moves_on(tmp_path: Path, database: Database) -> None:
 async def test_checkout_routes_have_a_tighter_limit(tmp_path: Path, database: Database) -> None:
     settings = _settings(tmp_path, rate_limit="10/minute", rate_limit_checkout="2/minute")
     async with _client(create_app(settings, database=database)) as client:
-        headers = {"Authorization": "Bearer not-a-real-token"}
+        headers = _token(tmp_path, "alice")
         for remaining in (1, 0):
             response = await client.post(CHECKOUT, json={}, headers=headers)
-            assert response.status_code == 401  # counted all the same
+            assert response.status_code != 429  # refused input, counted all the same
             _assert_rate_headers(response, limit=2, remaining=remaining)
         refused = await client.post(CHECKOUT, json={}, headers=headers)
         assert refused.status_code == 429
         _assert_rate_headers(refused, limit=2, remaining=0)
         # The general budget (10) is not used up: other routes still answer.
-        response = await client.get(PLANS, headers=headers)
-        assert response.status_code == 200
+        response = await client.get(CURRENT, headers=headers)
+        assert response.status_code != 429
         _assert_rate_headers(response, limit=10, remaining=6)
 
 
@@ -232,12 +331,12 @@ async def test_other_api_routes_get_the_default_error_shape(limited: httpx.Async
     assert refused.json()["error"]["code"] == "rate_limited"
 
 
-async def test_webhooks_sandbox_and_ops_are_never_limited(limited: httpx.AsyncClient) -> None:
+async def test_sandbox_and_ops_are_never_limited(limited: httpx.AsyncClient) -> None:
     for _ in range(6):
         for path in ("/api/v1/payments/webhook", "/api/stripe/webhook"):
             response = await limited.post(path, content=b"{}")
             assert response.status_code != 429, path
-            assert "x-ratelimit-limit" not in response.headers
+            assert response.headers["x-ratelimit-limit"] == "1200"  # the webhooks' own
         for path in ("/healthz", "/readyz", "/metrics", "/stripe-sandbox/v1/customers"):
             response = await limited.get(path)
             assert response.status_code != 429, path
@@ -245,6 +344,20 @@ async def test_webhooks_sandbox_and_ops_are_never_limited(limited: httpx.AsyncCl
     # None of that used the API budget.
     response = await limited.get(PLANS)
     _assert_rate_headers(response, limit=3, remaining=2)
+
+
+async def test_webhooks_have_their_own_limit_per_address(
+    tmp_path: Path, database: Database
+) -> None:
+    async with _app_client(tmp_path, database, rate_limit_webhook="4/minute") as client:
+        for path in ("/api/v1/payments/webhook", "/api/stripe/webhook") * 2:
+            assert (await client.post(path, content=b"{}")).status_code != 429
+        refused = await client.post("/api/stripe/webhook", content=b"{}")
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"]
+        _assert_rate_headers(refused, limit=4, remaining=0)
+        # The API budget of the address is untouched.
+        _assert_rate_headers(await client.get(PLANS), limit=3, remaining=2)
 
 
 async def test_memory_budgets_are_per_instance(tmp_path: Path, database: Database) -> None:
@@ -302,29 +415,69 @@ async def test_instances_sharing_redis_share_the_budget(
     first = create_app(settings, database=database)
     second = create_app(settings, database=database)
     assert first.state.rate_limiter.shared
-    headers = {"Authorization": "Bearer shared-caller"}
+    headers = _token(tmp_path, "shared-caller")
     try:
         async with _client(first) as a, _client(second) as b:
-            assert (await a.get(PLANS, headers=headers)).status_code == 200
-            assert (await b.get(PLANS, headers=headers)).status_code == 200
-            last = await a.get(PLANS, headers=headers)
-            assert last.status_code == 200
+            assert (await a.get(CURRENT, headers=headers)).status_code != 429
+            assert (await b.get(CURRENT, headers=headers)).status_code != 429
+            last = await a.get(CURRENT, headers=headers)
+            assert last.status_code != 429
             _assert_rate_headers(last, limit=3, remaining=0)
-            refused = await b.get(PLANS, headers=headers)
+            refused = await b.get(CURRENT, headers=headers)
             assert refused.status_code == 429
-            assert refused.json()["success"] is False
+            assert refused.json()["error"]["code"] == "rate_limited"
             assert refused.headers["retry-after"]
             # Another caller still has its own budget on either instance.
-            assert (await b.get(PLANS, headers={"X-API-Key": "bf_other"})).status_code == 200
+            assert (await b.get(CURRENT, headers=_token(tmp_path, "bob"))).status_code != 429
     finally:
         await first.state.rate_limiter.close()
         await second.state.rate_limiter.close()
 
-    # The raw token is nowhere in Redis, only its digest.
+    # Neither the token nor the subject is in Redis as it is, only the subject's digest.
     client = Redis.from_url(REDIS_URL)
     try:
         keys = [key.decode() async for key in client.scan_iter(match=f"{redis_prefix}:*")]
     finally:
         await client.aclose()
-    assert keys and not any("shared-caller" in key for key in keys)
-    assert any(hashlib.sha256(b"shared-caller").hexdigest() in key for key in keys)
+    assert keys and not any(headers["Authorization"][7:] in key for key in keys)
+    assert any(subject_key("user", "shared-caller")[5:] in key for key in keys)
+
+
+# --- a tRPC batch counts each of its calls ----------------------------------------------
+
+TRPC_CHECKOUT = "billing.createCheckoutSession"
+
+
+def _batch(n: int, procedure: str = TRPC_CHECKOUT) -> tuple[str, dict[str, Any]]:
+    return f"/trpc/{','.join([procedure] * n)}?batch=1", {str(i): {} for i in range(n)}
+
+
+async def test_each_call_of_a_trpc_batch_counts(tmp_path: Path, database: Database) -> None:
+    settings = _settings(tmp_path, rate_limit="100/minute", rate_limit_checkout="3/minute")
+    app = create_app(settings, database=database)
+    async with _client(app) as client:
+        url, body = _batch(2)
+        response = await client.post(url, json=body)
+        assert response.status_code != 429
+        _assert_rate_headers(response, limit=3, remaining=1)
+        assert (await client.post(f"/trpc/{TRPC_CHECKOUT}", json={})).status_code != 429
+        refused = await client.post(f"/trpc/{TRPC_CHECKOUT}", json={})
+        assert refused.status_code == 429
+        assert refused.json()["error"]["data"]["code"] == "TOO_MANY_REQUESTS"
+    # A batch larger than what is left is refused whole, not partly run.
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 1))  # another address
+    async with httpx.AsyncClient(transport=transport, base_url="http://billfold.test") as other:
+        url, body = _batch(4)
+        refused = await other.post(url, json=body)
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"]
+
+
+async def test_a_batch_over_the_cap_is_a_trpc_413(limited: httpx.AsyncClient) -> None:
+    url, body = _batch(21, "billing.getStatus")
+    refused = await limited.post(url, json=body)
+    assert refused.status_code == 413
+    error = refused.json()["error"]
+    assert error["data"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert error["data"]["httpStatus"] == 413
+    assert "at most 20" in error["message"]

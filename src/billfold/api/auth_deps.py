@@ -19,6 +19,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.api.deps import get_container
+from billfold.api.ratelimit import charge_subject
 from billfold.auth.apikeys import authenticate_api_key, looks_like_api_key
 from billfold.auth.principal import ACCOUNT_HEADER, SHOP_HEADER, AccountRef, Principal
 from billfold.auth.tokens import verify_token
@@ -68,6 +69,8 @@ async def authenticate(
     acting_for = request.headers.get(ACCOUNT_HEADER)
     if acting_for:
         principal = dataclasses.replace(principal, acting_for=AccountRef.parse(acting_for))
+    # Rate limits are keyed by who the caller is, not by which credential it sent.
+    await charge_subject(request, principal.kind, principal.subject)
     request.state.principal = principal
     return principal
 

@@ -317,7 +317,7 @@ async def reactivate_subscription(
 
 
 @router.post("/webhook", responses=v1_errors())
-@rate_limit(RateLimitClass.EXEMPT)
+@rate_limit(RateLimitClass.WEBHOOK)
 async def stripe_webhook(
     request: Request, session: SessionDep, container: ContainerDep, background: BackgroundTasks
 ) -> JSONResponse:

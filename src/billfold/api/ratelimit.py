@@ -6,22 +6,33 @@ decorator; a tRPC procedure in `ProcedureRouter.mutation(..., rate_limit=...)`):
   120/minute) for its caller;
 - `CHECKOUT`: a route that creates Stripe objects (a checkout or portal session, a plan change)
   also counts against the tighter `BILLFOLD_RATE_LIMIT_CHECKOUT` (default 10/minute);
-- `EXEMPT`: never counted (Stripe's webhooks, the ops probes).
+- `WEBHOOK`: Stripe's webhooks, counted per client address against the generous
+  `BILLFOLD_RATE_LIMIT_WEBHOOK` (default 1200/minute) only;
+- `EXEMPT`: never counted (the ops probes).
 The middleware finds the route a request will reach the way the router does, before anything
 runs; mounted apps (the embedded sandbox) and framework pages (`/docs`) are not counted, and a
-path no route matches counts as `API`.
+path no route matches counts as `API`. Each call of a tRPC batch counts (a route may declare a
+function giving the class of each call).
 
-The caller is the SHA-256 of the credential the headers carry (`Authorization: Bearer` or
-`X-API-Key`; the raw token is never stored), else the client address. The counts live in Redis
-when `BILLFOLD_REDIS_URL` is set, so every instance shares one budget, and in the process
-otherwise (one machine). A refused request is a 429 in its dialect's error shape, with
-`Retry-After`; every limited response carries `X-RateLimit-Limit`, `-Remaining` and `-Reset`
-(the Unix time at which a request is free again).
+Every counted request first costs its client address's ceiling (`BILLFOLD_RATE_LIMIT_ADDRESS`,
+default 600/minute). The address is the peer's, or, when the peer is one of
+`BILLFOLD_TRUSTED_PROXIES`, the right-most `X-Forwarded-For` address that is not. A request
+without a header credential is then counted against its address's budgets. One with a credential
+is counted against its authenticated subject (a user, or an API key's id: every token of a user
+shares one budget) when authentication succeeds (`charge_subject`, from `auth_deps`); a 401
+costs the address's failed-attempt budget (`BILLFOLD_RATE_LIMIT_AUTH_FAILURES`, default
+20/minute), and once that is used up, credentials from the address are refused before they are
+looked up. The counts live in Redis when `BILLFOLD_REDIS_URL` is set, so every instance shares
+one budget, and in the process otherwise (one machine); no credential or subject is stored as it
+is. A refused request is a 429 in its dialect's error shape, with `Retry-After`; every limited
+response carries `X-RateLimit-Limit`, `-Remaining` and `-Reset` (the Unix time at which a
+request is free again).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -54,11 +65,42 @@ class RateLimitClass(StrEnum):
     EXEMPT = "exempt"  # never counted
     API = "api"  # the general budget
     CHECKOUT = "checkout"  # the general budget and the tighter one: it creates Stripe objects
+    WEBHOOK = "webhook"  # Stripe's webhooks: a generous budget of their own, per address
 
 
 # A route whose class depends on the call (a tRPC batch names its procedures in the path) gives
-# a function of the matched scope (with its `path_params`) instead of a class.
-Classifier = Callable[[Scope], RateLimitClass]
+# a function of the matched scope (with its `path_params`) instead of a class: the class of each
+# call the request makes (a batch of n calls counts n times).
+Classifier = Callable[[Scope], RateLimitClass | Sequence[RateLimitClass]]
+
+
+@dataclass(frozen=True)
+class RateLimitCost:
+    """What one request costs: calls against the general budget, against the checkout one, and
+    (a webhook) against the webhook budget of its address."""
+
+    general: int
+    checkout: int
+    webhook: int = 0
+
+    @classmethod
+    def of(cls, classes: Sequence[RateLimitClass]) -> RateLimitCost:
+        counted = [c for c in classes if c in (RateLimitClass.API, RateLimitClass.CHECKOUT)]
+        return cls(
+            len(counted),
+            sum(c is RateLimitClass.CHECKOUT for c in counted),
+            sum(c is RateLimitClass.WEBHOOK for c in classes),
+        )
+
+    @property
+    def tightest(self) -> RateLimitClass:
+        if self.checkout:
+            return RateLimitClass.CHECKOUT
+        if self.general:
+            return RateLimitClass.API
+        return RateLimitClass.WEBHOOK if self.webhook else RateLimitClass.EXEMPT
+
+
 E = TypeVar("E", bound=Callable[..., Any])
 _DECLARED = "__billfold_rate_limit__"
 
@@ -78,15 +120,21 @@ def rate_limit(declared: RateLimitClass | Classifier) -> Callable[[E], E]:
     return declare
 
 
-def _declared_class(route: BaseRoute, scope: Scope) -> RateLimitClass:
+def _declared_cost(route: BaseRoute, scope: Scope) -> RateLimitCost:
     if not isinstance(route, APIRoute):
-        return RateLimitClass.EXEMPT  # a mount (the sandbox) or the framework's own pages
+        return RateLimitCost(0, 0)  # a mount (the sandbox) or the framework's own pages
     attributes: dict[str, Any] = getattr(route.endpoint, "__dict__", {})
     declared: RateLimitClass | Classifier = attributes.get(_DECLARED, RateLimitClass.API)
-    return declared if isinstance(declared, RateLimitClass) else declared(scope)
+    classes = declared if isinstance(declared, RateLimitClass) else declared(scope)
+    return RateLimitCost.of([classes] if isinstance(classes, RateLimitClass) else classes)
 
 
 def rate_limit_class(routes: Sequence[BaseRoute], scope: Scope) -> RateLimitClass:
+    """The tightest class the request `scope` counts against (see `rate_limit_cost`)."""
+    return rate_limit_cost(routes, scope).tightest
+
+
+def rate_limit_cost(routes: Sequence[BaseRoute], scope: Scope) -> RateLimitCost:
     """The class declared by the route `scope` reaches, matched as the router matches it (a
     route matching all but the method answers 405 and counts as that route). `routes` is an
     app's route tree; FastAPI's `iter_route_contexts` flattens its included routers."""
@@ -94,16 +142,50 @@ def rate_limit_class(routes: Sequence[BaseRoute], scope: Scope) -> RateLimitClas
     for context in iter_route_contexts(routes):
         match, child_scope = context.matches(scope)
         if match is Match.FULL:
-            return _declared_class(context.original_route, {**scope, **child_scope})
+            return _declared_cost(context.original_route, {**scope, **child_scope})
         if match is Match.PARTIAL and partial is None:
             partial = (context.original_route, {**scope, **child_scope})
     if partial is not None:
-        return _declared_class(*partial)
-    return RateLimitClass.API
+        return _declared_cost(*partial)
+    return RateLimitCost(1, 0)
 
 
-def caller_key(scope: Scope) -> str:
-    """Who is calling: a digest of the header credential, else the client address."""
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(proxies: Sequence[str]) -> tuple[Network, ...]:
+    """`BILLFOLD_TRUSTED_PROXIES` (checked by `Settings.check()`) as networks."""
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def _trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def client_address(scope: Scope, trusted: Sequence[Network] = ()) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy; then the
+    right-most address of `X-Forwarded-For` that is not a trusted proxy (what is left of it was
+    written by the client and proves nothing)."""
+    client = scope.get("client")
+    peer = client[0] if client else "unknown"
+    if not trusted or not _trusted(peer, trusted):
+        return peer
+    chain: list[str] = []
+    for name, value in scope.get("headers", []):
+        if name == b"x-forwarded-for":
+            chain += [hop.strip() for hop in value.decode("latin-1").split(",") if hop.strip()]
+    for hop in reversed(chain):
+        if not _trusted(hop, trusted):
+            return hop
+    return chain[0] if chain else peer
+
+
+def header_credential(scope: Scope) -> str:
+    """The credential the headers carry (`Authorization: Bearer` or `X-API-Key`), else ""."""
     credential = ""
     for name, value in scope.get("headers", []):
         if name == b"authorization":
@@ -113,10 +195,18 @@ def caller_key(scope: Scope) -> str:
                 break
         elif name == b"x-api-key" and value.strip():
             credential = value.decode("latin-1").strip()
-    if credential:
-        return "key:" + hashlib.sha256(credential.encode()).hexdigest()
-    client = scope.get("client")
-    return "addr:" + (client[0] if client else "unknown")
+    return credential
+
+
+def caller_key(scope: Scope, trusted: Sequence[Network] = ()) -> str:
+    """Who an unauthenticated request comes from: its client address."""
+    return "addr:" + client_address(scope, trusted)
+
+
+def subject_key(kind: str, subject: str) -> str:
+    """Who an authenticated request comes from: the principal (a user, an API key's id), so
+    every token of one user shares one budget. Digested: no id is stored as it is."""
+    return "subj:" + hashlib.sha256(f"{kind}:{subject}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -206,11 +296,19 @@ class ApiRateLimiter:
         *,
         general: RateLimitItem,
         checkout: RateLimitItem,
+        address: RateLimitItem | None = None,
+        auth_failures: RateLimitItem | None = None,
+        webhook: RateLimitItem | None = None,
+        trusted_proxies: Sequence[str] = (),
         redis_url: str | None = None,
         key_prefix: str = "billfold",
     ) -> None:
         self.general = general
         self.checkout = checkout
+        self.address = address or parse("600/minute")
+        self.auth_failures = auth_failures or parse("20/minute")
+        self.webhook = webhook or parse("1200/minute")
+        self.trusted = trusted_networks(trusted_proxies)
         self._local = LocalMovingWindow()
         self._pool: ConnectionPool | None = None
         self._shared: MovingWindowRateLimiter | None = None
@@ -237,6 +335,10 @@ class ApiRateLimiter:
         return cls(
             general=parse(settings.rate_limit),
             checkout=parse(settings.rate_limit_checkout),
+            address=parse(settings.rate_limit_address),
+            auth_failures=parse(settings.rate_limit_auth_failures),
+            webhook=parse(settings.rate_limit_webhook),
+            trusted_proxies=settings.trusted_proxies,
             redis_url=settings.redis_url,
             key_prefix=settings.redis_prefix,
         )
@@ -246,11 +348,20 @@ class ApiRateLimiter:
         """Whether the counts live in Redis (shared by every instance)."""
         return self._shared is not None
 
-    async def hit(self, caller: str, *, creates_stripe_objects: bool = False) -> RateLimitDecision:
-        """Count one request of `caller`; refused when any of its limits is used up."""
-        items = [("api", self.general)]
-        if creates_stripe_objects:
-            items.append(("checkout", self.checkout))
+    async def hit(
+        self, caller: str, cost: RateLimitCost = RateLimitCost(1, 0)
+    ) -> RateLimitDecision:
+        """Count the calls of one request of `caller`; refused when any of its limits cannot
+        take them all."""
+        items = [("api", self.general, cost.general)]
+        if cost.checkout:
+            items.append(("checkout", self.checkout, cost.checkout))
+        return await self.count(caller, items)
+
+    async def count(
+        self, caller: str, items: list[tuple[str, RateLimitItem, int]]
+    ) -> RateLimitDecision:
+        """Count `caller`'s calls against each `(scope, item, cost)`; a cost of 0 only looks."""
         if self._shared is not None and time.monotonic() >= self._redis_down_until:
             try:
                 return await self._hit(self._shared, items, caller)
@@ -266,15 +377,19 @@ class ApiRateLimiter:
     @staticmethod
     async def _hit(
         limiter: MovingWindowRateLimiter | LocalMovingWindow,
-        items: list[tuple[str, RateLimitItem]],
+        items: list[tuple[str, RateLimitItem, int]],
         caller: str,
     ) -> RateLimitDecision:
         decisions = []
         # A request refused by the checkout limit has still used one of the general budget: the
         # caller did send it.
-        for scope, item in items:
-            allowed = await limiter.hit(item, scope, caller)
-            stats = await limiter.get_window_stats(item, scope, caller)
+        for scope, item, cost in items:
+            if cost:
+                allowed = await limiter.hit(item, scope, caller, cost=cost)
+                stats = await limiter.get_window_stats(item, scope, caller)
+            else:
+                stats = await limiter.get_window_stats(item, scope, caller)
+                allowed = stats.remaining > 0
             decision = RateLimitDecision(allowed, item, stats.remaining, stats.reset_time)
             if not allowed:
                 return decision
@@ -303,42 +418,65 @@ class RateLimitMiddleware:
         self.routes = routes
         # The class of a method and path (and so of its path parameters) never changes while
         # the route list does not: matching walks every route, once per distinct request line.
-        self._classes: dict[tuple[int, str, str, str], RateLimitClass] = {}
+        self._classes: dict[tuple[int, str, str, str], RateLimitCost] = {}
 
-    def _class_of(self, scope: Scope) -> RateLimitClass:
+    def _cost_of(self, scope: Scope) -> RateLimitCost:
         key = (len(self.routes), scope.get("method", ""), scope.get("root_path", ""), scope["path"])
         found = self._classes.get(key)
         if found is None:
             if len(self._classes) >= self.CLASS_CACHE_SIZE:
                 self._classes.clear()
-            found = self._classes[key] = rate_limit_class(self.routes, scope)
+            found = self._classes[key] = rate_limit_cost(self.routes, scope)
         return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = self._class_of(scope)
-        if declared is RateLimitClass.EXEMPT:
+        cost = self._cost_of(scope)
+        if not cost.general and not cost.webhook:
             await self.app(scope, receive, send)
             return
-        decision = await self.limiter.hit(
-            caller_key(scope), creates_stripe_objects=declared is RateLimitClass.CHECKOUT
-        )
-        headers = decision.headers()
-        if not decision.allowed:
-            request = Request(scope)
-            error = RateLimited(
-                f"too many requests: the limit is {decision.limit.amount} per "
-                f"{decision.limit.get_expiry()} s; retry in {decision.retry_after()} s"
-            )
-            rid = str(getattr(request.state, "request_id", ""))
-            response = render(
-                ErrorBody(status_for(error), error.code, error.message, None, rid), request
-            )
-            response.raw_headers.extend(headers)
-            await response(scope, receive, send)
+        limiter = self.limiter
+        address = caller_key(scope, limiter.trusted)
+        if cost.webhook:
+            decision = await limiter.count(address, [("webhook", limiter.webhook, cost.webhook)])
+            await self._answer(decision, scope, receive, send)
             return
+        # The address's ceiling comes first, whoever the request says it is from.
+        ceiling = await limiter.count(address, [("address", limiter.address, cost.general)])
+        if not ceiling.allowed or not header_credential(scope):
+            # No credential: the address is the caller.
+            decision = ceiling if not ceiling.allowed else await limiter.hit(address, cost)
+            await self._answer(decision, scope, receive, send)
+            return
+        # A credential: refused before it is looked up when the address's failed attempts are
+        # used up; else counted against its subject once authenticated (`charge_subject`).
+        failures = await limiter.count(address, [("authfail", limiter.auth_failures, 0)])
+        if not failures.allowed:
+            await _refuse(failures, scope, receive, send)
+            return
+        pending = PendingLimit(limiter, cost)
+        scope.setdefault("state", {})[PENDING_STATE] = pending
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                decision = pending.decision or ceiling
+                if message["status"] == 401:  # a failed attempt costs the address
+                    item = ("authfail", limiter.auth_failures, 1)
+                    decision = await limiter.count(address, [item])
+                message["headers"] = [*message.get("headers", []), *decision.headers()]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _answer(
+        self, decision: RateLimitDecision, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if not decision.allowed:
+            await _refuse(decision, scope, receive, send)
+            return
+        headers = decision.headers()
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -346,3 +484,50 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _refusal(decision: RateLimitDecision) -> RateLimited:
+    return RateLimited(
+        f"too many requests: the limit is {decision.limit.amount} per "
+        f"{decision.limit.get_expiry()} s; retry in {decision.retry_after()} s"
+    )
+
+
+async def _refuse(decision: RateLimitDecision, scope: Scope, receive: Receive, send: Send) -> None:
+    request = Request(scope)
+    error = _refusal(decision)
+    rid = str(getattr(request.state, "request_id", ""))
+    response = render(ErrorBody(status_for(error), error.code, error.message, None, rid), request)
+    response.raw_headers.extend(decision.headers())
+    await response(scope, receive, send)
+
+
+PENDING_STATE = "billfold_rate_limit"
+
+
+class PendingLimit:
+    """A request's per-caller limits, waiting for its caller to be authenticated."""
+
+    def __init__(self, limiter: ApiRateLimiter, cost: RateLimitCost) -> None:
+        self.limiter = limiter
+        self.cost = cost
+        self.decision: RateLimitDecision | None = None
+        self._charged: set[str] = set()
+
+    async def charge(self, caller: str) -> None:
+        """Count the request against `caller` (once per request); RateLimited when refused."""
+        if caller not in self._charged:
+            self._charged.add(caller)
+            decision = await self.limiter.hit(caller, self.cost)
+            if self.decision is None or self.decision.allowed:
+                self.decision = decision
+        if self.decision is not None and not self.decision.allowed:
+            raise _refusal(self.decision)
+
+
+async def charge_subject(request: Request, kind: str, subject: str) -> None:
+    """Count the request against its authenticated subject (called by authentication): every
+    token of a user, and each API key, has one budget; RateLimited (429) when it is used up."""
+    pending = getattr(request.state, PENDING_STATE, None)
+    if isinstance(pending, PendingLimit):
+        await pending.charge(subject_key(kind, subject))

@@ -51,7 +51,7 @@ class WebhookReceived(BaseModel):
 @router.post(
     "/api/stripe/webhook", response_model=WebhookReceived, responses=error_responses(*ANY_ROUTE)
 )
-@rate_limit(RateLimitClass.EXEMPT)
+@rate_limit(RateLimitClass.WEBHOOK)
 async def stripe_webhook(
     request: Request, session: SessionDep, container: ContainerDep, background: BackgroundTasks
 ) -> WebhookReceived:

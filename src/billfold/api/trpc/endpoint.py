@@ -94,8 +94,9 @@ def build_router(procedures: ProcedureRouter, prefix: str = "/trpc") -> APIRoute
     """
     router = APIRouter(tags=["trpc"])
 
-    def rate_limit_of_call(scope: Scope) -> RateLimitClass:
-        return procedures.rate_limit_of(str(scope.get("path_params", {}).get("path", "")))
+    def rate_limit_of_call(scope: Scope) -> list[RateLimitClass]:
+        # One class per call of a batch: each call counts.
+        return procedures.rate_limits_of(str(scope.get("path_params", {}).get("path", "")))
 
     @rate_limit(rate_limit_of_call)
     async def trpc_endpoint(request: Request, path: str = "") -> JSONResponse:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.api.auth_deps import principal_from_token_or_header
 from billfold.api.ratelimit import RateLimitClass
-from billfold.api.trpc.wire import UNDEFINED, TRPCError
+from billfold.api.trpc.wire import MAX_BATCH_CALLS, UNDEFINED, TRPCError
 from billfold.auth.principal import Principal
 from billfold.container import Container
 
@@ -136,11 +136,22 @@ class ProcedureRouter:
 
     def rate_limit_of(self, paths: str) -> RateLimitClass:
         """The class of a call or a batch (`a.b,c.d`): the tightest of its procedures'."""
-        declared = {p.rate_limit for name in paths.split(",") if (p := self.get(name)) is not None}
+        declared = set(self.rate_limits_of(paths))
         for tightest in (RateLimitClass.CHECKOUT, RateLimitClass.API):
             if tightest in declared:
                 return tightest
-        return RateLimitClass.API  # unknown procedures (NOT_FOUND) still cost a call
+        return RateLimitClass.API
+
+    def rate_limits_of(self, paths: str) -> list[RateLimitClass]:
+        """The class of each call of a call or a batch (`a.b,c.d`): every call is counted. An
+        unknown procedure (NOT_FOUND) still costs a call; a batch over `MAX_BATCH_CALLS` is
+        refused whole before any call runs, and costs one."""
+        names = paths.split(",")
+        if len(names) > MAX_BATCH_CALLS:
+            return [RateLimitClass.API]
+        return [
+            p.rate_limit if (p := self.get(n)) is not None else RateLimitClass.API for n in names
+        ]
 
     def __iter__(self) -> Iterator[Procedure]:
         return iter(self._procedures.values())

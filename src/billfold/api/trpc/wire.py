@@ -53,8 +53,9 @@ _CODE_BY_STATUS: Final[dict[int, str]] = {
     status: key for key, (_, status) in TRPC_CODES.items() if key != "PARSE_ERROR"
 }
 
-# A batch longer than this is refused whole: no client batches that much by accident.
-MAX_BATCH_CALLS: Final = 50
+# A batch longer than this is refused whole (413): no client batches that much by accident, and
+# each call of a batch counts against the caller's rate limits.
+MAX_BATCH_CALLS: Final = 20
 MAX_INPUT_DEPTH: Final = 32
 
 
@@ -183,7 +184,7 @@ def parse_request(
     if not all(paths):
         raise TRPCError("NOT_FOUND", "no procedure path in the URL")
     if len(paths) > MAX_BATCH_CALLS:
-        raise TRPCError("BAD_REQUEST", f"a batch may hold at most {MAX_BATCH_CALLS} calls")
+        raise TRPCError("PAYLOAD_TOO_LARGE", f"a batch may hold at most {MAX_BATCH_CALLS} calls")
 
     raw: Any = UNDEFINED
     if method == "GET":
