@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from billfold.api.audit_deps import AuditContextDep
-from billfold.api.auth_deps import PrincipalDep
+from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.api.ratelimit import RateLimitClass, rate_limit
@@ -67,10 +67,17 @@ async def create_checkout(
     container: ContainerDep,
     principal: PrincipalDep,
     audit: AuditContextDep,
+    shop: ShopHeaderDep = None,
 ) -> CheckoutSessionResponse:
     """Start a subscription checkout for the organization (admins only)."""
     account = await account_for_organization(
-        session, principal, org_id, container.settings, require_admin=True, clock=container.clock
+        session,
+        principal,
+        org_id,
+        container.settings,
+        require_admin=True,
+        header_shop=shop,
+        clock=container.clock,
     )
     await end_transaction(session)
     started = await checkout.start_checkout(
@@ -88,11 +95,21 @@ async def create_checkout(
 
 @router.get("/subscription", responses=error_responses(*AUTHENTICATED, 404))
 async def get_subscription(
-    org_id: str, session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
+    org_id: str,
+    session: ReadSessionDep,
+    container: ContainerDep,
+    principal: PrincipalDep,
+    shop: ShopHeaderDep = None,
 ) -> SubscriptionStatusRead:
     """The organization's subscription status (any member)."""
     account = await account_for_organization(
-        session, principal, org_id, container.settings, require_admin=False, clock=container.clock
+        session,
+        principal,
+        org_id,
+        container.settings,
+        require_admin=False,
+        header_shop=shop,
+        clock=container.clock,
     )
     found = await reads.status(session, container, account)
     return SubscriptionStatusRead(
@@ -112,6 +129,7 @@ async def create_portal(
     container: ContainerDep,
     principal: PrincipalDep,
     audit: AuditContextDep,
+    shop: ShopHeaderDep = None,
 ) -> PortalSessionResponse:
     """A Stripe billing portal session for the organization (admins only)."""
     raw = await request.body()
@@ -122,7 +140,13 @@ async def create_portal(
     except ValueError as exc:
         raise ValidationFailed("return_url must be a string", field="return_url") from exc
     account = await account_for_organization(
-        session, principal, org_id, container.settings, require_admin=True, clock=container.clock
+        session,
+        principal,
+        org_id,
+        container.settings,
+        require_admin=True,
+        header_shop=shop,
+        clock=container.clock,
     )
     await end_transaction(session)  # no lock while Stripe answers
     url = await checkout.open_portal(container, account, audit=audit, return_url=body.return_url)

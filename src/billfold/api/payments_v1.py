@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from billfold.api.audit_deps import AuditContextDep
-from billfold.api.auth_deps import PrincipalDep
+from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.errors import ErrorBody, error_responses, register_error_shape
 from billfold.api.ratelimit import RateLimitClass, rate_limit
@@ -174,9 +174,10 @@ async def create_checkout_session(
     container: ContainerDep,
     principal: PrincipalDep,
     audit: AuditContextDep,
+    shop: ShopHeaderDep = None,
 ) -> JSONResponse:
     account = await account_for_principal(
-        session, principal, container.settings, clock=container.clock
+        session, principal, container.settings, header_shop=shop, clock=container.clock
     )
     await end_transaction(session)
     started = await checkout.start_checkout(
@@ -201,10 +202,18 @@ async def create_checkout_session(
 
 @router.get("/subscription/status", responses=v1_errors(*USER))
 async def get_subscription_status(
-    session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
+    session: ReadSessionDep,
+    container: ContainerDep,
+    principal: PrincipalDep,
+    shop: ShopHeaderDep = None,
 ) -> JSONResponse:
     account = await account_for_principal(
-        session, principal, container.settings, require_admin=False, clock=container.clock
+        session,
+        principal,
+        container.settings,
+        header_shop=shop,
+        require_admin=False,
+        clock=container.clock,
     )
     found = await reads.status(session, container, account)
     return envelope(
@@ -240,10 +249,18 @@ def _details(sub: Subscription, user_id: str) -> dict[str, Any]:
 
 @router.get("/subscription", responses=v1_errors(*USER, 404))
 async def get_subscription(
-    session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
+    session: ReadSessionDep,
+    container: ContainerDep,
+    principal: PrincipalDep,
+    shop: ShopHeaderDep = None,
 ) -> JSONResponse:
     account = await account_for_principal(
-        session, principal, container.settings, require_admin=False, clock=container.clock
+        session,
+        principal,
+        container.settings,
+        header_shop=shop,
+        require_admin=False,
+        clock=container.clock,
     )
     sub = await reads.current_subscription(session, account)
     if sub is None:
@@ -292,10 +309,11 @@ async def cancel_subscription(
     container: ContainerDep,
     principal: PrincipalDep,
     audit: AuditContextDep,
+    shop: ShopHeaderDep = None,
 ) -> JSONResponse:
     body = await _cancel_body(request)
     account = await account_for_principal(
-        session, principal, container.settings, clock=container.clock
+        session, principal, container.settings, header_shop=shop, clock=container.clock
     )
     await end_transaction(session)  # no lock while Stripe answers
     sub = await changes.cancel(container, account, audit=audit, immediately=body.cancel_immediately)
@@ -306,10 +324,14 @@ async def cancel_subscription(
 
 @router.post("/subscription/reactivate", responses=v1_errors(*USER, 404, 409, 500))
 async def reactivate_subscription(
-    session: SessionDep, container: ContainerDep, principal: PrincipalDep, audit: AuditContextDep
+    session: SessionDep,
+    container: ContainerDep,
+    principal: PrincipalDep,
+    audit: AuditContextDep,
+    shop: ShopHeaderDep = None,
 ) -> JSONResponse:
     account = await account_for_principal(
-        session, principal, container.settings, clock=container.clock
+        session, principal, container.settings, header_shop=shop, clock=container.clock
     )
     await end_transaction(session)  # no lock while Stripe answers
     sub = await changes.reactivate(container, account, audit=audit)
