@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from billfold.api.account_deps import account_of_request
 from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
 from billfold.api.deps import ContainerDep, ReadSessionDep
 from billfold.api.errors import AUTHENTICATED, error_responses
@@ -18,7 +19,6 @@ from billfold.audit.schemas import AuditEntryRead, AuditPage
 from billfold.audit.service import list_entries
 from billfold.auth.principal import AccountRef
 from billfold.auth.tenancy import (
-    account_for_principal,
     may_access_account,
     require_account_access,
 )
@@ -68,14 +68,7 @@ async def read_audit_log(
     else:
         # The account every dialect acts on (`X-Billfold-Account`, `X-Shopify-Shop-Domain`,
         # the token's shop, else the user's own), by the one rule; an organization needs admin.
-        target = await account_for_principal(
-            session,
-            principal,
-            container.settings,
-            header_shop=shop,
-            require_admin=True,
-            clock=container.clock,
-        )
+        target = await account_of_request(session, container, principal, shop, require_admin=True)
 
     if (
         target is not None
