@@ -11,11 +11,33 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep
+from billfold.auth.principal import Principal
 from billfold.auth.tenancy import account_for_principal
+from billfold.container import Container
 from billfold.customers.models import BillingAccount
+
+
+async def account_of_request(
+    session: AsyncSession,
+    container: Container,
+    principal: Principal,
+    shop: str | None,
+    *,
+    require_admin: bool,
+) -> BillingAccount:
+    """The one rule, for a route that resolves its account itself (the audit read)."""
+    return await account_for_principal(
+        session,
+        principal,
+        container.settings,
+        header_shop=shop,
+        require_admin=require_admin,
+        clock=container.clock,
+    )
 
 
 async def acting_account(
@@ -26,14 +48,7 @@ async def acting_account(
 ) -> BillingAccount:
     """The account the caller acts on (an organization needs the admin role), in the request's
     write unit of work."""
-    return await account_for_principal(
-        session,
-        principal,
-        container.settings,
-        header_shop=shop,
-        require_admin=True,
-        clock=container.clock,
-    )
+    return await account_of_request(session, container, principal, shop, require_admin=True)
 
 
 async def reading_account(
@@ -44,14 +59,7 @@ async def reading_account(
 ) -> BillingAccount:
     """The account the caller reads (any member of an organization may), in the request's read
     unit of work: a route taking it takes `ReadSessionDep`."""
-    return await account_for_principal(
-        session,
-        principal,
-        container.settings,
-        header_shop=shop,
-        require_admin=False,
-        clock=container.clock,
-    )
+    return await account_of_request(session, container, principal, shop, require_admin=False)
 
 
 ActingAccountDep = Annotated[BillingAccount, Depends(acting_account)]

@@ -11,14 +11,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from billfold.api.auth_deps import PrincipalDep
-from billfold.api.deps import ReadSessionDep
+from billfold.api.account_deps import account_of_request
+from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
+from billfold.api.deps import ContainerDep, ReadSessionDep
 from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.audit.schemas import AuditEntryRead, AuditPage
 from billfold.audit.service import list_entries
 from billfold.auth.principal import AccountRef
-from billfold.auth.tenancy import may_access_account, require_account_access
-from billfold.customers.models import AccountKind, BillingAccount
+from billfold.auth.tenancy import (
+    may_access_account,
+    require_account_access,
+)
+from billfold.customers.models import BillingAccount
 from billfold.customers.service import find_account
 from billfold.errors import Forbidden, ValidationFailed
 
@@ -28,7 +32,9 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 @router.get("", response_model=AuditPage, responses=error_responses(*AUTHENTICATED, 404))
 async def read_audit_log(
     session: ReadSessionDep,
+    container: ContainerDep,
     principal: PrincipalDep,
+    shop: ShopHeaderDep = None,
     account_id: Annotated[
         str | None, Query(max_length=40, description="A billing account id (acct_...).")
     ] = None,
@@ -57,16 +63,12 @@ async def read_audit_log(
     elif account is not None:
         ref = AccountRef.parse(account, field="account")
         target = await find_account(session, ref.kind, ref.external_id)
-    elif principal.is_api_key:
+    elif principal.is_api_key and principal.acting_for is None and not (shop and shop.strip()):
         target = None
     else:
-        # A user's own log: the token's shop when it names one, else the user's account.
-        if principal.shop is not None:
-            target = await find_account(session, AccountKind.SHOP, principal.shop)
-        else:
-            target = await find_account(session, AccountKind.USER, principal.subject)
-        if target is None:
-            return AuditPage(data=[], has_more=False, next_cursor=None)
+        # The account every dialect acts on (`X-Billfold-Account`, `X-Shopify-Shop-Domain`,
+        # the token's shop, else the user's own), by the one rule; an organization needs admin.
+        target = await account_of_request(session, container, principal, shop, require_admin=True)
 
     if (
         target is not None

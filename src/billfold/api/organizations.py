@@ -11,13 +11,17 @@ from datetime import datetime
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.api.audit_deps import AuditContextDep
-from billfold.api.auth_deps import PrincipalDep
+from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.api.ratelimit import RateLimitClass, rate_limit
+from billfold.auth.principal import Principal
 from billfold.auth.tenancy import account_for_organization
+from billfold.container import Container
+from billfold.customers.models import BillingAccount
 from billfold.errors import ValidationFailed
 from billfold.subscriptions import checkout, models, reads
 
@@ -57,6 +61,27 @@ class PortalSessionResponse(BaseModel):
     url: str
 
 
+async def _organization(
+    session: AsyncSession,
+    container: Container,
+    principal: Principal,
+    org_id: str,
+    shop: str | None,
+    *,
+    admin: bool,
+) -> BillingAccount:
+    """The path's organization by the one rule (a shop header names another account: 403)."""
+    return await account_for_organization(
+        session,
+        principal,
+        org_id,
+        container.settings,
+        require_admin=admin,
+        header_shop=shop,
+        clock=container.clock,
+    )
+
+
 @router.post("/checkout", responses=error_responses(*AUTHENTICATED, 404, 409, 502))
 @rate_limit(RateLimitClass.CHECKOUT)
 async def create_checkout(
@@ -67,11 +92,10 @@ async def create_checkout(
     container: ContainerDep,
     principal: PrincipalDep,
     audit: AuditContextDep,
+    shop: ShopHeaderDep = None,
 ) -> CheckoutSessionResponse:
     """Start a subscription checkout for the organization (admins only)."""
-    account = await account_for_organization(
-        session, principal, org_id, container.settings, require_admin=True, clock=container.clock
-    )
+    account = await _organization(session, container, principal, org_id, shop, admin=True)
     await end_transaction(session)
     started = await checkout.start_checkout(
         container,
@@ -88,12 +112,14 @@ async def create_checkout(
 
 @router.get("/subscription", responses=error_responses(*AUTHENTICATED, 404))
 async def get_subscription(
-    org_id: str, session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
+    org_id: str,
+    session: ReadSessionDep,
+    container: ContainerDep,
+    principal: PrincipalDep,
+    shop: ShopHeaderDep = None,
 ) -> SubscriptionStatusRead:
     """The organization's subscription status (any member)."""
-    account = await account_for_organization(
-        session, principal, org_id, container.settings, require_admin=False, clock=container.clock
-    )
+    account = await _organization(session, container, principal, org_id, shop, admin=False)
     found = await reads.status(session, container, account)
     return SubscriptionStatusRead(
         status=found.status,
@@ -112,6 +138,7 @@ async def create_portal(
     container: ContainerDep,
     principal: PrincipalDep,
     audit: AuditContextDep,
+    shop: ShopHeaderDep = None,
 ) -> PortalSessionResponse:
     """A Stripe billing portal session for the organization (admins only)."""
     raw = await request.body()
@@ -121,9 +148,7 @@ async def create_portal(
         )
     except ValueError as exc:
         raise ValidationFailed("return_url must be a string", field="return_url") from exc
-    account = await account_for_organization(
-        session, principal, org_id, container.settings, require_admin=True, clock=container.clock
-    )
+    account = await _organization(session, container, principal, org_id, shop, admin=True)
     await end_transaction(session)  # no lock while Stripe answers
     url = await checkout.open_portal(container, account, audit=audit, return_url=body.return_url)
     return PortalSessionResponse(url=url)

@@ -15,13 +15,12 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
 from billfold.api.audit_deps import AuditContextDep
-from billfold.api.auth_deps import PrincipalDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.errors import ErrorBody, error_responses, register_error_shape
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.api.webhooks import accept_stripe_webhook
-from billfold.auth.tenancy import account_for_principal
 from billfold.catalog.service import Catalog, PlanPrice, load_catalog
 from billfold.errors import NotFound, ValidationFailed
 from billfold.money import format_money, to_major
@@ -172,12 +171,9 @@ async def create_checkout_session(
     request: Request,
     session: SessionDep,
     container: ContainerDep,
-    principal: PrincipalDep,
+    account: ActingAccountDep,
     audit: AuditContextDep,
 ) -> JSONResponse:
-    account = await account_for_principal(
-        session, principal, container.settings, clock=container.clock
-    )
     await end_transaction(session)
     started = await checkout.start_checkout(
         container,
@@ -201,11 +197,8 @@ async def create_checkout_session(
 
 @router.get("/subscription/status", responses=v1_errors(*USER))
 async def get_subscription_status(
-    session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
+    session: ReadSessionDep, container: ContainerDep, account: ReadingAccountDep
 ) -> JSONResponse:
-    account = await account_for_principal(
-        session, principal, container.settings, require_admin=False, clock=container.clock
-    )
     found = await reads.status(session, container, account)
     return envelope(
         "Subscription status retrieved successfully",
@@ -240,11 +233,8 @@ def _details(sub: Subscription, user_id: str) -> dict[str, Any]:
 
 @router.get("/subscription", responses=v1_errors(*USER, 404))
 async def get_subscription(
-    session: ReadSessionDep, container: ContainerDep, principal: PrincipalDep
+    session: ReadSessionDep, container: ContainerDep, account: ReadingAccountDep
 ) -> JSONResponse:
-    account = await account_for_principal(
-        session, principal, container.settings, require_admin=False, clock=container.clock
-    )
     sub = await reads.current_subscription(session, account)
     if sub is None:
         raise NotFound("Subscription not found")
@@ -290,13 +280,10 @@ async def cancel_subscription(
     request: Request,
     session: SessionDep,
     container: ContainerDep,
-    principal: PrincipalDep,
+    account: ActingAccountDep,
     audit: AuditContextDep,
 ) -> JSONResponse:
     body = await _cancel_body(request)
-    account = await account_for_principal(
-        session, principal, container.settings, clock=container.clock
-    )
     await end_transaction(session)  # no lock while Stripe answers
     sub = await changes.cancel(container, account, audit=audit, immediately=body.cancel_immediately)
     if body.cancel_immediately:
@@ -306,11 +293,11 @@ async def cancel_subscription(
 
 @router.post("/subscription/reactivate", responses=v1_errors(*USER, 404, 409, 500))
 async def reactivate_subscription(
-    session: SessionDep, container: ContainerDep, principal: PrincipalDep, audit: AuditContextDep
+    session: SessionDep,
+    container: ContainerDep,
+    account: ActingAccountDep,
+    audit: AuditContextDep,
 ) -> JSONResponse:
-    account = await account_for_principal(
-        session, principal, container.settings, clock=container.clock
-    )
     await end_transaction(session)  # no lock while Stripe answers
     sub = await changes.reactivate(container, account, audit=audit)
     return envelope("Subscription reactivated successfully", _ending(sub, ended=False))

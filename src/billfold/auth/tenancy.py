@@ -123,13 +123,20 @@ async def account_for_organization(
     settings: Settings,
     require_admin: bool,
     *,
+    header_shop: str | None = None,
     clock: Clock | None = None,
 ) -> BillingAccount:
     """Organization `org_id`'s account: members may read (`require_admin=False`), only
     admins may act (`require_admin=True`); anyone else gets 403. An API key may act on any
-    organization (if it also sends `X-Billfold-Account`, it must name the same one)."""
+    organization (if it also sends `X-Billfold-Account`, it must name the same one). A shop
+    named by `X-Shopify-Shop-Domain` is another account than the organization: 403 (for a user,
+    after the shop's own check, so a shop the token is not entitled to is refused alike)."""
     ref = AccountRef.parse(f"organization:{org_id}", field="org_id")
     _refuse_other_account(principal, ref)
+    if _shop_header_sent(header_shop):
+        if not principal.is_api_key:
+            select_shop(principal, header_shop)
+        raise Forbidden(f"{SHOP_HEADER} names an account this request does not act on")
     if not principal.is_api_key:
         role = principal.role_in(ref.external_id)
         if role is None:
