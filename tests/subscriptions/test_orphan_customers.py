@@ -12,7 +12,7 @@ from billfold.container import Container
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import ensure_stripe_customer, get_or_create_account
 from billfold.subscriptions.reconcile import NO_ACCOUNT, TAKEN, UNLINKED, orphan_customers
-from tests.subscriptions.fake_stripe import FakeStripeGateway
+from tests.fakes.stripe_gateway import FakeStripeGateway
 
 
 async def _account(container: Container, user: str) -> str:
