@@ -37,6 +37,7 @@ SKIPPED = {
     ("GET", "/healthz"),  # ops
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("GET", "/docs"),  # the API's docs page (Swagger UI served from the package)
     ("POST", "/api/v1/payments/webhook"),  # Stripe's webhooks
     ("POST", "/api/stripe/webhook"),
     ("GET", "/api/v1/payments/plans"),  # document 004's public catalogue
@@ -45,7 +46,7 @@ SKIPPED = {
     ("POST", "/trpc"),
 }
 # Not API routes: the sandbox's mount and FastAPI's own pages.
-NOT_API = {"/stripe-sandbox", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+NOT_API = {"/stripe-sandbox", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/docs-assets"}
 TRPC = "/trpc/{path:path}"
 
 
