@@ -56,12 +56,19 @@ class BillfoldServer:
     def http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=30)
 
-    async def settle(self, within: float = 30.0) -> None:
-        """Wait until the sandbox delivered every webhook and billfold applied every event."""
-        deadline = time.monotonic() + within
+    async def settle(self, stall: float = 60.0) -> None:
+        """Wait until the sandbox delivered every webhook and billfold applied every event.
+
+        It waits on the work itself, not on a deadline: as long as deliveries are made or
+        events applied, it keeps waiting (a loaded machine, or a history delivered twice over,
+        one delivery after another, takes as long as it takes). It fails only when nothing has
+        moved for `stall` seconds, naming what is still owed."""
+        webhooks = self.sandbox.state.webhooks
+        last_progress = time.monotonic()
+        seen: tuple[int, int, int, int] | None = None
         while True:
-            idle = await asyncio.to_thread(self.sandbox.state.webhooks.wait_idle, 1.0)
-            async with self.database.transaction() as session:
+            idle = await asyncio.to_thread(webhooks.wait_idle, 1.0)
+            async with self.database.read() as session:
                 waiting = (
                     await session.execute(
                         select(func.count())
@@ -71,10 +78,22 @@ class BillfoldServer:
                 ).scalar_one()
             if idle and waiting == 0:
                 # One more look: an applied event may have made Stripe emit another.
-                if await asyncio.to_thread(self.sandbox.state.webhooks.wait_idle, 0.2):
+                if await asyncio.to_thread(webhooks.wait_idle, 0.2):
                     return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not settled after {within}s: {waiting} events unapplied")
+            # Progress: a delivery attempt made (the newest entry of the attempt log changes),
+            # deliveries still owed, events still to apply.
+            log = list(webhooks.deliveries)
+            last = log[-1] if log else None
+            pending = webhooks.pending()
+            now = (len(log), id(last), pending, waiting)
+            if now != seen:
+                seen, last_progress = now, time.monotonic()
+            elif time.monotonic() - last_progress > stall:
+                raise AssertionError(
+                    f"not settled: nothing moved for {stall:.0f}s with {pending} deliveries "
+                    f"queued or in flight and {waiting} events unapplied "
+                    f"({len(log)} delivery attempts so far, the last {last})"
+                )
             await asyncio.sleep(0.05)
 
 

@@ -92,7 +92,7 @@ def serve(
     import uvicorn
 
     from billfold.app import create_app
-    from billfold.db.migrate import upgrade
+    from billfold.db.migrate import upgrade_unless_current
     from billfold.observability import configure_logging
 
     settings = get_settings()
@@ -102,7 +102,7 @@ def serve(
         settings.port = port
     try:
         settings.check()
-        upgrade(settings.effective_database_url)
+        upgrade_unless_current(settings.effective_database_url)
         # With workers, each process builds its own app from the environment (uvicorn imports
         # the factory in every worker); the settings were checked above.
         application = create_app(settings) if workers == 1 else None

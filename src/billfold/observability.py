@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 request_id_var: ContextVar[str] = ContextVar("billfold_request_id", default="")
-VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # whole value: use fullmatch
 
 REGISTRY = CollectorRegistry()
 HTTP_REQUESTS = Counter(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 
@@ -13,6 +15,28 @@ async def test_healthz_answers_with_a_request_id(client: httpx.AsyncClient) -> N
 async def test_caller_request_id_is_echoed(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert response.headers["x-request-id"] == "abc-123"
+
+
+async def test_a_request_id_with_a_trailing_newline_is_replaced() -> None:
+    # `$` also matches before a final newline: the whole value must be of the allowed form.
+    from billfold.api.request_context import RequestContextMiddleware
+
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["state"]["request_id"])
+
+    middleware = RequestContextMiddleware(app)
+    for incoming, kept in ((b"abc-123", True), (b"abc-123\n", False), (b"a" * 129, False)):
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/healthz",
+            "headers": [(b"x-request-id", incoming)],
+        }
+        await middleware(scope, None, None)
+        assert (seen[-1] == incoming.decode()) is kept
+        assert kept or seen[-1].startswith("req_")
 
 
 async def test_readyz_reports_current_migrations(client: httpx.AsyncClient) -> None:

@@ -309,11 +309,25 @@ async def test_checkout_routes_have_a_tighter_limit(tmp_path: Path, database: Da
         _assert_rate_headers(response, limit=10, remaining=6)
 
 
-async def test_trpc_refusal_is_a_trpc_error(limited: httpx.AsyncClient) -> None:
+def _trpc_checkout_input(token: str) -> dict[str, str]:
+    return {
+        "token": token,
+        "productId": "price_unknown",
+        "successUrl": "https://app.example.com/ok",
+        "cancelUrl": "https://app.example.com/cancel",
+    }
+
+
+def _bare_token(tmp_path: Path, subject: str, minutes: int = 60) -> str:
+    return _token(tmp_path, subject, minutes)["Authorization"].removeprefix("Bearer ")
+
+
+async def test_trpc_refusal_is_a_trpc_error(tmp_path: Path, limited: httpx.AsyncClient) -> None:
+    body = _trpc_checkout_input(_bare_token(tmp_path, "alice"))
     for _ in range(3):
-        response = await limited.post("/trpc/billing.createCheckoutSession", json={})
+        response = await limited.post("/trpc/billing.createCheckoutSession", json=body)
         assert response.status_code != 429
-    refused = await limited.post("/trpc/billing.createCheckoutSession", json={})
+    refused = await limited.post("/trpc/billing.createCheckoutSession", json=body)
     assert refused.status_code == 429
     error = refused.json()["error"]
     assert error["data"]["code"] == "TOO_MANY_REQUESTS"
@@ -321,6 +335,68 @@ async def test_trpc_refusal_is_a_trpc_error(limited: httpx.AsyncClient) -> None:
     assert error["data"]["path"] == "billing.createCheckoutSession"
     assert "too many requests" in error["message"]
     assert refused.headers["retry-after"]
+
+
+async def test_trpc_tokens_in_the_body_are_counted_by_subject(
+    tmp_path: Path, limited: httpx.AsyncClient
+) -> None:
+    # Callers behind one address, each with the token in the input (document 000): each has
+    # a budget of their own, and every token of one of them shares it.
+    url = "/trpc/billing.createCheckoutSession"
+    alice = [_bare_token(tmp_path, "alice", minutes) for minutes in (10, 20, 30)]
+    for token in alice:
+        response = await limited.post(url, json=_trpc_checkout_input(token))
+        assert response.status_code != 429
+        _assert_rate_headers(response, limit=3, remaining=3 - 1 - alice.index(token))
+    refused = await limited.post(url, json=_trpc_checkout_input(_bare_token(tmp_path, "alice", 5)))
+    assert refused.status_code == 429
+    for subject in ("bob", "carol"):  # the address is not what was counted
+        response = await limited.post(
+            url, json=_trpc_checkout_input(_bare_token(tmp_path, subject))
+        )
+        assert response.status_code != 429
+        _assert_rate_headers(response, limit=3, remaining=2)
+
+
+async def test_credentials_never_authenticated_cost_failed_attempts(
+    tmp_path: Path, database: Database
+) -> None:
+    async with _app_client(
+        tmp_path, database, rate_limit="100/minute", rate_limit_auth_failures="3/minute"
+    ) as client:
+        # Input refused before the caller is looked at: the bogus credential is never checked,
+        # but each such request costs the address's failed attempts all the same.
+        for i in range(3):
+            response = await client.post(
+                "/trpc/billing.createCheckoutSession",
+                json={"token": f"bogus-{i}"},
+                headers={"Authorization": f"Bearer bogus-{i}"},
+            )
+            assert response.status_code == 400
+        for headers in ({"Authorization": "Bearer bogus-9"}, {"X-API-Key": "bf_test_bogus"}):
+            refused = await client.get(CURRENT, headers=headers)
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"]
+        # A body token from that address too, before it is looked up.
+        refused = await client.post(
+            "/trpc/billing.createCheckoutSession",
+            json=_trpc_checkout_input(_bare_token(tmp_path, "alice")),
+        )
+        assert refused.status_code == 429
+        assert refused.json()["error"]["data"]["code"] == "TOO_MANY_REQUESTS"
+
+
+async def test_a_public_route_served_with_a_credential_costs_the_address(
+    limited: httpx.AsyncClient,
+) -> None:
+    # A credential a public route never looks at buys no budget of its own: the address pays,
+    # as it does for a request without one.
+    for i in range(3):
+        response = await limited.get(PLANS, headers={"Authorization": f"Bearer rotated-{i}"})
+        assert response.status_code == 200
+    refused = await limited.get(PLANS)
+    assert refused.status_code == 429
+    _assert_rate_headers(refused, limit=3, remaining=0)
 
 
 async def test_other_api_routes_get_the_default_error_shape(limited: httpx.AsyncClient) -> None:
@@ -455,22 +531,28 @@ def _batch(n: int, procedure: str = TRPC_CHECKOUT) -> tuple[str, dict[str, Any]]
 async def test_each_call_of_a_trpc_batch_counts(tmp_path: Path, database: Database) -> None:
     settings = _settings(tmp_path, rate_limit="100/minute", rate_limit_checkout="3/minute")
     app = create_app(settings, database=database)
+    token = _bare_token(tmp_path, "alice")
+
+    def batch(n: int, who: str) -> tuple[str, dict[str, Any]]:
+        url, _ = _batch(n)
+        body = _trpc_checkout_input(_bare_token(tmp_path, who))
+        return url, {str(i): body for i in range(n)}
+
     async with _client(app) as client:
-        url, body = _batch(2)
+        url, body = batch(2, "alice")
         response = await client.post(url, json=body)
         assert response.status_code != 429
         _assert_rate_headers(response, limit=3, remaining=1)
-        assert (await client.post(f"/trpc/{TRPC_CHECKOUT}", json={})).status_code != 429
-        refused = await client.post(f"/trpc/{TRPC_CHECKOUT}", json={})
+        single = _trpc_checkout_input(token)
+        assert (await client.post(f"/trpc/{TRPC_CHECKOUT}", json=single)).status_code != 429
+        refused = await client.post(f"/trpc/{TRPC_CHECKOUT}", json=single)
         assert refused.status_code == 429
         assert refused.json()["error"]["data"]["code"] == "TOO_MANY_REQUESTS"
-    # A batch larger than what is left is refused whole, not partly run.
-    transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 1))  # another address
-    async with httpx.AsyncClient(transport=transport, base_url="http://billfold.test") as other:
-        url, body = _batch(4)
-        refused = await other.post(url, json=body)
+        # A batch larger than what is left is refused whole, not partly run.
+        url, body = batch(4, "bob")
+        refused = await client.post(url, json=body)
         assert refused.status_code == 429
-        assert refused.headers["retry-after"]
+        assert all(item["error"]["data"]["code"] == "TOO_MANY_REQUESTS" for item in refused.json())
 
 
 async def test_a_batch_over_the_cap_is_a_trpc_413(limited: httpx.AsyncClient) -> None:

@@ -138,3 +138,22 @@ async def test_a_shop_token_reads_its_shop_log(
         "/api/v1/audit", params={"account": "shop:b.myshopify.com"}, headers=token
     )
     assert other.status_code == 404
+
+
+async def test_a_query_and_a_header_naming_different_accounts_is_403(
+    client: httpx.AsyncClient, database: Database, settings: Settings
+) -> None:
+    ids = await _seed(database, settings)
+    key = {**bearer(ids["key"]), "X-Billfold-Account": "user:alice"}
+    for params in ({"account_id": ids["bob"]}, {"account": "user:bob"}, {"account_id": "acct_x"}):
+        response = await client.get("/api/v1/audit", params=params, headers=key)
+        assert response.status_code == 403, (params, response.text)
+        assert ids["bob"] not in response.text
+    # The two agree: read as either alone would.
+    agreed = await client.get("/api/v1/audit", params={"account_id": ids["alice"]}, headers=key)
+    assert agreed.status_code == 200
+    assert {e["account_id"] for e in agreed.json()["data"]} == {ids["alice"]}
+    # A user's own account in the query, a shop they are not entitled to in the header.
+    alice = {**bearer(issue_token(settings, "alice")), "X-Shopify-Shop-Domain": "b.myshopify.com"}
+    response = await client.get("/api/v1/audit", params={"account_id": ids["alice"]}, headers=alice)
+    assert response.status_code == 403

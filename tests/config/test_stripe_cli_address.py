@@ -5,7 +5,6 @@ there."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,15 +14,9 @@ import httpx
 import pytest
 
 from tests.config.cli_support import BILLFOLD, run_billfold
+from tests.sandbox_fixtures import free_port
 
 JWT = {"BILLFOLD_JWT_SECRET": "s" * 40}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ catalog is synced into it at start-up, and a subscription works end to end with 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -19,15 +18,9 @@ from billfold.app import create_app
 from billfold.auth.tokens import issue_token
 from billfold.config import SANDBOX_MOUNT_PATH, SANDBOX_SECRET_KEY, Settings
 from billfold.db.engine import Database
+from tests.sandbox_fixtures import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -37,7 +30,7 @@ async def embedded(database: Database, tmp_path: Path) -> AsyncIterator[tuple[st
         jwt_secret="embedded-secret-that-is-long-enough-for-hs256-012345",
         frontend_url="https://app.example.com",
         host="127.0.0.1",
-        port=_free_port(),
+        port=free_port(),
     )
     assert settings.sandbox_mode
     app = create_app(settings, database=Database(database.url))

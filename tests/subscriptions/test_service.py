@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import timedelta
 from typing import Any
@@ -60,7 +61,11 @@ async def _status(container: Container, account: BillingAccount) -> reads.Subscr
     async with container.db.transaction() as session:
         fresh = await session.get(BillingAccount, account.id)
         assert fresh is not None
-        return await reads.status(session, container, fresh)
+        found = await reads.status(session, container, fresh)
+        # The hot read (columns only, no entity) decides exactly as the full one does.
+        hot = await reads.premium_status(session, container, fresh)
+        assert hot == dataclasses.replace(found, subscription=None)
+        return found
 
 
 async def test_checkout_creates_customer_once_and_links_it(

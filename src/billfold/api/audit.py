@@ -70,6 +70,14 @@ async def read_audit_log(
         # the token's shop, else the user's own), by the one rule; an organization needs admin.
         target = await account_of_request(session, container, principal, shop, require_admin=True)
 
+    names_by_header = principal.acting_for is not None or bool(shop and shop.strip())
+    if (account_id is not None or account is not None) and names_by_header:
+        # The query and a header both name the account: they must agree (the header's account
+        # by the one rule, entitlement checked there), else 403 as every dialect answers a
+        # request naming two accounts; the query never quietly wins.
+        named = await account_of_request(session, container, principal, shop, require_admin=True)
+        if target is None or named.id != target.id:
+            raise Forbidden("the account query and the account header name different accounts")
     if (
         target is not None
         and not may_access_account(principal, target, admin=True)

@@ -120,7 +120,7 @@ async def get_subscription(
 ) -> SubscriptionStatusRead:
     """The organization's subscription status (any member)."""
     account = await _organization(session, container, principal, org_id, shop, admin=False)
-    found = await reads.status(session, container, account)
+    found = await reads.premium_status(session, container, account)
     return SubscriptionStatusRead(
         status=found.status,
         plan=found.plan,

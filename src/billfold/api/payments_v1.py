@@ -199,7 +199,7 @@ async def create_checkout_session(
 async def get_subscription_status(
     session: ReadSessionDep, container: ContainerDep, account: ReadingAccountDep
 ) -> JSONResponse:
-    found = await reads.status(session, container, account)
+    found = await reads.premium_status(session, container, account)
     return envelope(
         "Subscription status retrieved successfully",
         {

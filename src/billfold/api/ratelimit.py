@@ -22,15 +22,21 @@ is counted against its authenticated subject (a user, or an API key's id: every 
 shares one budget) when authentication succeeds (`charge_subject`, from `auth_deps`); a 401
 costs the address's failed-attempt budget (`BILLFOLD_RATE_LIMIT_AUTH_FAILURES`, default
 20/minute), and once that is used up, credentials from the address are refused before they are
-looked up. The counts live in Redis when `BILLFOLD_REDIS_URL` is set, so every instance shares
-one budget, and in the process otherwise (one machine); no credential or subject is stored as it
-is. A refused request is a 429 in its dialect's error shape, with `Retry-After`; every limited
-response carries `X-RateLimit-Limit`, `-Remaining` and `-Reset` (the Unix time at which a
-request is free again).
+looked up. A request whose credential never authenticates (a public route, or input refused
+before its caller is looked at) is not let off with the ceiling alone: refused (4xx), it costs
+the failed-attempt budget; served, it costs the address's budgets, as a request without a
+credential does. A route that takes its credential in the body (tRPC's `token` input:
+`rate_limit(..., credential_in_body=True)`) is counted as one with a credential, so its callers
+are counted by subject too. The counts live in Redis when `BILLFOLD_REDIS_URL` is set, so every
+instance shares one budget, and in the process otherwise (one machine); no credential or subject
+is stored as it is. A refused request is a 429 in its dialect's error shape, with `Retry-After`;
+every limited response carries `X-RateLimit-Limit`, `-Remaining` and `-Reset` (the Unix time at
+which a request is free again).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import logging
@@ -82,6 +88,9 @@ class RateLimitCost:
     general: int
     checkout: int
     webhook: int = 0
+    # The route may carry its caller's credential in the body, where the middleware cannot see
+    # it: counted as a credentialed request, by subject once authenticated.
+    body_credential: bool = False
 
     @classmethod
     def of(cls, classes: Sequence[RateLimitClass]) -> RateLimitCost:
@@ -103,6 +112,7 @@ class RateLimitCost:
 
 E = TypeVar("E", bound=Callable[..., Any])
 _DECLARED = "__billfold_rate_limit__"
+_BODY_CREDENTIAL = "__billfold_body_credential__"
 
 # After Redis fails, the process counts on its own for this long before trying Redis again, so
 # an outage costs one failed round trip per interval, not one per request.
@@ -110,11 +120,15 @@ REDIS_RETRY_SECONDS = 5.0
 REDIS_TIMEOUT_SECONDS = 0.5
 
 
-def rate_limit(declared: RateLimitClass | Classifier) -> Callable[[E], E]:
-    """Declare the rate-limit class of a route's endpoint (written under `@router.post(...)`)."""
+def rate_limit(
+    declared: RateLimitClass | Classifier, *, credential_in_body: bool = False
+) -> Callable[[E], E]:
+    """Declare the rate-limit class of a route's endpoint (written under `@router.post(...)`);
+    `credential_in_body` when the route may read its caller's credential from the body."""
 
     def declare(endpoint: E) -> E:
         vars(endpoint)[_DECLARED] = declared
+        vars(endpoint)[_BODY_CREDENTIAL] = credential_in_body
         return endpoint
 
     return declare
@@ -126,7 +140,10 @@ def _declared_cost(route: BaseRoute, scope: Scope) -> RateLimitCost:
     attributes: dict[str, Any] = getattr(route.endpoint, "__dict__", {})
     declared: RateLimitClass | Classifier = attributes.get(_DECLARED, RateLimitClass.API)
     classes = declared if isinstance(declared, RateLimitClass) else declared(scope)
-    return RateLimitCost.of([classes] if isinstance(classes, RateLimitClass) else classes)
+    cost = RateLimitCost.of([classes] if isinstance(classes, RateLimitClass) else classes)
+    if attributes.get(_BODY_CREDENTIAL, False):
+        cost = dataclasses.replace(cost, body_credential=True)
+    return cost
 
 
 def rate_limit_class(routes: Sequence[BaseRoute], scope: Scope) -> RateLimitClass:
@@ -445,7 +462,7 @@ class RateLimitMiddleware:
             return
         # The address's ceiling comes first, whoever the request says it is from.
         ceiling = await limiter.count(address, [("address", limiter.address, cost.general)])
-        if not ceiling.allowed or not header_credential(scope):
+        if not ceiling.allowed or not (cost.body_credential or header_credential(scope)):
             # No credential: the address is the caller.
             decision = ceiling if not ceiling.allowed else await limiter.hit(address, cost)
             await self._answer(decision, scope, receive, send)
@@ -461,10 +478,17 @@ class RateLimitMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                status = message["status"]
                 decision = pending.decision or ceiling
-                if message["status"] == 401:  # a failed attempt costs the address
+                if status == 401 or (pending.decision is None and status >= 400):
+                    # A failed attempt, or a credential refused before it was ever looked at
+                    # (never authenticated): either costs the address's failed attempts.
                     item = ("authfail", limiter.auth_failures, 1)
                     decision = await limiter.count(address, [item])
+                elif pending.decision is None:
+                    # Served without authenticating (a public route): the credential bought
+                    # nothing, so the request costs the address as an anonymous one does.
+                    decision = await limiter.hit(address, cost)
                 message["headers"] = [*message.get("headers", []), *decision.headers()]
             await send(message)
 

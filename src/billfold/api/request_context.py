@@ -37,7 +37,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        rid = incoming if VALID_REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
+        rid = incoming if VALID_REQUEST_ID.fullmatch(incoming) else f"req_{uuid.uuid4().hex}"
         scope.setdefault("state", {})["request_id"] = rid
         token = request_id_var.set(rid)
         started = time.perf_counter()

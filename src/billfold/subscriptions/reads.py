@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.container import Container
@@ -29,7 +30,21 @@ class SubscriptionStatus:
     subscription: Subscription | None
 
 
-def has_premium(subscription: Subscription | None, now: datetime, grace_days: int) -> bool:
+class StatusFacts(Protocol):
+    """What deciding premium and which subscription speaks needs: a `Subscription`, or a row
+    of `_STATUS_READ` (the hot read, which loads no entity and no `raw` JSON)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def past_due_since(self) -> datetime | None: ...
+    @property
+    def stripe_created(self) -> int: ...
+    @property
+    def stripe_subscription_id(self) -> str: ...
+
+
+def has_premium(subscription: StatusFacts | None, now: datetime, grace_days: int) -> bool:
     """True while active or trialing, and for `grace_days` after a subscription became past due."""
     if subscription is None:
         return False
@@ -68,7 +83,7 @@ async def current_subscription(
     return subscriptions[0] if subscriptions else None
 
 
-def speaks_first(sub: Subscription) -> tuple[int, int, str]:
+def speaks_first(sub: StatusFacts) -> tuple[int, int, str]:
     return (_STATUS_RANK.get(sub.status, 9), -sub.stripe_created, sub.stripe_subscription_id)
 
 
@@ -85,4 +100,42 @@ async def status(
         current_period_end=sub.current_period_end if sub else None,
         cancel_at_period_end=bool(sub.cancel_at_period_end) if sub else False,
         subscription=sub,
+    )
+
+
+# The status read, built once: the columns it answers with, no ORM entity (no identity map, no
+# `raw` JSON decoded), for the read apps make on every page ("is this user premium?").
+_STATUS_READ = (
+    select(
+        Subscription.status,
+        Subscription.plan_code,
+        Subscription.interval,
+        Subscription.current_period_end,
+        Subscription.cancel_at_period_end,
+        Subscription.past_due_since,
+        Subscription.stripe_created,
+        Subscription.stripe_subscription_id,
+    )
+    .where(Subscription.account_id == bindparam("account_id"))
+    .order_by(Subscription.stripe_created.desc(), Subscription.created_at.desc())
+)
+
+
+async def premium_status(
+    session: AsyncSession, container: Container, account: BillingAccount
+) -> SubscriptionStatus:
+    """`status` without the subscription itself (`subscription` is None): the same choice of
+    the subscription that speaks and the same premium rule, from its columns only."""
+    rows = (await session.execute(_STATUS_READ, {"account_id": account.id})).all()
+    live = [r for r in rows if r.status in LIVE_STATUSES]
+    sub = min(live, key=speaks_first) if live else (rows[0] if rows else None)
+    now, grace = container.clock.now(), container.settings.past_due_grace_days
+    return SubscriptionStatus(
+        has_premium=has_premium(sub, now, grace),
+        plan=sub.plan_code if sub else None,
+        status=sub.status if sub else None,
+        interval=sub.interval if sub else None,
+        current_period_end=sub.current_period_end if sub else None,
+        cancel_at_period_end=bool(sub.cancel_at_period_end) if sub else False,
+        subscription=None,
     )

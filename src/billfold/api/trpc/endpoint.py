@@ -98,7 +98,8 @@ def build_router(procedures: ProcedureRouter, prefix: str = "/trpc") -> APIRoute
         # One class per call of a batch: each call counts.
         return procedures.rate_limits_of(str(scope.get("path_params", {}).get("path", "")))
 
-    @rate_limit(rate_limit_of_call)
+    # Document 000's callers send their token in the input: counted by subject, not address.
+    @rate_limit(rate_limit_of_call, credential_in_body=True)
     async def trpc_endpoint(request: Request, path: str = "") -> JSONResponse:
         try:
             wire = parse_request(
