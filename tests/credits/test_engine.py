@@ -13,7 +13,8 @@ from billfold.clock import FrozenClock
 from billfold.credits import service
 from billfold.credits.models import CreditLot, CreditLotDraw
 from billfold.db.engine import Database
-from billfold.errors import Conflict, IdempotencyConflict, PaymentRequired, ValidationFailed
+from billfold.errors import Conflict, IdempotencyConflict, ValidationFailed
+from billfold.errors import InsufficientCredits as PaymentRequired
 from billfold.ledger.verify import verify_ledger
 from tests.ledger.conftest import new_customer
 

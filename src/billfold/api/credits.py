@@ -574,7 +574,9 @@ async def record_usage_batch(
             results.append(
                 UsageResult(
                     idempotency_key=key if isinstance(key, str) else None,
-                    status="payment_required" if exc.code == "payment_required" else "error",
+                    status="insufficient_credits"
+                    if exc.code == "insufficient_credits"
+                    else "error",
                     shortfall=exc.details.get("shortfall"),
                     error={
                         "code": exc.code,

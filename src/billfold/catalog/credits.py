@@ -16,6 +16,9 @@ prices = { eur = 999, usd = 1099 } # minor units, per currency
 unit_amount = "10"                # minor units per credit (a decimal string: "0.5" is allowed)
 min_credits = 10
 tiers = [{ from = 500, unit_amount = "9" }, { from = 2000, unit_amount = "8" }]
+
+[credits.payment_method_types]   # optional; unset: Stripe's dynamic payment methods
+usd = ["card", "us_bank_account"]
 ```
 
 A top-up's price is `credits x unit_amount` of the highest tier the count reaches (volume
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
@@ -86,6 +89,9 @@ class CreditCatalog:
     max_topup_credits: int
     packages: tuple[CreditPackage, ...]
     topup: Mapping[str, TopupPricing]
+    # Checkout's payment methods per currency (`us_bank_account` for ACH in usd); none given:
+    # Stripe's dynamic payment methods (the Dashboard's settings).
+    payment_method_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def currencies(self) -> list[str]:
@@ -215,7 +221,14 @@ def parse_credit_catalog(data: Mapping[str, Any], *, source: str = "catalog") ->
                 _positive_int(entry.get("max_credits", max_topup), f"{where}.max_credits"),
             ),
         )
+    methods: dict[str, tuple[str, ...]] = {}
+    for code, entry in (raw.get("payment_method_types") or {}).items():
+        where = f"{source}: credits.payment_method_types.{code}"
+        if not isinstance(entry, list) or not all(isinstance(v, str) for v in entry):
+            raise ConfigurationError(f'{where} must be a list such as ["card"]')
+        methods[_currency(code, where)] = tuple(entry)
     return CreditCatalog(
+        payment_method_types=methods,
         default_currency=default_currency,
         max_topup_credits=max_topup,
         packages=tuple(sorted(packages, key=lambda p: (p.display_order, p.id))),

@@ -112,6 +112,7 @@ async def start_purchase(
         "name": name,
         "success_url": success,
         "cancel_url": cancel,
+        "payment_method_types": list(catalog.payment_method_types.get(currency, ())),
     }
     now = container.clock.now()
     if found is None:
@@ -154,6 +155,7 @@ async def start_purchase(
             client_reference_id=account.id,
             metadata={ACCOUNT_METADATA_KEY: account.id, PURCHASE_METADATA_KEY: purchase_id},
             idempotency_key=f"{prefix}:{purchase_id}",
+            payment_method_types=request.get("payment_method_types") or (),
         )
     except (ValidationFailed, NotFound):
         async with container.db.transaction() as session:

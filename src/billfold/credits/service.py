@@ -9,7 +9,7 @@ Every movement of an account's credits runs, inside the caller's transaction, as
 2. Lots whose expiry has passed are written off first (a ledger posting each), so what the
    ledger says is spendable is exactly what the live lots hold.
 3. The ledger posting: the balance check is the ledger's guarded UPDATE (`balance + amount >= 0`
-   on the locked row), never a read-check-write in Python; a refusal is PaymentRequired (402)
+   on the locked row), never a read-check-write in Python; a refusal is InsufficientCredits (402)
    with the shortfall, and nothing is spent.
 4. The lots the posting took, in spend order (highest priority, soonest expiry, oldest), each
    take a conditional UPDATE (`remaining >= n`, and a CHECK) and a `credit_lot_draws` row.
@@ -45,8 +45,8 @@ from billfold.errors import (
     Conflict,
     IdempotencyConflict,
     InsufficientBalance,
+    InsufficientCredits,
     NotFound,
-    PaymentRequired,
     ValidationFailed,
 )
 from billfold.ledger.schemas import CREDITS, EntryLine, PostedTransaction
@@ -475,9 +475,9 @@ def _usage_key(account_id: str, key: str) -> str:
     return f"usage:{account_id}:{key}"
 
 
-def _shortfall(exc: InsufficientBalance, credits: int) -> PaymentRequired:
+def _shortfall(exc: InsufficientBalance, credits: int) -> InsufficientCredits:
     available = int(exc.details.get("balance", 0))
-    return PaymentRequired(
+    return InsufficientCredits(
         f"not enough credits: {credits} needed, {max(available, 0)} available",
         field="credits",
         details={
@@ -501,7 +501,7 @@ async def spend(
 ) -> Movement:
     """Spend `credits` now (usage). The same key spends once (a replay answers the current
     balance, `replayed`); the same key for another amount is IdempotencyConflict (409). Not
-    enough credits: PaymentRequired (402) with the shortfall, nothing spent."""
+    enough credits: InsufficientCredits (402) with the shortfall, nothing spent."""
     check_credits(credits)
     key = _usage_key(account_id, _check_key(idempotency_key))
     version = await _lock_wallet(session, account_id, clock)
@@ -622,7 +622,7 @@ async def create_hold(
     description: str | None = None,
 ) -> tuple[HoldView, Movement]:
     """Reserve `credits` until captured, released or expired (`expires_in` seconds). The same
-    key answers the same hold. Not enough credits: PaymentRequired (402), nothing held."""
+    key answers the same hold. Not enough credits: InsufficientCredits (402), nothing held."""
     check_credits(credits)
     key = _check_key(idempotency_key)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int):
