@@ -1,7 +1,6 @@
 """The credits route tests use, like tests/api, the subscription fixtures (`api`, `synced`,
-...) with billfold's real Stripe adapter on the sandbox in place of the fake (`gateway`, and `stripe_world` from
-tests/sandbox_stripe.py), and the end-to-end fixtures (`billfold_server`: billfold on a
-loopback port receiving the sandbox's webhooks)."""
+...) with billfold's real Stripe adapter on the sandbox in place of the fake (`gateway`, and
+`stripe_world` from tests/sandbox_stripe.py), and the end-to-end fixtures."""
 
 from importlib import resources
 from pathlib import Path
