@@ -63,6 +63,10 @@ class Plan:
     display_order: int
     active: bool
     prices: tuple[PlanPrice, ...] = field(default_factory=tuple)
+    # Credits granted per paid invoice, expiring at the period's end; up to
+    # `credits_rollover_cap` of what is left rolls over into the next period.
+    credits_per_period: int = 0
+    credits_rollover_cap: int = 0
 
     @property
     def product_id(self) -> str:
@@ -117,6 +121,13 @@ def _str_tuple(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _non_negative(entry: Mapping[str, Any], name: str, where: str) -> int:
+    value = entry.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{where}.{name} must be a whole number of credits (0 or more)")
+    return value
+
+
 def parse_catalog(data: Mapping[str, Any], *, source: str = "catalog") -> Catalog:
     """A catalog from its TOML tables; names the faulty entry when something is wrong."""
     plans: list[Plan] = []
@@ -166,6 +177,8 @@ def parse_catalog(data: Mapping[str, Any], *, source: str = "catalog") -> Catalo
                 display_order=int(entry.get("display_order", index + 1)),
                 active=bool(entry.get("active", True)),
                 prices=tuple(prices),
+                credits_per_period=_non_negative(entry, "credits_per_period", where),
+                credits_rollover_cap=_non_negative(entry, "credits_rollover_cap", where),
             )
         )
     codes = [p.code for p in plans]

@@ -21,6 +21,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit.context import system_audit_context
+from billfold.catalog.service import load_catalog
 from billfold.container import Container
 from billfold.credits import purchases, service
 from billfold.credits.models import BillingHistoryItem, PurchaseState
@@ -262,6 +263,39 @@ async def _mirror(
 )
 async def on_invoice(session: AsyncSession, container: Container, event: StripeEvent) -> None:
     await _mirror(session, container, event, "invoice")
+
+
+@handlers.on("invoice.paid")
+async def on_invoice_paid(session: AsyncSession, container: Container, event: StripeEvent) -> None:
+    """A plan's credit allowance, once per paid subscription invoice."""
+    invoice = event.object
+    if not invoice_subscription_id(invoice) or not invoice.get("id"):
+        return
+    account_id = await _account_of_customer(session, id_of(invoice.get("customer")))
+    if account_id is None:
+        return
+    catalog = await load_catalog(session, container.settings)
+    for line in (invoice.get("lines") or {}).get("data") or []:
+        pricing = line.get("pricing") or {}
+        price_id = (pricing.get("price_details") or {}).get("price") or id_of(line.get("price"))
+        found = catalog.find_price(str(price_id)) if price_id else None
+        period = line.get("period") or {}
+        start, end = from_epoch(period.get("start")), from_epoch(period.get("end"))
+        if found is None or not found[0].credits_per_period or start is None or end is None:
+            continue
+        plan = found[0]
+        await service.grant_allowance(
+            session,
+            account_id=account_id,
+            invoice_id=str(invoice["id"]),
+            credits=plan.credits_per_period * max(int(line.get("quantity") or 1), 1),
+            period_start=start,
+            period_end=end,
+            rollover_cap=plan.credits_rollover_cap,
+            clock=container.clock,
+            audit=system_audit_context("stripe", container.clock),
+        )
+        return  # one allowance per invoice
 
 
 @handlers.on(

@@ -54,6 +54,7 @@ from billfold.ledger.service import (
     SystemAccount,
     balance_of,
     customer_account,
+    debit_credits,
     post_transaction,
     shard_for,
     system_account,
@@ -200,6 +201,22 @@ async def _live_lots(
     return found
 
 
+async def _lots_to_spend(
+    session: AsyncSession, account_id: str, now: datetime
+) -> list[tuple[int, int]] | None:
+    """The live lots in spend order, or None when one has expired and is not written off."""
+    rows = (
+        await session.execute(
+            select(lots.c.id, lots.c.remaining, lots.c.expires_at)
+            .where(lots.c.account_id == account_id, lots.c.remaining > 0)
+            .order_by(*_spend_order())
+        )
+    ).all()
+    if any(r.expires_at is not None and r.expires_at <= now for r in rows):
+        return None
+    return [(int(r.id), int(r.remaining)) for r in rows]
+
+
 async def _take(
     session: AsyncSession,
     account_id: str,
@@ -209,12 +226,16 @@ async def _take(
     reference: str,
     now: datetime,
     first: int | None = None,
+    live: list[tuple[int, int]] | None = None,
 ) -> tuple[tuple[int, int], ...]:
-    """Take up to `amount` from the live lots in spend order; each take is a conditional
-    UPDATE and a draw row. Returns what was taken (less than `amount` only for a clawback)."""
+    """Take up to `amount` from the live lots in spend order (`live`: as just read under the
+    wallet lock); each take is a conditional UPDATE and a draw row. Returns what was taken
+    (less than `amount` only for a clawback)."""
     taken: list[tuple[int, int]] = []
     left = amount
-    for lot_id, remaining in await _live_lots(session, account_id, now, first=first):
+    if live is None:
+        live = await _live_lots(session, account_id, now, first=first)
+    for lot_id, remaining in live:
         if left <= 0:
             break
         take = min(left, remaining)
@@ -276,12 +297,17 @@ async def _give_back(
 
 
 async def _expire_due_lots(
-    session: AsyncSession, account_id: str, clock: Clock, audit: AuditRecorder | None
+    session: AsyncSession,
+    account_id: str,
+    clock: Clock,
+    audit: AuditRecorder | None,
+    *,
+    at: datetime | None = None,
 ) -> int:
-    """Write off what is left of the account's lots whose expiry has passed: one ledger
-    posting each (main -> expirations), the lot emptied, a draw recorded. Runs under the
-    wallet lock. Returns the credits written off."""
-    now = clock.now()
+    """Write off what is left of the account's lots whose expiry has passed (by `at`, default
+    now): one ledger posting each (main -> expirations), the lot emptied, a draw recorded. Runs
+    under the wallet lock. Returns the credits written off."""
+    now = max(clock.now(), at) if at is not None else clock.now()
     due = (
         await session.execute(
             select(lots.c.id, lots.c.remaining, lots.c.expires_at)
@@ -505,20 +531,21 @@ async def spend(
     check_credits(credits)
     key = _usage_key(account_id, _check_key(idempotency_key))
     version = await _lock_wallet(session, account_id, clock)
-    await _expire_due_lots(session, account_id, clock, audit)
-    customer = await customer_account(session, account_id, clock=clock)
-    other = await system_account(
-        session, SystemAccount.USAGE, CREDITS, clock=clock, spread_by=shard_for(account_id)
-    )
+    now = clock.now()
+    # One read for both: the lots to spend from, and whether any has expired unwritten.
+    live = await _lots_to_spend(session, account_id, now)
+    if live is None:
+        await _expire_due_lots(session, account_id, clock, audit)
+        live = await _live_lots(session, account_id, now)
     try:
-        posted = await post_transaction(
+        posted = await debit_credits(
             session,
+            billing_account_id=account_id,
+            credits=credits,
             idempotency_key=key,
-            entries=[customer.line(-credits), other.line(credits)],
-            kind="usage",
+            clock=clock,
             description=description,
             metadata=dict(metadata or {}),
-            clock=clock,
         )
     except InsufficientBalance as exc:
         raise _shortfall(exc, credits) from exc
@@ -534,9 +561,9 @@ async def spend(
             replayed=True,
         )
     taken = await _take(
-        session, account_id, credits, reason="usage", reference=key, now=clock.now()
+        session, account_id, credits, reason="usage", reference=key, now=now, live=live
     )
-    balance = _balance_after(posted, customer.id)
+    balance = next(e.balance_after for e in posted.entries if e.amount < 0)
     if audit is not None:
         await audit.record(
             session,
@@ -964,3 +991,74 @@ async def lot_summary(session: AsyncSession, account_id: str) -> list[dict[str, 
         select(lots).where(lots.c.account_id == account_id).order_by(*_spend_order())
     )
     return [dict(r._mapping) for r in rows]
+
+
+# --- plan allowances -----------------------------------------------------------------------
+
+ALLOWANCE_PRIORITY = 10  # spent before purchased credits: they expire at the period's end
+
+
+async def grant_allowance(
+    session: AsyncSession,
+    *,
+    account_id: str,
+    invoice_id: str,
+    credits: int,
+    period_start: datetime,
+    period_end: datetime,
+    rollover_cap: int,
+    clock: Clock,
+    audit: AuditRecorder,
+) -> Granted | None:
+    """A plan's credits for one paid invoice (once per invoice), expiring at the period's end.
+    With a rollover cap, what was left of the previous period's allowance when it expired at
+    `period_start` (up to the cap) is granted again with the new period's expiry: the
+    previous lots are written off first (by `period_start`), so the answer is the same
+    whichever of the expiry sweep and the invoice came first."""
+    if period_end <= clock.now():
+        return None  # an old invoice replayed: its credits would be born expired
+    key = f"allowance:{invoice_id}"
+    await _lock_wallet(session, account_id, clock)
+    await _expire_due_lots(session, account_id, clock, audit, at=period_start)
+    granted = await grant(
+        session,
+        account_id=account_id,
+        credits=credits,
+        key=key,
+        source="allowance",
+        clock=clock,
+        audit=audit,
+        priority=ALLOWANCE_PRIORITY,
+        expires_at=period_end,
+        description=f"plan allowance ({credits} credits)",
+        metadata={"invoice": invoice_id},
+    )
+    if rollover_cap > 0 and not granted.replayed:
+        left = (
+            await session.execute(
+                select(func.coalesce(func.sum(draws.c.amount), 0))
+                .select_from(draws.join(lots, lots.c.id == draws.c.lot_id))
+                .where(
+                    lots.c.account_id == account_id,
+                    lots.c.source == "allowance",
+                    lots.c.expires_at == period_start,
+                    draws.c.reason == "expiry",
+                )
+            )
+        ).scalar_one()
+        rolled = min(int(left), rollover_cap)
+        if rolled > 0:
+            await grant(
+                session,
+                account_id=account_id,
+                credits=rolled,
+                key=f"allowance-rollover:{invoice_id}",
+                source="allowance",
+                clock=clock,
+                audit=audit,
+                priority=ALLOWANCE_PRIORITY,
+                expires_at=period_end,
+                description=f"allowance rolled over ({rolled} credits)",
+                metadata={"invoice": invoice_id},
+            )
+    return granted
