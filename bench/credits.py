@@ -267,8 +267,9 @@ def main() -> None:
                 "warning",
             ]
             print(
-                f"PostgreSQL, billfold's app with {args.workers} uvicorn workers, {args.connections} "
-                f"connections, {args.duration} s each, {args.users} accounts, {os.cpu_count()} cores"
+                f"PostgreSQL, billfold's app with {args.workers} uvicorn workers, "
+                f"{args.connections} connections, {args.duration} s each, {args.users} accounts, "
+                f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before"
             )
             with serving(serve, env, base + "/healthz"):
                 wrk(base, "GET", "/healthz", tokens, argparse.Namespace(connections=4, duration=2))
@@ -285,9 +286,8 @@ def main() -> None:
             verified = subprocess.run(
                 [BILLFOLD, "ledger", "verify"], env=env, capture_output=True, text=True
             )
-            print(
-                f"  billfold ledger verify: exit {verified.returncode} {verified.stdout.strip()[:200]}"
-            )
+            outcome = verified.stdout.strip()[:200]
+            print(f"  billfold ledger verify: exit {verified.returncode} {outcome}")
     finally:
         asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
