@@ -49,9 +49,12 @@ from billfold.errors import (
     NotFound,
     ValidationFailed,
 )
+from billfold.ledger.models import LedgerAccount
 from billfold.ledger.schemas import CREDITS, EntryLine, PostedTransaction
 from billfold.ledger.service import (
+    MAIN,
     SystemAccount,
+    account_key,
     balance_of,
     customer_account,
     debit_credits,
@@ -160,12 +163,18 @@ async def wallet_version(session: AsyncSession, account_id: str) -> int:
 
 
 async def get_balance(session: AsyncSession, account_id: str) -> Balance:
-    """The account's credits, held credits and version, in one snapshot (three indexed reads)."""
-    return Balance(
-        credits=await balance_of(session, account_id, CREDITS),
-        held=await balance_of(session, account_id, CREDITS, name=HELD),
-        version=await wallet_version(session, account_id),
-    )
+    """The account's credits, held credits and version: one statement, one snapshot."""
+    ledger = cast(Table, LedgerAccount.__table__)
+
+    def balance(name: str) -> Any:
+        key = account_key(account_id, name, CREDITS)
+        return select(ledger.c.balance).where(ledger.c.key == key).scalar_subquery()
+
+    version = select(wallets.c.version).where(wallets.c.account_id == account_id)
+    row = (
+        await session.execute(select(balance(MAIN), balance(HELD), version.scalar_subquery()))
+    ).one()
+    return Balance(credits=int(row[0] or 0), held=int(row[1] or 0), version=int(row[2] or 0))
 
 
 # --- lots ----------------------------------------------------------------------------------
