@@ -36,6 +36,7 @@ refunds = cast(Table, CreditRefund.__table__)
 items = cast(Table, BillingHistoryItem.__table__)
 
 MAX_PAGE_SIZE = 100
+MAX_PAGE = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +60,8 @@ class Page:
 
 
 def check_page(page: Any, page_size: Any) -> tuple[int, int]:
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise ValidationFailed("page must be a whole number from 1", field="page")
+    if isinstance(page, bool) or not isinstance(page, int) or not 1 <= page <= MAX_PAGE:
+        raise ValidationFailed(f"page must be a whole number from 1 to {MAX_PAGE}", field="page")
     if (
         isinstance(page_size, bool)
         or not isinstance(page_size, int)
