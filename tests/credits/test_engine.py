@@ -10,12 +10,16 @@ from sqlalchemy import func, select
 
 from billfold.audit.context import system_audit_context
 from billfold.clock import FrozenClock
+from billfold.config import Settings
+from billfold.container import Container
 from billfold.credits import service
 from billfold.credits.models import CreditLot, CreditLotDraw
 from billfold.db.engine import Database
 from billfold.errors import Conflict, IdempotencyConflict, ValidationFailed
 from billfold.errors import InsufficientCredits as PaymentRequired
+from billfold.jobs.runner import JobRunner
 from billfold.ledger.verify import verify_ledger
+from billfold.wiring import wire
 from tests.ledger.conftest import new_customer
 
 AUDIT = system_audit_context("test")
@@ -232,4 +236,36 @@ async def test_concurrent_debits_and_holds_never_overdraw(
     balance = await _balance(database, account)
     assert (balance.credits, balance.held) == (0, outcomes[::2].count("ok"))
     assert sum((await _remaining(database, account)).values()) == 0
+    await _clean(database)
+
+
+async def test_the_job_runner_expires_lots_and_releases_holds(
+    database: Database, clock: FrozenClock, settings: Settings
+) -> None:
+    container = wire(Container(settings=settings, db=database, clock=clock))
+    assert container.jobs is not None and "credits.expire" in container.jobs.schedules
+    account = await new_customer(database, "swept")
+    await _grant(database, clock, account, 40, "short", expires_at=clock.now() + timedelta(hours=1))
+    await _grant(database, clock, account, 10, "long")
+    async with database.transaction() as session:
+        await service.create_hold(
+            session,
+            account_id=account,
+            credits=45,
+            idempotency_key="h",
+            clock=clock,
+            audit=AUDIT,
+            expires_in=600,
+        )
+    clock.advance(timedelta(hours=2))
+    runner = JobRunner(container, container.jobs)
+    assert await runner.schedule_due() >= 1
+    await runner.drain()
+    balance = await _balance(database, account)
+    # The hold's 45 came back to their lots (35 of them to the expired one), then expired.
+    assert (balance.credits, balance.held) == (10, 0)
+    assert await _remaining(database, account) == {"short": 0, "long": 10}
+    async with database.read() as session:
+        (hold,) = await service.list_holds(session, account)
+    assert hold.state == "expired"
     await _clean(database)
