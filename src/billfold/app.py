@@ -12,6 +12,7 @@ from billfold import __version__
 from billfold.api import (
     audit,
     billing,
+    credits,
     ops,
     organizations,
     payments_v1,
@@ -46,6 +47,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     subscriptions.router,
     billing.router,
     webhooks.router,
+    credits.router,
 )
 
 

@@ -64,6 +64,14 @@ class PaymentRequired(BillfoldError):
     default_message = "an active subscription is required"
 
 
+class InsufficientCredits(PaymentRequired):
+    """Not enough credits for a debit or a hold; `details` (required, available, shortfall) is
+    shown to the caller."""
+
+    code = "insufficient_credits"
+    default_message = "not enough credits"
+
+
 class PaymentFailed(BillfoldError):
     code = "payment_failed"
     default_message = "the payment failed"

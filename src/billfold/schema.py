@@ -14,6 +14,7 @@ from sqlalchemy import MetaData
 from billfold.audit import models as audit_models
 from billfold.auth import models as auth_models
 from billfold.catalog import models as catalog_models
+from billfold.credits import models as credits_models
 from billfold.customers import models as customers_models
 from billfold.db.base import Base
 from billfold.jobs import models as jobs_models
@@ -30,6 +31,7 @@ MODEL_MODULES: tuple[ModuleType, ...] = (
     stripe_models,
     jobs_models,
     catalog_models,
+    credits_models,
 )
 
 

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 from billfold.config import Settings
 from billfold.container import Container
+from billfold.credits import handlers as credit_events
+from billfold.credits import jobs as credit_jobs
 from billfold.errors import ConfigurationError
 from billfold.jobs import JobRegistry
 from billfold.jobs import maintenance as job_maintenance
@@ -22,13 +24,18 @@ from billfold.subscriptions import handlers as subscription_events
 
 def webhook_handlers() -> WebhookHandlers:
     """Every domain's handlers of Stripe's events."""
-    return WebhookHandlers.combine([subscription_events.handlers])
+    return WebhookHandlers.combine([subscription_events.handlers, credit_events.handlers])
 
 
 def job_registry(settings: Settings) -> JobRegistry:
     """Every domain's job kinds, and those of the plugins in BILLFOLD_JOB_MODULES."""
     return JobRegistry.combine(
-        [job_maintenance.jobs, inbox.jobs, *plugin_job_registries(settings.job_modules)]
+        [
+            job_maintenance.jobs,
+            inbox.jobs,
+            credit_jobs.jobs,
+            *plugin_job_registries(settings.job_modules),
+        ]
     )
 
 

@@ -25,7 +25,13 @@ def gateway(billing_settings: Settings, sandbox_server: SandboxServer) -> Stripe
 async def _links(container: Container) -> int:
     async with container.db.transaction() as session:
         return int(
-            (await session.execute(select(func.count()).select_from(CatalogPriceLink))).scalar_one()
+            (
+                await session.execute(
+                    select(func.count())
+                    .select_from(CatalogPriceLink)
+                    .where(CatalogPriceLink.stripe_product_id == "billfold_premium")
+                )
+            ).scalar_one()
         )
 
 

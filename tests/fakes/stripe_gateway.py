@@ -360,7 +360,7 @@ def price_info(p: Mapping[str, Any]) -> PriceInfo:
         lookup_key=p["lookup_key"],
         currency=p["currency"],
         unit_amount=p["unit_amount"],
-        interval=p["recurring"]["interval"],
+        interval=(p["recurring"] or {}).get("interval"),
         active=p["active"],
     )
 
@@ -1083,7 +1083,7 @@ class FakeCatalog(_FakeCapability):
         product_id: str,
         currency: str,
         unit_amount: int,
-        interval: str,
+        interval: str | None,
         lookup_key: str,
         nickname: str | None,
         idempotency_key: str,
@@ -1106,7 +1106,7 @@ class FakeCatalog(_FakeCapability):
             "nickname": nickname,
             "currency": currency,
             "unit_amount": unit_amount,
-            "recurring": {"interval": interval, "interval_count": 1},
+            "recurring": {"interval": interval, "interval_count": 1} if interval else None,
             "active": True,
         }
         return self._remember(idempotency_key, request, price_info(self.stripe.prices[price_id]))

@@ -148,7 +148,8 @@ async def test_sync_leaves_pinned_prices_alone(database: Database) -> None:
         report = await sync_catalog(session, gateway, catalog, clock=FrozenClock())
         reloaded = await load_catalog(session, settings)
     assert report.prices_pinned == 1 and report.prices_created == 3
-    keys = {p["lookup_key"] for p in gateway.stripe.prices.values()}
+    plan_prices = [p for p in gateway.stripe.prices.values() if p["product"] == "billfold_premium"]
+    keys = {p["lookup_key"] for p in plan_prices}  # (credit packages have prices of their own)
     assert "billfold_premium_monthly_usd" not in keys and len(keys) == 3
     monthly = resolve_price(reloaded, plan="premium", interval="monthly", currency="usd")[1]
     assert monthly.stripe_price_id == "price_env_monthly"

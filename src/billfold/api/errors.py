@@ -40,6 +40,7 @@ class ErrorDetail(BaseModel):
     code: str
     message: str
     field: str | None = None
+    details: dict[str, Any] | None = None  # only InsufficientCredits': the shortfall
 
 
 class ErrorResponse(BaseModel):
@@ -93,8 +94,15 @@ class ErrorBody:
     """What a dialect formatter receives: status, code, message and the failing field."""
 
     def __init__(
-        self, status: int, code: str, message: str, field: str | None, request_id: str
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None,
+        request_id: str,
+        details: dict[str, Any] | None = None,
     ) -> None:
+        self.details = details
         self.status = status
         self.code = code
         self.message = message
@@ -119,6 +127,8 @@ def default_shape(body: ErrorBody, request: Request) -> JSONResponse:
     }
     if body.field:
         payload["error"]["field"] = body.field
+    if body.details:
+        payload["error"]["details"] = body.details
     return JSONResponse(payload, status_code=body.status)
 
 
@@ -150,7 +160,10 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("server error: %s", exc.message)
-        return render(ErrorBody(status, exc.code, exc.message, exc.field, _rid(request)), request)
+        shown = exc.details if isinstance(exc, errors.InsufficientCredits) else None
+        return render(
+            ErrorBody(status, exc.code, exc.message, exc.field, _rid(request), shown), request
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.catalog.credits import CreditCatalog, parse_credit_catalog
 from billfold.catalog.models import CatalogPriceLink
 from billfold.clock import Clock
 from billfold.config import Settings
@@ -63,6 +64,10 @@ class Plan:
     display_order: int
     active: bool
     prices: tuple[PlanPrice, ...] = field(default_factory=tuple)
+    # Credits granted per paid invoice, expiring at the period's end; up to
+    # `credits_rollover_cap` of what is left rolls over into the next period.
+    credits_per_period: int = 0
+    credits_rollover_cap: int = 0
 
     @property
     def product_id(self) -> str:
@@ -73,6 +78,8 @@ class Plan:
 @dataclass(frozen=True, slots=True)
 class Catalog:
     plans: tuple[Plan, ...]
+    # The `[credits]` table: credit packages (synced as one-time prices) and top-up pricing.
+    credits: CreditCatalog | None = None
 
     def plan(self, code: str) -> Plan | None:
         return next((p for p in self.plans if p.code == code), None)
@@ -115,6 +122,13 @@ def _str_tuple(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigurationError(f"catalog: {where} must be a list of strings")
     return tuple(value)
+
+
+def _non_negative(entry: Mapping[str, Any], name: str, where: str) -> int:
+    value = entry.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{where}.{name} must be a whole number of credits (0 or more)")
+    return value
 
 
 def parse_catalog(data: Mapping[str, Any], *, source: str = "catalog") -> Catalog:
@@ -166,12 +180,14 @@ def parse_catalog(data: Mapping[str, Any], *, source: str = "catalog") -> Catalo
                 display_order=int(entry.get("display_order", index + 1)),
                 active=bool(entry.get("active", True)),
                 prices=tuple(prices),
+                credits_per_period=_non_negative(entry, "credits_per_period", where),
+                credits_rollover_cap=_non_negative(entry, "credits_rollover_cap", where),
             )
         )
     codes = [p.code for p in plans]
     if len(codes) != len(set(codes)):
         raise ConfigurationError(f"{source}: plan codes must be unique")
-    return Catalog(plans=tuple(plans))
+    return Catalog(plans=tuple(plans), credits=parse_credit_catalog(data, source=source))
 
 
 _parsed: dict[tuple[str, float], Catalog] = {}
@@ -241,7 +257,7 @@ def _pin(catalog: Catalog, code: str, interval: str, currency: str, price_id: st
             )
         )
     plans[index] = replace(plan, prices=tuple(prices))
-    return Catalog(plans=tuple(plans))
+    return replace(catalog, plans=tuple(plans))
 
 
 def apply_environment(catalog: Catalog, settings: Settings) -> Catalog:
@@ -280,7 +296,7 @@ def apply_links(catalog: Catalog, links: Mapping[str, str]) -> Catalog:
             for p in plan.prices
         )
         plans.append(replace(plan, prices=prices))
-    return Catalog(plans=tuple(plans))
+    return replace(catalog, plans=tuple(plans))
 
 
 async def load_catalog(session: AsyncSession, settings: Settings) -> Catalog:
@@ -352,11 +368,19 @@ class SyncReport:
     prices_unchanged: int = 0
     prices_pinned: int = 0
     lines: list[str] = field(default_factory=list)
+    # Credit packages: a product each and a one-time price per currency (counted apart).
+    package_prices_created: int = 0
+    package_prices_unchanged: int = 0
 
     @property
     def changed(self) -> bool:
         """Whether the sync created or updated anything in Stripe."""
-        return bool(self.products_created or self.products_updated or self.prices_created)
+        return bool(
+            self.products_created
+            or self.products_updated
+            or self.prices_created
+            or self.package_prices_created
+        )
 
     def summary(self) -> str:
         """One line for the CLI: what changed, or that nothing did."""
@@ -365,6 +389,11 @@ class SyncReport:
             f"{self.products_unchanged} unchanged; prices: {self.prices_created} created, "
             f"{self.prices_unchanged} unchanged, {self.prices_pinned} pinned by the environment"
         )
+        if self.package_prices_created or self.package_prices_unchanged:
+            counts += (
+                f"; credit package prices: {self.package_prices_created} created, "
+                f"{self.package_prices_unchanged} unchanged"
+            )
         return counts if self.changed else f"nothing changed ({counts})"
 
 
@@ -447,7 +476,69 @@ async def sync_catalog(
                 session, price.lookup_key, stripe_price.id, plan.product_id, clock.now()
             )
             step(f"price {price.lookup_key} -> {stripe_price.id}")
+    if catalog.credits is not None:
+        await _sync_credit_packages(session, gateway, catalog.credits, report, step, clock)
     return report
+
+
+async def _sync_credit_packages(
+    session: AsyncSession,
+    gateway: StripeGateway,
+    credits: CreditCatalog,
+    report: SyncReport,
+    step: Callable[[str], None],
+    clock: Clock,
+) -> None:
+    """A product per credit package and a one-time price per currency, by lookup key
+    (`billfold_credits_<id>_<currency>`), as for the plans' prices."""
+    for package in credits.packages:
+        existing = await gateway.catalog.retrieve_product(package.product_id)
+        metadata = {"billfold_credit_package": package.id, "credits": str(package.credits)}
+        if (
+            existing is None
+            or existing.name != package.name
+            or (existing.description or None) != (package.description or None)
+            or not existing.active
+        ):
+            await gateway.catalog.upsert_product(
+                package.product_id,
+                name=package.name,
+                description=package.description or None,
+                active=True,
+                metadata=metadata,
+            )
+        keys = [package.lookup_key(c) for c in package.prices]
+        current = {p.lookup_key: p for p in await gateway.catalog.prices_by_lookup_keys(keys)}
+        for currency, amount in sorted(package.prices.items()):
+            key = package.lookup_key(currency)
+            found = current.get(key)
+            if (
+                found is not None
+                and found.active
+                and found.product_id == package.product_id
+                and found.unit_amount == amount
+                and found.currency == currency
+                and found.interval is None
+            ):
+                report.package_prices_unchanged += 1
+                stripe_price = found
+            else:
+                stripe_price = await gateway.catalog.create_price(
+                    product_id=package.product_id,
+                    currency=currency,
+                    unit_amount=amount,
+                    interval=None,
+                    lookup_key=key,
+                    nickname=f"{package.name} ({package.credits} credits)",
+                    idempotency_key=(
+                        f"billfold-price-{key}-{amount}-once-{found.id if found else 'new'}"
+                    ),
+                )
+                if found is not None and found.active and found.id != stripe_price.id:
+                    await gateway.catalog.set_price_active(found.id, False)
+                report.package_prices_created += 1
+            await _record_link(session, key, stripe_price.id, package.product_id, clock.now())
+            step(f"price {key} -> {stripe_price.id}")
 
 
 async def _record_link(
@@ -478,4 +569,7 @@ async def _record_link(
 
 def sync_steps(catalog: Catalog) -> int:
     """How many progress steps `sync_catalog` reports (for a progress bar)."""
-    return sum(1 + len(plan.prices) for plan in catalog.plans)
+    packages = catalog.credits.packages if catalog.credits is not None else ()
+    return sum(1 + len(plan.prices) for plan in catalog.plans) + sum(
+        len(p.prices) for p in packages
+    )

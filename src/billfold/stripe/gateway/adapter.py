@@ -518,7 +518,7 @@ class SdkCatalog(_Adapter):
         product_id: str,
         currency: str,
         unit_amount: int,
-        interval: str,
+        interval: str | None,
         lookup_key: str,
         nickname: str | None,
         idempotency_key: str,
@@ -527,10 +527,11 @@ class SdkCatalog(_Adapter):
             "product": product_id,
             "currency": currency,
             "unit_amount": unit_amount,
-            "recurring": {"interval": interval},
             "lookup_key": lookup_key,
             "transfer_lookup_key": True,
         }
+        if interval:  # None: a one-time price (credit packages)
+            params["recurring"] = {"interval": interval}
         if nickname:
             params["nickname"] = nickname
         with stripe_errors():

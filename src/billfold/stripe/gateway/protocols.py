@@ -261,12 +261,13 @@ class CatalogGateway(Protocol):
         product_id: str,
         currency: str,
         unit_amount: int,
-        interval: str,
+        interval: str | None,
         lookup_key: str,
         nickname: str | None,
         idempotency_key: str,
     ) -> PriceInfo:
-        """A recurring price that takes over `lookup_key` from any older price."""
+        """A price that takes over `lookup_key` from any older price: recurring every
+        `interval`, or one-time when `interval` is None (a credit package)."""
         ...
 
     async def set_price_active(self, price_id: str, active: bool) -> PriceInfo: ...

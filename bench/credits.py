@@ -1,0 +1,296 @@
+"""Credits under load: usage debits and balance reads beside a trivial route of the same app.
+
+On PostgreSQL, with `billfold serve --workers 2` and --connections (32) concurrent clients
+(wrk), in one run: requests per second, p50 and p99 of `GET /healthz` (the trivial route),
+`GET /api/billing/balance` and `POST /api/billing/usage` (1 credit, a new idempotency key per
+request; the callers are --users accounts with a large grant, one token per request in turn).
+Afterwards the debits are counted in the ledger and `billfold ledger verify` is run.
+
+    .venv/bin/python bench/credits.py [--duration 10] [--connections 32] [--users 32]
+                                      [--workers 2]
+                                      [--postgres postgresql://postgres@127.0.0.1:5432/test]
+
+Needs Debian's wrk (`apt-get install -y wrk`). The database is a scratch one created on
+--postgres's server, migrated with `billfold db upgrade` and dropped at the end. Stripe is not
+called (a test key pointed at a closed port: `--workers` needs a Stripe that is not the
+embedded sandbox).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, where bench/http.py would hide
+# the standard library's `http` package from everything imported below.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+from sqlalchemy import func, select
+
+from billfold.audit.context import system_audit_context
+from billfold.auth.tokens import issue_token
+from billfold.clock import SystemClock
+from billfold.config import Settings
+from billfold.credits import service
+from billfold.customers.models import AccountKind
+from billfold.customers.service import get_or_create_account
+from billfold.db.engine import Database
+from billfold.ledger.models import LedgerTransaction
+
+JWT_SECRET = "bench-credits-secret-0123456789abcdef0123456789"
+BILLFOLD = str(Path(sys.executable).with_name("billfold"))
+LIVE_STRIPE = {
+    "STRIPE_SECRET_KEY": "sk_test_bench_credits",
+    "STRIPE_WEBHOOK_SECRET": "whsec_bench_credits",
+    "BILLFOLD_STRIPE_API_BASE": "http://127.0.0.1:9",
+}
+GRANT = 10**11
+
+WRK_SCRIPT = """
+local tokens = {%s}
+local i = 0
+local prefix = tostring(math.random(1, 1e9)) .. "-" .. tostring(os.time())
+request = function()
+  i = i + 1
+  local headers = {}
+  headers["Authorization"] = "Bearer " .. tokens[(i %% #tokens) + 1]
+  if "%s" == "POST" then
+    headers["Content-Type"] = "application/json"
+    local body = '{"credits": 1, "idempotencyKey": "' .. prefix .. "-" .. i .. '"}'
+    return wrk.format("POST", "%s", headers, body)
+  end
+  return wrk.format("GET", "%s", headers)
+end
+"""
+
+
+@dataclass
+class Figures:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)([a-z]+)", text.strip()).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def wrk(url: str, method: str, path: str, tokens: list[str], args: argparse.Namespace) -> Figures:
+    quoted = ", ".join(f'"{token}"' for token in tokens)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % (quoted, method, path, path))
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{args.connections}",
+                f"-d{args.duration}s",
+                "--latency",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if found := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(found.group(1))
+    if found := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    ):
+        errors += sum(int(n) for n in found.groups())
+    return Figures(rps, p50, p99, errors)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(command: list[str], env: dict[str, str], probe: str) -> Iterator[None]:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[:3]} exited with {process.returncode}")
+            try:
+                if httpx.get(probe, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        yield
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+async def seed(url: str, users: int) -> None:
+    """`users` accounts, each granted GRANT credits (one lot)."""
+    db = Database(url)
+    clock = SystemClock()
+    audit = system_audit_context("bench", clock)
+    async with db.transaction() as session:
+        for n in range(users):
+            account = await get_or_create_account(
+                session, AccountKind.USER, f"user{n}", currency="eur"
+            )
+            await service.grant(
+                session,
+                account_id=account.id,
+                credits=GRANT,
+                key=f"bench:{n}",
+                source="grant",
+                clock=clock,
+                audit=audit,
+            )
+    await db.dispose()
+
+
+async def usage_postings(url: str) -> int:
+    db = Database(url)
+    async with db.read() as session:
+        found = (
+            await session.execute(
+                select(func.count())
+                .select_from(LedgerTransaction)
+                .where(LedgerTransaction.kind == "usage")
+            )
+        ).scalar_one()
+    await db.dispose()
+    return int(found)
+
+
+async def _admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def row(label: str, figure: Figures, trivial: Figures | None) -> str:
+    versus = f"  ({figure.rps / trivial.rps:.2f}x the trivial route)" if trivial else ""
+    return (
+        f"  {label:<28} {figure.rps:8.0f} req/s  p50 {figure.p50_ms:6.2f} ms  "
+        f"p99 {figure.p99_ms:7.2f} ms  errors {figure.errors}{versus}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--users", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
+    name = f"billfold_bench_credits_{uuid.uuid4().hex[:8]}"
+    admin_url = args.postgres.replace("+asyncpg", "")
+    server_url = "postgresql+asyncpg://" + admin_url.split("://", 1)[1].rsplit("/", 1)[0]
+    url = f"{server_url}/{name}"
+    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    try:
+        with tempfile.TemporaryDirectory(prefix="billfold-bench-credits-") as folder:
+            env = {
+                **os.environ,
+                **LIVE_STRIPE,
+                "BILLFOLD_JWT_SECRET": JWT_SECRET,
+                "BILLFOLD_RATE_LIMIT": "1000000/second",
+                "BILLFOLD_RATE_LIMIT_ADDRESS": "1000000/second",
+                "BILLFOLD_LOG_LEVEL": "WARNING",
+                "BILLFOLD_DATA_DIR": folder,
+                "BILLFOLD_DATABASE_URL": url,
+            }
+            subprocess.run([BILLFOLD, "db", "upgrade"], env=env, check=True, capture_output=True)
+            asyncio.run(seed(url, args.users))
+            settings = Settings(jwt_secret=JWT_SECRET)
+            tokens = [issue_token(settings, f"user{n}") for n in range(args.users)]
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            # `billfold serve --workers N` as it serves, less its migration step: in this
+            # environment its workers never start after the migration ran in the parent process
+            # (on main as well), so the database is migrated above and uvicorn is started with
+            # the same factory, workers and log level `billfold serve` passes it.
+            serve = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "billfold.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+                "--log-level",
+                "warning",
+            ]
+            print(
+                f"PostgreSQL, billfold's app with {args.workers} uvicorn workers, "
+                f"{args.connections} connections, {args.duration} s each, {args.users} accounts, "
+                f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before"
+            )
+            with serving(serve, env, base + "/healthz"):
+                wrk(base, "GET", "/healthz", tokens, argparse.Namespace(connections=4, duration=2))
+                trivial = wrk(base, "GET", "/healthz", tokens, args)
+                balance = wrk(base, "GET", "/api/billing/balance", tokens, args)
+                usage = wrk(base, "POST", "/api/billing/usage", tokens, args)
+                trivial_after = wrk(base, "GET", "/healthz", tokens, args)
+            print(row("GET /healthz (trivial)", trivial, None))
+            print(row("GET /api/billing/balance", balance, trivial))
+            print(row("POST /api/billing/usage", usage, trivial))
+            print(row("GET /healthz (again, after)", trivial_after, None))
+            debits = asyncio.run(usage_postings(url))
+            print(f"  usage postings in the ledger: {debits}")
+            verified = subprocess.run(
+                [BILLFOLD, "ledger", "verify"], env=env, capture_output=True, text=True
+            )
+            outcome = verified.stdout.strip()[:200]
+            print(f"  billfold ledger verify: exit {verified.returncode} {outcome}")
+    finally:
+        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()
