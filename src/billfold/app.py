@@ -14,6 +14,7 @@ from billfold.api import (
     billing,
     ops,
     organizations,
+    payments_billing,
     payments_v1,
     subscriptions,
     trpc,
@@ -46,6 +47,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     subscriptions.router,
     billing.router,
     webhooks.router,
+    payments_billing.router,
 )
 
 
@@ -68,6 +70,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info(settings.mode_line())
+        if settings.billing_table_name:
+            logger.info(
+                "billfold: BILLING_TABLE_NAME is set but not used: billfold keeps payment "
+                "methods, dues and payments in its own database"
+            )
         try:
             async with AsyncExitStack() as stack:
                 # The embedded job worker (unless BILLFOLD_EMBEDDED_WORKER=off): `billfold

@@ -18,6 +18,7 @@ from billfold.customers import models as customers_models
 from billfold.db.base import Base
 from billfold.jobs import models as jobs_models
 from billfold.ledger import models as ledger_models
+from billfold.payments import models as payments_models
 from billfold.stripe import models as stripe_models
 from billfold.subscriptions import models as subscriptions_models
 
@@ -30,6 +31,7 @@ MODEL_MODULES: tuple[ModuleType, ...] = (
     stripe_models,
     jobs_models,
     catalog_models,
+    payments_models,
 )
 
 

@@ -15,6 +15,8 @@ from billfold.container import Container
 from billfold.errors import ConfigurationError
 from billfold.jobs import JobRegistry
 from billfold.jobs import maintenance as job_maintenance
+from billfold.payments import handlers as payment_events
+from billfold.payments import jobs as payment_jobs
 from billfold.stripe import inbox
 from billfold.stripe.inbox import WebhookHandlers
 from billfold.subscriptions import handlers as subscription_events
@@ -22,13 +24,18 @@ from billfold.subscriptions import handlers as subscription_events
 
 def webhook_handlers() -> WebhookHandlers:
     """Every domain's handlers of Stripe's events."""
-    return WebhookHandlers.combine([subscription_events.handlers])
+    return WebhookHandlers.combine([subscription_events.handlers, payment_events.handlers])
 
 
 def job_registry(settings: Settings) -> JobRegistry:
     """Every domain's job kinds, and those of the plugins in BILLFOLD_JOB_MODULES."""
     return JobRegistry.combine(
-        [job_maintenance.jobs, inbox.jobs, *plugin_job_registries(settings.job_modules)]
+        [
+            job_maintenance.jobs,
+            inbox.jobs,
+            payment_jobs.jobs,
+            *plugin_job_registries(settings.job_modules),
+        ]
     )
 
 
