@@ -11,12 +11,14 @@ import httpx
 import pytest
 
 from billfold.config import Settings
-from tests.api.conftest import gateway  # noqa: F401
 from tests.api.stripe_events import deliver_all
 from tests.e2e_fixtures import *  # noqa: F403
 from tests.sandbox_stripe import SandboxStripe, stripe_world  # noqa: F401
 from tests.subscriptions.fixtures import *  # noqa: F403
 from tests.subscriptions.fixtures import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, bearer
+
+# After the star imports: billfold's real adapter on the sandbox instead of the fake gateway.
+from tests.api.conftest import gateway  # noqa: E402, F401, F811
 
 B = "/api/billing"
 WEBHOOK = "/api/stripe/webhook"
@@ -89,17 +91,42 @@ class Billing:
     async def events(self) -> None:
         await deliver_all(self.api, self.world, path=WEBHOOK)
 
+    async def payments(self) -> list[dict[str, Any]]:
+        return list((await self.call("GET", "/payments"))["payments"])
+
+    def sandbox(self, path: str, **form: Any) -> Any:
+        """A sandbox test-helper call (`/v1/test_helpers/...`)."""
+        response = httpx.post(
+            self.world.server.url + path,
+            data={k: str(v) for k, v in form.items()},
+            headers={"Authorization": f"Bearer {self.world.server.api_key}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def card_reported_lost(self, pm: str) -> None:
+        """The bank now declines this saved card as lost (Stripe's lost-card test number can
+        not be saved, so the sandbox's card behind `pm` is swapped for it)."""
+        self.world.server.state.get("payment_method", pm)["_card"] = "4000000000009987"
+
     async def methods(self) -> list[dict[str, Any]]:
         return list((await self.call("GET", "/payment-methods"))["payment_methods"])
 
 
 @pytest.fixture
 def alice(
-    api: httpx.AsyncClient, stripe_world: SandboxStripe, billing_settings: Settings
+    api: httpx.AsyncClient,
+    stripe_world: SandboxStripe,  # noqa: F811
+    billing_settings: Settings,
 ) -> Billing:
     return Billing(api, stripe_world, bearer(billing_settings, "alice"))
 
 
 @pytest.fixture
-def bob(api: httpx.AsyncClient, stripe_world: SandboxStripe, billing_settings: Settings) -> Billing:
+def bob(
+    api: httpx.AsyncClient,
+    stripe_world: SandboxStripe,  # noqa: F811
+    billing_settings: Settings,
+) -> Billing:
     return Billing(api, stripe_world, bearer(billing_settings, "bob"))

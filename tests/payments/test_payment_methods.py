@@ -115,7 +115,7 @@ async def test_too_many_wrong_microdeposits_fail_the_method(alice: Billing) -> N
 async def test_priority_default_and_removal(alice: Billing, bob: Billing) -> None:
     visa = await alice.card("pm_card_visa")
     mastercard = await alice.card("pm_card_mastercard")
-    amex = await alice.card("pm_card_visa")
+    amex = await alice.card("pm_card_discover")
     assert [m["id"] for m in await alice.methods()] == [visa, mastercard, amex]
 
     body = await alice.call(

@@ -34,7 +34,7 @@ from billfold.db.base import new_id
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import Conflict, InsufficientBalance, NotFound, PaymentRequired
 from billfold.payments import dues
-from billfold.payments.methods import list_methods, own_method
+from billfold.payments.methods import list_methods, own_method, refresh_default
 from billfold.payments.models import (
     FAILED,
     PROCESSING,
@@ -279,6 +279,7 @@ async def record_intent(
             if method is not None and method.blocked_reason is None:
                 method.blocked_reason = code
                 method.updated_at = now
+                await refresh_default(session, payment.account_id, now=now)
                 await audit.record(
                     session,
                     "payment_method.blocked",

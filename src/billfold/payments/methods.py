@@ -114,6 +114,11 @@ async def _renumber(
     await session.flush()
 
 
+async def refresh_default(session: AsyncSession, account_id: str, *, now: datetime) -> None:
+    """After a method became unusable (blocked by a decline): the default is the first usable."""
+    await _renumber(session, account_id, await list_methods(session, account_id), now=now)
+
+
 async def mirror_method(
     session: AsyncSession,
     account_id: str,
