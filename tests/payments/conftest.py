@@ -11,14 +11,14 @@ import httpx
 import pytest
 
 from billfold.config import Settings
+
+# After the star imports: billfold's real adapter on the sandbox instead of the fake gateway.
+from tests.api.conftest import gateway  # noqa: F401
 from tests.api.stripe_events import deliver_all
 from tests.e2e_fixtures import *  # noqa: F403
 from tests.sandbox_stripe import SandboxStripe, stripe_world  # noqa: F401
 from tests.subscriptions.fixtures import *  # noqa: F403
 from tests.subscriptions.fixtures import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, bearer
-
-# After the star imports: billfold's real adapter on the sandbox instead of the fake gateway.
-from tests.api.conftest import gateway  # noqa: E402, F401, F811
 
 B = "/api/billing"
 WEBHOOK = "/api/stripe/webhook"
