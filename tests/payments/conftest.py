@@ -11,12 +11,14 @@ import httpx
 import pytest
 
 from billfold.config import Settings
+from billfold.stripe.gateway import StripeClientGateway
 
 # After the star imports: billfold's real adapter on the sandbox instead of the fake gateway.
-from tests.api.conftest import gateway  # noqa: F401
+from tests.api.conftest import gateway
 from tests.api.stripe_events import deliver_all
 from tests.e2e_fixtures import *  # noqa: F403
-from tests.sandbox_stripe import SandboxStripe, stripe_world  # noqa: F401
+from tests.sandbox_fixtures import SandboxServer
+from tests.sandbox_stripe import SandboxStripe, sandbox_gateway, stripe_world  # noqa: F401
 from tests.subscriptions.fixtures import *  # noqa: F403
 from tests.subscriptions.fixtures import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, bearer
 
@@ -35,6 +37,12 @@ def billing_settings(tmp_path: Path) -> Settings:
         stripe_publishable_key="pk_test_billfold",
         environment="development",
     )
+
+
+@pytest.fixture
+def gateway(billing_settings: Settings, sandbox_server: SandboxServer) -> StripeClientGateway:  # noqa: F811
+    """Billfold's real adapter on the sandbox (instead of the subscription tests' fake)."""
+    return sandbox_gateway(billing_settings, sandbox_server)
 
 
 class Billing:

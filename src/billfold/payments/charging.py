@@ -413,6 +413,8 @@ async def pay_balance(
             clock=container.clock,
         )
         if payment_id is None:
+            payment_id = await _reserved_payment(session, account.id, currency)
+        if payment_id is None:
             owed = await dues.currency_dues(session, account.id, currency)
             raise Conflict(
                 "a payment of these dues is in flight" if owed.pending else "nothing is owed",
@@ -426,6 +428,23 @@ async def pay_balance(
             details={"kind": kind, "currency": currency},
         )
     return await run_payment(container, payment_id, customer_id=customer_id, audit=audit)
+
+
+async def _reserved_payment(session: AsyncSession, account_id: str, currency: str) -> str | None:
+    """A dues payment still being tried (its caller died, or is still at it): finishing it
+    with its stored requests and keys makes the same Stripe calls, never new ones."""
+    found = await session.execute(
+        select(Payment.id)
+        .where(
+            Payment.account_id == account_id,
+            Payment.currency == currency,
+            Payment.status == RESERVED,
+            Payment.kind != "one_off",
+        )
+        .order_by(Payment.created_at)
+        .limit(1)
+    )
+    return found.scalar_one_or_none()
 
 
 async def charge_once(
