@@ -342,3 +342,37 @@ async def test_the_host_backend_adds_charges_with_an_api_key(
     assert await alice.dues() == {"settled": 420, "pending": 0}
     user = await alice.call("POST", "/charges", expect=403, json=body)
     assert user["error"]["code"] == "forbidden"
+
+
+async def test_checkout_session_in_payment_mode(alice: Billing, database: Database) -> None:
+    body = await alice.call(
+        "POST",
+        "/checkout_session",
+        json={"amount": 2500, "currency": "usd", "description": "Balance top-up"},
+    )
+    assert set(body) == {"id", "url"}
+    session = alice.world.sessions[body["id"]]
+    assert (session["mode"], session["amount_total"], session["currency"]) == (
+        "payment",
+        2500,
+        "usd",
+    )
+    assert session["success_url"].startswith("https://app.example.com/")
+    [open_payment] = await alice.payments()
+    assert (open_payment["status"], open_payment["kind"]) == ("open", "checkout")
+    alice.world.complete_checkout(body["id"])
+    await alice.events()
+    [payment] = await alice.payments()
+    assert (payment["status"], payment["amount"]) == ("succeeded", 2500)
+    assert payment["payment_intent_id"] == session["payment_intent"] or payment["payment_intent_id"]
+    kinds = [e["kind"] for e in (await alice.call("GET", "/ledger"))["entries"]]
+    assert kinds == ["payment_succeeded", "one_off_charge"]
+    assert await alice.dues() == {"settled": 0, "pending": 0}
+    for wrong, field in (
+        ({"amount": 0}, "amount"),
+        ({"amount": 100, "currency": "zzz"}, "currency"),
+        ({"amount": 100, "success_url": "https://evil.example/x"}, "success_url"),
+    ):
+        refused = await alice.call("POST", "/checkout_session", expect=400, json=wrong)
+        assert refused["error"]["field"] == field
+    await _ledger_clean(database)

@@ -21,6 +21,7 @@ from billfold.payments.charging import (
     mark_succeeded,
     record_intent,
 )
+from billfold.payments.checkout import record_paid_checkout
 from billfold.payments.methods import forget_method, mirror_method
 from billfold.payments.models import (
     ACTIVE,
@@ -34,7 +35,12 @@ from billfold.payments.models import (
     PaymentAttempt,
     PaymentMethod,
 )
-from billfold.stripe.gateway import PaymentMethodInfo, StripeEvent, gateway_of
+from billfold.stripe.gateway import (
+    PaymentMethodInfo,
+    StripeEvent,
+    checkout_session_from_stripe,
+    gateway_of,
+)
 from billfold.stripe.gateway.types import payment_intent_from_stripe, payment_method_from_stripe
 from billfold.stripe.inbox import WebhookHandlers
 
@@ -298,4 +304,18 @@ async def on_dispute(session: AsyncSession, container: Container, event: StripeE
         account_id=payment.account_id,
         target=payment.id,
         details={"event": event.id, "dispute": dispute_id, "reason": payment.dispute_reason},
+    )
+
+
+@handlers.on("checkout.session.completed", "checkout.session.async_payment_succeeded")
+async def on_checkout_paid(session: AsyncSession, container: Container, event: StripeEvent) -> None:
+    """A payment-mode Checkout for an amount was paid (subscription ones are not ours)."""
+    checkout = checkout_session_from_stripe(event.object)
+    if checkout.mode != "payment" or checkout.payment_status != "paid":
+        return
+    await record_paid_checkout(
+        session,
+        checkout,
+        clock=container.clock,
+        audit=system_audit_context("stripe", container.clock),
     )
