@@ -374,6 +374,11 @@ async def run_payment(
                 clock=container.clock,
                 audit=audit,
             )
+            status = (
+                await session.execute(select(Payment.status).where(Payment.id == payment_id))
+            ).scalar_one()
+        if status != RESERVED:
+            break  # succeeded, processing or waiting for 3-D Secure: no next attempt
     async with container.db.read() as session:
         found = await session.get(Payment, payment_id)
         assert found is not None

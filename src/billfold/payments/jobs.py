@@ -19,6 +19,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit.context import system_audit_context
+from billfold.clock import Clock
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
 from billfold.customers.service import ensure_stripe_customer
@@ -78,17 +79,23 @@ async def due_autopay(session: AsyncSession, *, now: datetime) -> list[tuple[str
 @jobs.every(AUTOPAY_SWEEP, seconds=AUTOPAY_EVERY_SECONDS)
 async def autopay_sweep(run: JobRun) -> None:
     """Enqueue one autopay job per account and currency owed (keyed by the dues)."""
-    container = run.container
     async with run.transaction() as session:
-        for account_id, currency, marker in await due_autopay(session, now=container.clock.now()):
-            payment_id = dues.payment_id_for_dues(account_id, currency, marker)
-            await enqueue(
-                session,
-                AUTOPAY_ACCOUNT,
-                {"account_id": account_id, "currency": currency},
-                key=f"autopay:{payment_id}",
-                clock=container.clock,
-            )
+        await enqueue_due_autopay(session, clock=run.container.clock)
+
+
+async def enqueue_due_autopay(session: AsyncSession, *, clock: Clock) -> int:
+    """The sweep's work in the caller's transaction: how many jobs it wrote."""
+    written = 0
+    for account_id, currency, marker in await due_autopay(session, now=clock.now()):
+        payment_id = dues.payment_id_for_dues(account_id, currency, marker)
+        written += await enqueue(
+            session,
+            AUTOPAY_ACCOUNT,
+            {"account_id": account_id, "currency": currency},
+            key=f"autopay:{payment_id}",
+            clock=clock,
+        )
+    return written
 
 
 @jobs.kind(AUTOPAY_ACCOUNT, max_attempts=5)
@@ -102,7 +109,8 @@ async def autopay(container: Container, account_id: str, currency: str) -> str |
     do, autopay off, backing off, or a payment of these dues pending)."""
     audit = system_audit_context("autopay", container.clock)
     now = container.clock.now()
-    async with container.db.read() as session:
+    # One writer checks and reserves (a busy autopay run is mostly commits).
+    async with container.db.transaction() as session:
         settings = await session.get(PaymentSettings, account_id)
         if settings is None or not settings.autopay:
             return None
@@ -113,16 +121,23 @@ async def autopay(container: Container, account_id: str, currency: str) -> str |
             return None  # never while an earlier debit of these dues is processing
         account = await session.get(BillingAccount, account_id)
         assert account is not None
-    customer_id = await ensure_stripe_customer(
-        container.db, gateway_of(container), account_id, clock=container.clock, audit=audit
-    )
-    async with container.db.transaction() as session:
-        try:
-            payment_id = await reserve_dues_payment(
-                session, account_id, currency, kind="autopay", now=now, clock=container.clock
+        customer_id = account.stripe_customer_id
+        payment_id = None
+        if customer_id is not None:
+            payment_id = await _reserve(
+                session, account_id, currency, now=now, clock=container.clock
             )
-        except Conflict:
-            return None
+            if payment_id is None:
+                return None
+    if customer_id is None:
+        customer_id = await ensure_stripe_customer(
+            container.db, gateway_of(container), account_id, clock=container.clock, audit=audit
+        )
+    if payment_id is None:
+        async with container.db.transaction() as session:
+            payment_id = await _reserve(
+                session, account_id, currency, now=now, clock=container.clock
+            )
         if payment_id is None:
             return None
     outcome = await run_payment(container, payment_id, customer_id=customer_id, audit=audit)
@@ -130,6 +145,17 @@ async def autopay(container: Container, account_id: str, currency: str) -> str |
         container, account_id, outcome.payment.status, outcome.payment.failure_code, payment_id
     )
     return outcome.payment.status
+
+
+async def _reserve(
+    session: AsyncSession, account_id: str, currency: str, *, now: datetime, clock: Clock
+) -> str | None:
+    try:
+        return await reserve_dues_payment(
+            session, account_id, currency, kind="autopay", now=now, clock=clock
+        )
+    except Conflict:
+        return None
 
 
 async def _after_run(
