@@ -1,3 +1,4 @@
+# ruff: noqa: E402 (the path fix must come first)
 """Autopay throughput: how many accounts' dues a run of the autopay job settles per second,
 with 1 and then 2 `billfold worker` processes, on PostgreSQL, against the Stripe sandbox served
 on its own (`billfold sandbox serve`).
