@@ -104,7 +104,7 @@ async def seed(db: Database, customers: list[tuple[str, list[str]]]) -> list[str
     now = CLOCK.now()
     ids = []
     async with db.transaction() as session:
-        for n, (customer_id, methods) in enumerate(customers):
+        for n, (customer_id, _methods) in enumerate(customers):
             account_id = new_id("acct")
             ids.append(account_id)
             session.add(
