@@ -15,6 +15,7 @@ from billfold.api import (
     credits,
     ops,
     organizations,
+    payments_billing,
     payments_v1,
     subscriptions,
     trpc,
@@ -48,6 +49,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     billing.router,
     webhooks.router,
     credits.router,
+    payments_billing.router,
 )
 
 
@@ -70,6 +72,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info(settings.mode_line())
+        if settings.billing_table_name:
+            logger.info(
+                "billfold: BILLING_TABLE_NAME is set but not used: billfold keeps payment "
+                "methods, dues and payments in its own database"
+            )
         try:
             async with AsyncExitStack() as stack:
                 # The embedded job worker (unless BILLFOLD_EMBEDDED_WORKER=off): `billfold

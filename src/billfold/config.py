@@ -172,6 +172,10 @@ class Settings(BaseSettings):
         default="development", validation_alias=_alias("BILLFOLD_ENV")
     )
     log_level: str = Field(default="INFO", validation_alias=_alias("BILLFOLD_LOG_LEVEL"))
+    # Document 003's DynamoDB table: billfold keeps that data in its own database and says so.
+    billing_table_name: str | None = Field(
+        default=None, validation_alias=_alias("BILLING_TABLE_NAME")
+    )
 
     @field_validator(
         "stripe_webhook_secret",

@@ -19,6 +19,7 @@ from billfold.customers import models as customers_models
 from billfold.db.base import Base
 from billfold.jobs import models as jobs_models
 from billfold.ledger import models as ledger_models
+from billfold.payments import models as payments_models
 from billfold.stripe import models as stripe_models
 from billfold.subscriptions import models as subscriptions_models
 
@@ -32,6 +33,7 @@ MODEL_MODULES: tuple[ModuleType, ...] = (
     jobs_models,
     catalog_models,
     credits_models,
+    payments_models,
 )
 
 

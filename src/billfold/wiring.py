@@ -17,6 +17,8 @@ from billfold.credits import jobs as credit_jobs
 from billfold.errors import ConfigurationError
 from billfold.jobs import JobRegistry
 from billfold.jobs import maintenance as job_maintenance
+from billfold.payments import handlers as payment_events
+from billfold.payments import jobs as payment_jobs
 from billfold.stripe import inbox
 from billfold.stripe.inbox import WebhookHandlers
 from billfold.subscriptions import handlers as subscription_events
@@ -24,7 +26,9 @@ from billfold.subscriptions import handlers as subscription_events
 
 def webhook_handlers() -> WebhookHandlers:
     """Every domain's handlers of Stripe's events."""
-    return WebhookHandlers.combine([subscription_events.handlers, credit_events.handlers])
+    return WebhookHandlers.combine(
+        [subscription_events.handlers, credit_events.handlers, payment_events.handlers]
+    )
 
 
 def job_registry(settings: Settings) -> JobRegistry:
@@ -34,6 +38,7 @@ def job_registry(settings: Settings) -> JobRegistry:
             job_maintenance.jobs,
             inbox.jobs,
             credit_jobs.jobs,
+            payment_jobs.jobs,
             *plugin_job_registries(settings.job_modules),
         ]
     )

@@ -912,6 +912,31 @@ class FakePaymentIntents(_FakeCapability):
             self.stripe.emit("payment_intent.succeeded", pi)
         return self._remember(idempotency_key, request, payment_intent_info(pi))
 
+    # --- payments domain: one-off charges with the customer present ---
+
+    async def create_on_session(
+        self,
+        *,
+        customer_id: str,
+        payment_method_id: str,
+        amount: int,
+        currency: str,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+        description: str | None = None,
+        return_url: str | None = None,
+    ) -> PaymentIntentInfo:
+        """As off session (the fake's cards never ask for 3-D Secure)."""
+        return await self.create_off_session(
+            customer_id=customer_id,
+            payment_method_id=payment_method_id,
+            amount=amount,
+            currency=currency,
+            metadata=metadata,
+            idempotency_key=f"on_session:{idempotency_key}",
+            description=description,
+        )
+
     async def retrieve(self, payment_intent_id: str) -> PaymentIntentInfo:
         self._call("retrieve_payment_intent")
         return payment_intent_info(self._get(payment_intent_id))

@@ -530,6 +530,28 @@ async def test_a_declined_off_session_payment_is_an_answer(backend: Backend) -> 
         await gateway.payment_intents.retrieve("pi_missing")
 
 
+# --- payments domain: on-session charges ---------------------------------------------------------
+
+
+async def test_an_on_session_payment_succeeds_and_replays(backend: Backend) -> None:
+    gateway = backend.gateway
+    customer_id = await _customer(gateway)
+    card = await _card(gateway, customer_id)
+    arguments: dict[str, Any] = {
+        "customer_id": customer_id,
+        "payment_method_id": card,
+        "amount": 700,
+        "currency": "usd",
+        "metadata": {"billfold_payment": "pay_1"},
+        "idempotency_key": "payment_attempt:pay_1:1",
+        "description": "one-off",
+    }
+    paid = await gateway.payment_intents.create_on_session(**arguments)
+    assert (paid.status, paid.amount, paid.payment_method_id) == ("succeeded", 700, card)
+    assert paid.metadata == {"billfold_payment": "pay_1"}
+    assert (await gateway.payment_intents.create_on_session(**arguments)).id == paid.id
+
+
 # --- disputes -----------------------------------------------------------------------------------
 
 

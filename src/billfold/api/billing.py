@@ -30,6 +30,7 @@ from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_tran
 from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.errors import ValidationFailed
+from billfold.payments import checkout as payment_checkout
 from billfold.subscriptions import checkout, models, reads
 
 router = APIRouter(prefix="/api/billing", tags=["billing (documents 001 and 003)"])
@@ -39,9 +40,18 @@ router = APIRouter(prefix="/api/billing", tags=["billing (documents 001 and 003)
 
 
 class CheckoutSessionCreate(BaseModel):
-    """A catalog price: `price_id` (a Stripe price id or lookup key) or `plan` with `interval`."""
+    """A catalog price: `price_id` (a Stripe price id or lookup key) or `plan` with `interval`;
+    or, in payment mode, an `amount` (minor units) of `currency` with a `description`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {"price_id": "billfold_premium_monthly_usd"},
+                {"amount": 2500, "currency": "usd", "description": "Balance top-up"},
+            ]
+        },
+    )
 
     price_id: str | None = Field(default=None, min_length=1, max_length=255)
     plan: str | None = Field(default=None, min_length=1, max_length=100)
@@ -50,6 +60,10 @@ class CheckoutSessionCreate(BaseModel):
     quantity: int = Field(default=1, ge=1, le=models.MAX_QUANTITY)
     success_url: str | None = Field(default=None, max_length=2048)
     cancel_url: str | None = Field(default=None, max_length=2048)
+    amount: int | float | None = Field(
+        default=None, description="payment mode: minor units (2500 = 25.00), a whole number"
+    )
+    description: str | None = Field(default=None, max_length=500)
 
 
 class CheckoutSessionRead(BaseModel):
@@ -100,7 +114,24 @@ async def create_checkout_session(
     account: ActingAccountDep,
     audit: AuditContextDep,
 ) -> CheckoutSessionRead:
-    """Start a subscription-mode Stripe Checkout; redirect the customer to `url`."""
+    """Start a Stripe Checkout (subscription mode for a catalog price, payment mode for an
+    `amount`); redirect the customer to `url`."""
+    if body.amount is not None:
+        if body.price_id is not None or body.plan is not None:
+            raise ValidationFailed("send amount, or price_id / plan, not both", field="amount")
+        await end_transaction(session)
+        paying = await payment_checkout.start_payment_checkout(
+            container,
+            account,
+            amount=body.amount,
+            currency=body.currency,
+            description=body.description,
+            success_url=body.success_url,
+            cancel_url=body.cancel_url,
+            audit=audit,
+            idempotency_key=request.headers.get("idempotency-key"),
+        )
+        return CheckoutSessionRead(id=paying.id, url=paying.url)
     if body.price_id is None and body.plan is None:
         raise ValidationFailed("send price_id or plan", field="price_id")
     await end_transaction(session)

@@ -366,6 +366,9 @@ class SdkPaymentIntents(_Adapter):
         }
         if description:
             params["description"] = description
+        return await self._create_confirmed(params, idempotency_key)
+
+    async def _create_confirmed(self, params: Any, idempotency_key: str) -> PaymentIntentInfo:
         try:
             created = await self._v1.payment_intents.create_async(params, _keyed(idempotency_key))
         except stripe.CardError as exc:
@@ -377,6 +380,34 @@ class SdkPaymentIntents(_Adapter):
         except stripe.StripeError as exc:
             raise translate_stripe_error(exc) from exc
         return payment_intent_from_stripe(as_dict(created))
+
+    # --- payments domain: one-off charges with the customer present ---
+
+    async def create_on_session(
+        self,
+        *,
+        customer_id: str,
+        payment_method_id: str,
+        amount: int,
+        currency: str,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+        description: str | None = None,
+        return_url: str | None = None,
+    ) -> PaymentIntentInfo:
+        params: Any = {
+            "customer": customer_id,
+            "payment_method": payment_method_id,
+            "amount": amount,
+            "currency": currency,
+            "metadata": dict(metadata),
+            "confirm": True,
+        }
+        if description:
+            params["description"] = description
+        if return_url:
+            params["return_url"] = return_url
+        return await self._create_confirmed(params, idempotency_key)
 
     async def retrieve(self, payment_intent_id: str) -> PaymentIntentInfo:
         with stripe_errors():

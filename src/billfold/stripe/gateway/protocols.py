@@ -195,6 +195,25 @@ class PaymentIntentsGateway(Protocol):
         """Cancel an intent that has not succeeded (nothing will be charged)."""
         ...
 
+    # --- payments domain: one-off charges with the customer present ---
+
+    async def create_on_session(
+        self,
+        *,
+        customer_id: str,
+        payment_method_id: str,
+        amount: int,
+        currency: str,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+        description: str | None = None,
+        return_url: str | None = None,
+    ) -> PaymentIntentInfo:
+        """Charge a saved payment method with the customer present (confirmed at once): a
+        card that asks for 3-D Secure comes back `requires_action` with its `client_secret`
+        for Stripe.js to finish; a decline is an answer, as in `create_off_session`."""
+        ...
+
 
 class RefundsGateway(Protocol):
     async def create(

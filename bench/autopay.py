@@ -1,0 +1,276 @@
+# ruff: noqa: E402 (the path fix must come first)
+"""Autopay throughput: how many accounts' dues a run of the autopay job settles per second,
+with 1 and then 2 `billfold worker` processes, on PostgreSQL, against the Stripe sandbox served
+on its own (`billfold sandbox serve`).
+
+Every account has autopay on, a saved Visa and dues to pay; 10% of them have, first by
+priority, a card that declines (so their payment makes two attempts: the ordered fallback).
+Each round adds a charge to every account, writes what the autopay sweep writes (one job per
+account, keyed by its dues), starts the workers and times until every payment has succeeded.
+The run fails unless each account has exactly one succeeded payment per round.
+
+    .venv/bin/python bench/autopay.py [--accounts 10000] [--decline-share 0.1]
+                                      [--concurrency 4] [--postgres URL]
+
+A scratch database is created on the server of --postgres (default: the local one, database
+`test`) and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/http.py would shadow the standard library's `http` for a script run from bench/.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import httpx
+import stripe
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from billfold.clock import SystemClock
+from billfold.customers.models import BillingAccount
+from billfold.db.base import new_id
+from billfold.db.engine import Database
+from billfold.db.migrate import upgrade_blocking
+from billfold.payments import dues
+from billfold.payments.jobs import enqueue_due_autopay
+from billfold.payments.models import ACTIVE, Payment, PaymentMethod, PaymentSettings
+
+REPO = Path(__file__).resolve().parents[1]
+API_KEY = "sk_test_bench_autopay"
+CLOCK = SystemClock()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_sandbox(logs: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "billfold.cli", "sandbox", "serve", "--port", str(port)],
+        cwd=REPO,
+        stdout=(logs / "sandbox.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/v1/customers", auth=(API_KEY, "")).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the sandbox did not start")
+
+
+async def stripe_customers(url: str, accounts: int, declining: int) -> list[tuple[str, list[str]]]:
+    """A customer per account with its methods attached (declining card first for some)."""
+    client = stripe.StripeClient(
+        API_KEY, base_addresses={"api": url}, http_client=stripe.HTTPXClient(timeout=60)
+    )
+    gate = asyncio.Semaphore(16)
+
+    async def one(n: int) -> tuple[str, list[str]]:
+        async with gate:
+            customer = await client.v1.customers.create_async({"name": f"bench {n}"})
+            methods = []
+            for pm in (["pm_card_chargeCustomerFail"] if n < declining else []) + ["pm_card_visa"]:
+                attached = await client.v1.payment_methods.attach_async(
+                    pm, {"customer": customer.id}
+                )
+                methods.append(attached.id)
+            return customer.id, methods
+
+    return list(await asyncio.gather(*(one(n) for n in range(accounts))))
+
+
+async def seed(db: Database, customers: list[tuple[str, list[str]]]) -> list[str]:
+    now = CLOCK.now()
+    ids = []
+    async with db.transaction() as session:
+        for n, (customer_id, _methods) in enumerate(customers):
+            account_id = new_id("acct")
+            ids.append(account_id)
+            session.add(
+                BillingAccount(
+                    id=account_id,
+                    kind="user",
+                    external_id=f"bench{n}",
+                    stripe_customer_id=customer_id,
+                    stripe_customer_created_at=now,
+                    currency="usd",
+                    settings={},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        await session.flush()
+        for account_id, (_customer, methods) in zip(ids, customers, strict=True):
+            session.add(
+                PaymentSettings(
+                    account_id=account_id,
+                    autopay=True,
+                    autopay_failures=0,
+                    default_payment_method_id=methods[0],
+                    updated_at=now,
+                )
+            )
+            for priority, pm in enumerate(methods, start=1):
+                session.add(
+                    PaymentMethod(
+                        id=pm,
+                        account_id=account_id,
+                        type="card",
+                        status=ACTIVE,
+                        brand="visa",
+                        last4="4242",
+                        priority=priority,
+                        verification_failures=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+    return ids
+
+
+async def charge_all(db: Database, ids: list[str], round_no: int) -> int:
+    async with db.transaction() as session:
+        for n, account_id in enumerate(ids):
+            await dues.add_charge(
+                session,
+                account_id,
+                amount=1000 + n % 500,
+                currency="usd",
+                charge_id=f"bench:{round_no}:{account_id}",
+                description="usage",
+                clock=CLOCK,
+            )
+        return await enqueue_due_autopay(session, clock=CLOCK)
+
+
+async def succeeded(db: Database) -> int:
+    async with db.read() as session:
+        found = await session.execute(
+            select(func.count()).select_from(Payment).where(Payment.status == "succeeded")
+        )
+        return int(found.scalar_one())
+
+
+def start_workers(
+    count: int, db_url: str, stripe_url: str, concurrency: int, logs: Path, round_no: int
+) -> list[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "BILLFOLD_DATABASE_URL": db_url,
+        "BILLFOLD_ENV": "test",
+        "BILLFOLD_DATA_DIR": str(logs / "data"),
+        "BILLFOLD_JOBS_POLL_SECONDS": "0.05",
+        "BILLFOLD_WORKER_CONCURRENCY": str(concurrency),
+        "STRIPE_SECRET_KEY": API_KEY,
+        "STRIPE_WEBHOOK_SECRET": "whsec_bench_autopay",
+        "BILLFOLD_STRIPE_API_BASE": stripe_url,
+        "BILLFOLD_LOG_LEVEL": "WARNING",
+    }
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "billfold.cli", "worker"],
+            cwd=REPO,
+            env=env,
+            stdout=(logs / f"worker-{round_no}-{n}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for n in range(count)
+    ]
+
+
+async def bench(db_url: str, accounts: int, decline_share: float, concurrency: int) -> bool:
+    upgrade_blocking(db_url)
+    db = Database(db_url)
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = Path(tmp)
+        sandbox, stripe_url = start_sandbox(logs)
+        try:
+            started = time.perf_counter()
+            customers = await stripe_customers(stripe_url, accounts, int(accounts * decline_share))
+            ids = await seed(db, customers)
+            print(
+                f"setup: {accounts} accounts, {int(accounts * decline_share)} declining first "
+                f"({time.perf_counter() - started:.1f} s)"
+            )
+            ok = True
+            for round_no, workers in enumerate((1, 2), start=1):
+                before = await succeeded(db)
+                jobs = await charge_all(db, ids, round_no)
+                began = time.perf_counter()
+                procs = start_workers(workers, db_url, stripe_url, concurrency, logs, round_no)
+                try:
+                    while await succeeded(db) < before + accounts:
+                        if any(p.poll() is not None for p in procs):
+                            print((logs / f"worker-{round_no}-0.log").read_text()[-3000:])
+                            return False
+                        await asyncio.sleep(0.1)
+                    elapsed = time.perf_counter() - began
+                finally:
+                    for p in procs:
+                        p.terminate()
+                    for p in procs:
+                        p.wait(timeout=60)
+                print(
+                    f"{workers} worker(s) x {concurrency}: {jobs} jobs, {accounts} accounts "
+                    f"settled in {elapsed:.1f} s = {accounts / elapsed:.0f} accounts/s"
+                )
+            async with db.read() as session:
+                per_account = await session.execute(
+                    select(Payment.account_id, func.count())
+                    .where(Payment.status == "succeeded")
+                    .group_by(Payment.account_id)
+                )
+                counts = {row[0]: row[1] for row in per_account}
+            ok = len(counts) == accounts and set(counts.values()) == {2}
+            print("check: one succeeded payment per account per round:", "ok" if ok else "FAILED")
+            return ok
+        finally:
+            sandbox.terminate()
+            sandbox.wait(timeout=30)
+            await db.dispose()
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--decline-share", type=float, default=0.10)
+    parser.add_argument("--concurrency", type=int, default=4, help="jobs per worker at once")
+    parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    name = f"billfold_bench_autopay_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(args.postgres, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = args.postgres.rsplit("/", 1)[0] + "/" + name
+    try:
+        ok = await bench(url, args.accounts, args.decline_share, args.concurrency)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

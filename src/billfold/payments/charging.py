@@ -1,0 +1,555 @@
+"""Paying: the settled dues (`pay_balance`, autopay) and one-off charges (`charge_once`), each
+tried on the account's methods in priority order (the ordered fallback).
+
+Reserve, call, record (ARCHITECTURE.md "Calling Stripe"), per attempt:
+
+1. **Reserve** (commit): a dues payment's id is derived from the dues it pays, and the dues move
+   to pending in the same transaction (the ledger's guarded update refuses to move them twice).
+   Each attempt is a row `<payment id>:<n>` naming its method and its whole Stripe request.
+2. **Call** Stripe with the key `payment_attempt:<attempt id>`, no transaction open.
+3. **Record** (commit): `UPDATE ... WHERE state = 'reserved'`: of the callers (a retry, a second
+   worker, the webhook of the same intent) exactly one records the outcome.
+
+Which declines move on and which stop is the decline code's: a card reported lost or stolen, or
+a fraudulent decline, is never tried again (the method is blocked); insufficient funds may be
+retried later (autopay's back-off), and the next method is tried now.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.audit.context import AuditContext
+from billfold.clock import Clock
+from billfold.container import Container
+from billfold.customers.models import BillingAccount
+from billfold.customers.service import ensure_stripe_customer
+from billfold.db.base import new_id
+from billfold.db.dialect import insert_ignoring_conflict
+from billfold.errors import Conflict, InsufficientBalance, NotFound, PaymentRequired
+from billfold.payments import dues
+from billfold.payments.methods import list_methods, own_method, refresh_default
+from billfold.payments.models import (
+    FAILED,
+    PROCESSING,
+    REQUIRES_ACTION,
+    RESERVED,
+    SUCCEEDED,
+    USABLE_STATUSES,
+    Payment,
+    PaymentAttempt,
+    PaymentMethod,
+)
+from billfold.stripe.gateway import PaymentIntentInfo, gateway_of
+
+# Declines after which a method is never charged again.
+NEVER_RETRY = frozenset(
+    {
+        "lost_card",
+        "stolen_card",
+        "fraudulent",
+        "pickup_card",
+        "restricted_card",
+        "merchant_blacklist",
+        "security_violation",
+    }
+)
+PAYMENT_METADATA_KEY = "billfold_payment"
+ATTEMPT_METADATA_KEY = "billfold_attempt"
+
+PaymentKind = Literal["balance", "autopay", "one_off"]
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOutcome:
+    """A payment after its attempts; `client_secret` when 3-D Secure waits for the customer."""
+
+    payment: Payment
+    attempts: list[PaymentAttempt]
+    client_secret: str | None = None
+
+
+# --- reserve -----------------------------------------------------------------------------------
+
+
+async def reserve_dues_payment(
+    session: AsyncSession,
+    account_id: str,
+    currency: str,
+    *,
+    kind: PaymentKind,
+    now: datetime,
+    clock: Clock,
+) -> str | None:
+    """Reserve a payment of the account's settled dues in `currency` (None: nothing owed).
+    Two callers over the same dues get the same payment id and one reservation."""
+    owed = await dues.currency_dues(session, account_id, currency)
+    if owed.settled <= 0:
+        return None
+    marker = await dues.dues_marker(session, account_id, currency)
+    assert marker is not None
+    payment_id = dues.payment_id_for_dues(account_id, currency, marker)
+    inserted = await insert_ignoring_conflict(
+        session,
+        Payment.__table__,  # type: ignore[arg-type]
+        {
+            "id": payment_id,
+            "account_id": account_id,
+            "kind": kind,
+            "amount": owed.settled,
+            "currency": currency,
+            "description": "balance due",
+            "status": RESERVED,
+            "refunded_amount": 0,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
+        ["id"],
+    )
+    if inserted:
+        try:
+            await dues.reserve_dues(session, account_id, currency, owed.settled, payment_id, clock)
+        except InsufficientBalance as exc:  # pragma: no cover - the marker changed under us
+            raise Conflict("the dues changed while being paid; try again") from exc
+    return payment_id
+
+
+# --- the attempts ------------------------------------------------------------------------------
+
+
+def _usable(method: PaymentMethod) -> bool:
+    return method.status in USABLE_STATUSES and method.blocked_reason is None
+
+
+async def _attempts(session: AsyncSession, payment_id: str) -> list[PaymentAttempt]:
+    rows = await session.execute(
+        select(PaymentAttempt)
+        .where(PaymentAttempt.payment_id == payment_id)
+        .order_by(PaymentAttempt.seq)
+    )
+    return list(rows.scalars())
+
+
+async def _next_attempt(
+    container: Container, payment_id: str, customer_id: str
+) -> tuple[Payment, PaymentAttempt | None]:
+    """In one short writer: the attempt to make now (a reserved one to finish, or a new one on
+    the next usable method), or None when the payment is no longer being tried (after failing
+    it when no method is left)."""
+    now = container.clock.now()
+    async with container.db.transaction() as session:
+        payment = await session.get(Payment, payment_id, with_for_update=True)
+        if payment is None:
+            raise NotFound(f"no payment {payment_id}")
+        if payment.status != RESERVED:
+            return payment, None
+        tried = await _attempts(session, payment_id)
+        if tried and tried[-1].state == RESERVED:
+            return payment, tried[-1]
+        used = {a.payment_method_id for a in tried}
+        if payment.requested_payment_method_id is not None:
+            candidates = [await session.get(PaymentMethod, payment.requested_payment_method_id)]
+        else:
+            candidates = list(await list_methods(session, payment.account_id))
+        method = next(
+            (m for m in candidates if m is not None and _usable(m) and m.id not in used), None
+        )
+        if method is None:
+            await _fail(session, payment, tried, now=now, clock=container.clock)
+            return payment, None
+        seq = len(tried) + 1
+        attempt = PaymentAttempt(
+            id=f"{payment_id}:{seq}",
+            payment_id=payment_id,
+            seq=seq,
+            payment_method_id=method.id,
+            state=RESERVED,
+            request={
+                "customer_id": customer_id,
+                "payment_method_id": method.id,
+                "amount": payment.amount,
+                "currency": payment.currency,
+                "on_session": payment.kind == "one_off" and method.type == "card",
+                "description": payment.description,
+            },
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(attempt)
+        payment.attempts = seq
+        payment.payment_method_id = method.id
+        payment.updated_at = now
+        await session.flush()
+        return payment, attempt
+
+
+async def _fail(
+    session: AsyncSession,
+    payment: Payment,
+    tried: list[PaymentAttempt],
+    *,
+    now: datetime,
+    clock: Clock,
+) -> None:
+    """Every method declined (or none is usable): the dues re-open (a one-off is voided)."""
+    last = tried[-1] if tried else None
+    payment.status = FAILED
+    payment.failure_code = (
+        (last.decline_code or last.failure_code) if last is not None else "no_usable_payment_method"
+    )
+    if payment.failure_message is None:
+        payment.failure_message = (
+            f"declined on {len(tried)} payment method(s)" if tried else "no usable payment method"
+        )
+    payment.updated_at = now
+    await dues.release(
+        session,
+        payment.account_id,
+        payment.currency,
+        payment.amount,
+        payment.id,
+        one_off=payment.kind == "one_off",
+        clock=clock,
+    )
+
+
+async def record_intent(
+    session: AsyncSession,
+    attempt_id: str,
+    intent: PaymentIntentInfo,
+    *,
+    now: datetime,
+    clock: Clock,
+    audit: AuditContext,
+) -> bool:
+    """Record Stripe's answer for a reserved attempt, once (True: this call recorded it).
+    Also called by the webhook of the intent, whichever comes first."""
+    declined = intent.status in ("requires_payment_method", "canceled")
+    state = {
+        "succeeded": SUCCEEDED,
+        "processing": PROCESSING,
+        "requires_action": REQUIRES_ACTION,
+        "requires_confirmation": REQUIRES_ACTION,
+    }.get(intent.status, "declined" if declined else intent.status)
+    recorded = await session.execute(
+        update(PaymentAttempt)
+        .where(PaymentAttempt.id == attempt_id, PaymentAttempt.state == RESERVED)
+        .values(
+            state=state,
+            stripe_payment_intent_id=intent.id,
+            failure_code=intent.last_error_code,
+            decline_code=intent.decline_code,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(recorded, "rowcount", 0) != 1:
+        return False
+    attempt = await session.get(PaymentAttempt, attempt_id, populate_existing=True)
+    assert attempt is not None
+    payment = await session.get(Payment, attempt.payment_id, with_for_update=True)
+    assert payment is not None
+    details = {
+        "payment_id": payment.id,
+        "payment_method_id": attempt.payment_method_id,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "status": state,
+        "decline_code": intent.decline_code,
+        "payment_intent": intent.id,
+    }
+    await audit.record(
+        session,
+        f"payment.attempt_{state}",
+        account_id=payment.account_id,
+        target=attempt_id,
+        details=details,
+    )
+    if declined:
+        code = intent.decline_code or intent.last_error_code
+        if code in NEVER_RETRY:
+            method = await session.get(PaymentMethod, attempt.payment_method_id)
+            if method is not None and method.blocked_reason is None:
+                method.blocked_reason = code
+                method.updated_at = now
+                await refresh_default(session, payment.account_id, now=now)
+                await audit.record(
+                    session,
+                    "payment_method.blocked",
+                    account_id=payment.account_id,
+                    target=method.id,
+                    details={"decline_code": code},
+                )
+        payment.failure_code = code
+        payment.updated_at = now
+        return True
+    payment.stripe_payment_intent_id = intent.id
+    payment.stripe_charge_id = intent.latest_charge_id
+    payment.payment_method_id = attempt.payment_method_id
+    payment.updated_at = now
+    if state == SUCCEEDED:
+        await mark_succeeded(session, payment, now=now, clock=clock)
+    else:
+        payment.status = state
+    await session.flush()
+    return True
+
+
+async def mark_succeeded(
+    session: AsyncSession, payment: Payment, *, now: datetime, clock: Clock
+) -> None:
+    payment.status = SUCCEEDED
+    payment.failure_code = None
+    payment.failure_message = None
+    payment.updated_at = now
+    await dues.settle(
+        session, payment.account_id, payment.currency, payment.amount, payment.id, clock
+    )
+
+
+async def mark_failed(
+    session: AsyncSession,
+    payment: Payment,
+    *,
+    code: str | None,
+    message: str | None,
+    now: datetime,
+    clock: Clock,
+) -> None:
+    """A processing payment (a bank debit) or a 3-D Secure one failed: dues re-open."""
+    payment.failure_message = message
+    await _fail(session, payment, [], now=now, clock=clock)
+    payment.failure_code = code or payment.failure_code
+
+
+async def run_payment(
+    container: Container,
+    payment_id: str,
+    *,
+    customer_id: str,
+    audit: AuditContext,
+    return_url: str | None = None,
+) -> PaymentOutcome:
+    """Try the payment's methods in priority order until one succeeds (or starts processing,
+    or waits for 3-D Secure), recording every attempt. Safe to run twice at once: the second
+    run finishes the same attempts with the same Stripe keys, and one of them records each."""
+    gateway = gateway_of(container)
+    client_secret: str | None = None
+    while True:
+        _payment, attempt = await _next_attempt(container, payment_id, customer_id)
+        if attempt is None:
+            break
+        request = attempt.request
+        call = (
+            gateway.payment_intents.create_on_session
+            if request.get("on_session")
+            else gateway.payment_intents.create_off_session
+        )
+        extra = {"return_url": return_url} if request.get("on_session") and return_url else {}
+        intent = await call(
+            customer_id=request["customer_id"],
+            payment_method_id=request["payment_method_id"],
+            amount=request["amount"],
+            currency=request["currency"],
+            metadata={PAYMENT_METADATA_KEY: payment_id, ATTEMPT_METADATA_KEY: attempt.id},
+            idempotency_key=f"payment_attempt:{attempt.id}",
+            description=request.get("description"),
+            **extra,
+        )
+        if intent.status == "requires_action":
+            client_secret = intent.client_secret
+        async with container.db.transaction() as session:
+            await record_intent(
+                session,
+                attempt.id,
+                intent,
+                now=container.clock.now(),
+                clock=container.clock,
+                audit=audit,
+            )
+            status = (
+                await session.execute(select(Payment.status).where(Payment.id == payment_id))
+            ).scalar_one()
+        if status != RESERVED:
+            break  # succeeded, processing or waiting for 3-D Secure: no next attempt
+    async with container.db.read() as session:
+        found = await session.get(Payment, payment_id)
+        assert found is not None
+        attempts = await _attempts(session, payment_id)
+        session.expunge_all()
+    return PaymentOutcome(payment=found, attempts=attempts, client_secret=client_secret)
+
+
+# --- the routes' services ----------------------------------------------------------------------
+
+
+async def pay_balance(
+    container: Container,
+    account: BillingAccount,
+    *,
+    currency: str | None,
+    audit: AuditContext,
+    kind: PaymentKind = "balance",
+) -> PaymentOutcome:
+    """Charge the settled dues off session, by priority with fallback. 409 when nothing is
+    owed or a payment of them is already in flight; 402 when no method is usable."""
+    currency = (currency or account.currency or container.settings.stripe_default_currency).lower()
+    _, currency = dues.check_amount(1, currency)
+    async with container.db.read() as session:
+        if not any(_usable(m) for m in await list_methods(session, account.id)):
+            raise PaymentRequired("add a usable payment method first")
+    customer_id = await ensure_stripe_customer(
+        container.db, gateway_of(container), account.id, clock=container.clock, audit=audit
+    )
+    async with container.db.transaction() as session:
+        payment_id = await reserve_dues_payment(
+            session,
+            account.id,
+            currency,
+            kind=kind,
+            now=container.clock.now(),
+            clock=container.clock,
+        )
+        if payment_id is None:
+            payment_id = await _reserved_payment(session, account.id, currency)
+        if payment_id is None:
+            owed = await dues.currency_dues(session, account.id, currency)
+            raise Conflict(
+                "a payment of these dues is in flight" if owed.pending else "nothing is owed",
+                field="currency",
+            )
+        await audit.record(
+            session,
+            "payment.started",
+            account_id=account.id,
+            target=payment_id,
+            details={"kind": kind, "currency": currency},
+        )
+    return await run_payment(container, payment_id, customer_id=customer_id, audit=audit)
+
+
+async def _reserved_payment(session: AsyncSession, account_id: str, currency: str) -> str | None:
+    """A dues payment still being tried (its caller died, or is still at it): finishing it
+    with its stored requests and keys makes the same Stripe calls, never new ones."""
+    found = await session.execute(
+        select(Payment.id)
+        .where(
+            Payment.account_id == account_id,
+            Payment.currency == currency,
+            Payment.status == RESERVED,
+            Payment.kind != "one_off",
+        )
+        .order_by(Payment.created_at)
+        .limit(1)
+    )
+    return found.scalar_one_or_none()
+
+
+async def charge_once(
+    container: Container,
+    account: BillingAccount,
+    *,
+    amount: object,
+    currency: str,
+    description: str | None,
+    payment_method_id: str | None,
+    audit: AuditContext,
+    idempotency_key: str | None = None,
+    return_url: str | None = None,
+) -> PaymentOutcome:
+    """Charge an amount once, on `payment_method_id` or by priority with fallback. A card
+    asking for 3-D Secure answers `requires_action` with the client secret to finish it."""
+    total, currency = dues.check_amount(amount, currency)
+    async with container.db.read() as session:
+        if payment_method_id is not None:
+            method = await own_method(session, account.id, payment_method_id)
+            if not _usable(method):
+                raise Conflict(
+                    f"payment method {payment_method_id} is not usable ({method.status})",
+                    field="payment_method_id",
+                )
+        elif not any(_usable(m) for m in await list_methods(session, account.id)):
+            raise PaymentRequired("add a usable payment method first")
+    customer_id = await ensure_stripe_customer(
+        container.db, gateway_of(container), account.id, clock=container.clock, audit=audit
+    )
+    payment_id = (
+        "pay_" + hashlib.sha256(f"{account.id}:{idempotency_key}".encode()).hexdigest()[:32]
+        if idempotency_key
+        else new_id("pay")
+    )
+    now = container.clock.now()
+    async with container.db.transaction() as session:
+        inserted = await insert_ignoring_conflict(
+            session,
+            Payment.__table__,  # type: ignore[arg-type]
+            {
+                "id": payment_id,
+                "account_id": account.id,
+                "kind": "one_off",
+                "amount": total,
+                "currency": currency,
+                "description": description,
+                "status": RESERVED,
+                "requested_payment_method_id": payment_method_id,
+                "refunded_amount": 0,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+            ["id"],
+        )
+        if inserted:
+            await dues.reserve_one_off(
+                session, account.id, currency, total, payment_id, description, container.clock
+            )
+            await audit.record(
+                session,
+                "payment.started",
+                account_id=account.id,
+                target=payment_id,
+                details={"kind": "one_off", "amount": total, "currency": currency},
+            )
+        else:
+            existing = await session.get(Payment, payment_id)
+            if existing is None or existing.account_id != account.id or existing.amount != total:
+                raise Conflict("Idempotency-Key reused with a different charge")
+    return await run_payment(
+        container, payment_id, customer_id=customer_id, audit=audit, return_url=return_url
+    )
+
+
+async def list_payments(
+    session: AsyncSession, account_id: str, *, limit: int, before: str | None = None
+) -> tuple[list[Payment], dict[str, list[PaymentAttempt]]]:
+    """The account's payments newest first, with their attempts."""
+    stmt = select(Payment).where(Payment.account_id == account_id)
+    if before is not None:
+        anchor = await session.get(Payment, before)
+        if anchor is None or anchor.account_id != account_id:
+            raise NotFound(f"no payment {before}", field="cursor")
+        stmt = stmt.where(
+            (Payment.created_at < anchor.created_at)
+            | ((Payment.created_at == anchor.created_at) & (Payment.id < anchor.id))
+        )
+    rows = await session.execute(
+        stmt.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit)
+    )
+    payments = list(rows.scalars())
+    attempts: dict[str, list[PaymentAttempt]] = {p.id: [] for p in payments}
+    if payments:
+        found = await session.execute(
+            select(PaymentAttempt)
+            .where(PaymentAttempt.payment_id.in_(list(attempts)))
+            .order_by(PaymentAttempt.payment_id, PaymentAttempt.seq)
+        )
+        for attempt in found.scalars():
+            attempts[attempt.payment_id].append(attempt)
+    return payments, attempts

@@ -1,0 +1,207 @@
+"""Autopay: a recurring job of the job runner settles the dues of every account with autopay
+on, with the same ordered fallback as `pay-balance`.
+
+- The sweep (`payments.autopay`, once per slot however many workers run) enqueues one job per
+  account and currency owed, keyed by the dues being paid (`autopay:<payment id>`): the same dues
+  are never enqueued twice, and the payment's own id comes from the same dues, so two runs of
+  one job make one payment (and Stripe sees one idempotency key per attempt).
+- An account whose earlier payment (a bank debit) is still pending is skipped until Stripe
+  settles or fails it.
+- A failed run is recorded (the attempts carry the decline codes) and the next waits
+  `AUTOPAY_RETRY_DELAYS`; after the last, autopay is turned off with the reason recorded.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.audit.context import system_audit_context
+from billfold.clock import Clock
+from billfold.container import Container
+from billfold.customers.models import BillingAccount
+from billfold.customers.service import ensure_stripe_customer
+from billfold.errors import Conflict
+from billfold.jobs import JobRegistry, JobRun, enqueue
+from billfold.ledger.models import LedgerAccount, LedgerEntry
+from billfold.payments import dues
+from billfold.payments.charging import reserve_dues_payment, run_payment
+from billfold.payments.models import FAILED, SUCCEEDED, PaymentSettings
+from billfold.stripe.gateway import gateway_of
+
+jobs = JobRegistry()
+
+AUTOPAY_SWEEP = "payments.autopay"
+AUTOPAY_ACCOUNT = "payments.autopay_account"
+AUTOPAY_EVERY_SECONDS = 900
+# Waits after the 1st, 2nd, 3rd failed run; a failure after the last turns autopay off.
+AUTOPAY_RETRY_DELAYS = (timedelta(days=1), timedelta(days=3), timedelta(days=5))
+
+
+async def due_autopay(session: AsyncSession, *, now: datetime) -> list[tuple[str, str, str]]:
+    """(account id, currency, dues marker) of every account with autopay on, not waiting out a
+    back-off, owing settled dues and with no payment of them pending. One query."""
+    pending = LedgerAccount.__table__.alias("pending")
+    newest = (
+        select(func.max(LedgerEntry.id))
+        .where(LedgerEntry.account_id == LedgerAccount.id)
+        .scalar_subquery()
+    )
+    stmt = (
+        select(LedgerAccount.billing_account_id, LedgerAccount.unit, LedgerAccount.id, newest)
+        .join(PaymentSettings, PaymentSettings.account_id == LedgerAccount.billing_account_id)
+        .outerjoin(
+            pending,
+            and_(
+                pending.c.billing_account_id == LedgerAccount.billing_account_id,
+                pending.c.name == dues.DUES_PENDING,
+                pending.c.unit == LedgerAccount.unit,
+            ),
+        )
+        .where(
+            LedgerAccount.name == dues.DUES,
+            LedgerAccount.balance > 0,
+            PaymentSettings.autopay.is_(True),
+            or_(
+                PaymentSettings.autopay_retry_at.is_(None), PaymentSettings.autopay_retry_at <= now
+            ),
+            or_(pending.c.balance.is_(None), pending.c.balance == 0),
+        )
+    )
+    return [
+        (str(account_id), str(unit), f"{ledger_id}:{entry}")
+        for account_id, unit, ledger_id, entry in await session.execute(stmt)
+    ]
+
+
+@jobs.every(AUTOPAY_SWEEP, seconds=AUTOPAY_EVERY_SECONDS)
+async def autopay_sweep(run: JobRun) -> None:
+    """Enqueue one autopay job per account and currency owed (keyed by the dues)."""
+    async with run.transaction() as session:
+        await enqueue_due_autopay(session, clock=run.container.clock)
+
+
+async def enqueue_due_autopay(session: AsyncSession, *, clock: Clock) -> int:
+    """The sweep's work in the caller's transaction: how many jobs it wrote."""
+    written = 0
+    for account_id, currency, marker in await due_autopay(session, now=clock.now()):
+        payment_id = dues.payment_id_for_dues(account_id, currency, marker)
+        written += await enqueue(
+            session,
+            AUTOPAY_ACCOUNT,
+            {"account_id": account_id, "currency": currency},
+            key=f"autopay:{payment_id}",
+            clock=clock,
+        )
+    return written
+
+
+@jobs.kind(AUTOPAY_ACCOUNT, max_attempts=5)
+async def autopay_account(run: JobRun) -> None:
+    """Pay one account's settled dues in one currency, by priority with fallback."""
+    await autopay(run.container, run.payload["account_id"], run.payload["currency"])
+
+
+async def autopay(container: Container, account_id: str, currency: str) -> str | None:
+    """One autopay run for an account and currency; the payment's status (None: nothing to
+    do, autopay off, backing off, or a payment of these dues pending)."""
+    audit = system_audit_context("autopay", container.clock)
+    now = container.clock.now()
+    # One writer checks and reserves (a busy autopay run is mostly commits).
+    async with container.db.transaction() as session:
+        settings = await session.get(PaymentSettings, account_id)
+        if settings is None or not settings.autopay:
+            return None
+        if settings.autopay_retry_at is not None and settings.autopay_retry_at > now:
+            return None
+        owed = await dues.currency_dues(session, account_id, currency)
+        if owed.pending > 0 or owed.settled <= 0:
+            return None  # never while an earlier debit of these dues is processing
+        account = await session.get(BillingAccount, account_id)
+        assert account is not None
+        customer_id = account.stripe_customer_id
+        payment_id = None
+        if customer_id is not None:
+            payment_id = await _reserve(
+                session, account_id, currency, now=now, clock=container.clock
+            )
+            if payment_id is None:
+                return None
+    if customer_id is None:
+        customer_id = await ensure_stripe_customer(
+            container.db, gateway_of(container), account_id, clock=container.clock, audit=audit
+        )
+    if payment_id is None:
+        async with container.db.transaction() as session:
+            payment_id = await _reserve(
+                session, account_id, currency, now=now, clock=container.clock
+            )
+        if payment_id is None:
+            return None
+    outcome = await run_payment(container, payment_id, customer_id=customer_id, audit=audit)
+    await _after_run(
+        container, account_id, outcome.payment.status, outcome.payment.failure_code, payment_id
+    )
+    return outcome.payment.status
+
+
+async def _reserve(
+    session: AsyncSession, account_id: str, currency: str, *, now: datetime, clock: Clock
+) -> str | None:
+    try:
+        return await reserve_dues_payment(
+            session, account_id, currency, kind="autopay", now=now, clock=clock
+        )
+    except Conflict:
+        return None
+
+
+async def _after_run(
+    container: Container, account_id: str, status: str, failure_code: str | None, payment_id: str
+) -> None:
+    """Back-off after a failure, autopay off after the last; reset after a success."""
+    if status not in (SUCCEEDED, FAILED):
+        return
+    now = container.clock.now()
+    audit = system_audit_context("autopay", container.clock)
+    async with container.db.transaction() as session:
+        settings = await session.get(PaymentSettings, account_id, with_for_update=True)
+        if settings is None:
+            return
+        if status == SUCCEEDED:
+            settings.autopay_failures = 0
+            settings.autopay_retry_at = None
+        else:
+            settings.autopay_failures += 1
+            if settings.autopay_failures > len(AUTOPAY_RETRY_DELAYS):
+                settings.autopay = False
+                settings.autopay_retry_at = None
+                settings.autopay_stopped_at = now
+                settings.autopay_stopped_reason = (
+                    f"autopay stopped after {settings.autopay_failures} failed payments "
+                    f"(last: {failure_code or 'declined'})"
+                )
+                await audit.record(
+                    session,
+                    "autopay.stopped",
+                    account_id=account_id,
+                    target=payment_id,
+                    details={"reason": settings.autopay_stopped_reason},
+                )
+            else:
+                settings.autopay_retry_at = (
+                    now + AUTOPAY_RETRY_DELAYS[settings.autopay_failures - 1]
+                )
+                await audit.record(
+                    session,
+                    "autopay.failed",
+                    account_id=account_id,
+                    target=payment_id,
+                    details={
+                        "failure_code": failure_code,
+                        "retry_at": settings.autopay_retry_at.isoformat(),
+                    },
+                )
+        settings.updated_at = now
