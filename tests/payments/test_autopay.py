@@ -148,7 +148,9 @@ async def test_two_workers_charge_autopay_exactly_once(
             a.id: a.stripe_customer_id
             for a in (await session.execute(select(BillingAccount))).scalars()
         }
-    assert sorted(p.account_id for p in payments) == sorted(customers)
+    assert sorted(p.account_id for p in payments) == sorted(customers), [
+        (p.id, p.account_id, p.status, p.kind, p.amount, p.failure_code) for p in payments
+    ]
     assert all(p.status == "succeeded" and p.kind == "autopay" for p in payments)
     assert len(attempts) == ACCOUNTS + len(range(0, ACCOUNTS, 3))
     for account_id in customers:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit.context import AuditContext
@@ -116,7 +116,13 @@ async def reserve_dues_payment(
     if inserted:
         try:
             await dues.reserve_dues(session, account_id, currency, owed.settled, payment_id, clock)
-        except InsufficientBalance as exc:  # pragma: no cover - the marker changed under us
+        except InsufficientBalance as exc:
+            # On PostgreSQL (READ COMMITTED) another run can reserve these dues between the
+            # read of `owed` and the marker's: the marker is then the new one, the insert
+            # succeeds and the dues are gone. The ledger wrote nothing; neither may the payment
+            # (callers catch Conflict and commit: a payment row without its dues would stay
+            # reserved forever, and a run of it would charge what is not owed).
+            await session.execute(delete(Payment).where(Payment.id == payment_id))
             raise Conflict("the dues changed while being paid; try again") from exc
     return payment_id
 
