@@ -219,7 +219,9 @@ def _url(value: Any, field: str) -> str:
     return value
 
 
-@router.post("/topup", response_model=CheckoutRead, responses=error_responses(*AUTHENTICATED, 502))
+@router.post(
+    "/topup", response_model=CheckoutRead, responses=error_responses(*AUTHENTICATED, 409, 502)
+)
 @rate_limit(RateLimitClass.CHECKOUT)
 async def create_topup(
     body: TopupCreate,
@@ -253,7 +255,9 @@ async def create_topup(
 
 
 @router.post(
-    "/purchase", response_model=CheckoutRead, responses=error_responses(*AUTHENTICATED, 402, 502)
+    "/purchase",
+    response_model=CheckoutRead,
+    responses=error_responses(*AUTHENTICATED, 402, 409, 502),
 )
 @rate_limit(RateLimitClass.CHECKOUT)
 async def create_purchase(
