@@ -172,6 +172,9 @@ async def test_refund_and_lost_dispute_claw_back_in_proportion(
     session_id = _session_id(stripe_world)
     stripe_world.complete_checkout(session_id)
     await deliver_all(api, stripe_world, path=WEBHOOK)
+    # Read (and so cache) the history before the refund: the read after it must not be stale.
+    cached = (await api.get(f"{B}/history", headers=headers)).json()["transactions"]
+    assert [t["type"] for t in cached] == ["topup"]
     spent = await api.post(
         f"{B}/usage", json={"credits": 80, "idempotencyKey": "job-1"}, headers=headers
     )

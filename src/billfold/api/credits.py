@@ -24,14 +24,15 @@ the field, before anything is written.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
+from billfold.api.account_deps import ReadingAccountDep, account_of_request
 from billfold.api.audit_deps import AuditContextDep
+from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.api.ratelimit import RateLimitClass, rate_limit
@@ -55,6 +56,28 @@ class CamelModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True, extra="ignore"
     )
+
+
+async def _credit_account(
+    read: ReadSessionDep,
+    container: ContainerDep,
+    principal: PrincipalDep,
+    shop: ShopHeaderDep = None,
+) -> BillingAccount:
+    """The account a credit movement acts on (an organization's needs an admin), resolved in a
+    read unit of work: on first use it is created in a short writer of its own, so a refused
+    movement (400, 402) still leaves the account the caller named, and the request's own
+    transaction holds only the movement."""
+    account = await account_of_request(read, container, principal, shop, require_admin=True)
+    # Its connection goes back to the pool before the request's writer takes one: a request
+    # never holds two while it waits for the second.
+    await end_transaction(read)
+    return account
+
+
+# Declared before the route's SessionDep, so the account is resolved (and, the first time,
+# created and committed) before the request's write transaction begins.
+CreditAccountDep = Annotated[BillingAccount, Depends(_credit_account)]
 
 
 def _major(minor: int, currency: str) -> float:
@@ -219,14 +242,16 @@ def _url(value: Any, field: str) -> str:
     return value
 
 
-@router.post("/topup", response_model=CheckoutRead, responses=error_responses(*AUTHENTICATED, 502))
+@router.post(
+    "/topup", response_model=CheckoutRead, responses=error_responses(*AUTHENTICATED, 409, 502)
+)
 @rate_limit(RateLimitClass.CHECKOUT)
 async def create_topup(
     body: TopupCreate,
     request: Request,
+    account: CreditAccountDep,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
     audit: AuditContextDep,
 ) -> CheckoutRead:
     """A payment-mode Checkout for `credits`; granted when Stripe reports the payment."""
@@ -253,15 +278,17 @@ async def create_topup(
 
 
 @router.post(
-    "/purchase", response_model=CheckoutRead, responses=error_responses(*AUTHENTICATED, 402, 502)
+    "/purchase",
+    response_model=CheckoutRead,
+    responses=error_responses(*AUTHENTICATED, 402, 409, 502),
 )
 @rate_limit(RateLimitClass.CHECKOUT)
 async def create_purchase(
     body: PurchaseCreate,
     request: Request,
+    account: CreditAccountDep,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
     audit: AuditContextDep,
 ) -> CheckoutRead:
     """A payment-mode Checkout for a credit package (402 without an active subscription)."""
@@ -505,9 +532,9 @@ async def _spend(
 async def record_usage(
     body: UsageCreate,
     response: Response,
+    account: CreditAccountDep,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
     audit: AuditContextDep,
 ) -> UsageRead:
     """Spend credits now, once per idempotency key; 402 with the shortfall, nothing spent."""
@@ -542,9 +569,9 @@ class UsageBatchRead(CamelModel):
 @rate_limit(RateLimitClass.API)
 async def record_usage_batch(
     body: UsageBatchCreate,
+    account: CreditAccountDep,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
     audit: AuditContextDep,
 ) -> UsageBatchRead:
     """Up to 100 usage events, in order, each with its own key and outcome (a refused one
@@ -687,9 +714,9 @@ def _envelope(found: tuple[service.HoldView, service.Movement], response: Respon
 async def create_hold(
     body: HoldCreate,
     response: Response,
+    account: CreditAccountDep,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
     audit: AuditContextDep,
 ) -> HoldEnvelope:
     """Reserve credits (402 with the shortfall when there are not enough)."""
@@ -730,9 +757,9 @@ async def list_holds(
 async def capture_hold(
     hold_id: str,
     response: Response,
+    account: CreditAccountDep,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
     audit: AuditContextDep,
     body: HoldCapture | None = None,
 ) -> HoldEnvelope:
@@ -760,9 +787,9 @@ async def capture_hold(
 async def release_hold(
     hold_id: str,
     response: Response,
+    account: CreditAccountDep,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
     audit: AuditContextDep,
 ) -> HoldEnvelope:
     """Give a hold's credits back. 409 when no longer active."""
