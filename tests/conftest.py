@@ -144,6 +144,8 @@ def settings(tmp_path: Path) -> Settings:
         # sets small ones.
         rate_limit="100000/minute",
         rate_limit_checkout="100000/minute",
+        rate_limit_address="100000/minute",
+        rate_limit_auth_failures="100000/minute",
     )
 
 

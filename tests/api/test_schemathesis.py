@@ -43,7 +43,12 @@ def billing_settings(billing_settings: Settings) -> Settings:
     """No rate limit in the way: every case reaches its route (429 is tested on its own)."""
     unlimited = "1000000/minute"
     return billing_settings.model_copy(
-        update={"rate_limit": unlimited, "rate_limit_checkout": unlimited}
+        update={
+            "rate_limit": unlimited,
+            "rate_limit_checkout": unlimited,
+            "rate_limit_address": unlimited,
+            "rate_limit_auth_failures": unlimited,
+        }
     )
 
 

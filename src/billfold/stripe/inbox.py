@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import stripe
 from prometheus_client import Counter
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -185,6 +184,8 @@ def verify_signature(
         raise ValidationFailed("missing Stripe-Signature header", field="Stripe-Signature")
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ValidationFailed("webhook body is too large")
+    import stripe  # the SDK loads with the first webhook, not at every start
+
     for secret in secrets:
         try:
             stripe.WebhookSignature.verify_header(

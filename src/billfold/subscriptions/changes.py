@@ -33,7 +33,7 @@ from billfold.catalog.service import load_catalog, resolve_price
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
 from billfold.customers.service import AuditRecorder
-from billfold.errors import BillfoldError, Conflict, UpstreamUnavailable, ValidationFailed
+from billfold.errors import BillfoldError, UpstreamUnavailable, ValidationFailed
 from billfold.stripe.gateway import (
     ProrationBehavior,
     StripeGateway,
@@ -48,6 +48,7 @@ from billfold.subscriptions.models import (
     SubscriptionChange,
 )
 from billfold.subscriptions.reads import current_subscription
+from billfold.subscriptions.reservations import finish_own_reservation
 from billfold.subscriptions.sync import (
     PrefetchedSubscription,
     lock_subscription,
@@ -273,7 +274,8 @@ async def _change(
     audit: AuditRecorder,
 ) -> Subscription:
     gateway = gateway_of(container)
-    for _round in range(MAX_CHANGE_ROUNDS):
+
+    async def one_round() -> Subscription | None:
         change, mine = await _reserve(container, account.id, kind, request_for)
         try:
             snapshot = await _call(gateway, change)
@@ -286,12 +288,16 @@ async def _change(
             await _refuse(container, change)
             if mine:
                 raise
-            continue
+            return None
         sub = await _record(container, change, snapshot, audit)
-        if mine:
-            return sub
         # Another request's change, finished here: go round with the state it left.
-    raise Conflict("too many changes are being made to this subscription at once; try again")
+        return sub if mine else None
+
+    return await finish_own_reservation(
+        MAX_CHANGE_ROUNDS,
+        one_round,
+        busy="too many changes are being made to this subscription at once; try again",
+    )
 
 
 async def cancel(

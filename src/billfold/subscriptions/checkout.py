@@ -34,6 +34,7 @@ from billfold.subscriptions.models import (
     Subscription,
 )
 from billfold.subscriptions.reads import current_subscription
+from billfold.subscriptions.reservations import finish_own_reservation
 from billfold.subscriptions.sync import (
     subscription_revision,
 )
@@ -352,7 +353,7 @@ async def start_checkout(
             interval=price.interval,
         )
 
-    for _round in range(MAX_CHECKOUT_ROUNDS):
+    async def one_round() -> CheckoutStarted | None:
         attempt = await _reserve_checkout(
             container, account.id, offer=offer, request=request, keyed_attempt_id=keyed
         )
@@ -362,7 +363,7 @@ async def start_checkout(
             )
             if reusable is not None and reusable.url:
                 return started(reusable.id, reusable.url, reusable.customer_id)
-            continue
+            return None
         try:
             created: CheckoutSessionInfo | None = await _create_checkout_session(
                 gateway_of(container), attempt
@@ -373,7 +374,7 @@ async def start_checkout(
             await _record_checkout(container, attempt, None, audit)
             if attempt.sells(offer, customer_id):
                 raise
-            continue
+            return None
         assert created is not None
         now = await _record_checkout(container, attempt, created, audit)
         if now.sells(offer, customer_id):
@@ -385,7 +386,13 @@ async def start_checkout(
                     "start a new checkout with a new key"
                 )
         # Another start's attempt, finished here, or ours replaced meanwhile: go round.
-    raise Conflict("too many checkouts are being started for this account at once; try again")
+        return None
+
+    return await finish_own_reservation(
+        MAX_CHECKOUT_ROUNDS,
+        one_round,
+        busy="too many checkouts are being started for this account at once; try again",
+    )
 
 
 async def open_portal(

@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
-
-import stripe
+from typing import TYPE_CHECKING, Any
 
 from billfold.config import Settings
 from billfold.stripe.gateway.errors import is_missing, stripe_errors, translate_stripe_error
@@ -49,6 +47,12 @@ from billfold.stripe.gateway.types import (
 # How long one Stripe call may take before it counts as Stripe being unavailable.
 STRIPE_TIMEOUT_SECONDS = 30.0
 
+if TYPE_CHECKING:
+    # The SDK (tens of MB, a second of imports) loads when billfold first talks to Stripe, not
+    # at every start: `import stripe` where it is used.
+    import stripe
+    from stripe._v1_services import V1Services
+
 
 def _wire_value(value: Any) -> Any:
     # The SDK turns Stripe's `*_decimal` strings into Decimal; give them back as on the wire.
@@ -59,6 +63,8 @@ def _wire_value(value: Any) -> Any:
 
 def as_dict(obj: Any) -> dict[str, Any]:
     """An SDK object as the plain JSON Stripe sent (so it can be stored and compared)."""
+    import stripe
+
     plain = obj.to_dict() if isinstance(obj, stripe.StripeObject) else dict(obj)
     result: dict[str, Any] = json.loads(json.dumps(plain, default=_wire_value))
     return result
@@ -71,9 +77,27 @@ def _keyed(idempotency_key: str) -> Any:
     return {"idempotency_key": idempotency_key}
 
 
+class _LazyClient:
+    """The process's one `stripe.StripeClient`, made (and the SDK imported) on first use."""
+
+    def __init__(self, settings: Settings, client: stripe.StripeClient | None) -> None:
+        self._settings = settings
+        self._client = client
+
+    @property
+    def v1(self) -> V1Services:
+        if self._client is None:
+            self._client = sdk_client(self._settings)
+        return self._client.v1
+
+
 class _Adapter:
-    def __init__(self, client: stripe.StripeClient) -> None:
-        self._v1 = client.v1
+    def __init__(self, client: _LazyClient) -> None:
+        self._client = client
+
+    @property
+    def _v1(self) -> V1Services:
+        return self._client.v1
 
 
 class SdkCustomers(_Adapter):
@@ -369,6 +393,8 @@ class SdkPaymentIntents(_Adapter):
         return await self._create_confirmed(params, idempotency_key)
 
     async def _create_confirmed(self, params: Any, idempotency_key: str) -> PaymentIntentInfo:
+        import stripe
+
         try:
             created = await self._v1.payment_intents.create_async(params, _keyed(idempotency_key))
         except stripe.CardError as exc:
@@ -500,6 +526,8 @@ class SdkEvents(_Adapter):
 
 class SdkCatalog(_Adapter):
     async def retrieve_product(self, product_id: str) -> ProductInfo | None:
+        import stripe
+
         try:
             found = await self._v1.products.retrieve_async(product_id)
         except stripe.StripeError as exc:
@@ -577,6 +605,8 @@ class SdkCatalog(_Adapter):
 
 def sdk_client(settings: Settings) -> stripe.StripeClient:
     """The one `stripe.StripeClient` of a billfold process, for the configured key and base."""
+    import stripe
+
     base = settings.stripe_api_base
     return stripe.StripeClient(
         settings.stripe_api_key,
@@ -592,16 +622,16 @@ class StripeClientGateway:
     """`StripeGateway` over the official SDK: one adapter per capability on one client."""
 
     def __init__(self, settings: Settings, *, client: stripe.StripeClient | None = None) -> None:
-        client = client or sdk_client(settings)
-        self.customers = SdkCustomers(client)
-        self.checkout = SdkCheckout(client)
-        self.subscriptions = SdkSubscriptions(client)
-        self.portal = SdkPortal(client)
-        self.payment_methods = SdkPaymentMethods(client)
-        self.setup_intents = SdkSetupIntents(client)
-        self.payment_intents = SdkPaymentIntents(client)
-        self.refunds = SdkRefunds(client)
-        self.disputes = SdkDisputes(client)
-        self.invoices = SdkInvoices(client)
-        self.events = SdkEvents(client)
-        self.catalog = SdkCatalog(client)
+        lazy = _LazyClient(settings, client)
+        self.customers = SdkCustomers(lazy)
+        self.checkout = SdkCheckout(lazy)
+        self.subscriptions = SdkSubscriptions(lazy)
+        self.portal = SdkPortal(lazy)
+        self.payment_methods = SdkPaymentMethods(lazy)
+        self.setup_intents = SdkSetupIntents(lazy)
+        self.payment_intents = SdkPaymentIntents(lazy)
+        self.refunds = SdkRefunds(lazy)
+        self.disputes = SdkDisputes(lazy)
+        self.invoices = SdkInvoices(lazy)
+        self.events = SdkEvents(lazy)
+        self.catalog = SdkCatalog(lazy)

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import stripe
+from typing import TYPE_CHECKING
 
 from billfold.errors import (
     BillfoldError,
@@ -20,9 +19,14 @@ from billfold.errors import (
     ValidationFailed,
 )
 
+if TYPE_CHECKING:
+    import stripe  # imported where an error is translated: the SDK loads on first use
+
 
 def is_missing(exc: stripe.StripeError) -> bool:
     """Stripe answered that the object does not exist."""
+    import stripe
+
     return isinstance(exc, stripe.InvalidRequestError) and (
         exc.http_status == 404 or exc.code == "resource_missing"
     )
@@ -31,6 +35,8 @@ def is_missing(exc: stripe.StripeError) -> bool:
 def translate_stripe_error(exc: stripe.StripeError) -> BillfoldError:
     """An SDK error as billfold's own: card declines are PaymentFailed, Stripe being down or
     unreachable is UpstreamUnavailable, a refused request is ValidationFailed or NotFound."""
+    import stripe
+
     message = exc.user_message or str(exc) or "Stripe error"
     if isinstance(exc, stripe.CardError):
         error = exc.error
@@ -59,6 +65,8 @@ def translate_stripe_error(exc: stripe.StripeError) -> BillfoldError:
 @contextmanager
 def stripe_errors() -> Iterator[None]:
     """Run SDK calls; any Stripe error leaves as its billfold translation."""
+    import stripe
+
     try:
         yield
     except stripe.StripeError as exc:
