@@ -44,6 +44,11 @@ SKIPPED = {
     ("GET", "/api/v1/payments/config"),
     ("GET", "/trpc"),  # tRPC's bare prefix names no procedure (NOT_FOUND)
     ("POST", "/trpc"),
+    # Development mode only: outside it (these tests run in test mode) it does not exist (404);
+    # in development it resolves its account like every route (tests/payments).
+    ("POST", "/api/billing/_dev/add-charge"),
+    # API keys only (the host app's backend): a user's token is 403 whatever the account.
+    ("POST", "/api/billing/charges"),
 }
 # Not API routes: the sandbox's mount and FastAPI's own pages.
 NOT_API = {"/stripe-sandbox", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/docs-assets"}
@@ -79,6 +84,14 @@ def _bodies(prices: dict[str, str]) -> dict[tuple[str, str], Any]:
             "cancelUrl": f"{APP}/no",
         },
         ("POST", "/trpc/billing.createCustomerPortalSession"): {"returnUrl": f"{APP}/"},
+        ("POST", "/api/billing/autopay"): {"enabled": False},
+        ("POST", "/api/billing/us-bank/verify-microdeposits"): {
+            "payment_method_id": "pm_unknown",
+            "amounts": [32, 45],
+        },
+        ("POST", "/api/billing/payment-methods/priority"): {"payment_method_ids": []},
+        ("POST", "/api/billing/payment-methods/default"): {"payment_method_id": "pm_unknown"},
+        ("POST", "/api/billing/charge-once"): {"amount": 100, "currency": "usd"},
     }
 
 

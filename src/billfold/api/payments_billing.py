@@ -237,13 +237,15 @@ class PaymentList(BaseModel):
 # --- routes ------------------------------------------------------------------------------------
 
 
-@router.get("/config", response_model=ConfigRead, responses=error_responses(*AUTHENTICATED))
-async def billing_config(container: ContainerDep, principal: PrincipalDep) -> ConfigRead:
-    """Stripe's publishable key and the default currency, for the frontend."""
+@router.get("/config", response_model=ConfigRead, responses=error_responses(*AUTHENTICATED, 404))
+async def billing_config(
+    container: ContainerDep, session: ReadSessionDep, account: ReadingAccountDep
+) -> ConfigRead:
+    """Stripe's publishable key and the default currency (the account's), for the frontend."""
     settings = container.settings
     return ConfigRead(
         publishable_key=settings.stripe_publishable_key,
-        default_currency=settings.stripe_default_currency,
+        default_currency=account.currency or settings.stripe_default_currency,
     )
 
 
@@ -452,10 +454,13 @@ async def set_default(
     audit: AuditContextDep,
 ) -> PaymentMethodList:
     """Make a usable method the default: it moves to the front of the priority order."""
-    await methods.set_default(
-        session, account.id, body.payment_method_id, audit=audit, now=container.clock.now()
-    )
-    return await _method_list(session, account.id)
+    # The account (created on first use) is committed even when the method is refused.
+    await end_transaction(session)
+    async with container.db.transaction() as own:
+        await methods.set_default(
+            own, account.id, body.payment_method_id, audit=audit, now=container.clock.now()
+        )
+        return await _method_list(own, account.id)
 
 
 @router.delete(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit.context import AuditContext
@@ -89,41 +89,43 @@ async def reserve_dues_payment(
 ) -> str | None:
     """Reserve a payment of the account's settled dues in `currency` (None: nothing owed).
     Two callers over the same dues get the same payment id and one reservation."""
+    # The marker first, then the amounts: a payment that commits in between moved the dues to
+    # pending (seen below), so two callers never reserve different payments of the same dues.
+    marker = await dues.dues_marker(session, account_id, currency)
+    if marker is None:
+        return None
     owed = await dues.currency_dues(session, account_id, currency)
     if owed.settled <= 0:
         return None
-    marker = await dues.dues_marker(session, account_id, currency)
-    assert marker is not None
     payment_id = dues.payment_id_for_dues(account_id, currency, marker)
-    inserted = await insert_ignoring_conflict(
-        session,
-        Payment.__table__,  # type: ignore[arg-type]
-        {
-            "id": payment_id,
-            "account_id": account_id,
-            "kind": kind,
-            "amount": owed.settled,
-            "currency": currency,
-            "description": "balance due",
-            "status": RESERVED,
-            "refunded_amount": 0,
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        },
-        ["id"],
-    )
-    if inserted:
-        try:
-            await dues.reserve_dues(session, account_id, currency, owed.settled, payment_id, clock)
-        except InsufficientBalance as exc:
-            # On PostgreSQL (READ COMMITTED) another run can reserve these dues between the
-            # read of `owed` and the marker's: the marker is then the new one, the insert
-            # succeeds and the dues are gone. The ledger wrote nothing; neither may the payment
-            # (callers catch Conflict and commit: a payment row without its dues would stay
-            # reserved forever, and a run of it would charge what is not owed).
-            await session.execute(delete(Payment).where(Payment.id == payment_id))
-            raise Conflict("the dues changed while being paid; try again") from exc
+    # A savepoint: a refused reservation leaves no payment row behind in the caller's
+    # transaction (it may catch the Conflict and commit).
+    async with session.begin_nested():
+        inserted = await insert_ignoring_conflict(
+            session,
+            Payment.__table__,  # type: ignore[arg-type]
+            {
+                "id": payment_id,
+                "account_id": account_id,
+                "kind": kind,
+                "amount": owed.settled,
+                "currency": currency,
+                "description": "balance due",
+                "status": RESERVED,
+                "refunded_amount": 0,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+            ["id"],
+        )
+        if inserted:
+            try:
+                await dues.reserve_dues(
+                    session, account_id, currency, owed.settled, payment_id, clock
+                )
+            except InsufficientBalance as exc:
+                raise Conflict("the dues changed while being paid; try again") from exc
     return payment_id
 
 
