@@ -68,7 +68,12 @@ async def test_topup_grants_once_whatever_the_delivery(
     database: Database,
 ) -> None:
     headers = bearer(billing_settings, "topper")
-    assert await _balance(api, headers) == {"credits": 0, "balance": 0, "currency": "EUR"}
+    assert await _balance(api, headers) == {
+        "credits": 0,
+        "balance": 0,
+        "currency": "EUR",
+        "dues": [],
+    }
     price = await api.get(f"{B}/topup/calculate?credits=150&currency=usd", headers=headers)
     assert price.json() == {"credits": 150, "price": 16.5, "currency": "USD"}
     tiered = await api.get(f"{B}/topup/calculate?credits=500", headers=headers)

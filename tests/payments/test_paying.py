@@ -73,6 +73,15 @@ async def test_charges_accumulate_as_dues(alice: Billing) -> None:
     assert older["entries"][0]["balance_after"] == 1250 and older["next_cursor"] is None
 
 
+async def test_the_balance_answers_both_documents(alice: Billing) -> None:
+    """`GET /api/billing/balance` keeps document 001's three fields and adds 003's dues."""
+    await alice.charge(1250)
+    body = await alice.call("GET", "/balance")
+    assert (body["credits"], body["balance"]) == (0, 0)
+    assert body["currency"] in ("EUR", "USD")
+    assert body["dues"] == [{"currency": "usd", "settled": 1250, "pending": 0, "total": 1250}]
+
+
 async def test_pay_balance_falls_back_to_the_next_method(
     alice: Billing, database: Database
 ) -> None:

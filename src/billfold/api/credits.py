@@ -43,6 +43,8 @@ from billfold.credits.models import PurchaseKind
 from billfold.customers.models import BillingAccount
 from billfold.errors import BillfoldError, ValidationFailed
 from billfold.money import to_major
+from billfold.payments.dues import dues_of
+from billfold.payments.schemas import DuesRead
 from billfold.subscriptions.models import Subscription
 from billfold.subscriptions.reads import current_subscription
 
@@ -122,9 +124,29 @@ async def _subscription_active(session: Any, account: BillingAccount) -> bool:
 
 
 class BalanceRead(BaseModel):
+    """Document 001's `{credits, balance, currency}` exactly, and document 003's dues beside
+    them (the same path serves both documents' clients)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "credits": 150,
+                    "balance": 150,
+                    "currency": "EUR",
+                    "dues": [{"currency": "usd", "settled": 1250, "pending": 0, "total": 1250}],
+                }
+            ]
+        }
+    )
+
     credits: int
     balance: int = Field(description="an alias of credits")
     currency: str
+    dues: list[DuesRead] = Field(
+        default_factory=list,
+        description="document 003: money owed per currency (minor units), settled and pending",
+    )
 
 
 @router.get("/balance", response_model=BalanceRead, responses=error_responses(*AUTHENTICATED))
@@ -141,7 +163,10 @@ async def get_balance(
     code = _currency(catalog, account, currency)
     found = await service.get_balance(session, account.id)
     _versioned(response, found.version)
-    return BalanceRead(credits=found.credits, balance=found.credits, currency=code.upper())
+    owed = [DuesRead.of(d) for d in await dues_of(session, account.id)]
+    return BalanceRead(
+        credits=found.credits, balance=found.credits, currency=code.upper(), dues=owed
+    )
 
 
 class PackageRead(BaseModel):
