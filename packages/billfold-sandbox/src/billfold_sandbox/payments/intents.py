@@ -22,7 +22,7 @@ from typing import Any
 
 from billfold_sandbox.errors import StripeError, card_error, invalid_request
 from billfold_sandbox.params import apply_metadata
-from billfold_sandbox.payments import authentication, microdeposits
+from billfold_sandbox.payments import authentication, balance, disputes, microdeposits
 from billfold_sandbox.payments.charges import CHARGE, new_charge
 from billfold_sandbox.payments.instruments import (
     AUTHENTICATION_FAILED,
@@ -385,7 +385,10 @@ def _succeed_card(
     else:
         changes.update({"status": "succeeded", "amount_received": amount})
     previous = state.update(intent, changes)
+    if not manual:
+        balance.for_charge(state, charge)
     state.emit("charge.succeeded", charge)
+    disputes.dispute_if_test_card(state, charge, pm)
     if manual:
         state.emit("payment_intent.amount_capturable_updated", intent, previous)
     else:
@@ -442,6 +445,8 @@ def settle(state: SandboxState, intent: StripeObject) -> None:
         previous = state.update(
             intent, {"status": "succeeded", "amount_received": intent["amount"]}
         )
+        balance.for_charge(state, charge)
+        before.setdefault("balance_transaction", None)
         state.emit("charge.succeeded", charge, before)
         state.emit("payment_intent.succeeded", intent, previous)
     else:
@@ -565,6 +570,8 @@ def capture(state: SandboxState, intent: StripeObject, amount_to_capture: int | 
     previous = state.update(
         intent, {"status": "succeeded", "amount_capturable": 0, "amount_received": amount}
     )
+    balance.for_charge(state, charge, amount)
+    before.setdefault("balance_transaction", None)
     state.emit("charge.captured", charge, before)
     state.emit("payment_intent.succeeded", intent, previous)
 

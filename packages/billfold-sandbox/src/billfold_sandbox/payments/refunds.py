@@ -6,6 +6,7 @@ from typing import Any
 
 from billfold_sandbox.errors import invalid_request
 from billfold_sandbox.params import apply_metadata
+from billfold_sandbox.payments import balance
 from billfold_sandbox.payments.charges import CHARGE, refundable
 from billfold_sandbox.state import SandboxState, StripeObject
 
@@ -119,6 +120,7 @@ def refund(
         "transfer_reversal": None,
     }
     state.insert(created)
+    balance.for_refund(state, created)
     refunded = int(charge["amount_refunded"]) + value
     previous = state.update(
         charge,

@@ -20,6 +20,7 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.charges",
     "billfold_sandbox.resources.refunds",
     "billfold_sandbox.resources.payment_pages",
+    "billfold_sandbox.resources.disputes",
     # sandbox-billing: append your modules below this line
     "billfold_sandbox.resources.subscriptions",
     "billfold_sandbox.resources.invoices",
