@@ -152,7 +152,7 @@ def test_a_pending_refund_succeeds_later(stripe_client: stripe.StripeClient) -> 
     advance_sandbox_clock(stripe_client, 61)
     assert stripe_client.v1.refunds.retrieve(refund.id).status == "succeeded"
     assert payment_events(stripe_client, since=mark) == ["refund.updated", "charge.refund.updated"]
-    updated = [e for e in stripe_client.v1.events.list().data if e.type == "refund.updated"][0]
+    updated = next(e for e in stripe_client.v1.events.list().data if e.type == "refund.updated")
     assert updated.data.previous_attributes["status"] == "pending"
 
 
