@@ -26,4 +26,5 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.invoices",
     "billfold_sandbox.resources.checkout",
     "billfold_sandbox.resources.portal",
+    "billfold_sandbox.resources.customer_balance",
 ]
