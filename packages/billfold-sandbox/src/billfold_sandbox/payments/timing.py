@@ -61,4 +61,4 @@ def ach_settles_at(state: SandboxState, intent: StripeObject) -> int:
     now = state.now_for(intent)
     if state.clock_of(intent) is not None:
         return business_days_later(now, ACH_BUSINESS_DAYS)
-    return now + payment_settings(state)["ach_settle_seconds"]
+    return now + int(payment_settings(state)["ach_settle_seconds"])
