@@ -30,8 +30,10 @@ UPDATE = {
         {
             **{name: string(nullable=True, max_length=150_000) for name in EVIDENCE_FIELDS},
             "enhanced_evidence": anything(),
+            "appeal": anything(),
         }
     ),
+    "intended_submission_method": string(),
     "metadata": metadata(),
     "submit": boolean(),
 }
