@@ -21,6 +21,7 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.refunds",
     "billfold_sandbox.resources.payment_pages",
     "billfold_sandbox.resources.disputes",
+    "billfold_sandbox.resources.stripe_js",
     # sandbox-billing: append your modules below this line
     "billfold_sandbox.resources.subscriptions",
     "billfold_sandbox.resources.invoices",
