@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -36,6 +37,11 @@ from billfold_sandbox.app import create_sandbox_app
 from billfold_sandbox.state import SandboxState
 
 SANDBOX_API_KEY = "sk_test_sandbox_tests"
+# A bank debit on no test clock answers a few seconds later in wall time (payments/timing.py).
+# Tests move the sandbox clock themselves and never wait on the wall clock, so in their
+# sandboxes (and the servers they start) it waits four days of sandbox time unless a test asks
+# otherwise (`POST /v1/test_helpers/sandbox/payments/settings`).
+os.environ.setdefault("SANDBOX_ACH_SETTLE_SECONDS", str(4 * 86_400))
 # Tests never start from the wall clock: the sandbox-wide clock of `sandbox_server` starts at
 # 2026-01-15T12:00:00Z (in a 31-day month, on purpose) whatever the date, then runs on.
 SANDBOX_EPOCH = 1_768_478_400

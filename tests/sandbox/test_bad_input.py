@@ -5,6 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import httpx
+import pytest
+import stripe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -126,3 +128,9 @@ def test_random_parameters_never_500(
         assert error["type"] in ("invalid_request_error", "idempotency_error")
         assert error["message"]
     sandbox_server.state.faults.clear()
+
+
+def test_a_bad_integer_carries_stripes_error_code(stripe_client: stripe.StripeClient) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        stripe_client.raw_request("post", "/v1/prices", currency="usd", unit_amount="12.5x")
+    assert (info.value.code, info.value.param) == ("parameter_invalid_integer", "unit_amount")

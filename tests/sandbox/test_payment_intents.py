@@ -3,6 +3,9 @@ events (success, declines, 3-D Secure, off-session authentication, manual captur
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 import stripe
 
@@ -607,15 +610,16 @@ def test_ach_on_a_test_clock_settles_when_the_clock_advances(
     )
     assert pi.created == start
     assert pi.status == "processing"
+    # A Friday (2027-01-15): four business days later is the Thursday after the weekend.
     stripe_client.v1.test_helpers.test_clocks.advance(
-        clock.id, params={"frozen_time": start + 5 * 86400}
+        clock.id, params={"frozen_time": start + 7 * 86400}
     )
     settled = stripe_client.v1.payment_intents.retrieve(pi.id)
     assert settled.status == "succeeded"
     succeeded = [
         e for e in stripe_client.v1.events.list(params={"type": "payment_intent.succeeded"}).data
     ]
-    assert succeeded[0].created == start + 4 * 86400
+    assert succeeded[0].created == start + 6 * 86400
 
 
 def test_manually_entered_bank_account_needs_microdeposits_first(
@@ -740,3 +744,57 @@ def test_expand_latest_charge_and_payment_method(stripe_client: stripe.StripeCli
         params={"customer": customer, "expand": ["data.payment_intent"]}
     )
     assert listed.data[0].payment_intent.id == pi.id
+
+
+def test_ach_debit_on_no_test_clock_settles_in_wall_time(
+    stripe_client: stripe.StripeClient, sandbox_server: Any, webhook_receiver: Any
+) -> None:
+    """As in test mode: a script that only waits for the webhook sees the debit succeed."""
+    stripe_client.raw_request(
+        "post", "/v1/test_helpers/sandbox/payments/settings", ach_settle_seconds=1
+    )
+    webhook_receiver.register(sandbox_server)
+    pi = stripe_client.v1.payment_intents.create(
+        params={
+            "amount": 2500,
+            "currency": "usd",
+            "payment_method_types": ["us_bank_account"],
+            "payment_method": "pm_usBankAccount_success",
+            "confirm": True,
+        }
+    )
+    assert pi.status == "processing"
+    deadline = time.monotonic() + 30  # a deadline for the wait, not a timing assertion
+    while "payment_intent.succeeded" not in webhook_receiver.event_types():
+        assert time.monotonic() < deadline, webhook_receiver.event_types()
+        time.sleep(0.1)  # no request to the sandbox meanwhile: its clock fires on its own
+    assert stripe_client.v1.payment_intents.retrieve(pi.id).status == "succeeded"
+
+
+def test_ach_debit_on_a_test_clock_settles_after_four_business_days(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    # Friday 2026-01-16 12:00 UTC: four business days later is Thursday 2026-01-22.
+    friday = 1_768_564_800
+    clock = stripe_client.v1.test_helpers.test_clocks.create(params={"frozen_time": friday})
+    customer = stripe_client.v1.customers.create(params={"test_clock": clock.id}).id
+    pi = stripe_client.v1.payment_intents.create(
+        params={
+            "amount": 2500,
+            "currency": "usd",
+            "customer": customer,
+            "payment_method_types": ["us_bank_account"],
+            "payment_method": "pm_usBankAccount_success",
+            "confirm": True,
+        }
+    )
+    assert pi.status == "processing"
+    day = 86_400
+    stripe_client.v1.test_helpers.test_clocks.advance(
+        clock.id, params={"frozen_time": friday + 6 * day - 60}
+    )
+    assert stripe_client.v1.payment_intents.retrieve(pi.id).status == "processing"
+    stripe_client.v1.test_helpers.test_clocks.advance(
+        clock.id, params={"frozen_time": friday + 6 * day}
+    )
+    assert stripe_client.v1.payment_intents.retrieve(pi.id).status == "succeeded"

@@ -55,3 +55,23 @@ def test_payment_pages_through_billfold_serve(tmp_path: Path, sqlite_url: str) -
         assert "SM11AA" in page.text
         assert httpx.post(verify, data={"descriptor_code": "SM11AA"}).status_code == 200
         assert client.v1.setup_intents.retrieve(setup.id).status == "succeeded"
+
+
+def test_stripe_js_through_billfold_serve(tmp_path: Path, sqlite_url: str) -> None:
+    """Stripe.js is served at the mount, and calls the API there (mount prefix kept), with a
+    publishable key limited to what it needs."""
+    with served_billfold(tmp_path / "data", sqlite_url) as (base, client):
+        script = httpx.get(f"{base}/js/v3")
+        assert script.status_code == 200
+        assert f'var BASE = "{base}";' in script.text
+        pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
+        seen = httpx.get(
+            f"{base}/v1/payment_intents/{pi.id}",
+            params={"client_secret": pi.client_secret},
+            headers={"Authorization": "Bearer pk_test_shop"},
+        )
+        assert seen.json()["id"] == pi.id
+        refused = httpx.get(
+            f"{base}/v1/customers", headers={"Authorization": "Bearer pk_test_shop"}
+        )
+        assert refused.status_code == 401

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from tests.sandbox.payments_support import last_event_id, payment_events
+from tests.sandbox.payments_support import advance_sandbox_clock, last_event_id, payment_events
 from tests.sandbox.shapes import assert_stripe_shape
 
 
@@ -129,3 +129,56 @@ async def test_async_refund(stripe_client: stripe.StripeClient) -> None:
     assert fetched.amount == 200
     charge = await stripe_client.v1.charges.retrieve_async(pi.latest_charge)
     assert charge.amount_refunded == 200
+
+
+def _paid_with(client: stripe.StripeClient, payment_method: str) -> stripe.PaymentIntent:
+    return client.v1.payment_intents.create(
+        params={
+            "amount": 3000,
+            "currency": "usd",
+            "payment_method": payment_method,
+            "confirm": True,
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+        }
+    )
+
+
+def test_a_pending_refund_succeeds_later(stripe_client: stripe.StripeClient) -> None:
+    """Card 4000000000007726 (`pm_card_refundPending`): the refund waits, then succeeds."""
+    pi = _paid_with(stripe_client, "pm_card_refundPending")
+    refund = stripe_client.v1.refunds.create(params={"payment_intent": pi.id})
+    assert refund.status == "pending"
+    mark = last_event_id(stripe_client)
+    advance_sandbox_clock(stripe_client, 61)
+    assert stripe_client.v1.refunds.retrieve(refund.id).status == "succeeded"
+    assert payment_events(stripe_client, since=mark) == ["refund.updated", "charge.refund.updated"]
+    updated = next(e for e in stripe_client.v1.events.list().data if e.type == "refund.updated")
+    assert updated.data.previous_attributes["status"] == "pending"
+
+
+def test_a_refund_that_fails_later(stripe_client: stripe.StripeClient) -> None:
+    """Card 4000000000005126 (`pm_card_refundFail`): the refund succeeds, then fails, and the
+    amount is the charge's again."""
+    pi = _paid_with(stripe_client, "pm_card_refundFail")
+    refund = stripe_client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 1000})
+    assert refund.status == "succeeded"
+    assert stripe_client.v1.charges.retrieve(pi.latest_charge).amount_refunded == 1000
+    mark = last_event_id(stripe_client)
+    advance_sandbox_clock(stripe_client, 61)
+    failed = stripe_client.v1.refunds.retrieve(refund.id)
+    assert (failed.status, failed.failure_reason) == ("failed", "expired_or_canceled_card")
+    assert_stripe_shape(
+        failed,
+        "refund",
+        # Stripe adds these to a failed refund only.
+        allow_extra=("failure_reason", "failure_balance_transaction"),
+    )
+    back = stripe_client.v1.balance_transactions.retrieve(failed.failure_balance_transaction)
+    assert (back.type, back.amount) == ("refund_failure", 1000)
+    charge = stripe_client.v1.charges.retrieve(pi.latest_charge)
+    assert (charge.amount_refunded, charge.refunded) == (0, False)
+    assert payment_events(stripe_client, since=mark) == [
+        "refund.updated",
+        "charge.refund.updated",
+        "refund.failed",
+    ]

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
@@ -30,6 +32,7 @@ from billfold_sandbox.errors import (
     idempotency_error,
     invalid_request,
     rate_limit_error,
+    resource_missing,
 )
 from billfold_sandbox.faults import Fault
 from billfold_sandbox.params import validate
@@ -50,6 +53,44 @@ def load_routers(modules: list[str] | None = None) -> list[SandboxRouter]:
             raise TypeError(f"{name} has no `router = SandboxRouter()`")
         routers.append(router)
     return routers
+
+
+# What a publishable key (`pk_test_...`, Stripe.js in a customer's browser) may call, as on
+# Stripe: create PaymentMethods, and read or confirm an intent it holds the client secret of.
+PUBLISHABLE_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("POST", "/v1/payment_methods"),
+        ("GET", "/v1/payment_intents/{id}"),
+        ("POST", "/v1/payment_intents/{id}/confirm"),
+        ("POST", "/v1/payment_intents/{id}/verify_microdeposits"),
+        ("GET", "/v1/setup_intents/{id}"),
+        ("POST", "/v1/setup_intents/{id}/confirm"),
+        ("POST", "/v1/setup_intents/{id}/verify_microdeposits"),
+    }
+)
+
+
+def _check_publishable(
+    route: Route, request: Request, raw: dict[str, Any], state: SandboxState
+) -> None:
+    """A publishable key reaches only PUBLISHABLE_ROUTES, and an intent only with its secret."""
+    if (route.method, route.path) not in PUBLISHABLE_ROUTES:
+        raise StripeError(
+            "This API call cannot be made with a publishable API key. Please use a secret API "
+            "key. You can find a list of your API keys at https://dashboard.stripe.com/account/"
+            "apikeys.",
+            status=401,
+            type="invalid_request_error",
+            code="secret_key_required",
+        )
+    object_id = request.path_params.get("id")
+    if object_id is None:
+        return
+    found = state.find(str(object_id))
+    secret = raw.get("client_secret")
+    if found is None or not secret or found.get("client_secret") != secret:
+        kind = "setup_intent" if route.path.startswith("/v1/setup_intents") else "payment_intent"
+        raise resource_missing(kind, str(object_id))
 
 
 def _api_key(request: Request, state: SandboxState) -> str:
@@ -73,6 +114,8 @@ def _api_key(request: Request, state: SandboxState) -> str:
     valid = key.startswith(("sk_test_", "rk_test_"))
     if state.api_keys is not None:
         valid = key in state.api_keys
+    if key.startswith("pk_test_"):
+        valid = True  # limited to what Stripe.js calls (_check_publishable)
     if not valid:
         shown = key[:8] + "*" * 4 + key[-4:] if len(key) > 12 else key
         raise StripeError(
@@ -149,6 +192,8 @@ class _Dispatcher:
                     await asyncio.sleep(fault.timeout)
                 raise _fault_error(fault)
             raw, pairs = await _params(request)
+            if api_key is not None and api_key.startswith("pk_test_"):
+                _check_publishable(route, request, raw, state)
             if idem_key and not route.page:
                 if len(idem_key) > 255:
                     raise invalid_request(
@@ -341,6 +386,15 @@ def create_sandbox_app(
         routes=starlette_routes,
         exception_handlers={404: not_found, 405: not_found, 500: server_error},
         lifespan=lifespan,
+        # Stripe.js (js/v3) calls the API from the merchant's pages, another origin.
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=["*"],
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Stripe-Version"],
+            )
+        ],
     )
     app.state.sandbox = state
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -38,6 +39,11 @@ def serve(
     api_key: list[str] = typer.Option(
         [], "--api-key", help="Accept only these secret keys (default: any sk_test_ key)."
     ),
+    ach_settle_seconds: int | None = typer.Option(
+        None,
+        "--ach-settle-seconds",
+        help="A bank debit on no test clock answers this many seconds later (default 3).",
+    ),
 ) -> None:
     """Serve the Stripe sandbox; point any Stripe SDK's API base at it."""
     import uvicorn
@@ -46,6 +52,8 @@ def serve(
     from billfold_sandbox.state import SandboxState
     from billfold_sandbox.version import API_VERSION
 
+    if ach_settle_seconds is not None:
+        os.environ["SANDBOX_ACH_SETTLE_SECONDS"] = str(ach_settle_seconds)
     keys = set(api_key) or None
     app = create_sandbox_app(SandboxState(state_file, api_keys=keys, fsync=fsync), api_keys=keys)
     console.print(f"Stripe sandbox listening on http://{host}:{port}")

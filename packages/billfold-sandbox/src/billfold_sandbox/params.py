@@ -89,7 +89,9 @@ def integer(
         try:
             number = int(text)
         except ValueError:
-            raise invalid_request(f"Invalid integer: {text}", param=param_name(path)) from None
+            raise invalid_request(
+                f"Invalid integer: {text}", param=param_name(path), code="parameter_invalid_integer"
+            ) from None
         if min is not None and number < min:
             raise invalid_request(
                 f"Invalid {param_name(path)}: must be greater than or equal to {min}",

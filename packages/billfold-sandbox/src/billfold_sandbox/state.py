@@ -17,6 +17,7 @@ import secrets
 import string
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -229,6 +230,7 @@ class SandboxState:
         self._type_by_id: dict[str, str] = {}
         self.clock_offset = 0
         self.timers = TimerQueue()
+        self._ticker: threading.Thread | None = None
         self._timer_seq = 0
         self.idempotency: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.time_hooks: list[TimeHook] = []
@@ -428,7 +430,22 @@ class SandboxState:
             self.timers.push(timer)
             self._timer_ops.append(["+", timer.to_json()])
             self._dirty = True
+            if clock_id is None:
+                self._start_ticker()
             return timer
+
+    def _start_ticker(self) -> None:
+        """Sandbox-clock timers fire when their time comes in real time, requests or not (a bank
+        debit settling while a script only waits for its webhook): one daemon thread per state
+        while such timers are pending. It holds the state weakly and stops when none are left."""
+        with self.lock:
+            if self._ticker is not None:
+                return
+            ref = weakref.ref(self)
+            self._ticker = threading.Thread(
+                target=_tick, args=(ref,), name="sandbox-clock", daemon=True
+            )
+            self._ticker.start()
 
     def cancel_timers(self, object_id: str, kind: str | None = None) -> int:
         """Drop pending timers for an object (of one kind, or all); cheap when it has none."""
@@ -524,9 +541,12 @@ class SandboxState:
             self._dirty = True
 
     def run_due_sandbox_timers(self) -> None:
-        """Fire sandbox-clock timers whose time has passed in real time (called per request)."""
+        """Fire sandbox-clock timers whose time has passed in real time (called per request and
+        by the ticker thread)."""
         with self.lock:
             next_at = self.timers.next_at(None)
+            if next_at is not None and self._ticker is None:
+                self._start_ticker()  # timers loaded from a state file
             if next_at is not None and next_at <= self.now():
                 self.run_forward(None, self.now())
 
@@ -827,6 +847,30 @@ class SandboxState:
             self._saved.clear()
             self._reset_op = True
             self._dirty = True
+
+
+TICK_SECONDS = 0.25
+
+
+def _tick(ref: weakref.ReferenceType[SandboxState]) -> None:
+    """The ticker thread's loop (see `SandboxState._start_ticker`)."""
+    while True:
+        time.sleep(TICK_SECONDS)
+        state = ref()
+        if state is None:
+            return
+        try:
+            with state.lock:
+                next_at = state.timers.next_at(None)
+                if next_at is None:
+                    state._ticker = None
+                    return
+                if next_at <= state.now():
+                    state.run_forward(None, state.now())
+                    state.commit()
+        except Exception:  # a failing timer must not kill the clock; it is logged
+            log.exception("sandbox clock tick failed")
+        del state
 
 
 def _public(value: Any) -> Any:

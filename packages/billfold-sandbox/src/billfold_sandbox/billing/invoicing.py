@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from billfold_sandbox.billing import payments_port
+from billfold_sandbox.billing import customer_balance, payments_port
 from billfold_sandbox.billing.settings import billing_settings
 from billfold_sandbox.errors import invalid_request
 from billfold_sandbox.state import SandboxState, StripeObject
@@ -486,17 +486,36 @@ def finalize(state: SandboxState, invoice: StripeObject) -> StripeObject:
     total = int(invoice["total"])
     amount_due = max(total + balance, 0) if balance < 0 else total + max(balance, 0)
     ending = balance + total - amount_due
+    carried = 0
     if total < 0:
         # A net credit (a downgrade's proration) goes to the customer's balance.
         amount_due, ending = 0, balance + total
     elif 0 < amount_due < payments_port.minimum_charge(str(invoice["currency"])):
         # Too little to charge: Stripe carries it to the customer's next invoice.
+        carried = amount_due
         amount_due, ending = 0, ending + amount_due
     sequence = int(customer.get("next_invoice_sequence") or 1)
     number = f"{customer.get('invoice_prefix') or 'SANDBOX'}-{sequence:04d}"
-    cust_prev = state.update(customer, {"next_invoice_sequence": sequence + 1, "balance": ending})
-    if "balance" in cust_prev:
-        state.emit("customer.updated", customer, {"balance": cust_prev["balance"]})
+    # The balance moves through its ledger: one customer balance transaction per reason.
+    before = {"balance": customer.get("balance") or 0, "currency": customer.get("currency")}
+    for amount, kind in (
+        (ending - carried - balance, "applied_to_invoice"),
+        (carried, "invoice_too_small"),
+    ):
+        if amount:
+            customer_balance.record(
+                state,
+                customer,
+                amount=amount,
+                kind=kind,
+                currency=str(invoice["currency"]),
+                invoice=invoice["id"],
+                emit=False,
+            )
+    state.update(customer, {"next_invoice_sequence": sequence + 1})
+    if ending != balance:
+        previous = {k: v for k, v in before.items() if customer.get(k) != v}
+        state.emit("customer.updated", customer, previous)
     transitions = dict(invoice["status_transitions"], finalized_at=now)
     state.update(
         invoice,
@@ -794,6 +813,7 @@ def void(state: SandboxState, invoice: StripeObject) -> StripeObject:
                 {"status": "canceled", "status_transitions": {"canceled_at": now, "paid_at": None}},
             )
             payments_port.cancel(state, _payment_intent_of(inpay))
+    _unapply_balance(state, invoice)
     state.update(
         invoice,
         {
@@ -805,6 +825,25 @@ def void(state: SandboxState, invoice: StripeObject) -> StripeObject:
     )
     state.emit("invoice.voided", invoice)
     return invoice
+
+
+def _unapply_balance(state: SandboxState, invoice: StripeObject) -> None:
+    """A voided invoice gives back the customer balance it used (`unapplied_from_invoice`)."""
+    used = sum(
+        int(t["amount"])
+        for t in customer_balance.transactions_of(state, invoice["customer"])
+        if t["invoice"] == invoice["id"] and t["type"] == "applied_to_invoice"
+    )
+    customer = state.get("customer", invoice["customer"])
+    if used and customer is not None and not customer.get("deleted"):
+        customer_balance.record(
+            state,
+            customer,
+            amount=-used,
+            kind="unapplied_from_invoice",
+            currency=str(invoice["currency"]),
+            invoice=invoice["id"],
+        )
 
 
 def mark_uncollectible(state: SandboxState, invoice: StripeObject) -> StripeObject:

@@ -156,6 +156,27 @@ def payment_method_for_token(state: SandboxState, token: str, *, param: str) -> 
     return payments.resolve_payment_method(state, token)
 
 
+def payment_method_from_typed_card(
+    state: SandboxState, *, number: str, expiry: str, cvc: str, name: str | None
+) -> StripeObject:
+    """A card PaymentMethod from what a person typed on a hosted page: the number with or
+    without spaces, the expiry as `MM / YY` (or `MMYY`, `MM/YYYY`), the CVC."""
+    digits = "".join(ch for ch in expiry if ch.isdigit())
+    if len(digits) not in (4, 6):
+        raise invalid_request("Your card's expiration date is incomplete.", param="cardExpiry")
+    month, year = int(digits[:2]), int(digits[2:])
+    if year < 100:
+        year += 2000
+    return payments.payment_method_from_card(
+        state,
+        number="".join(ch for ch in number if ch.isdigit()),
+        exp_month=month,
+        exp_year=year,
+        cvc=cvc.strip() or None,
+        billing_details={"name": name} if name else None,
+    )
+
+
 def attach(state: SandboxState, pm: StripeObject, customer: StripeObject) -> StripeObject:
     """Attach to the customer (declined cards are refused with a 402, as on Stripe)."""
     return payments.attach_payment_method(state, str(pm["id"]), str(customer["id"]))

@@ -145,6 +145,13 @@ TEST_CARDS: dict[str, StripeTestCard] = {
         StripeTestCard("4000000000003220", "visa", authentication=_A.ALWAYS),
         StripeTestCard("4000000000003063", "visa", authentication=_A.ALWAYS),
         StripeTestCard("4000000000003055", "visa"),
+        # Payments succeed, then are disputed (payments/disputes.py) or their refunds misbehave
+        # (payments/refunds.py).
+        StripeTestCard("4000000000000259", "visa"),
+        StripeTestCard("4000000000002685", "visa"),
+        StripeTestCard("4000000000001976", "visa"),
+        StripeTestCard("4000000000007726", "visa"),
+        StripeTestCard("4000000000005126", "visa"),
     )
 }
 
@@ -180,6 +187,11 @@ TEST_CARD_ALIASES: dict[str, str] = {
     "threeDSecure2Required": "4000000000003220",
     "threeDSecureRequired": "4000000000003063",
     "threeDSecureOptional": "4000000000003055",
+    "createDispute": "4000000000000259",
+    "createDisputeProductNotReceived": "4000000000002685",
+    "createDisputeInquiry": "4000000000001976",
+    "refundPending": "4000000000007726",
+    "refundFail": "4000000000005126",
 }
 
 

@@ -6,9 +6,10 @@ The rules follow Stripe test mode:
   `requires_payment_method` with `last_payment_error`), or waits in `requires_action` for
   3-D Secure (off-session it fails with `authentication_required` instead);
 - `capture_method=manual` stops at `requires_capture`;
-- a bank debit (`us_bank_account`) goes `processing` with a pending Charge and settles
-  `SETTLEMENT_SECONDS` later on the customer's clock (test clock or sandbox clock), or at once
-  through the test helper; Stripe's failing test accounts fail then;
+- a bank debit (`us_bank_account`) goes `processing` with a pending Charge and settles four
+  business days later on a test clock, a few seconds later (wall time) on the sandbox clock
+  (`payments/timing.py`), or at once through the test helper; Stripe's failing test accounts
+  fail then;
 - a bank account entered by hand is verified with microdeposits first.
 
 Handlers call `confirm()` and raise the returned error; `pay()` (the internal API for billing)
@@ -22,7 +23,7 @@ from typing import Any
 
 from billfold_sandbox.errors import StripeError, card_error, invalid_request
 from billfold_sandbox.params import apply_metadata
-from billfold_sandbox.payments import authentication, microdeposits
+from billfold_sandbox.payments import authentication, balance, disputes, microdeposits, timing
 from billfold_sandbox.payments.charges import CHARGE, new_charge
 from billfold_sandbox.payments.instruments import (
     AUTHENTICATION_FAILED,
@@ -43,7 +44,6 @@ from billfold_sandbox.state import SandboxState, StripeObject
 
 PAYMENT_INTENT = "payment_intent"
 # ACH debits take about four business days; the sandbox settles them four days later.
-SETTLEMENT_SECONDS = 4 * 86400
 SETTLE_TIMER = "payment_intent.settle"
 
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
@@ -385,7 +385,10 @@ def _succeed_card(
     else:
         changes.update({"status": "succeeded", "amount_received": amount})
     previous = state.update(intent, changes)
+    if not manual:
+        balance.for_charge(state, charge)
     state.emit("charge.succeeded", charge)
+    disputes.dispute_if_test_card(state, charge, pm)
     if manual:
         state.emit("payment_intent.amount_capturable_updated", intent, previous)
     else:
@@ -417,7 +420,7 @@ def start_processing(state: SandboxState, intent: StripeObject, pm: StripeObject
     account = bank_account_of(pm)
     if account is None or not account.never_settles:
         state.schedule(
-            state.now_for(intent) + SETTLEMENT_SECONDS,
+            timing.ach_settles_at(state, intent),
             SETTLE_TIMER,
             intent["id"],
             clock_id=state.clock_of(intent),
@@ -442,6 +445,8 @@ def settle(state: SandboxState, intent: StripeObject) -> None:
         previous = state.update(
             intent, {"status": "succeeded", "amount_received": intent["amount"]}
         )
+        balance.for_charge(state, charge)
+        before.setdefault("balance_transaction", None)
         state.emit("charge.succeeded", charge, before)
         state.emit("payment_intent.succeeded", intent, previous)
     else:
@@ -565,6 +570,8 @@ def capture(state: SandboxState, intent: StripeObject, amount_to_capture: int | 
     previous = state.update(
         intent, {"status": "succeeded", "amount_capturable": 0, "amount_received": amount}
     )
+    balance.for_charge(state, charge, amount)
+    before.setdefault("balance_transaction", None)
     state.emit("charge.captured", charge, before)
     state.emit("payment_intent.succeeded", intent, previous)
 

@@ -6,10 +6,18 @@ from typing import Any
 
 from billfold_sandbox.errors import invalid_request
 from billfold_sandbox.params import apply_metadata
+from billfold_sandbox.payments import balance
 from billfold_sandbox.payments.charges import CHARGE, refundable
 from billfold_sandbox.state import SandboxState, StripeObject
 
 REFUND = "refund"
+REFUND_OUTCOME_TIMER = "refund.outcome"
+# How long a refund of the refund test cards waits for its outcome (on the charge's clock).
+REFUND_OUTCOME_SECONDS = 60
+# Stripe's refund test cards: the refund stays `pending`, then succeeds; or it succeeds, then
+# fails (`refund.failed`, the money back on the balance).
+PENDING_REFUND_CARD = "4000000000007726"
+FAILING_REFUND_CARD = "4000000000005126"
 _SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "cad": "$", "aud": "$"}
 
 
@@ -82,6 +90,7 @@ def refund(
         )
     pm = state.get("payment_method", charge.get("payment_method") or "")
     card = (pm or {}).get("type") != "us_bank_account"
+    test_card = str((pm or {}).get("_card") or "")
     destination: dict[str, Any] = (
         {
             "card": {
@@ -115,10 +124,19 @@ def refund(
         "reason": reason,
         "receipt_number": None,
         "source_transfer_reversal": None,
-        "status": "succeeded",
+        "status": "pending" if test_card == PENDING_REFUND_CARD else "succeeded",
         "transfer_reversal": None,
     }
+    if test_card in (PENDING_REFUND_CARD, FAILING_REFUND_CARD):
+        created["_outcome"] = "fail" if test_card == FAILING_REFUND_CARD else "succeed"
+        state.schedule(
+            state.now_for(charge) + REFUND_OUTCOME_SECONDS,
+            REFUND_OUTCOME_TIMER,
+            created["id"],
+            clock_id=state.clock_of(charge),
+        )
     state.insert(created)
+    balance.for_refund(state, created)
     refunded = int(charge["amount_refunded"]) + value
     previous = state.update(
         charge,
@@ -142,3 +160,49 @@ def refunds_list(state: SandboxState, charge_id: str) -> dict[str, Any]:
         "has_more": len(data) > 10,
         "url": f"/v1/charges/{charge_id}/refunds",
     }
+
+
+def refund_outcome(state: SandboxState, timer: Any) -> None:
+    """The later outcome of a refund test card's refund: `pending` becomes `succeeded`; a
+    `succeeded` one of the failing card becomes `failed` and its amount returns to the charge."""
+    found = state.get(REFUND, timer.object_id)
+    if found is None or found.get("_outcome") is None:
+        return
+    charge = state.get(CHARGE, found["charge"])
+    if found["_outcome"] == "succeed":
+        previous = state.update(found, {"status": "succeeded", "_outcome": None})
+        state.emit("refund.updated", found, previous)
+        state.emit("charge.refund.updated", found, previous)
+        if charge is not None:
+            state.update(charge, {"refunds": refunds_list(state, charge["id"])})
+        return
+    failure = balance.record(
+        state,
+        found,
+        amount=int(found["amount"]),
+        kind="refund_failure",
+        category="refund_failure",
+        description="REFUND FAILURE",
+    )
+    previous = state.update(
+        found,
+        {
+            "status": "failed",
+            "failure_reason": "expired_or_canceled_card",
+            "failure_balance_transaction": failure["id"],
+            "_outcome": None,
+        },
+    )
+    if charge is not None:
+        refunded = int(charge["amount_refunded"]) - int(found["amount"])
+        state.update(
+            charge,
+            {
+                "amount_refunded": refunded,
+                "refunded": False,
+                "refunds": refunds_list(state, charge["id"]),
+            },
+        )
+    state.emit("refund.updated", found, previous)
+    state.emit("charge.refund.updated", found, previous)
+    state.emit("refund.failed", found, previous)

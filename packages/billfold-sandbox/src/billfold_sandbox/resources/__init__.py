@@ -20,9 +20,12 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.charges",
     "billfold_sandbox.resources.refunds",
     "billfold_sandbox.resources.payment_pages",
+    "billfold_sandbox.resources.disputes",
+    "billfold_sandbox.resources.stripe_js",
     # sandbox-billing: append your modules below this line
     "billfold_sandbox.resources.subscriptions",
     "billfold_sandbox.resources.invoices",
     "billfold_sandbox.resources.checkout",
     "billfold_sandbox.resources.portal",
+    "billfold_sandbox.resources.customer_balance",
 ]

@@ -8,12 +8,15 @@ from billfold_sandbox.errors import invalid_request
 from billfold_sandbox.params import (
     anything,
     apply_metadata,
+    boolean,
     in_range,
+    integer,
     metadata,
     range_filter,
     string,
 )
 from billfold_sandbox.payments.charges import CHARGE
+from billfold_sandbox.payments.direct_charges import capture_charge, create_charge
 from billfold_sandbox.routing import Call, SandboxRouter
 from billfold_sandbox.search import search_response
 from billfold_sandbox.state import StripeObject
@@ -29,12 +32,64 @@ UPDATE = {
     "transfer_group": string(),
     "customer": string(),
 }
+CREATE = {
+    "amount": integer(required=True),
+    "currency": string(required=True),
+    "customer": string(),
+    "source": string(),
+    "capture": boolean(),
+    "description": string(max_length=350),
+    "metadata": metadata(),
+    "receipt_email": string(),
+    "shipping": anything(),
+    "statement_descriptor": string(max_length=22),
+    "statement_descriptor_suffix": string(max_length=22),
+    "transfer_group": string(),
+    "on_behalf_of": string(),
+    "application_fee_amount": integer(min=0),
+    "application_fee": integer(min=0),
+    "destination": anything(),
+    "radar_options": anything(),
+    "transfer_data": anything(),
+}
+CAPTURE = {
+    "amount": integer(min=1),
+    "application_fee": integer(min=0),
+    "application_fee_amount": integer(min=0),
+    "receipt_email": string(),
+    "statement_descriptor": string(max_length=22),
+    "statement_descriptor_suffix": string(max_length=22),
+    "transfer_data": anything(),
+    "transfer_group": string(),
+}
 LIST = {
     "customer": string(),
     "payment_intent": string(),
     "transfer_group": string(),
     "created": range_filter(),
 }
+
+
+@router.post("/v1/charges", CREATE)
+def create(call: Call) -> StripeObject:
+    for unsupported in (
+        "on_behalf_of",
+        "transfer_data",
+        "application_fee_amount",
+        "application_fee",
+        "destination",
+    ):
+        if unsupported in call.params:
+            raise invalid_request("The sandbox has no Connect accounts to pay.", param=unsupported)
+    return create_charge(call.state, call.params)
+
+
+@router.post("/v1/charges/{id}/capture", CAPTURE)
+def capture(call: Call) -> StripeObject:
+    charge = call.require(CHARGE, call.path["id"], param="charge")
+    if "receipt_email" in call.params:
+        call.state.update(charge, {"receipt_email": call.params["receipt_email"]})
+    return capture_charge(call.state, charge, call.params.get("amount"))
 
 
 @router.get("/v1/charges/{id}")

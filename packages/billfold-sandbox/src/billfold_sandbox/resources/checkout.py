@@ -1257,12 +1257,24 @@ def checkout_submit(call: Call) -> Response:
             )
         if form.get("promotion_code") and not session.get("_discounts"):
             apply_promotion_code(state, session, str(form["promotion_code"]))
+        payment_method = str(form.get("payment_method") or "") or None
+        name = str(form.get("name") or form.get("billingName") or "") or None
+        if str(form.get("cardNumber") or "").strip():
+            # Card details typed as on Stripe's page win over the quick-pick list.
+            typed = payments_port.payment_method_from_typed_card(
+                state,
+                number=str(form["cardNumber"]),
+                expiry=str(form.get("cardExpiry") or ""),
+                cvc=str(form.get("cardCvc") or ""),
+                name=str(form.get("billingName") or "") or None,
+            )
+            payment_method = typed["id"]
         complete_session(
             call,
             session,
-            payment_method=str(form.get("payment_method") or "") or None,
+            payment_method=payment_method,
             email=str(form.get("email") or "") or None,
-            name=str(form.get("name") or "") or None,
+            name=name,
         )
     except StripeError as exc:
         error = exc.message

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from billfold_sandbox import payments
+from billfold_sandbox.billing import customer_balance
 from billfold_sandbox.billing.events import held_events
 from billfold_sandbox.billing.lifecycle import ENDED, cancel_now
 from billfold_sandbox.errors import StripeError, invalid_request
@@ -132,7 +133,7 @@ def create_customer(call: Call) -> StripeObject:
         "id": state.new_id("cus", 14),
         "object": "customer",
         "address": p.get("address"),
-        "balance": p.get("balance", 0),
+        "balance": 0,  # a starting balance is an `initial` balance transaction, below
         "created": state.now(clock_id),
         "currency": None,
         "default_source": None,
@@ -153,6 +154,8 @@ def create_customer(call: Call) -> StripeObject:
         "test_clock": clock_id,
     }
     state.insert(customer)
+    if p.get("balance"):
+        customer_balance.record(state, customer, amount=p["balance"], kind="initial", emit=False)
     # The payment engine attaches (and refuses what Stripe refuses at attach: declined cards,
     # methods owned by someone else or used up). A refusal creates nothing, so the customer's
     # events are held until the attachment went through.
@@ -199,8 +202,23 @@ def update_customer(call: Call) -> StripeObject:
         p.pop(ignored, None)
     if "tax_exempt" in p and p["tax_exempt"] is None:
         p["tax_exempt"] = "none"
+    balance_before: dict[str, object] = {}
+    if "balance" in p:
+        # A new balance is an `adjustment` in the customer's balance ledger.
+        wanted = int(p.pop("balance") or 0)
+        if wanted != int(customer.get("balance") or 0):
+            balance_before = {"balance": customer.get("balance")}
+            if customer.get("currency") is None:
+                balance_before["currency"] = None
+            customer_balance.record(
+                call.state,
+                customer,
+                amount=wanted - int(customer.get("balance") or 0),
+                kind="adjustment",
+                emit=False,
+            )
     changes.update(p)
-    previous = call.state.update(customer, changes)
+    previous = {**balance_before, **call.state.update(customer, changes)}
     if previous:
         call.emit("customer.updated", customer, previous)
     return customer

@@ -23,7 +23,7 @@ from billfold_sandbox.params import (
     range_filter,
     string,
 )
-from billfold_sandbox.payments import intents
+from billfold_sandbox.payments import intents, timing
 from billfold_sandbox.payments.last_errors import raise_failure
 from billfold_sandbox.payments.methods import PAYMENT_METHOD_DATA, from_intent_params
 from billfold_sandbox.routing import Call, SandboxRouter
@@ -350,3 +350,24 @@ def _settle(state: SandboxState, timer: Timer) -> None:
     intent = state.get(PAYMENT_INTENT, timer.object_id)
     if intent is not None:
         intents.settle(state, intent)
+
+
+@router.post(
+    "/v1/test_helpers/sandbox/payments/settings",
+    {"ach_settle_seconds": integer(min=0, max=30 * 86_400), "reset": boolean()},
+)
+def update_payment_settings(call: Call) -> StripeObject:
+    """How long a bank debit on no test clock waits in wall time before it answers
+    (`payments/timing.py`); `reset=true` returns to the default."""
+    changes = {k: v for k, v in call.params.items() if k == "ach_settle_seconds"}
+    if call.params.get("reset") and "ach_settle_seconds" not in changes:
+        changes["ach_settle_seconds"] = timing.default_ach_settle_seconds()
+    return {
+        "object": "sandbox.payment_settings",
+        **timing.set_payment_settings(call.state, changes),
+    }
+
+
+@router.get("/v1/test_helpers/sandbox/payments/settings")
+def get_payment_settings(call: Call) -> StripeObject:
+    return {"object": "sandbox.payment_settings", **timing.payment_settings(call.state)}

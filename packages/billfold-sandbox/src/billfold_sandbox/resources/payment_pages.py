@@ -107,7 +107,13 @@ def challenge_answer(call: Call) -> Response:
     target = _return_to(intent)
     if target:
         return RedirectResponse(target, status_code=303)
-    return _page("Authentication", f"<p>Status: {html.escape(str(intent['status']))}.</p>")
+    # Inside Stripe.js's challenge modal (js/v3): tell the page the challenge is over.
+    return _page(
+        "Authentication",
+        f"<p>Status: {html.escape(str(intent['status']))}.</p>"
+        "<script>if (window.parent !== window) "
+        "window.parent.postMessage({billfoldSandbox: '3ds-complete'}, '*');</script>",
+    )
 
 
 @router.page("GET", "/pages/microdeposits/{id}")

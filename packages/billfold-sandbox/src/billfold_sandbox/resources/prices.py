@@ -19,6 +19,7 @@ from billfold_sandbox.params import (
     string,
 )
 from billfold_sandbox.routing import Call, SandboxRouter
+from billfold_sandbox.search import search_response
 from billfold_sandbox.state import StripeObject
 
 router = SandboxRouter()
@@ -235,3 +236,21 @@ def list_prices(call: Call) -> StripeObject:
         and in_range(pr.get("created"), p.get("created"))
     ]
     return call.list_response(found)
+
+
+@router.get("/v1/prices/search", search=True)
+def search_prices(call: Call) -> StripeObject:
+    """Stripe's search fields for prices: active, created, currency, lookup_key, metadata,
+    product, type."""
+    return search_response(
+        call,
+        call.state.all("price", newest_first=True),
+        {
+            "active": lambda p: str(p.get("active")).lower(),
+            "created": lambda p: p.get("created"),
+            "currency": lambda p: p.get("currency"),
+            "lookup_key": lambda p: p.get("lookup_key"),
+            "product": lambda p: p.get("product"),
+            "type": lambda p: p.get("type"),
+        },
+    )

@@ -19,6 +19,7 @@ from billfold_sandbox.params import (
     string,
 )
 from billfold_sandbox.routing import Call, SandboxRouter
+from billfold_sandbox.search import search_response
 from billfold_sandbox.state import StripeObject
 
 router = SandboxRouter()
@@ -173,3 +174,21 @@ def list_products(call: Call) -> StripeObject:
         and in_range(pr.get("created"), p.get("created"))
     ]
     return call.list_response(found)
+
+
+@router.get("/v1/products/search", search=True)
+def search_products(call: Call) -> StripeObject:
+    """Stripe's search fields for products: active, created, description, metadata, name,
+    shipping (`shippable`), url."""
+    return search_response(
+        call,
+        call.state.all("product", newest_first=True),
+        {
+            "active": lambda p: str(p.get("active")).lower(),
+            "created": lambda p: p.get("created"),
+            "description": lambda p: p.get("description"),
+            "name": lambda p: p.get("name"),
+            "shippable": lambda p: str(p.get("shippable")).lower(),
+            "url": lambda p: p.get("url"),
+        },
+    )

@@ -15,11 +15,19 @@ from billfold_sandbox.params import (
     string,
 )
 from billfold_sandbox.payments.charges import CHARGE
-from billfold_sandbox.payments.refunds import REFUND, charge_to_refund, refund, refunds_list
+from billfold_sandbox.payments.refunds import (
+    REFUND,
+    REFUND_OUTCOME_TIMER,
+    charge_to_refund,
+    refund,
+    refund_outcome,
+    refunds_list,
+)
 from billfold_sandbox.routing import Call, SandboxRouter
 from billfold_sandbox.state import StripeObject
 
 router = SandboxRouter()
+router.timer(REFUND_OUTCOME_TIMER)(refund_outcome)
 
 _REASON = enum("duplicate", "fraudulent", "requested_by_customer")
 CREATE = {
