@@ -13,6 +13,7 @@ from sqlalchemy import MetaData
 
 from billfold.audit import models as audit_models
 from billfold.auth import models as auth_models
+from billfold.auth import sessions as auth_sessions
 from billfold.catalog import models as catalog_models
 from billfold.customers import models as customers_models
 from billfold.db.base import Base
@@ -30,6 +31,7 @@ MODEL_MODULES: tuple[ModuleType, ...] = (
     stripe_models,
     jobs_models,
     catalog_models,
+    auth_sessions,  # the panel's sessions (billfold.web)
 )
 
 
