@@ -33,7 +33,7 @@ from billfold.container import Container
 from billfold.db.engine import Database
 from billfold.jobs import Worker
 from billfold.stripe.gateway import StripeClientGateway, StripeGateway
-from billfold.web import customer, signin
+from billfold.web import customer, operator, signin
 from billfold.web.assets import mount_panel_static
 from billfold.wiring import wire
 
@@ -55,6 +55,7 @@ ROUTERS: tuple[APIRouter, ...] = (
 PANEL_ROUTERS: tuple[APIRouter, ...] = (
     signin.router,
     customer.router,
+    operator.router,
 )
 
 

@@ -28,8 +28,6 @@ from typing import Any
 
 import jwt
 from sqlalchemy import Boolean, ForeignKey, Index, String, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -40,6 +38,7 @@ from billfold.config import Settings
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import get_or_create_account
 from billfold.db.base import Base, UTCDateTime
+from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import Unauthenticated, ValidationFailed
 
 # A sign-in link is a JWT for this audience only: an API bearer token is no link, and a link is
@@ -201,16 +200,14 @@ def verify_sign_in_link(settings: Settings, token: str, *, now: datetime) -> Sig
 
 
 async def _spend(session: AsyncSession, link: SignInLink, now: datetime) -> bool:
-    """Record the link's jti; False when it was spent before."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = (
-        insert(SpentSignInLink)
-        .values(jti=link.jti, redeemed_at=now, expires_at=link.expires_at)
-        .on_conflict_do_nothing(index_elements=["jti"])
+    """Record the link's jti; False when it was spent before (a concurrent redeem of the same
+    link waits on the first one's unique-index entry, then finds it)."""
+    return await insert_ignoring_conflict(
+        session,
+        SpentSignInLink.__table__,  # type: ignore[arg-type]
+        {"jti": link.jti, "redeemed_at": now, "expires_at": link.expires_at},
+        ["jti"],
     )
-    result = await session.execute(stmt)
-    return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
 async def open_session(

@@ -386,8 +386,21 @@ def csv_response(rows: AsyncIterator[list[str]], filename: str) -> Response:
 
 
 def _defuse(cell: str) -> str:
-    """A cell a spreadsheet would run as a formula is written as text."""
-    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+    """A cell a spreadsheet would run as a formula is written as text (numbers stay numbers)."""
+    if cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not cell.lstrip("+-").isdigit():
+        return "'" + cell
+    return cell
+
+
+LEDGER_CSV_HEADER = [
+    "entry_id",
+    "created_at",
+    "kind",
+    "description",
+    "amount",
+    "unit",
+    "balance_after",
+]
 
 
 async def ledger_rows(
@@ -395,7 +408,7 @@ async def ledger_rows(
 ) -> AsyncIterator[list[str]]:
     """Every movement of one of the account's ledger accounts, newest first, CSV_BATCH rows per
     query, each batch in a read unit of work of its own (a long download holds no snapshot)."""
-    yield ["entry_id", "created_at", "kind", "description", "amount", "unit", "balance_after"]
+    yield LEDGER_CSV_HEADER
     page = 1
     while True:
         async with container.db.read() as session:
@@ -449,15 +462,14 @@ async def ledger_csv(
     accounts = await ledger_accounts_of(session, customer.account.id)
     chosen = _pick_ledger(accounts, ledger)
     container = get_container(request)
-    account_id = customer.account.id
-    await session.rollback()  # the download reads in units of work of its own
+    if chosen is None:
+        return csv_response(_only(LEDGER_CSV_HEADER), "ledger.csv")
+    rows = ledger_rows(container, chosen.id, customer.account.id)
+    return csv_response(rows, f"ledger-{chosen.name}-{chosen.unit}.csv")
 
-    async def none() -> AsyncIterator[list[str]]:
-        yield ["entry_id", "created_at", "kind", "description", "amount", "unit", "balance_after"]
 
-    rows = ledger_rows(container, chosen.id, account_id) if chosen is not None else none()
-    name = f"ledger-{chosen.name}-{chosen.unit}.csv" if chosen is not None else "ledger.csv"
-    return csv_response(rows, name)
+async def _only(row: list[str]) -> AsyncIterator[list[str]]:
+    yield row
 
 
 @router.get("/activity/audit.csv")
