@@ -1,5 +1,7 @@
 """The panel's fixtures: billfold in process on a frozen clock (`panel_app`, `panel`), and
-helpers to sign in with a link and read a page's CSRF token."""
+helpers to sign in with a link and read a page's CSRF token. The subscription fixtures (`api`,
+`synced`, ...) run billfold's real Stripe adapter on the sandbox (`gateway`, `stripe_world`),
+and `billfold_server` serves billfold on a loopback port (tests/e2e_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,20 @@ from billfold.auth.sessions import issue_sign_in_link
 from billfold.clock import FrozenClock
 from billfold.config import Settings
 from billfold.db.engine import Database
+from billfold.stripe.gateway import StripeClientGateway
+from tests.e2e_fixtures import *  # noqa: F403
+from tests.sandbox_fixtures import SandboxServer
+from tests.sandbox_stripe import sandbox_gateway, stripe_world  # noqa: F401
+from tests.subscriptions.fixtures import *  # noqa: F403
 
 BASE = "http://billfold.test"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def gateway(billing_settings: Settings, sandbox_server: SandboxServer) -> StripeClientGateway:
+    """Overrides the fake: `api` and `synced` use billfold's real adapter on the sandbox."""
+    return sandbox_gateway(billing_settings, sandbox_server)
 
 
 @pytest.fixture
