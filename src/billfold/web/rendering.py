@@ -3,7 +3,7 @@ security headers every page carries, and the HTML error page."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -62,7 +62,10 @@ def format_day(value: datetime | None, locale: str) -> str:
 
 
 def _datetime(value: datetime | None, locale: str) -> str:
-    return format_datetime(value, format="medium", tzinfo=None, locale=locale) if value else "—"
+    """A moment for display in `locale`, in UTC (and saying so)."""
+    if value is None:
+        return "—"
+    return format_datetime(value, format="medium", tzinfo=UTC, locale=locale) + " UTC"
 
 
 def _environment() -> Environment:
