@@ -5,11 +5,13 @@ operator's link (`admin` claim); every action they take is in the audit log."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from billfold.api.deps import ReadSessionDep, SessionDep, end_transaction, get_container
@@ -33,6 +35,12 @@ SEARCH_LIMIT = 50
 LIST_LIMIT = 100
 FAILED_EVENT_STATUSES = (InboxStatus.FAILED.value, InboxStatus.DEAD.value)
 FAILED_JOB_STATUSES = (JobStatus.FAILED.value, JobStatus.DEAD.value)
+T = TypeVar("T")
+
+
+async def _newest(session: AsyncSession, stmt: Select[T]) -> Sequence[T]:
+    """The first LIST_LIMIT rows of a listing."""
+    return (await session.execute(stmt.limit(LIST_LIMIT))).scalars().all()
 
 
 @router.get("")
@@ -119,17 +127,11 @@ async def events(
     done: Annotated[str | None, Query(max_length=300)] = None,
 ) -> Response:
     """Webhook events whose processing failed (retried later) or was given up (dead)."""
-    rows = (
-        (
-            await session.execute(
-                select(WebhookEvent)
-                .where(WebhookEvent.status.in_(FAILED_EVENT_STATUSES))
-                .order_by(WebhookEvent.received_at.desc())
-                .limit(LIST_LIMIT)
-            )
-        )
-        .scalars()
-        .all()
+    rows = await _newest(
+        session,
+        select(WebhookEvent)
+        .where(WebhookEvent.status.in_(FAILED_EVENT_STATUSES))
+        .order_by(WebhookEvent.received_at.desc()),
     )
     return render(
         request,
@@ -171,17 +173,8 @@ async def jobs(
     done: Annotated[str | None, Query(max_length=300)] = None,
 ) -> Response:
     """Jobs that failed (retried later) or were given up (dead), with their last error."""
-    rows = (
-        (
-            await session.execute(
-                select(Job)
-                .where(Job.status.in_(FAILED_JOB_STATUSES))
-                .order_by(Job.id.desc())
-                .limit(LIST_LIMIT)
-            )
-        )
-        .scalars()
-        .all()
+    rows = await _newest(
+        session, select(Job).where(Job.status.in_(FAILED_JOB_STATUSES)).order_by(Job.id.desc())
     )
     return render(
         request,
