@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.sandbox_fixtures import ServedApp
 
-from billfold.sandbox.app import create_sandbox_app
-from billfold.sandbox.state import SandboxState
+from billfold_sandbox.app import create_sandbox_app
+from billfold_sandbox.state import SandboxState
 
 JAN_1_2026 = 1_767_225_600
 DAY = 86_400

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from billfold.sandbox.state import SandboxState, Timer
+from billfold_sandbox.state import SandboxState, Timer
 
 T0 = 1_800_000_000
 MONTH = 30 * 86400

@@ -32,8 +32,8 @@ import pytest
 import stripe
 import uvicorn
 
-from billfold.sandbox.app import create_sandbox_app
-from billfold.sandbox.state import SandboxState
+from billfold_sandbox.app import create_sandbox_app
+from billfold_sandbox.state import SandboxState
 
 SANDBOX_API_KEY = "sk_test_sandbox_tests"
 # Tests never start from the wall clock: the sandbox-wide clock of `sandbox_server` starts at
@@ -141,7 +141,7 @@ class SandboxServer:
 
     def advance_clock(self, clock_id: str, to_ts: int) -> None:
         """Advance a test clock in-process (same effect as the advance API call)."""
-        from billfold.sandbox.resources.test_clocks import advance_test_clock
+        from billfold_sandbox.resources.test_clocks import advance_test_clock
 
         with self.state.lock:
             clock = self.state.require("test_helpers.test_clock", clock_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-WEB_STACK = ("fastapi", "starlette", "uvicorn", "billfold.sandbox", "billfold.app")
+WEB_STACK = ("fastapi", "starlette", "uvicorn", "billfold_sandbox", "billfold.app")
 
 
 def test_the_cli_imports_neither_the_web_stack_nor_the_sandbox() -> None:

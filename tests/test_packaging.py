@@ -45,3 +45,10 @@ def test_scripts_serve_installs_only_when_pyproject_changes(tmp_path: Path) -> N
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'y'\n")
     subprocess.run(run, cwd="/", env=env, check=True)
     assert pip_runs() == 2
+    # The sandbox's own distribution (installed with billfold) changing reinstalls too.
+    sandbox = tmp_path / "packages" / "billfold-sandbox"
+    sandbox.mkdir(parents=True)
+    (sandbox / "pyproject.toml").write_text("[project]\nname = 's'\n")
+    subprocess.run(run, cwd="/", env=env, check=True)
+    assert pip_runs() == 3
+    assert "-e packages/billfold-sandbox -e ." in log.read_text()

@@ -55,9 +55,9 @@ app.add_typer(sandbox_app, name="sandbox")
 )
 def sandbox_serve(ctx: typer.Context) -> None:
     """Serve the Stripe sandbox; point any Stripe SDK's API base at it (--help for options)."""
-    from billfold.sandbox.cli import sandbox_app as the_sandbox
+    from billfold_sandbox.cli import sandbox_app as the_sandbox
 
-    typer.main.get_command(the_sandbox).main(list(ctx.args), prog_name="billfold sandbox serve")
+    typer.main.get_command(the_sandbox).main(["serve", *ctx.args], prog_name="billfold sandbox")
 
 
 app.add_typer(catalog_app, name="catalog")

@@ -7,7 +7,7 @@ thousandths; every other currency in hundredths. Conversions use `Decimal` and a
 amount with more digits than the currency has is refused, never rounded. Display strings come
 from Babel (CLDR), so symbols, separators and their order follow the locale.
 
-The Stripe sandbox (`billfold.sandbox`) keeps its own small table: it imports nothing of billfold.
+The Stripe sandbox (`billfold_sandbox`) keeps its own small table: it imports nothing of billfold.
 """
 
 from __future__ import annotations

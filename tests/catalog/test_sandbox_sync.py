@@ -10,8 +10,8 @@ from billfold.catalog.models import CatalogPriceLink
 from billfold.catalog.sandbox_sync import sync_catalog_when_ready
 from billfold.config import Settings
 from billfold.container import Container
-from billfold.sandbox.state import SandboxState
 from billfold.stripe.gateway import StripeClientGateway
+from billfold_sandbox.state import SandboxState
 from tests.sandbox_fixtures import SandboxServer
 from tests.sandbox_stripe import sandbox_gateway
 from tests.subscriptions.fixtures import *  # noqa: F403

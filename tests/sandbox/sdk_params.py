@@ -12,8 +12,8 @@ import re
 import sys
 from typing import Any
 
-from billfold.sandbox.app import load_routers
-from billfold.sandbox.params import Field
+from billfold_sandbox.app import load_routers
+from billfold_sandbox.params import Field
 
 REQUEST_OPTIONS = {
     "api_key",

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import stripe
 
-from billfold.sandbox.app import create_sandbox_app
-from billfold.sandbox.state import SandboxState
+from billfold_sandbox.app import create_sandbox_app
+from billfold_sandbox.state import SandboxState
 from tests.sandbox.billing_support import (
     DAY,
     HOUR,

@@ -12,8 +12,8 @@ import stripe
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from billfold.sandbox.app import create_sandbox_app
-from billfold.sandbox.state import SandboxState
+from billfold_sandbox.app import create_sandbox_app
+from billfold_sandbox.state import SandboxState
 from tests.sandbox.billing_support import (
     BILLING_PREFIXES,
     DAY,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import stripe
 
-from billfold.sandbox.app import create_sandbox_app
-from billfold.sandbox.state import SandboxState
+from billfold_sandbox.app import create_sandbox_app
+from billfold_sandbox.state import SandboxState
 from tests.sandbox_fixtures import ServedApp, start_sandbox_cli
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from billfold.sandbox.pages import render_page, safe_link
+from billfold_sandbox.pages import render_page, safe_link
 
 HOSTILE = [
     "javascript:alert(1)",

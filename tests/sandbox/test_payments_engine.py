@@ -11,10 +11,10 @@ import httpx
 import pytest
 import stripe
 
-from billfold.sandbox import payments
-from billfold.sandbox.errors import StripeError
-from billfold.sandbox.payments import outcomes
-from billfold.sandbox.state import SandboxState, StripeObject
+from billfold_sandbox import payments
+from billfold_sandbox.errors import StripeError
+from billfold_sandbox.payments import outcomes
+from billfold_sandbox.state import SandboxState, StripeObject
 from tests.sandbox.payments_support import advance_sandbox_clock, payment_events
 from tests.sandbox_fixtures import SandboxServer, WebhookReceiver
 
@@ -262,7 +262,7 @@ def test_payment_events_arrive_as_signed_webhooks(
 
 
 def test_processing_debit_settles_after_a_restart(tmp_path: Path) -> None:
-    from billfold.sandbox.app import create_sandbox_app
+    from billfold_sandbox.app import create_sandbox_app
 
     path = tmp_path / "sandbox.json"
     state = SandboxState(path)

@@ -21,8 +21,8 @@ from billfold.config import (
     Settings,
 )
 from billfold.db.engine import Database
-from billfold.sandbox.app import create_sandbox_app
-from billfold.sandbox.state import SandboxState
+from billfold_sandbox.app import create_sandbox_app
+from billfold_sandbox.state import SandboxState
 from tests.sandbox_fixtures import ServedApp, WebhookReceiver, free_port, start_sandbox_cli
 
 

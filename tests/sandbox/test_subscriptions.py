@@ -28,7 +28,7 @@ MAR_1_2026 = FEB_1_2026 + 28 * DAY
 
 
 def add_month(ts: int) -> int:
-    from billfold.sandbox.billing.periods import add_intervals
+    from billfold_sandbox.billing.periods import add_intervals
 
     return add_intervals(ts, "month", 1, 1)
 

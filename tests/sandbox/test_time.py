@@ -10,9 +10,9 @@ import stripe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billfold.sandbox.app import create_sandbox_app
-from billfold.sandbox.routing import SandboxRouter
-from billfold.sandbox.state import SandboxState, Timer, TimerQueue
+from billfold_sandbox.app import create_sandbox_app
+from billfold_sandbox.routing import SandboxRouter
+from billfold_sandbox.state import SandboxState, Timer, TimerQueue
 from tests.sandbox.billing_support import events, last_event_id, subscribed
 from tests.sandbox.shapes import assert_stripe_shape
 from tests.sandbox_fixtures import SandboxServer, ServedApp

@@ -8,8 +8,8 @@ import httpx
 import pytest
 import stripe
 
-from billfold.sandbox.errors import StripeError
-from billfold.sandbox.wire import decode_form
+from billfold_sandbox.errors import StripeError
+from billfold_sandbox.wire import decode_form
 from tests.sandbox_fixtures import SandboxServer
 
 

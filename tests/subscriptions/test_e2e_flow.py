@@ -17,10 +17,10 @@ from billfold.audit.context import system_audit_context
 from billfold.clock import SystemClock
 from billfold.container import Container
 from billfold.customers.models import AccountKind, BillingAccount
-from billfold.sandbox.resources import RESOURCE_MODULES
 from billfold.stripe.models import WebhookEvent
 from billfold.subscriptions import changes, reads
 from billfold.subscriptions.models import Subscription
+from billfold_sandbox.resources import RESOURCE_MODULES
 from tests.e2e_fixtures import BillfoldServer, sandbox_gateway
 from tests.fakes.stripe_gateway import sign
 
@@ -323,7 +323,7 @@ async def test_organization_members_cannot_check_out(billfold_server: BillfoldSe
         response = await http.get(f"{base}/subscription", headers=member)
         assert response.json()["status"] == "active" and response.json()["plan"] == "premium"
         assert (await http.post(f"{base}/portal", headers=member)).status_code == 403
-        if "billfold.sandbox.resources.portal" in RESOURCE_MODULES:
+        if "billfold_sandbox.resources.portal" in RESOURCE_MODULES:
             portal = await http.post(f"{base}/portal", headers=admin)
             assert portal.status_code == 200, portal.text
     row = await _org_subscription(server, "org_e2e")
@@ -341,7 +341,7 @@ async def _org_subscription(server: BillfoldServer, org: str) -> Subscription:
 
 
 # The Checkout and PaymentMethod resources of the sandbox are what these flows drive.
-_needed = {"billfold.sandbox.resources.checkout", "billfold.sandbox.resources.payment_methods"}
+_needed = {"billfold_sandbox.resources.checkout", "billfold_sandbox.resources.payment_methods"}
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
     pytest.mark.skipif(

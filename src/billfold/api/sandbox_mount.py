@@ -14,7 +14,7 @@ from billfold.config import (
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from billfold.sandbox.state import SandboxState
+    from billfold_sandbox.state import SandboxState
 
 WEBHOOK_PATH = "/api/v1/payments/webhook"
 BILLFOLD_ENDPOINT_ID = "we_billfold_local"
@@ -28,8 +28,8 @@ def mount_sandbox(app: FastAPI, settings: Settings) -> SandboxState | None:
     if not settings.sandbox_mode or settings.environment == "production":
         return None
     # Imported here: a billfold talking to real Stripe never loads the sandbox.
-    from billfold.sandbox.app import create_sandbox_app
-    from billfold.sandbox.state import SandboxState
+    from billfold_sandbox.app import create_sandbox_app
+    from billfold_sandbox.state import SandboxState
 
     state = SandboxState(settings.data_dir / "sandbox.json", api_keys={SANDBOX_SECRET_KEY})
     ensure_billfold_endpoint(state, settings.base_url + WEBHOOK_PATH)

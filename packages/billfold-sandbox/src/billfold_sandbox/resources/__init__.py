@@ -1,0 +1,28 @@
+"""The sandbox's resource modules: each has `router = SandboxRouter()`.
+
+Add a module by appending one line (owners: see FRAMEWORK.md).
+"""
+
+RESOURCE_MODULES: list[str] = [
+    "billfold_sandbox.resources.customers",
+    "billfold_sandbox.resources.products",
+    "billfold_sandbox.resources.prices",
+    "billfold_sandbox.resources.coupons",
+    "billfold_sandbox.resources.promotion_codes",
+    "billfold_sandbox.resources.events",
+    "billfold_sandbox.resources.webhook_endpoints",
+    "billfold_sandbox.resources.test_clocks",
+    "billfold_sandbox.resources.sandbox_helpers",
+    # sandbox-payments: append your modules below this line
+    "billfold_sandbox.resources.payment_methods",
+    "billfold_sandbox.resources.setup_intents",
+    "billfold_sandbox.resources.payment_intents",
+    "billfold_sandbox.resources.charges",
+    "billfold_sandbox.resources.refunds",
+    "billfold_sandbox.resources.payment_pages",
+    # sandbox-billing: append your modules below this line
+    "billfold_sandbox.resources.subscriptions",
+    "billfold_sandbox.resources.invoices",
+    "billfold_sandbox.resources.checkout",
+    "billfold_sandbox.resources.portal",
+]
