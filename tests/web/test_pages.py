@@ -8,6 +8,7 @@ import io
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from billfold.audit.models import AuditEntry
@@ -18,6 +19,7 @@ from billfold.db.engine import Database
 from billfold.jobs.models import Job
 from billfold.ledger.models import LedgerAccount
 from billfold.stripe.models import WebhookEvent
+from billfold.web import customer
 from tests.web.conftest import csrf_of, sign_in
 from tests.web.factories import account_with_history
 
@@ -46,17 +48,24 @@ async def test_the_activity_page_shows_the_ledger_and_audit_trail_paged(
 
 
 async def test_csv_exports_hold_every_row(
-    panel: httpx.AsyncClient, settings: Settings, clock: FrozenClock, database: Database
+    panel: httpx.AsyncClient,
+    settings: Settings,
+    clock: FrozenClock,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await account_with_history(database, clock, "alice", movements=450, audit_entries=3)
+    monkeypatch.setattr(customer, "CSV_BATCH", 100)  # several batches, and one exactly full
+    await account_with_history(database, clock, "alice", movements=400, audit_entries=3)
     await sign_in(panel, settings, clock, "user:alice")
     ledger = await panel.get("/activity/ledger.csv")
     assert ledger.status_code == 200
     assert ledger.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(ledger.text)))
     assert rows[0][:3] == ["entry_id", "created_at", "kind"]
-    assert len(rows) == 451  # the header and every movement, over several batches
-    assert rows[1][3:5] == ["usage by alice #449", "-1"]
+    assert len(rows) == 401  # the header and every movement, over several batches
+    assert rows[1][3:5] == ["grant for alice #399", "10"]
+    assert rows[-1][3] == "grant for alice #0"
+    assert len({r[0] for r in rows}) == 401  # no movement twice
     audit = list(csv.reader(io.StringIO((await panel.get("/activity/audit.csv")).text)))
     # Three entries, and the sign-in itself.
     assert [r[2] for r in audit[1:]] == ["panel.signed_in", *["test.happened"] * 3]

@@ -24,7 +24,7 @@ from billfold.config import Settings
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
 from billfold.ledger.models import LedgerAccount
-from billfold.ledger.service import account_history
+from billfold.ledger.service import account_history, history_before
 from billfold.subscriptions import changes, checkout
 from billfold.subscriptions.models import CHANGEABLE_STATUSES, LIVE_STATUSES, Subscription
 from billfold.subscriptions.reads import current_subscription, has_premium
@@ -40,7 +40,7 @@ from billfold.web.visitors import (
 router = APIRouter(route_class=PanelRoute, include_in_schema=False)
 
 PAGE_SIZE = 25
-CSV_BATCH = 200
+CSV_BATCH = 500
 
 STATUS_LABELS = {
     "active": "Active",
@@ -406,52 +406,55 @@ LEDGER_CSV_HEADER = [
 async def ledger_rows(
     container: Container, ledger_id: int, account_id: str
 ) -> AsyncIterator[list[str]]:
-    """Every movement of one of the account's ledger accounts, newest first, CSV_BATCH rows per
-    query, each batch in a read unit of work of its own (a long download holds no snapshot)."""
+    """Every movement of one of the account's ledger accounts, newest first: one read unit of
+    work (one snapshot), CSV_BATCH rows per query by keyset (no counting, no offsets)."""
     yield LEDGER_CSV_HEADER
-    page = 1
-    while True:
-        async with container.db.read() as session:
-            owned = await session.get(LedgerAccount, ledger_id)
-            if owned is None or owned.billing_account_id != account_id:
-                return
-            batch = await account_history(session, ledger_id, page=page, page_size=CSV_BATCH)
-        for item in batch.items:
-            yield [
-                str(item.entry_id),
-                item.created_at.isoformat(),
-                item.kind,
-                item.description or "",
-                str(item.amount),
-                item.unit,
-                str(item.balance_after),
-            ]
-        if page * CSV_BATCH >= batch.total:
+    async with container.db.read() as session:
+        owned = await session.get(LedgerAccount, ledger_id)
+        if owned is None or owned.billing_account_id != account_id:
             return
-        page += 1
+        before: int | None = None
+        while True:
+            batch = await history_before(
+                session, ledger_id, before_entry_id=before, limit=CSV_BATCH
+            )
+            for item in batch:
+                yield [
+                    str(item.entry_id),
+                    item.created_at.isoformat(),
+                    item.kind,
+                    item.description or "",
+                    str(item.amount),
+                    item.unit,
+                    str(item.balance_after),
+                ]
+            if len(batch) < CSV_BATCH:
+                return
+            before = batch[-1].entry_id
 
 
 async def audit_rows(container: Container, account_id: str) -> AsyncIterator[list[str]]:
-    """Every audit entry of the account, newest first, by cursor in batches."""
+    """Every audit entry of the account, newest first, by cursor in batches, in one read unit
+    of work."""
     yield ["seq", "occurred_at", "action", "actor", "target", "details"]
     before: int | None = None
-    while True:
-        async with container.db.read() as session:
+    async with container.db.read() as session:
+        while True:
             entries, more = await list_entries(
                 session, account_id=account_id, limit=CSV_BATCH, before_seq=before
             )
-        for entry in entries:
-            yield [
-                str(entry.seq),
-                entry.occurred_at.isoformat(),
-                entry.action,
-                entry.actor,
-                entry.target or "",
-                entry.details_json,
-            ]
-        if not more or not entries:
-            return
-        before = entries[-1].seq
+            for entry in entries:
+                yield [
+                    str(entry.seq),
+                    entry.occurred_at.isoformat(),
+                    entry.action,
+                    entry.actor,
+                    entry.target or "",
+                    entry.details_json,
+                ]
+            if not more or not entries:
+                return
+            before = entries[-1].seq
 
 
 @router.get("/activity/ledger.csv")
