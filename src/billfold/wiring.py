@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 
+from billfold.auth import sessions as panel_sessions
 from billfold.config import Settings
 from billfold.container import Container
 from billfold.errors import ConfigurationError
@@ -28,7 +29,12 @@ def webhook_handlers() -> WebhookHandlers:
 def job_registry(settings: Settings) -> JobRegistry:
     """Every domain's job kinds, and those of the plugins in BILLFOLD_JOB_MODULES."""
     return JobRegistry.combine(
-        [job_maintenance.jobs, inbox.jobs, *plugin_job_registries(settings.job_modules)]
+        [
+            job_maintenance.jobs,
+            inbox.jobs,
+            panel_sessions.jobs,
+            *plugin_job_registries(settings.job_modules),
+        ]
     )
 
 

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import Boolean, ForeignKey, Index, String, select, update
+from sqlalchemy import Boolean, ForeignKey, Index, String, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -40,6 +40,7 @@ from billfold.customers.service import get_or_create_account
 from billfold.db.base import Base, UTCDateTime
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import Unauthenticated, ValidationFailed
+from billfold.jobs import JobRegistry, JobRun
 
 # A sign-in link is a JWT for this audience only: an API bearer token is no link, and a link is
 # no API token (`verify_token` checks BILLFOLD_JWT_AUDIENCE).
@@ -303,3 +304,32 @@ async def account_of_session(session: AsyncSession, row: PanelSession) -> Billin
 def account_ref(account: BillingAccount) -> AccountRef:
     """The `kind:external_id` name of an account."""
     return AccountRef(AccountKind(account.kind), account.external_id)
+
+
+# Ended sessions are kept a day (for an operator looking into a sign-in), then deleted hourly,
+# with the spent links past their expiry (refused as expired anyway).
+KEEP_ENDED_SESSIONS = timedelta(days=1)
+
+jobs = JobRegistry()
+
+
+@jobs.every("panel.prune_sessions", seconds=3600)
+async def prune_sessions(run: JobRun) -> None:
+    """Delete sessions that ended over a day ago and spent sign-in links that have expired."""
+    now = run.container.clock.now()
+    async with run.transaction() as session:
+        await session.execute(
+            delete(PanelSession)
+            .where(
+                or_(
+                    PanelSession.expires_at < now - KEEP_ENDED_SESSIONS,
+                    PanelSession.signed_out_at < now - KEEP_ENDED_SESSIONS,
+                )
+            )
+            .execution_options(synchronize_session=False)
+        )
+        await session.execute(
+            delete(SpentSignInLink)
+            .where(SpentSignInLink.expires_at < now)
+            .execution_options(synchronize_session=False)
+        )
