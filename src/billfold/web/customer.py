@@ -193,6 +193,8 @@ async def subscription_page(
             "visitor": customer,
             "prices": prices,
             "current_price": sub.price_id if isinstance(sub, Subscription) else None,
+            # Stripe's portal needs a Stripe customer (made by the first Checkout).
+            "has_customer": customer.account.stripe_customer_id is not None,
             "notice": NOTICES.get(done or ""),
         },
     )
