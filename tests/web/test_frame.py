@@ -62,3 +62,18 @@ def test_the_locale_is_negotiated_by_weight() -> None:
     assert _negotiate("*;q=1, nl-BE") == "nl_BE"
     assert _negotiate("de;q=abc") == "en_US"
     assert _negotiate("a" * 10_000) == "en_US"
+
+
+def test_the_tasks_that_call_stripe_count_against_the_checkout_budget(panel_app: object) -> None:
+    from billfold.api.ratelimit import RateLimitClass, rate_limit_class
+
+    routes = panel_app.router.routes  # type: ignore[attr-defined]
+    for method, path, expected in (
+        ("POST", "/subscription/checkout", RateLimitClass.CHECKOUT),
+        ("POST", "/subscription/change", RateLimitClass.CHECKOUT),
+        ("POST", "/subscription/portal", RateLimitClass.CHECKOUT),
+        ("POST", "/subscription/cancel", RateLimitClass.API),
+        ("GET", "/", RateLimitClass.API),
+    ):
+        scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+        assert rate_limit_class(routes, scope) == expected, path

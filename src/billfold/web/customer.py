@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from billfold.api.deps import ReadSessionDep, SessionDep, end_transaction, get_container
+from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.audit.service import list_entries
 from billfold.catalog.service import Catalog, load_catalog
 from billfold.config import Settings
@@ -207,6 +208,7 @@ def _panel_url(settings: Settings, path: str) -> str | None:
 
 
 @router.post("/subscription/checkout")
+@rate_limit(RateLimitClass.CHECKOUT)
 async def subscribe(
     request: Request,
     session: SessionDep,
@@ -228,6 +230,7 @@ async def subscribe(
 
 
 @router.post("/subscription/change")
+@rate_limit(RateLimitClass.CHECKOUT)
 async def change_plan(
     request: Request,
     session: SessionDep,
@@ -277,6 +280,7 @@ async def reactivate(
 
 
 @router.post("/subscription/portal")
+@rate_limit(RateLimitClass.CHECKOUT)
 async def portal(request: Request, session: SessionDep, customer: PostingCustomerDep) -> Response:
     """Open Stripe's billing portal."""
     container = get_container(request)

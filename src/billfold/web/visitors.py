@@ -23,6 +23,7 @@ from starlette.responses import Response
 from billfold.api.audit_deps import audit_context
 from billfold.api.deps import ReadSessionDep, SessionDep, get_container
 from billfold.api.errors import status_for
+from billfold.api.ratelimit import charge_subject
 from billfold.api.session_deps import SESSION_HEADER
 from billfold.audit.context import AuditContext
 from billfold.auth.sessions import (
@@ -100,6 +101,8 @@ class Customer:
 async def _visitor(request: Request, session: AsyncSession) -> Visitor:
     container = get_container(request)
     row = await find_session(session, session_token(request), now=container.clock.now())
+    # A signed-in browser has the budget of the one who signed in (as the API's callers do).
+    await charge_subject(request, "panel", row.actor)
     account = None if row.operator else await account_of_session(session, row)
     return Visitor(row, account)
 
