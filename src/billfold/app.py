@@ -15,6 +15,7 @@ from billfold.api import (
     credits,
     ops,
     organizations,
+    panel_links,
     payments_billing,
     payments_v1,
     subscriptions,
@@ -34,6 +35,8 @@ from billfold.container import Container
 from billfold.db.engine import Database
 from billfold.jobs import Worker
 from billfold.stripe.gateway import StripeClientGateway, StripeGateway
+from billfold.web import customer, operator, signin
+from billfold.web.assets import mount_panel_static
 from billfold.wiring import wire
 
 logger = logging.getLogger("billfold")
@@ -50,6 +53,13 @@ ROUTERS: tuple[APIRouter, ...] = (
     webhooks.router,
     credits.router,
     payments_billing.router,
+    panel_links.router,
+)
+# The billing panel at `/` and the operator's console (billfold.web): pages, not API routes.
+PANEL_ROUTERS: tuple[APIRouter, ...] = (
+    signin.router,
+    customer.router,
+    operator.router,
 )
 
 
@@ -114,6 +124,9 @@ def create_app(
     mount_sandbox(app, settings)  # only in sandbox mode (no STRIPE_SECRET_KEY), never in production
     for router in ROUTERS:
         app.include_router(router)
+    for router in PANEL_ROUTERS:
+        app.include_router(router)
+    mount_panel_static(app)
     app.add_middleware(BodyLimitMiddleware, settings=settings)  # 413/400 before a route reads
     # Inside CORS (a browser can read a 429) and the request id (a 429 carries one). It reads
     # each request's route from the app's route list to find its declared rate-limit class.

@@ -176,12 +176,25 @@ class Settings(BaseSettings):
     billing_table_name: str | None = Field(
         default=None, validation_alias=_alias("BILLING_TABLE_NAME")
     )
+    # The billing panel at `/` (billfold.web): how long a panel session lasts, the origins
+    # that may frame it (CSP frame-ancestors; none: framing refused), and whether the API
+    # routes that ask for it require document 003's `X-SESSION-ID` (a panel session).
+    panel_session_minutes: int = Field(
+        default=120, ge=1, le=7 * 24 * 60, validation_alias=_alias("BILLFOLD_PANEL_SESSION_MINUTES")
+    )
+    panel_frame_ancestors: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_alias("BILLFOLD_PANEL_FRAME_ANCESTORS")
+    )
+    require_session_id: bool = Field(
+        default=False, validation_alias=_alias("BILLFOLD_REQUIRE_SESSION_ID")
+    )
 
     @field_validator(
         "stripe_webhook_secret",
         "allowed_redirect_hosts",
         "job_modules",
         "trusted_proxies",
+        "panel_frame_ancestors",
         mode="before",
     )
     @classmethod
@@ -298,7 +311,13 @@ class Settings(BaseSettings):
     @property
     def redirect_hosts(self) -> set[str]:
         hosts = {h.lower() for h in self.allowed_redirect_hosts}
-        for url in (self.frontend_url, self.stripe_success_url, self.stripe_cancel_url):
+        # BILLFOLD_PUBLIC_URL: billfold's own pages (the billing panel's Checkout returns there).
+        for url in (
+            self.frontend_url,
+            self.stripe_success_url,
+            self.stripe_cancel_url,
+            self.public_url,
+        ):
             if url:
                 host = urlsplit(url).hostname
                 if host:
@@ -382,6 +401,21 @@ class Settings(BaseSettings):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ConfigurationError(f"{name} must be an http(s) URL, got {url!r}.")
+        for origin in self.panel_frame_ancestors:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path
+                not in (
+                    "",
+                    "/",
+                )
+            ):
+                raise ConfigurationError(
+                    "BILLFOLD_PANEL_FRAME_ANCESTORS must list origins such as "
+                    f"https://app.example.com, got {origin!r}."
+                )
 
 
 DATA_DIR_NAME = ".billfold"

@@ -13,6 +13,7 @@ from sqlalchemy import MetaData
 
 from billfold.audit import models as audit_models
 from billfold.auth import models as auth_models
+from billfold.auth import sessions as auth_sessions
 from billfold.catalog import models as catalog_models
 from billfold.credits import models as credits_models
 from billfold.customers import models as customers_models
@@ -34,6 +35,7 @@ MODEL_MODULES: tuple[ModuleType, ...] = (
     catalog_models,
     credits_models,
     payments_models,
+    auth_sessions,  # the panel's sessions (billfold.web)
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 
+from billfold.auth import sessions as panel_sessions
 from billfold.config import Settings
 from billfold.container import Container
 from billfold.credits import handlers as credit_events
@@ -39,6 +40,7 @@ def job_registry(settings: Settings) -> JobRegistry:
             inbox.jobs,
             credit_jobs.jobs,
             payment_jobs.jobs,
+            panel_sessions.jobs,
             *plugin_job_registries(settings.job_modules),
         ]
     )

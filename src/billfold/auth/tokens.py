@@ -328,3 +328,14 @@ def _verify(settings: Settings, token: str) -> tuple[Principal, float]:
         shops=shops,
     )
     return principal, float(claims["exp"])
+
+
+def signing_key(settings: Settings) -> Any:
+    """The key billfold signs with (the HS256 secret, or the configured private key): for the
+    panel's sign-in links (`billfold.auth.sessions`)."""
+    return _signing_key(settings)
+
+
+def verification_key(settings: Settings) -> Any:
+    """The key billfold verifies with (the HS256 secret, or the configured public key)."""
+    return _verification_key(settings)

@@ -38,6 +38,7 @@ from typing import Any, cast
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Select,
     Table,
     and_,
     bindparam,
@@ -769,19 +770,9 @@ def _check_page(page: int, page_size: int) -> None:
         raise ValidationFailed("page size must be 1 to 200", field="page_size")
 
 
-async def account_history(
-    session: AsyncSession, account_id: int, *, page: int = 1, page_size: int = 20
-) -> HistoryPage:
-    """An account's movements, newest first, a page at a time (with the total for page counts)."""
-    _check_page(page, page_size)
-    total = (
-        await session.execute(
-            select(func.count())
-            .select_from(entries_table)
-            .where(entries_table.c.account_id == account_id)
-        )
-    ).scalar_one()
-    rows = await session.execute(
+def _history_of(account_id: int) -> Select[Any]:
+    """An account's movements with their transactions, newest first."""
+    return (
         select(
             entries_table.c.id.label("entry_id"),
             entries_table.c.transaction_id,
@@ -797,8 +788,35 @@ async def account_history(
         .join(transactions, transactions.c.id == entries_table.c.transaction_id)
         .where(entries_table.c.account_id == account_id)
         .order_by(entries_table.c.id.desc())
-        .limit(page_size)
-        .offset((page - 1) * page_size)
+    )
+
+
+async def history_before(
+    session: AsyncSession, account_id: int, *, before_entry_id: int | None, limit: int = 500
+) -> list[HistoryItem]:
+    """Up to `limit` of an account's movements older than entry `before_entry_id` (the newest
+    when None), newest first: for reading a whole history in batches by keyset (an export),
+    without counting or offsets."""
+    stmt = _history_of(account_id).limit(limit)
+    if before_entry_id is not None:
+        stmt = stmt.where(entries_table.c.id < before_entry_id)
+    return [HistoryItem(**row._mapping) for row in await session.execute(stmt)]
+
+
+async def account_history(
+    session: AsyncSession, account_id: int, *, page: int = 1, page_size: int = 20
+) -> HistoryPage:
+    """An account's movements, newest first, a page at a time (with the total for page counts)."""
+    _check_page(page, page_size)
+    total = (
+        await session.execute(
+            select(func.count())
+            .select_from(entries_table)
+            .where(entries_table.c.account_id == account_id)
+        )
+    ).scalar_one()
+    rows = await session.execute(
+        _history_of(account_id).limit(page_size).offset((page - 1) * page_size)
     )
     return HistoryPage(
         items=[HistoryItem(**row._mapping) for row in rows],

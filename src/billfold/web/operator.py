@@ -1,0 +1,233 @@
+"""The operator's console: find an account (by id, email, user, shop or organization), see its
+subscription, ledger and audit trail; failed webhook events and dead jobs with their errors,
+retried from here; the ledger and audit checks. Operators sign in with an API key or an
+operator's link (`admin` claim); every action they take is in the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from billfold.api.deps import ReadSessionDep, SessionDep, end_transaction, get_container
+from billfold.audit.verify import verify_chain
+from billfold.customers.models import AccountKind, BillingAccount
+from billfold.errors import NotFound
+from billfold.jobs import JobStatus
+from billfold.jobs import retry as retry_jobs
+from billfold.jobs.models import Job
+from billfold.ledger.verify import verify_ledger
+from billfold.stripe.inbox import job_key, process_event
+from billfold.stripe.models import InboxStatus, WebhookEvent
+from billfold.subscriptions.reads import list_subscriptions
+from billfold.web.customer import STATUS_LABELS, Cursor, PageNumber, activity_context
+from billfold.web.rendering import render
+from billfold.web.visitors import PanelRoute, PostingOperatorDep, ReadingOperatorDep, panel_audit
+
+router = APIRouter(prefix="/operator", route_class=PanelRoute, include_in_schema=False)
+
+SEARCH_LIMIT = 50
+LIST_LIMIT = 100
+FAILED_EVENT_STATUSES = (InboxStatus.FAILED.value, InboxStatus.DEAD.value)
+FAILED_JOB_STATUSES = (JobStatus.FAILED.value, JobStatus.DEAD.value)
+T = TypeVar("T")
+
+
+async def _newest(session: AsyncSession, stmt: Select[T]) -> Sequence[T]:
+    """The first LIST_LIMIT rows of a listing."""
+    return (await session.execute(stmt.limit(LIST_LIMIT))).scalars().all()
+
+
+@router.get("")
+async def accounts(
+    request: Request,
+    session: ReadSessionDep,
+    operator: ReadingOperatorDep,
+    q: Annotated[str, Query(max_length=320)] = "",
+    kind: Annotated[str, Query(max_length=20)] = "",
+) -> Response:
+    """Find an account by its id, email, or its user, organization or shop id."""
+    query = q.strip()
+    found: list[BillingAccount] = []
+    if query:
+        stmt = (
+            select(BillingAccount)
+            .where(
+                or_(
+                    BillingAccount.id == query,
+                    BillingAccount.external_id == query,
+                    BillingAccount.external_id == query.lower(),
+                    func.lower(BillingAccount.email) == query.lower(),
+                    BillingAccount.stripe_customer_id == query,
+                )
+            )
+            .order_by(BillingAccount.kind, BillingAccount.external_id)
+            .limit(SEARCH_LIMIT)
+        )
+        if kind in {k.value for k in AccountKind}:
+            stmt = stmt.where(BillingAccount.kind == kind)
+        found = list((await session.execute(stmt)).scalars())
+    return render(
+        request,
+        "operator/accounts.html",
+        {
+            "title": "Accounts",
+            "visitor": operator,
+            "q": query,
+            "kind": kind,
+            "kinds": [k.value for k in AccountKind],
+            "found": found,
+            "searched": bool(query),
+        },
+    )
+
+
+@router.get("/accounts/{account_id}")
+async def account(
+    request: Request,
+    session: ReadSessionDep,
+    operator: ReadingOperatorDep,
+    account_id: str,
+    ledger: Cursor = None,
+    page: PageNumber = 1,
+    before: Cursor = None,
+) -> Response:
+    """One account: its subscriptions, ledger and audit trail."""
+    found = await session.get(BillingAccount, account_id)
+    if found is None:
+        raise NotFound("no such billing account")
+    subscriptions = await list_subscriptions(session, found)
+    context = await activity_context(session, found, ledger=ledger, page=page, before=before)
+    partial = request.headers.get("hx-request") == "true"
+    return render(
+        request,
+        "_activity_tables.html" if partial else "operator/account.html",
+        {
+            **context,
+            "title": f"Account {found.kind} {found.external_id}",
+            "visitor": operator,
+            "account": found,
+            "subscriptions": subscriptions,
+            "status_labels": STATUS_LABELS,
+            "base": f"/operator/accounts/{found.id}",
+        },
+    )
+
+
+@router.get("/events")
+async def events(
+    request: Request,
+    session: ReadSessionDep,
+    operator: ReadingOperatorDep,
+    done: Annotated[str | None, Query(max_length=300)] = None,
+) -> Response:
+    """Webhook events whose processing failed (retried later) or was given up (dead)."""
+    rows = await _newest(
+        session,
+        select(WebhookEvent)
+        .where(WebhookEvent.status.in_(FAILED_EVENT_STATUSES))
+        .order_by(WebhookEvent.received_at.desc()),
+    )
+    return render(
+        request,
+        "operator/events.html",
+        {"title": "Webhook events", "visitor": operator, "events": rows, "notice": done},
+    )
+
+
+@router.post("/events/{event_id}/retry")
+async def retry_event(
+    request: Request, session: SessionDep, operator: PostingOperatorDep, event_id: str
+) -> Response:
+    """Apply a failed or dead event again, now (with a fresh set of attempts)."""
+    container = get_container(request)
+    event = await session.get(WebhookEvent, event_id)
+    if event is None:
+        raise NotFound("no such webhook event")
+    await retry_jobs(session, key=job_key(event_id), clock=container.clock)
+    await panel_audit(request, operator.session).record(
+        session, "operator.event_retried", account_id=None, target=event_id
+    )
+    await end_transaction(session)
+    status = await process_event(container, event_id)
+    outcome = {
+        InboxStatus.PROCESSED.value: "applied",
+        InboxStatus.FAILED.value: "failed again",
+        InboxStatus.DEAD.value: "failed again",
+    }.get(status or "", "queued for a worker")
+    return RedirectResponse(
+        f"/operator/events?done=Event+{event_id}+{outcome.replace(' ', '+')}", status_code=303
+    )
+
+
+@router.get("/jobs")
+async def jobs(
+    request: Request,
+    session: ReadSessionDep,
+    operator: ReadingOperatorDep,
+    done: Annotated[str | None, Query(max_length=300)] = None,
+) -> Response:
+    """Jobs that failed (retried later) or were given up (dead), with their last error."""
+    rows = await _newest(
+        session, select(Job).where(Job.status.in_(FAILED_JOB_STATUSES)).order_by(Job.id.desc())
+    )
+    return render(
+        request,
+        "operator/jobs.html",
+        {"title": "Jobs", "visitor": operator, "jobs": rows, "notice": done},
+    )
+
+
+@router.post("/jobs/{job_id}/retry")
+async def retry_job(
+    request: Request, session: SessionDep, operator: PostingOperatorDep, job_id: int
+) -> Response:
+    """Make a failed or dead job due now with fresh attempts; a worker runs it."""
+    container = get_container(request)
+    count = await retry_jobs(session, job_id=job_id, clock=container.clock)
+    if count == 0:
+        raise NotFound("no failed or dead job with that id")
+    await panel_audit(request, operator.session).record(
+        session, "operator.job_retried", account_id=None, target=str(job_id)
+    )
+    return RedirectResponse(f"/operator/jobs?done=Job+{job_id}+queued+again", status_code=303)
+
+
+@router.get("/checks")
+async def checks(request: Request, operator: ReadingOperatorDep) -> Response:
+    return render(
+        request, "operator/checks.html", {"title": "Checks", "visitor": operator, "ran": False}
+    )
+
+
+@router.post("/checks")
+async def run_checks(
+    request: Request,
+    session: SessionDep,
+    operator: PostingOperatorDep,
+) -> Response:
+    """Recompute the ledger's balances and sums and the audit log's hash chain."""
+    container = get_container(request)
+    await panel_audit(request, operator.session).record(
+        session, "operator.checks_run", account_id=None
+    )
+    await end_transaction(session)  # the checks read in a read unit of work of their own
+    async with container.db.read() as reader:
+        ledger_problems = await verify_ledger(reader)
+        chain = await verify_chain(reader)
+    return render(
+        request,
+        "operator/checks.html",
+        {
+            "title": "Checks",
+            "visitor": operator,
+            "ran": True,
+            "ledger_problems": ledger_problems,
+            "chain": chain,
+        },
+    )
