@@ -60,3 +60,38 @@ async def test_x_session_id(
             assert other.status_code == 403, other.text
             unknown = await api.request(method, path, headers={**alice, "X-SESSION-ID": "nope"})
             assert unknown.status_code == 401
+
+
+async def test_document_003_routes_take_the_session(
+    settings: Settings, database: Database, clock: FrozenClock
+) -> None:
+    """Document 003: "All endpoints below require a valid UI session (`X-SESSION-ID`) + auth
+    token". With BILLFOLD_REQUIRE_SESSION_ID its routes refuse a request without one (401) or
+    with another account's (403); `POST /api/billing/charges` (the host's backend, API key) and
+    document 001's routes take none."""
+    settings = settings.model_copy(update={"require_session_id": True})
+    app = create_app(settings, database=database, clock=clock)
+    alice = {"Authorization": f"Bearer {issue_token(settings, 'alice')}"}
+    alices = await _session_token(app, settings, clock, "user:alice")
+    bobs = await _session_token(app, settings, clock, "user:bob")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://billfold.test"
+    ) as api:
+        for method, path, body in (
+            ("GET", "/api/billing/settings", None),
+            ("GET", "/api/billing/payment-methods", None),
+            ("GET", "/api/billing/subscriptions", None),
+            ("POST", "/api/billing/autopay", {"enabled": False}),
+        ):
+            bare = await api.request(method, path, headers=alice, json=body)
+            assert bare.status_code == 401, (path, bare.text)
+            other = await api.request(
+                method, path, headers={**alice, "X-SESSION-ID": bobs}, json=body
+            )
+            assert other.status_code == 403, (path, other.text)
+            own = await api.request(
+                method, path, headers={**alice, "X-SESSION-ID": alices}, json=body
+            )
+            assert own.status_code == 200, (path, own.text)
+        credits = await api.get("/api/billing/balance", headers=alice)
+        assert credits.status_code == 200, credits.text

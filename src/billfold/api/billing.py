@@ -12,8 +12,9 @@ Served here so far (document 003):
 
 Document 003 names its fields in snake_case, so these shapes do too; document 001's routes under
 the same prefix (balance, packages, top-up, purchase, history) use camelCase and are added by the
-credits work. Every route takes `Authorization: Bearer` (document 003's `X-SESSION-ID` is not
-needed) and acts on the account `billfold.api.account_deps` resolves.
+credits work. Every route takes `Authorization: Bearer` and acts on the account
+`billfold.api.account_deps` resolves, in the panel session `X-SESSION-ID` names
+(`billfold.api.session_deps`: checked when sent, required with BILLFOLD_REQUIRE_SESSION_ID).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
 from billfold.api.audit_deps import AuditContextDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.api.ratelimit import RateLimitClass, rate_limit
+from billfold.api.session_deps import SessionCheckedAccountDep, SessionCheckedReadingAccountDep
 from billfold.errors import ValidationFailed
 from billfold.payments import checkout as payment_checkout
 from billfold.subscriptions import checkout, models, reads
@@ -111,7 +112,7 @@ async def create_checkout_session(
     request: Request,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
+    account: SessionCheckedAccountDep,
     audit: AuditContextDep,
 ) -> CheckoutSessionRead:
     """Start a Stripe Checkout (subscription mode for a catalog price, payment mode for an
@@ -157,7 +158,7 @@ async def create_checkout_session(
     responses=error_responses(*AUTHENTICATED, 404),
 )
 async def list_subscriptions(
-    session: ReadSessionDep, account: ReadingAccountDep
+    session: ReadSessionDep, account: SessionCheckedReadingAccountDep
 ) -> SubscriptionList:
     """Every subscription of the account, newest first (ended ones included)."""
     found = await reads.list_subscriptions(session, account)

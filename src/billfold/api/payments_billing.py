@@ -18,12 +18,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
+from billfold.api.account_deps import ActingAccountDep
 from billfold.api.audit_deps import AuditContextDep
 from billfold.api.auth_deps import PrincipalDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.api.ratelimit import RateLimitClass, rate_limit
+from billfold.api.session_deps import SessionCheckedAccountDep, SessionCheckedReadingAccountDep
 from billfold.auth.principal import Principal
 from billfold.db.base import new_id
 from billfold.errors import Forbidden, NotFound, ValidationFailed
@@ -239,7 +240,7 @@ class PaymentList(BaseModel):
 
 @router.get("/config", response_model=ConfigRead, responses=error_responses(*AUTHENTICATED, 404))
 async def billing_config(
-    container: ContainerDep, session: ReadSessionDep, account: ReadingAccountDep
+    container: ContainerDep, session: ReadSessionDep, account: SessionCheckedReadingAccountDep
 ) -> ConfigRead:
     """Stripe's publishable key and the default currency (the account's), for the frontend."""
     settings = container.settings
@@ -259,7 +260,9 @@ async def _settings_read(session: ReadSessionDep | SessionDep, account_id: str) 
 @router.get(
     "/settings", response_model=SettingsRead, responses=error_responses(*AUTHENTICATED, 404)
 )
-async def billing_settings(session: ReadSessionDep, account: ReadingAccountDep) -> SettingsRead:
+async def billing_settings(
+    session: ReadSessionDep, account: SessionCheckedReadingAccountDep
+) -> SettingsRead:
     """Autopay, the default payment method and the priority order."""
     return await _settings_read(session, account.id)
 
@@ -271,7 +274,7 @@ async def set_autopay(
     body: AutopayUpdate,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
+    account: SessionCheckedAccountDep,
     audit: AuditContextDep,
 ) -> SettingsRead:
     """Turn autopay on or off (turning it on clears an earlier stop and its back-off)."""
@@ -301,7 +304,7 @@ async def setup_card(
     request: Request,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
+    account: SessionCheckedAccountDep,
     audit: AuditContextDep,
 ) -> SetupIntentRead:
     """A SetupIntent to save a card for off-session charges."""
@@ -338,7 +341,7 @@ async def setup_us_bank(
     request: Request,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
+    account: SessionCheckedAccountDep,
     audit: AuditContextDep,
 ) -> SetupIntentRead:
     """A SetupIntent for a US bank account (ACH), verified by microdeposits: with the account's
@@ -378,7 +381,7 @@ async def verify_microdeposits(
     body: MicrodepositsVerify,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
+    account: SessionCheckedAccountDep,
     audit: AuditContextDep,
 ) -> PaymentMethodRead:
     """The two microdeposit amounts (cents) or the descriptor code from the statement. Wrong
@@ -415,7 +418,7 @@ async def _method_list(session: ReadSessionDep | SessionDep, account_id: str) ->
     responses=error_responses(*AUTHENTICATED, 404),
 )
 async def list_payment_methods(
-    session: ReadSessionDep, account: ReadingAccountDep
+    session: ReadSessionDep, account: SessionCheckedReadingAccountDep
 ) -> PaymentMethodList:
     """The account's payment methods in priority order."""
     return await _method_list(session, account.id)
@@ -430,7 +433,7 @@ async def set_priority(
     body: PriorityUpdate,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
+    account: SessionCheckedAccountDep,
     audit: AuditContextDep,
 ) -> PaymentMethodList:
     """A full order of the account's methods (400 unless a permutation of them); its first
@@ -450,7 +453,7 @@ async def set_default(
     body: DefaultUpdate,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
+    account: SessionCheckedAccountDep,
     audit: AuditContextDep,
 ) -> PaymentMethodList:
     """Make a usable method the default: it moves to the front of the priority order."""
@@ -472,7 +475,7 @@ async def remove_payment_method(
     payment_method_id: Annotated[str, Field(min_length=1, max_length=255)],
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
+    account: SessionCheckedAccountDep,
     audit: AuditContextDep,
 ) -> PaymentMethodList:
     """Detach a method; the next by priority is promoted. 409 for the last usable method while
@@ -492,7 +495,7 @@ async def remove_payment_method(
 async def pay_balance(
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
+    account: SessionCheckedAccountDep,
     audit: AuditContextDep,
     body: PayBalance | None = None,
 ) -> PaymentRead:
@@ -517,7 +520,7 @@ async def charge_once(
     request: Request,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
+    account: SessionCheckedAccountDep,
     audit: AuditContextDep,
 ) -> PaymentRead:
     """Charge an amount once (on `payment_method_id`, or by priority with fallback). When the
@@ -540,7 +543,7 @@ async def charge_once(
 @router.get("/ledger", response_model=LedgerPage, responses=error_responses(*AUTHENTICATED, 404))
 async def ledger(
     session: ReadSessionDep,
-    account: ReadingAccountDep,
+    account: SessionCheckedReadingAccountDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[
         int | None, Query(ge=1, description="next_cursor of the previous page")
@@ -563,7 +566,7 @@ def _line(line: dues.LedgerLine) -> dict[str, object]:
 @router.get("/payments", response_model=PaymentList, responses=error_responses(*AUTHENTICATED, 404))
 async def list_payments(
     session: ReadSessionDep,
-    account: ReadingAccountDep,
+    account: SessionCheckedReadingAccountDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> PaymentList:
@@ -657,7 +660,7 @@ async def dev_add_charge(
     request: Request,
     session: SessionDep,
     container: ContainerDep,
-    account: ActingAccountDep,
+    account: SessionCheckedAccountDep,
     audit: AuditContextDep,
 ) -> ChargeRead:
     """Development mode only (404 otherwise): a synthetic charge on the caller's dues."""
