@@ -266,6 +266,8 @@ async def test_bad_input_is_400_naming_the_field(
         assert response.json()["error"]["field"] == "credits"
     for query, field in (
         ("credits=abc", "credits"),
+        ("credits=%C2%B2", "credits"),  # '²': str.isdigit() says yes, int() says no
+        ("credits=%D9%A3", "credits"),  # Arabic-Indic three: int() reads it; credits are ASCII
         ("credits=0", "credits"),
         ("credits=5", "credits"),
         ("credits=10&currency=gbp", "currency"),

@@ -24,6 +24,7 @@ the field, before anything is written.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -97,6 +98,9 @@ def _currency(catalog: CreditCatalog, account: BillingAccount, asked: str | None
     return catalog.default_currency
 
 
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
+
+
 def _int_param(value: Any, field: str, *, default: int | None = None) -> int:
     if value is None:
         if default is None:
@@ -106,7 +110,8 @@ def _int_param(value: Any, field: str, *, default: int | None = None) -> int:
         raise ValidationFailed(f"{field} must be a whole number", field=field)
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 19:
+    # ASCII digits only: str.isdigit() also admits '²' and other digits int() refuses.
+    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
         return int(value.strip())
     raise ValidationFailed(f"{field} must be a whole number", field=field)
 

@@ -46,7 +46,7 @@ class Anchor:
         entry_hash = entry_hash.lower()
         if (
             not sep
-            or not seq.isdigit()
+            or not (seq.isascii() and seq.isdigit())
             or int(seq) < 1
             or len(entry_hash) != 64
             or any(c not in "0123456789abcdef" for c in entry_hash)

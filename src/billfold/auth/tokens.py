@@ -131,7 +131,7 @@ def parse_ttl(text: str) -> timedelta:
     """'90s', '15m', '1h', '7d' -> timedelta."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip().lower()
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+    if len(text) < 2 or text[-1] not in units or not (text[:-1].isascii() and text[:-1].isdigit()):
         raise ValidationFailed("ttl must look like 90s, 15m, 1h or 7d", field="ttl")
     return timedelta(seconds=int(text[:-1]) * units[text[-1]])
 

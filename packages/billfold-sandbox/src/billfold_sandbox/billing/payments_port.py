@@ -150,7 +150,7 @@ def payment_method_for_token(state: SandboxState, token: str, *, param: str) -> 
     token = token.strip().replace(" ", "")
     if not token:
         raise invalid_request("Choose a payment method.", param=param)
-    if token.isdigit():
+    if token.isascii() and token.isdigit():
         year = int(state.now()) // 31_556_952 + 1970 + 3
         return payments.payment_method_from_card(state, number=token, exp_month=12, exp_year=year)
     return payments.resolve_payment_method(state, token)
