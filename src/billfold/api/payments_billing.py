@@ -546,7 +546,8 @@ async def ledger(
     account: SessionCheckedReadingAccountDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[
-        int | None, Query(ge=1, description="next_cursor of the previous page")
+        int | None,
+        Query(ge=1, le=2**63 - 1, description="next_cursor of the previous page"),
     ] = None,
 ) -> LedgerPage:
     """The account's money movements, newest first, with running balances."""

@@ -350,7 +350,7 @@ async def activity_context(
 
 
 PageNumber = Annotated[int, Query(ge=1, le=1_000_000)]
-Cursor = Annotated[int | None, Query(ge=1)]
+Cursor = Annotated[int | None, Query(ge=1, le=2**63 - 1)]
 
 
 @router.get("/activity")
