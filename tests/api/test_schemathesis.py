@@ -99,7 +99,11 @@ async def test_the_whole_schema_answers_as_it_says(
     cases = generated_cases(billing_app)
     assert cases
     for case in cases:
-        response = await send(api, case, headers)
+        try:
+            response = await send(api, case, headers)
+        except Exception as raised:  # the app raised (a 500): record it and go on
+            failures.append(f"{case.operation.label}: 500: {type(raised).__name__}: {raised}")
+            continue
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)
         except (Exception, BaseExceptionGroup) as failure:  # every failure, not the first only
