@@ -55,7 +55,7 @@ NOTICES = {
 }
 
 SOURCE_LABELS = {
-    "purchase": "Purchase",
+    "credit_purchase": "Credit package",
     "topup": "Top-up",
     "allowance": "Plan allowance",
     "grant": "Grant",
