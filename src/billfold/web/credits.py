@@ -202,7 +202,8 @@ async def topup(
         catalog,
         kind=PurchaseKind.TOPUP,
         currency=currency,
-        purchase_key=purchase_key,
+        # Another amount sent from the same page (edited after going back) is another purchase.
+        purchase_key=f"{purchase_key}:{count}" if purchase_key else None,
         credits=count,
     )
 
