@@ -58,7 +58,7 @@ async def _credits_history(database: Database, clock: FrozenClock, account_id: s
         await service.grant(
             s,
             account_id=account_id,
-            credits=40,
+            credits=100,
             key=f"g2:{account_id}",
             source="promotion",
             clock=clock,
@@ -98,7 +98,7 @@ async def _credits_history(database: Database, clock: FrozenClock, account_id: s
             expires_in=86400 * 5,
         )
     clock.advance(timedelta(days=2))
-    async with database.transaction() as s:  # the promotion expired: 40 - 25 - 10 - 7... left
+    async with database.transaction() as s:  # the promotion's expiry passed: written off
         await service.expire_due(s, clock, audit)
 
 
@@ -131,12 +131,13 @@ async def test_the_credits_page_and_the_overview_chart(
     async with database.read() as s:
         balance = await service.get_balance(s, alice.id)
         days = await daily_movements(s, alice.id, days=30, now=clock.now())
-    # Spend order: the expiring promotion first (25 + 10 + 7 of its 40... it had 40: 25 spent,
-    # 15 left, then 10 captured and 5 held from it, the rest from the top-up).
-    assert sum(d.granted for d in days) == 540
+    # The chart's numbers: both grants, the usage and the capture (a hold is no spending), and
+    # what was left of the promotion when it expired.
+    assert sum(d.granted for d in days) == 600
     assert sum(d.spent for d in days) == 35  # usage 25 + capture 10; holds are not spending
     expired = sum(d.expired for d in days)
-    assert balance.credits == 540 - 35 - 7 - expired and balance.held == 7
+    assert expired > 0 and [d.day.isoformat() for d in days if d.expired] == ["2026-03-04"]
+    assert balance.credits == 600 - 35 - 7 - expired and balance.held == 7
 
     await sign_in(panel, settings, clock, "user:alice")
     page = await panel.get("/credits")
@@ -160,7 +161,7 @@ async def test_the_credits_page_and_the_overview_chart(
     overview = await panel.get("/")
     assert overview.status_code == 200
     assert '<svg viewBox="0 0 630 172" role="img"' in overview.text
-    assert "In total 540 added, 35 spent and " + str(expired) + " expired." in overview.text
+    assert "In total 600 added, 35 spent and " + str(expired) + " expired." in overview.text
     assert f"{balance.credits} credits" in overview.text and "(7 reserved)" in overview.text
     assert overview.text.count('class="bar-granted"') == 1  # both grants on one day
     assert "777" not in overview.text
@@ -343,3 +344,37 @@ async def test_top_up_and_buy_a_package_through_checkout(
             .all()
         )
     assert actors and all(a.startswith("panel:") for a in actors)
+
+
+async def test_the_chart_counts_by_utc_day_within_its_30_days(
+    clock: FrozenClock, database: Database
+) -> None:
+    """Movements a second either side of midnight (UTC) fall on their own days, one older
+    than the window is left out, and every day of the window is present."""
+    alice = await _account(database, clock, "alice")
+    audit = system_audit_context("test", clock)
+    for at, credits in (
+        (datetime(2026, 2, 1, 12, tzinfo=UTC), 1),  # 31 days before the end: outside
+        (datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC), 20),
+        (datetime(2026, 3, 2, 0, 0, 1, tzinfo=UTC), 300),
+    ):
+        clock.advance(at - clock.now())
+        async with database.transaction() as s:
+            await service.grant(
+                s,
+                account_id=alice.id,
+                credits=credits,
+                key=f"at:{at.isoformat()}",
+                source="grant",
+                clock=clock,
+                audit=audit,
+            )
+    clock.advance(datetime(2026, 3, 3, 9, tzinfo=UTC) - clock.now())
+    async with database.read() as s:
+        days = await daily_movements(s, alice.id, days=30, now=clock.now())
+    assert len(days) == 30
+    assert days[0].day.isoformat() == "2026-02-02" and days[-1].day.isoformat() == "2026-03-03"
+    assert {d.day.isoformat(): d.granted for d in days if d.granted} == {
+        "2026-03-01": 20,
+        "2026-03-02": 300,
+    }
