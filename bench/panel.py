@@ -1,5 +1,6 @@
 """The billing panel's pages: server time (p50, p99) of each page for an account with 1,000
-ledger entries (and 300 audit entries and a live subscription), on SQLite and PostgreSQL.
+ledger entries (and 300 audit entries, 200 credit purchases and billing history items, and a
+live subscription), on SQLite and PostgreSQL.
 
 Server time is measured inside the process, around the ASGI app: from the request's arrival to
 the last byte of its response (a CSV download included), with no network in between; requests
@@ -43,6 +44,7 @@ from billfold.auth.principal import AccountRef
 from billfold.auth.sessions import issue_sign_in_link
 from billfold.clock import FrozenClock
 from billfold.config import Settings
+from billfold.credits.models import BillingHistoryItem, CreditPurchase
 from billfold.customers.models import AccountKind
 from billfold.customers.service import get_or_create_account
 from billfold.db.engine import Database
@@ -126,6 +128,34 @@ async def _seed(db: Database, clock: FrozenClock, entries: int) -> str:
                         description=f"top-up #{n}",
                     )
     async with db.transaction() as session:
+        for n in range(200):  # the credit and billing histories: 200 rows each
+            at = clock.now() - timedelta(hours=n)
+            session.add(
+                CreditPurchase(
+                    id=f"cpur_bench_{n}",
+                    account_id=account.id,
+                    kind="topup",
+                    credits=100,
+                    amount=1100,
+                    currency="usd",
+                    state="completed",
+                    request={},
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+            session.add(
+                BillingHistoryItem(
+                    id=f"ch_bench_{n}",
+                    account_id=account.id,
+                    type="charge",
+                    amount=1100,
+                    currency="usd",
+                    status="succeeded",
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
         for n in range(300):
             await record_event(
                 session,
@@ -190,6 +220,10 @@ async def bench(url: str, label: str, requests: int, entries: int) -> None:
         pages: list[tuple[str, httpx.AsyncClient, str]] = [
             ("overview", customer, "/"),
             ("subscription", customer, "/subscription"),
+            ("credits", customer, "/credits"),
+            ("credits: top-up price (htmx)", customer, "/credits/topup/price?credits=600"),
+            ("activity: histories (htmx)", customer, "/activity/histories"),
+            ("credits.csv (200 rows)", customer, "/activity/credits.csv"),
             ("activity (page 1)", customer, "/activity"),
             ("activity (page 40)", customer, "/activity?page=40"),
             ("activity (htmx page 20)", customer, "/activity?page=20"),

@@ -35,6 +35,7 @@ from billfold.container import Container
 from billfold.db.engine import Database
 from billfold.jobs import Worker
 from billfold.stripe.gateway import StripeClientGateway, StripeGateway
+from billfold.web import credits as credit_pages
 from billfold.web import customer, operator, signin
 from billfold.web.assets import mount_panel_static
 from billfold.wiring import wire
@@ -60,6 +61,7 @@ PANEL_ROUTERS: tuple[APIRouter, ...] = (
     signin.router,
     customer.router,
     operator.router,
+    credit_pages.router,
 )
 
 

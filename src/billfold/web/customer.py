@@ -29,6 +29,7 @@ from billfold.ledger.service import account_history, history_before
 from billfold.subscriptions import changes, checkout
 from billfold.subscriptions.models import CHANGEABLE_STATUSES, LIVE_STATUSES, Subscription
 from billfold.subscriptions.reads import current_subscription, has_premium
+from billfold.web.credit_summary import credit_overview, histories_context
 from billfold.web.rendering import format_day, locale_of, render
 from billfold.web.visitors import (
     Customer,
@@ -152,6 +153,7 @@ async def overview(
                 sub, format_day(sub.current_period_end, locale_of(request)) if sub else None
             ),
             "notice": None,
+            **await credit_overview(request, session, customer.account),
         },
     )
 
@@ -361,12 +363,24 @@ async def activity(
     ledger: Cursor = None,
     page: PageNumber = 1,
     before: Cursor = None,
+    credit_page: PageNumber = 1,
+    billing_page: PageNumber = 1,
 ) -> Response:
-    """The ledger and the audit trail of the account, paged."""
+    """The ledger and the audit trail of the account, paged (and the credit and billing
+    histories, which page on their own)."""
     context = await activity_context(
         session, customer.account, ledger=ledger, page=page, before=before
     )
     partial = request.headers.get("hx-request") == "true"
+    if not partial:
+        context |= await histories_context(
+            request,
+            session,
+            customer.account,
+            credit_page=credit_page,
+            billing_page=billing_page,
+            page_size=PAGE_SIZE,
+        )
     template = "_activity_tables.html" if partial else "activity.html"
     return render(
         request,
