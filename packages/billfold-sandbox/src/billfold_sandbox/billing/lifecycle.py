@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from billfold_sandbox.billing import discounts as discounting
-from billfold_sandbox.billing import invoicing, payments_port
+from billfold_sandbox.billing import invoicing, metering, payments_port
 from billfold_sandbox.billing.events import HeldEvents, held_events
 from billfold_sandbox.billing.periods import add_intervals, period_containing, prorate
 from billfold_sandbox.billing.settings import billing_settings
@@ -87,7 +87,7 @@ def new_item(
         "metadata": dict(metadata or {}),
         "plan": plan_of(price),
         "price": dict(price),
-        "quantity": quantity,
+        "quantity": 0 if metering.is_metered(price) else quantity,  # usage is billed instead
         "subscription": subscription_id,
         "tax_rates": [],
     }
@@ -1066,9 +1066,12 @@ def _proration_lines(
 def cycle_lines(
     state: SandboxState, sub: StripeObject, items: list[StripeObject], period: tuple[int, int]
 ) -> list[StripeObject]:
-    """One invoice line per item, billing `period` in full."""
+    """One invoice line per item, billing `period` in full (a metered item: the usage of the
+    period ending where `period` starts)."""
     return [
-        invoicing.price_line(
+        metering.usage_line(state, sub, item, period)
+        if metering.is_metered(item["price"])
+        else invoicing.price_line(
             state,
             item["price"],
             int(item["quantity"]),

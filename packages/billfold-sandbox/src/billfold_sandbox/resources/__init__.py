@@ -28,4 +28,6 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.checkout",
     "billfold_sandbox.resources.portal",
     "billfold_sandbox.resources.customer_balance",
+    # sandbox billing meters, credit grants, entitlements, cash balance
+    "billfold_sandbox.resources.billing_meters",
 ]
