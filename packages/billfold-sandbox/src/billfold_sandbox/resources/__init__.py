@@ -30,4 +30,5 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.customer_balance",
     # sandbox billing meters, credit grants, entitlements, cash balance
     "billfold_sandbox.resources.billing_meters",
+    "billfold_sandbox.resources.billing_credits",
 ]
