@@ -31,4 +31,5 @@ RESOURCE_MODULES: list[str] = [
     # sandbox billing meters, credit grants, entitlements, cash balance
     "billfold_sandbox.resources.billing_meters",
     "billfold_sandbox.resources.billing_credits",
+    "billfold_sandbox.resources.entitlements",
 ]
