@@ -32,4 +32,5 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.billing_meters",
     "billfold_sandbox.resources.billing_credits",
     "billfold_sandbox.resources.entitlements",
+    "billfold_sandbox.resources.cash_balance",
 ]

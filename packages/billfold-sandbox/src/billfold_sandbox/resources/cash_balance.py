@@ -1,0 +1,147 @@
+"""The customer cash balance: `/v1/customers/{customer}/cash_balance` (retrieve, update its
+reconciliation settings), `/v1/customers/{customer}/cash_balance_transactions` (list, retrieve)
+and the test helper `/v1/test_helpers/customers/{customer}/fund_cash_balance` (a bank transfer
+received: a `funded` transaction, `customer_cash_balance_transaction.created`,
+`cash_balance.funds_available`).
+
+Simplified: funds stay in the cash balance (no automatic reconciliation against open invoices or
+PaymentIntents, no refunds or returns), so `funded` is the only transaction type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from billfold_sandbox.errors import invalid_request, resource_missing
+from billfold_sandbox.params import enum, integer, obj, string
+from billfold_sandbox.routing import Call, SandboxRouter
+from billfold_sandbox.state import StripeObject
+
+router = SandboxRouter()
+
+CASH_BALANCE_TRANSACTION = "customer_cash_balance_transaction"
+# Bank transfers Stripe takes, by currency, and how it names them.
+TRANSFER_TYPES = {
+    "usd": "us_bank_transfer",
+    "eur": "eu_bank_transfer",
+    "gbp": "gb_bank_transfer",
+    "jpy": "jp_bank_transfer",
+    "mxn": "mx_bank_transfer",
+}
+
+UPDATE = {
+    "settings": obj(
+        {"reconciliation_mode": enum("automatic", "manual", "merchant_default")},
+    )
+}
+FUND = {
+    "amount": integer(required=True, min=1),
+    "currency": string(required=True),
+    "reference": string(max_length=140),
+}
+
+
+def _state_of(customer: StripeObject) -> dict[str, Any]:
+    return dict(
+        customer.get("_cash_balance")
+        or {"available": {}, "reconciliation_mode": "automatic", "using_merchant_default": True}
+    )
+
+
+def _view(customer: StripeObject) -> StripeObject:
+    """The `cash_balance` object of a customer."""
+    cash = _state_of(customer)
+    return {
+        "object": "cash_balance",
+        "available": dict(cash["available"]) or None,
+        "customer": customer["id"],
+        "customer_account": None,
+        "livemode": False,
+        "settings": {
+            "reconciliation_mode": cash["reconciliation_mode"],
+            "using_merchant_default": cash["using_merchant_default"],
+        },
+    }
+
+
+@router.get("/v1/customers/{customer}/cash_balance")
+def retrieve_cash_balance(call: Call) -> StripeObject:
+    return _view(call.require("customer", call.path["customer"], param="customer"))
+
+
+@router.post("/v1/customers/{customer}/cash_balance", UPDATE)
+def update_cash_balance(call: Call) -> StripeObject:
+    customer = call.require("customer", call.path["customer"], param="customer")
+    mode = (call.params.get("settings") or {}).get("reconciliation_mode")
+    if mode is not None:
+        cash = _state_of(customer)
+        cash["using_merchant_default"] = mode == "merchant_default"
+        cash["reconciliation_mode"] = "automatic" if mode == "merchant_default" else mode
+        call.state.update(customer, {"_cash_balance": cash})
+    return _view(customer)
+
+
+def _transactions(call: Call, customer_id: str) -> list[StripeObject]:
+    return [
+        t
+        for t in call.state.all(CASH_BALANCE_TRANSACTION, newest_first=True)
+        if t["customer"] == customer_id
+    ]
+
+
+@router.get("/v1/customers/{customer}/cash_balance_transactions", list=True)
+def list_cash_balance_transactions(call: Call) -> StripeObject:
+    customer = call.require("customer", call.path["customer"], param="customer")
+    return call.list_response(_transactions(call, customer["id"]))
+
+
+@router.get("/v1/customers/{customer}/cash_balance_transactions/{transaction}")
+def retrieve_cash_balance_transaction(call: Call) -> StripeObject:
+    call.require("customer", call.path["customer"], param="customer")
+    found = call.state.get(CASH_BALANCE_TRANSACTION, call.path["transaction"])
+    if found is None or found["customer"] != call.path["customer"]:
+        raise resource_missing(CASH_BALANCE_TRANSACTION, call.path["transaction"])
+    return found
+
+
+@router.post("/v1/test_helpers/customers/{customer}/fund_cash_balance", FUND)
+def fund_cash_balance(call: Call) -> StripeObject:
+    """A bank transfer from the customer arrives in their cash balance."""
+    customer = call.require("customer", call.path["customer"], param="customer")
+    p = call.params
+    currency = p["currency"].lower()
+    if currency not in TRANSFER_TYPES:
+        raise invalid_request(
+            f"Cash balances are not supported in {currency}; use one of "
+            f"{', '.join(sorted(TRANSFER_TYPES))}.",
+            param="currency",
+        )
+    cash = _state_of(customer)
+    available = dict(cash["available"])
+    available[currency] = int(available.get(currency, 0)) + p["amount"]
+    cash["available"] = available
+    kind = TRANSFER_TYPES[currency]
+    details: dict[str, Any] = {"reference": p.get("reference"), "type": kind}
+    details[kind] = (
+        {"network": "ach", "sender_name": customer.get("name")}
+        if kind == "us_bank_transfer"
+        else {"sender_name": customer.get("name")}
+    )
+    txn: StripeObject = {
+        "id": call.state.new_id("ccsbtxn"),
+        "object": CASH_BALANCE_TRANSACTION,
+        "created": call.state.now_for(customer["id"]),
+        "currency": currency,
+        "customer": customer["id"],
+        "customer_account": None,
+        "ending_balance": available[currency],
+        "funded": {"bank_transfer": details},
+        "livemode": False,
+        "net_amount": p["amount"],
+        "type": "funded",
+    }
+    call.state.insert(txn)
+    call.state.update(customer, {"_cash_balance": cash})
+    call.emit("customer_cash_balance_transaction.created", txn)
+    call.emit("cash_balance.funds_available", _view(customer))
+    return txn
