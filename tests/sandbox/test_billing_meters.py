@@ -248,3 +248,40 @@ def test_count_and_last_formulas(stripe_client: stripe.StripeClient) -> None:
         .aggregated_value
         == 4
     )
+
+
+def test_usage_based_billing_guide(stripe_client: stripe.StripeClient) -> None:
+    """Stripe's "Set up usage-based billing" guide as written: meter, metered price, customer,
+    subscription, meter events (no timestamp), then the preview invoice shows the usage."""
+    meter = stripe_client.v1.billing.meters.create(
+        params={
+            "display_name": "Alpaca AI tokens",
+            "event_name": "alpaca_ai_tokens",
+            "default_aggregation": {"formula": "sum"},
+            "customer_mapping": {"event_payload_key": "stripe_customer_id", "type": "by_id"},
+            "value_settings": {"event_payload_key": "value"},
+        }
+    )
+    price = stripe_client.v1.prices.create(
+        params={
+            "product_data": {"name": "Alpaca AI tokens"},
+            "currency": "usd",
+            "unit_amount": 4,
+            "billing_scheme": "per_unit",
+            "recurring": {"usage_type": "metered", "interval": "month", "meter": meter.id},
+        }
+    )
+    who = customer_on_clock(stripe_client)
+    subscription = stripe_client.v1.subscriptions.create(
+        params={"customer": who.customer, "items": [{"price": price.id}]}
+    )
+    for _ in range(3):
+        stripe_client.v1.billing.meter_events.create(
+            params={
+                "event_name": "alpaca_ai_tokens",
+                "payload": {"value": "25", "stripe_customer_id": who.customer},
+            }
+        )
+    preview = stripe_client.v1.invoices.create_preview(params={"subscription": subscription.id})
+    assert preview.lines.data[0].quantity == 75
+    assert preview.amount_due == 300
