@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import stripe
 
@@ -70,3 +72,37 @@ def test_cash_balance(stripe_client: stripe.StripeClient) -> None:
         ]
         * 2
     )
+
+
+def instructions(
+    client: stripe.StripeClient, customer: str, transfer: dict[str, Any], currency: str
+) -> Any:
+    return client.v1.customers.funding_instructions.create(
+        customer,
+        params={"bank_transfer": transfer, "currency": currency, "funding_type": "bank_transfer"},  # type: ignore[typeddict-item]
+    )
+
+
+def test_funding_instructions(stripe_client: stripe.StripeClient) -> None:
+    customer = stripe_client.v1.customers.create(params={"name": "Jenny Rosen"})
+    us = instructions(stripe_client, customer.id, {"type": "us_bank_transfer"}, "usd")
+    assert_stripe_shape(us, "funding_instructions")
+    address = us.bank_transfer.financial_addresses[0]
+    assert (address.type, address.aba.routing_number) == ("aba", "110000000")
+    again = instructions(stripe_client, customer.id, {"type": "us_bank_transfer"}, "usd")
+    assert (
+        again.bank_transfer.financial_addresses[0].aba.account_number == address.aba.account_number
+    )
+    eu = instructions(
+        stripe_client,
+        customer.id,
+        {"type": "eu_bank_transfer", "eu_bank_transfer": {"country": "DE"}},
+        "eur",
+    )
+    assert eu.bank_transfer.financial_addresses[0].iban.iban.startswith("DE")
+    with pytest.raises(stripe.InvalidRequestError) as mismatch:
+        instructions(stripe_client, customer.id, {"type": "us_bank_transfer"}, "eur")
+    assert mismatch.value.param == "currency"
+    with pytest.raises(stripe.InvalidRequestError) as country:
+        instructions(stripe_client, customer.id, {"type": "eu_bank_transfer"}, "eur")
+    assert country.value.param == "bank_transfer[eu_bank_transfer][country]"

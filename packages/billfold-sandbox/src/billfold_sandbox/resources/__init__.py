@@ -33,4 +33,5 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.billing_credits",
     "billfold_sandbox.resources.entitlements",
     "billfold_sandbox.resources.cash_balance",
+    "billfold_sandbox.resources.customer_tax_ids",
 ]
