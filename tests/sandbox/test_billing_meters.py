@@ -12,6 +12,7 @@ from tests.sandbox.billing_support import (
     HOUR,
     JAN_1_2026,
     advance,
+    complete_checkout,
     customer_on_clock,
     event_types,
 )
@@ -285,3 +286,59 @@ def test_usage_based_billing_guide(stripe_client: stripe.StripeClient) -> None:
     preview = stripe_client.v1.invoices.create_preview(params={"subscription": subscription.id})
     assert preview.lines.data[0].quantity == 75
     assert preview.amount_due == 300
+
+
+def test_metered_prices_and_quantities(stripe_client: stripe.StripeClient) -> None:
+    """A metered price needs a meter; a quantity is refused for it where Stripe refuses it,
+    and Checkout takes it without one."""
+    meter = make_meter(stripe_client)
+    product = stripe_client.v1.products.create(params={"name": "Tokens"})
+    base = {"currency": "usd", "unit_amount": 1, "product": product.id}
+    with pytest.raises(stripe.InvalidRequestError) as no_meter:
+        stripe_client.v1.prices.create(
+            params={**base, "recurring": {"interval": "month", "usage_type": "metered"}}
+        )
+    assert no_meter.value.param == "recurring[meter]"
+    with pytest.raises(stripe.InvalidRequestError) as unknown:
+        stripe_client.v1.prices.create(
+            params={
+                **base,
+                "recurring": {"interval": "month", "usage_type": "metered", "meter": "mtr_nope"},
+            }
+        )
+    assert (unknown.value.http_status, unknown.value.param) == (404, "recurring[meter]")
+    with pytest.raises(stripe.InvalidRequestError) as licensed:
+        stripe_client.v1.prices.create(
+            params={**base, "recurring": {"interval": "month", "meter": meter.id}}
+        )
+    assert licensed.value.param == "recurring[meter]"
+
+    price = metered_price(stripe_client, meter.id)
+    who = customer_on_clock(stripe_client)
+    with pytest.raises(stripe.InvalidRequestError) as quantity:
+        stripe_client.v1.subscriptions.create(
+            params={"customer": who.customer, "items": [{"price": price, "quantity": 2}]}
+        )
+    assert quantity.value.param == "items[0][quantity]"
+    assert "usage_type is `metered`" in str(quantity.value.user_message)
+    with pytest.raises(stripe.InvalidRequestError) as checkout_quantity:
+        stripe_client.v1.checkout.sessions.create(
+            params={
+                "mode": "subscription",
+                "line_items": [{"price": price, "quantity": 1}],
+                "success_url": "https://example.com/ok",
+            }
+        )
+    assert checkout_quantity.value.param == "line_items[0][quantity]"
+    session = stripe_client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer": who.customer,
+            "line_items": [{"price": price}],
+            "success_url": "https://example.com/ok",
+        }
+    )
+    assert session.amount_total == 0
+    complete_checkout(stripe_client, session.id)
+    subs = stripe_client.v1.subscriptions.list(params={"customer": who.customer}).data
+    assert [s["items"].data[0].price.id for s in subs] == [price]

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from billfold_sandbox.billing import invoicing
+from billfold_sandbox.errors import invalid_request
 from billfold_sandbox.state import SandboxState, StripeObject
 
 METER = "billing.meter"
@@ -31,6 +32,35 @@ def is_metered(price: StripeObject) -> bool:
     """A price billed on usage (`recurring.usage_type=metered`)."""
     recurring = price.get("recurring") or {}
     return recurring.get("usage_type") == "metered"
+
+
+def refuse_quantity(price: StripeObject, entry: dict[str, Any], where: str) -> None:
+    """Stripe refuses a quantity for a metered price (the usage is its quantity)."""
+    if is_metered(price) and "quantity" in entry:
+        raise invalid_request(
+            "Quantity should not be specified where usage_type is `metered`. "
+            f"Remove quantity from `{where}`.",
+            param=f"{where}[quantity]",
+        )
+
+
+def check_meter(state: SandboxState, recurring: dict[str, Any]) -> None:
+    """A metered price is backed by an existing meter; a licensed one has none."""
+    meter = recurring.get("meter")
+    if recurring.get("usage_type") != "metered":
+        if meter:
+            raise invalid_request(
+                "A meter can only be set on a price with `recurring[usage_type]=metered`.",
+                param="recurring[meter]",
+            )
+        return
+    if not meter:
+        raise invalid_request(
+            "Metered prices must be backed by a meter: set `recurring[meter]`.",
+            param="recurring[meter]",
+            code="parameter_missing",
+        )
+    state.require(METER, str(meter), param="recurring[meter]")
 
 
 def meter_for_event(state: SandboxState, event_name: str) -> StripeObject | None:
