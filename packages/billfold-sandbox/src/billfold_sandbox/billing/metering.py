@@ -113,7 +113,9 @@ def usage_line(
     """The invoice line for a metered item on the invoice that starts `period`: the usage of
     the period that ends there (the item's stored period), priced per unit."""
     stored = next((i for i in sub["items"]["data"] if i["id"] == item["id"]), item)
-    start, end = int(stored["current_period_start"]), int(period[0])
+    # Usage already billed (a pause that billed it) is not billed again.
+    start = max(int(stored["current_period_start"]), int(stored.get("_usage_billed_through") or 0))
+    end = int(period[0])
     price = item["price"]
     meter_id = (price.get("recurring") or {}).get("meter")
     meter = state.get(METER, str(meter_id)) if meter_id else None

@@ -34,4 +34,5 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.entitlements",
     "billfold_sandbox.resources.cash_balance",
     "billfold_sandbox.resources.customer_tax_ids",
+    "billfold_sandbox.resources.subscription_pause_migrate",
 ]
