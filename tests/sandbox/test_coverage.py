@@ -57,7 +57,7 @@ SERVICES = (
     "entitlements.features",
     "entitlements.active_entitlements",
 )
-FLOOR = 82.7  # percent of operations served; set to the measured value
+FLOOR = 83.2  # percent of operations served; set to the measured value
 PLACEHOLDER = "cov_placeholder"
 
 

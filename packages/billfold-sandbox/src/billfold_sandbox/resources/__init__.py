@@ -35,4 +35,5 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.cash_balance",
     "billfold_sandbox.resources.customer_tax_ids",
     "billfold_sandbox.resources.subscription_pause_migrate",
+    "billfold_sandbox.resources.invoice_attach_payment",
 ]
