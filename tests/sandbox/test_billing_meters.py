@@ -342,3 +342,32 @@ def test_metered_prices_and_quantities(stripe_client: stripe.StripeClient) -> No
     complete_checkout(stripe_client, session.id)
     subs = stripe_client.v1.subscriptions.list(params={"customer": who.customer}).data
     assert [s["items"].data[0].price.id for s in subs] == [price]
+
+
+def test_cancellation_bills_the_last_usage(stripe_client: stripe.StripeClient) -> None:
+    """Ending at the period's end, or canceled now with invoice_now, the usage not yet invoiced
+    is billed on a final invoice."""
+    meter = make_meter(stripe_client)
+    price = metered_price(stripe_client, meter.id, unit_amount=5)
+
+    who = customer_on_clock(stripe_client)
+    sub = stripe_client.v1.subscriptions.create(
+        params={"customer": who.customer, "items": [{"price": price}], "cancel_at_period_end": True}
+    )
+    advance(stripe_client, who.clock, JAN_1_2026 + 3 * DAY)
+    send(stripe_client, who.customer, 40, JAN_1_2026 + DAY)
+    end = int(sub["items"].data[0].current_period_end)
+    advance(stripe_client, who.clock, end + HOUR)
+    assert stripe_client.v1.subscriptions.retrieve(sub.id).status == "canceled"
+    final = stripe_client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
+    assert (final.lines.data[0].quantity, final.amount_paid, final.status) == (40, 200, "paid")
+
+    other = customer_on_clock(stripe_client, email="other@example.com")
+    now_sub = stripe_client.v1.subscriptions.create(
+        params={"customer": other.customer, "items": [{"price": price}]}
+    )
+    advance(stripe_client, other.clock, JAN_1_2026 + 3 * DAY)
+    send(stripe_client, other.customer, 12, JAN_1_2026 + 2 * DAY)
+    stripe_client.v1.subscriptions.cancel(now_sub.id, params={"invoice_now": True})
+    last = stripe_client.v1.invoices.list(params={"subscription": now_sub.id, "limit": 1}).data[0]
+    assert (last.lines.data[0].quantity, last.amount_paid) == (12, 60)

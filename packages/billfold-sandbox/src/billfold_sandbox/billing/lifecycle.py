@@ -622,6 +622,7 @@ def period_end(state: SandboxState, timer: Timer) -> None:
     if sub.get("cancel_at_period_end") or (
         sub.get("cancel_at") is not None and int(sub["cancel_at"]) <= end
     ):
+        metering.bill_final_usage(state, sub, end)
         end_subscription(state, sub, reason="cancellation_requested")
         return
     ending_trial = sub["status"] == "trialing"
@@ -828,6 +829,7 @@ def cancel_at_reached(state: SandboxState, timer: Timer) -> None:
     if sub is None or sub["status"] in ENDED or sub.get("cancel_at") is None:
         return
     if state.now_for(sub) >= int(sub["cancel_at"]):
+        metering.bill_final_usage(state, sub, int(sub["cancel_at"]))
         end_subscription(state, sub, reason="cancellation_requested")
 
 
@@ -917,13 +919,14 @@ def cancel_now(
                 )
     if invoice_now:
         pending = invoicing.pending_items(state, str(sub["customer"]), str(sub["id"]))
-        if pending:
+        usage = metering.final_usage_lines(state, sub, now)  # un-invoiced metered usage
+        if pending or usage:
             customer = state.require("customer", sub["customer"], deleted_ok=True)
             invoice = invoicing.create_invoice(
                 state,
                 customer=customer,
                 currency=str(sub["currency"]),
-                lines=[],
+                lines=usage,
                 billing_reason="subscription_update",
                 subscription=sub,
                 period=(now, now),

@@ -158,3 +158,25 @@ def new_meter(state: SandboxState, params: dict[str, Any]) -> StripeObject:
             )
         },
     }
+
+
+def final_usage_lines(state: SandboxState, sub: StripeObject, at: int) -> list[StripeObject]:
+    """The usage of the subscription's metered items not billed yet, up to `at` (a
+    cancellation bills it on a final invoice)."""
+    lines = [
+        usage_line(state, sub, item, (at, at))
+        for item in sub["items"]["data"]
+        if is_metered(item["price"])
+    ]
+    return [line for line in lines if line["quantity"]]
+
+
+def bill_final_usage(state: SandboxState, sub: StripeObject, at: int) -> None:
+    """A subscription ending at its period's end (or `cancel_at`): its last usage (with any
+    pending items and its discounts) is invoiced and charged, as Stripe does."""
+    from billfold_sandbox.billing import lifecycle  # lifecycle imports this module
+
+    lines = final_usage_lines(state, sub, at)
+    if lines:
+        invoice = lifecycle._invoice_change(state, sub, lines, pending=True)
+        lifecycle.settle_change_invoice(state, sub, invoice)
