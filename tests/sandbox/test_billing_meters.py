@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import stripe
 
+from billfold_sandbox.app import create_sandbox_app
+from billfold_sandbox.state import SandboxState
 from tests.sandbox.billing_support import (
     DAY,
     HOUR,
@@ -17,6 +20,7 @@ from tests.sandbox.billing_support import (
     event_types,
 )
 from tests.sandbox.shapes import assert_stripe_shape
+from tests.sandbox_fixtures import ServedApp
 
 
 def make_meter(client: stripe.StripeClient, **params: Any) -> Any:
@@ -371,3 +375,55 @@ def test_cancellation_bills_the_last_usage(stripe_client: stripe.StripeClient) -
     stripe_client.v1.subscriptions.cancel(now_sub.id, params={"invoice_now": True})
     last = stripe_client.v1.invoices.list(params={"subscription": now_sub.id, "limit": 1}).data[0]
     assert (last.lines.data[0].quantity, last.amount_paid) == (12, 60)
+
+
+def test_usage_and_credits_survive_a_restart(tmp_path: Path) -> None:
+    """Meters, meter events (and their identifiers), cancellations and credit grants are in the
+    state file: after a restart the usage is billed once, less the credits."""
+    path = tmp_path / "sandbox.json"
+    served = ServedApp(create_sandbox_app(state_file=path))
+    try:
+        client = stripe.StripeClient(
+            "sk_test_meters_restart", base_addresses={"api": served.url}, max_network_retries=0
+        )
+        who = customer_on_clock(client)
+        meter = make_meter(client)
+        price = metered_price(client, meter.id, unit_amount=2)
+        sub = client.v1.subscriptions.create(
+            params={"customer": who.customer, "items": [{"price": price}]}
+        )
+        client.v1.billing.credit_grants.create(
+            params={
+                "customer": who.customer,
+                "amount": {"type": "monetary", "monetary": {"currency": "usd", "value": 50}},
+                "applicability_config": {"scope": {"price_type": "metered"}},
+            }
+        )
+        advance(client, who.clock, JAN_1_2026 + 3 * DAY)
+        send(client, who.customer, 100, JAN_1_2026 + DAY, identifier="kept")
+        send(client, who.customer, 999, JAN_1_2026 + DAY, identifier="canceled")
+        client.v1.billing.meter_event_adjustments.create(
+            params={
+                "event_name": "api_request",
+                "type": "cancel",
+                "cancel": {"identifier": "canceled"},
+            }
+        )
+    finally:
+        served.stop()
+
+    served = ServedApp(create_sandbox_app(SandboxState(path)))
+    try:
+        client = stripe.StripeClient(
+            "sk_test_meters_restart", base_addresses={"api": served.url}, max_network_retries=0
+        )
+        send(client, who.customer, 100, JAN_1_2026 + DAY, identifier="kept")  # a retry
+        end = int(sub["items"].data[0].current_period_end)
+        advance(client, who.clock, end + 2 * HOUR)
+        invoice = client.v1.invoices.retrieve(
+            str(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+        )
+        assert (invoice.lines.data[0].quantity, invoice.subtotal) == (100, 200)
+        assert (invoice.total, invoice.amount_paid) == (150, 150)
+    finally:
+        served.stop()
