@@ -10,7 +10,8 @@ usage.
 
 Simplified: values are whole numbers; per-unit prices only (no tiers); events for a meter that
 does not exist or is inactive are refused at once (Stripe accepts them and reports the error
-later through `v1.billing.meter.error_report_triggered`).
+later through `v1.billing.meter.error_report_triggered`, a v2 thin event the sandbox does not
+send); an `identifier` stays unique for good (Stripe: within a rolling 24 hours).
 """
 
 from __future__ import annotations
