@@ -36,4 +36,5 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.customer_tax_ids",
     "billfold_sandbox.resources.subscription_pause_migrate",
     "billfold_sandbox.resources.invoice_attach_payment",
+    "billfold_sandbox.resources.invoice_item_update",
 ]
