@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from billfold_sandbox.errors import invalid_request, resource_missing
+from billfold_sandbox.errors import invalid_request
 from billfold_sandbox.params import array, enum, integer, obj, string
+from billfold_sandbox.resources.nested import require_nested
 from billfold_sandbox.routing import Call, SandboxRouter
 from billfold_sandbox.state import StripeObject
 
@@ -116,11 +117,9 @@ def list_cash_balance_transactions(call: Call) -> StripeObject:
 
 @router.get("/v1/customers/{customer}/cash_balance_transactions/{transaction}")
 def retrieve_cash_balance_transaction(call: Call) -> StripeObject:
-    call.require("customer", call.path["customer"], param="customer")
-    found = call.state.get(CASH_BALANCE_TRANSACTION, call.path["transaction"])
-    if found is None or found["customer"] != call.path["customer"]:
-        raise resource_missing(CASH_BALANCE_TRANSACTION, call.path["transaction"])
-    return found
+    return require_nested(
+        call, ("customer", "customer"), (CASH_BALANCE_TRANSACTION, "transaction"), "customer"
+    )
 
 
 @router.post("/v1/test_helpers/customers/{customer}/fund_cash_balance", FUND)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 
-from billfold_sandbox.errors import invalid_request, resource_missing
+from billfold_sandbox.errors import invalid_request
 from billfold_sandbox.params import enum, string
+from billfold_sandbox.resources.nested import require_nested
 from billfold_sandbox.routing import Call, SandboxRouter
 from billfold_sandbox.state import StripeObject
 
@@ -92,11 +93,7 @@ def create_tax_id(call: Call) -> StripeObject:
 
 
 def _tax_id(call: Call) -> StripeObject:
-    call.require("customer", call.path["customer"], param="customer")
-    found = call.state.get(TAX_ID, call.path["id"])
-    if found is None or found["customer"] != call.path["customer"]:
-        raise resource_missing(TAX_ID, call.path["id"])
-    return found
+    return require_nested(call, ("customer", "customer"), (TAX_ID, "id"), "customer")
 
 
 @router.get("/v1/customers/{customer}/tax_ids/{id}")

@@ -14,6 +14,7 @@ from typing import Any
 
 from billfold_sandbox.errors import invalid_request, resource_missing
 from billfold_sandbox.params import apply_metadata, boolean, metadata, string
+from billfold_sandbox.resources.nested import require_nested
 from billfold_sandbox.routing import Call, SandboxRouter
 from billfold_sandbox.state import SandboxState, StripeObject
 
@@ -129,11 +130,7 @@ def attach_feature(call: Call) -> StripeObject:
 
 
 def _product_feature(call: Call) -> StripeObject:
-    call.require("product", call.path["product"], param="product")
-    stored = call.state.get(PRODUCT_FEATURE, call.path["id"])
-    if stored is None or stored["_product"] != call.path["product"]:
-        raise resource_missing(PRODUCT_FEATURE, call.path["id"])
-    return stored
+    return require_nested(call, ("product", "product"), (PRODUCT_FEATURE, "id"), "_product")
 
 
 @router.get("/v1/products/{product}/features/{id}")
