@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from billfold_sandbox.billing import customer_balance, payments_port
+from billfold_sandbox.billing import credit_grants, customer_balance, payments_port
 from billfold_sandbox.billing.settings import billing_settings
 from billfold_sandbox.errors import invalid_request
 from billfold_sandbox.state import SandboxState, StripeObject
@@ -482,6 +482,7 @@ def finalize(state: SandboxState, invoice: StripeObject) -> StripeObject:
     now = state.now_for(invoice)
     customer = state.require("customer", invoice["customer"], deleted_ok=True)
     _compute_totals(state, invoice)
+    credit_grants.apply_to_invoice(state, invoice)  # billing credits, before the balance
     balance = int(customer.get("balance") or 0)
     total = int(invoice["total"])
     amount_due = max(total + balance, 0) if balance < 0 else total + max(balance, 0)
@@ -814,6 +815,7 @@ def void(state: SandboxState, invoice: StripeObject) -> StripeObject:
             )
             payments_port.cancel(state, _payment_intent_of(inpay))
     _unapply_balance(state, invoice)
+    credit_grants.give_back(state, invoice)
     state.update(
         invoice,
         {

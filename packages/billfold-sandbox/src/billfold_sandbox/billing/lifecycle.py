@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from billfold_sandbox.billing import discounts as discounting
-from billfold_sandbox.billing import invoicing, payments_port
+from billfold_sandbox.billing import invoicing, metering, payments_port
 from billfold_sandbox.billing.events import HeldEvents, held_events
 from billfold_sandbox.billing.periods import add_intervals, period_containing, prorate
 from billfold_sandbox.billing.settings import billing_settings
@@ -87,7 +87,7 @@ def new_item(
         "metadata": dict(metadata or {}),
         "plan": plan_of(price),
         "price": dict(price),
-        "quantity": quantity,
+        "quantity": 0 if metering.is_metered(price) else quantity,  # usage is billed instead
         "subscription": subscription_id,
         "tax_rates": [],
     }
@@ -622,6 +622,7 @@ def period_end(state: SandboxState, timer: Timer) -> None:
     if sub.get("cancel_at_period_end") or (
         sub.get("cancel_at") is not None and int(sub["cancel_at"]) <= end
     ):
+        metering.bill_final_usage(state, sub, end)
         end_subscription(state, sub, reason="cancellation_requested")
         return
     ending_trial = sub["status"] == "trialing"
@@ -828,6 +829,7 @@ def cancel_at_reached(state: SandboxState, timer: Timer) -> None:
     if sub is None or sub["status"] in ENDED or sub.get("cancel_at") is None:
         return
     if state.now_for(sub) >= int(sub["cancel_at"]):
+        metering.bill_final_usage(state, sub, int(sub["cancel_at"]))
         end_subscription(state, sub, reason="cancellation_requested")
 
 
@@ -917,13 +919,14 @@ def cancel_now(
                 )
     if invoice_now:
         pending = invoicing.pending_items(state, str(sub["customer"]), str(sub["id"]))
-        if pending:
+        usage = metering.final_usage_lines(state, sub, now)  # un-invoiced metered usage
+        if pending or usage:
             customer = state.require("customer", sub["customer"], deleted_ok=True)
             invoice = invoicing.create_invoice(
                 state,
                 customer=customer,
                 currency=str(sub["currency"]),
-                lines=[],
+                lines=usage,
                 billing_reason="subscription_update",
                 subscription=sub,
                 period=(now, now),
@@ -1066,9 +1069,12 @@ def _proration_lines(
 def cycle_lines(
     state: SandboxState, sub: StripeObject, items: list[StripeObject], period: tuple[int, int]
 ) -> list[StripeObject]:
-    """One invoice line per item, billing `period` in full."""
+    """One invoice line per item, billing `period` in full (a metered item: the usage of the
+    period ending where `period` starts)."""
     return [
-        invoicing.price_line(
+        metering.usage_line(state, sub, item, period)
+        if metering.is_metered(item["price"])
+        else invoicing.price_line(
             state,
             item["price"],
             int(item["quantity"]),

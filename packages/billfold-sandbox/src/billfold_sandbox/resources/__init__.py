@@ -28,4 +28,13 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.checkout",
     "billfold_sandbox.resources.portal",
     "billfold_sandbox.resources.customer_balance",
+    # sandbox billing meters, credit grants, entitlements, cash balance
+    "billfold_sandbox.resources.billing_meters",
+    "billfold_sandbox.resources.billing_credits",
+    "billfold_sandbox.resources.entitlements",
+    "billfold_sandbox.resources.cash_balance",
+    "billfold_sandbox.resources.customer_tax_ids",
+    "billfold_sandbox.resources.subscription_pause_migrate",
+    "billfold_sandbox.resources.invoice_attach_payment",
+    "billfold_sandbox.resources.invoice_item_update",
 ]

@@ -23,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 
 from billfold_sandbox.billing import discounts as discounting
 from billfold_sandbox.billing import invoicing, lifecycle, payments_port
+from billfold_sandbox.billing.metering import is_metered, refuse_quantity
 from billfold_sandbox.billing.periods import add_intervals, prorate
 from billfold_sandbox.errors import StripeError, invalid_request
 from billfold_sandbox.pages import remember_base, render_page, sandbox_base_url
@@ -259,7 +260,8 @@ def _line_items(
                 param=f"{where}[price]",
                 code="parameter_missing",
             )
-        if "quantity" not in entry:
+        refuse_quantity(price, entry, where)
+        if "quantity" not in entry and not is_metered(price):
             raise invalid_request(
                 f"Quantity is required. Add `quantity` to `{where}`.",
                 param=f"{where}[quantity]",
@@ -272,7 +274,7 @@ def _line_items(
                 param=f"{where}[price]",
             )
         items.append(
-            (price, int(entry["quantity"]), apply_metadata({}, entry.get("metadata") or {}))
+            (price, int(entry.get("quantity", 0)), apply_metadata({}, entry.get("metadata") or {}))
         )
     return items
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from billfold_sandbox.billing.metering import check_meter
 from billfold_sandbox.errors import invalid_request
 from billfold_sandbox.params import (
     anything,
@@ -157,6 +158,7 @@ def new_price(call: Call, p: dict[str, Any]) -> StripeObject:
             "trial_period_days": r.get("trial_period_days"),
             "usage_type": r.get("usage_type", "licensed"),
         }
+        check_meter(state, recurring)
     if p.get("lookup_key"):
         _take_lookup_key(call, p["lookup_key"], bool(p.get("transfer_lookup_key")), None)
     price: StripeObject = {

@@ -11,6 +11,7 @@ from typing import Any
 from billfold_sandbox.billing import discounts as discounting
 from billfold_sandbox.billing import invoicing, lifecycle, payments_port
 from billfold_sandbox.billing.events import held_events
+from billfold_sandbox.billing.metering import refuse_quantity
 from billfold_sandbox.billing.settings import DEFAULTS, set_billing_settings
 from billfold_sandbox.errors import card_error, invalid_request
 from billfold_sandbox.pages import remember_base
@@ -240,7 +241,9 @@ def _items(
     """Resolve `items[n][price|price_data]` to stored prices (creating inline ones)."""
     resolved = []
     for index, entry in enumerate(raw_items):
-        resolved.append((_price_of(call, entry, index), entry.get("quantity", 1), _meta(entry)))
+        price = _price_of(call, entry, index)
+        refuse_quantity(price, entry, f"items[{index}]")
+        resolved.append((price, entry.get("quantity", 1), _meta(entry)))
     return resolved
 
 
