@@ -213,17 +213,11 @@ class Settings(BaseSettings):
         "job_modules",
         "trusted_proxies",
         "panel_frame_ancestors",
+        "autopay_retry_days",
         mode="before",
     )
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("autopay_retry_days", mode="before")
-    @classmethod
-    def _split_retry_days(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
