@@ -10,6 +10,9 @@ on, with the same ordered fallback as `pay-balance`.
 - A failed run is recorded (the attempts carry the decline codes) and the next waits the
   configured back-off (`BILLFOLD_AUTOPAY_RETRY_DAYS`, default 1, 3, 5 days); after the last,
   autopay is turned off with the reason recorded.
+- `payments.recover` (every minute) finishes the payments whose process died between reserving
+  and recording (older than `BILLFOLD_PAYMENTS_RECOVER_AFTER_SECONDS`): see
+  `charging.recover_payment`.
 - The sweep runs every `BILLFOLD_AUTOPAY_INTERVAL_SECONDS` (default 900): its schedule is added
   by `job_registry(settings)`, which the composition root wires.
 """
@@ -32,7 +35,12 @@ from billfold.jobs import JobRegistry, JobRun, enqueue
 from billfold.jobs.registry import Schedule
 from billfold.ledger.models import LedgerAccount, LedgerEntry
 from billfold.payments import dues
-from billfold.payments.charging import reserve_dues_payment, run_payment
+from billfold.payments.charging import (
+    recover_payment,
+    reserve_dues_payment,
+    run_payment,
+    stale_payments,
+)
 from billfold.payments.models import FAILED, SUCCEEDED, PaymentSettings
 from billfold.stripe.gateway import gateway_of
 
@@ -40,6 +48,8 @@ jobs = JobRegistry()
 
 AUTOPAY_SWEEP = "payments.autopay"
 AUTOPAY_ACCOUNT = "payments.autopay_account"
+RECOVER_SWEEP = "payments.recover"
+RECOVER_EVERY_SECONDS = 60
 
 
 def retry_delays(settings: Settings) -> tuple[timedelta, ...]:
@@ -55,6 +65,7 @@ def job_registry(settings: Settings) -> JobRegistry:
     registry.schedules[AUTOPAY_SWEEP] = Schedule(
         AUTOPAY_SWEEP, every_seconds=settings.autopay_interval_seconds
     )
+    registry.schedules[RECOVER_SWEEP] = Schedule(RECOVER_SWEEP, every_seconds=RECOVER_EVERY_SECONDS)
     return registry
 
 
@@ -222,3 +233,32 @@ async def _after_run(
                     },
                 )
         settings.updated_at = now
+
+
+@jobs.kind(RECOVER_SWEEP, max_attempts=3)
+async def recover_sweep(run: JobRun) -> None:
+    """Finish the payments interrupted between reserving and recording."""
+    await recover_stale_payments(run.container)
+
+
+async def recover_stale_payments(container: Container) -> dict[str, str]:
+    """Recover every payment reserved longer ago than `payments_recover_after_seconds` and not
+    touched since; an autopay payment's outcome counts in its account's back-off as a run's
+    would. Returns each recovered payment's status."""
+    audit = system_audit_context("recovery", container.clock)
+    before = container.clock.now() - timedelta(
+        seconds=container.settings.payments_recover_after_seconds
+    )
+    async with container.db.read() as session:
+        stale = await stale_payments(session, before=before)
+    recovered: dict[str, str] = {}
+    for payment_id in stale:
+        payment = await recover_payment(container, payment_id, before=before, audit=audit)
+        if payment is None:
+            continue
+        recovered[payment_id] = payment.status
+        if payment.kind == "autopay":
+            await _after_run(
+                container, payment.account_id, payment.status, payment.failure_code, payment_id
+            )
+    return recovered
