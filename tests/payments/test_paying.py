@@ -385,3 +385,38 @@ async def test_checkout_session_in_payment_mode(alice: Billing, database: Databa
         refused = await alice.call("POST", "/checkout_session", expect=400, json=wrong)
         assert refused["error"]["field"] == field
     await _ledger_clean(database)
+
+
+async def test_an_unpaid_checkout_that_expires_releases_its_payment(
+    alice: Billing, database: Database
+) -> None:
+    key = {"Idempotency-Key": "pay-dues-march"}
+    order = {"amount": 4200, "currency": "usd", "description": "March dues"}
+    body = await alice.call("POST", "/checkout_session", json=order, headers=key)
+    [reserved] = await alice.payments()
+    assert (reserved["status"], reserved["amount"]) == ("open", 4200)
+    alice.world.advance_clock(24 * 3600 + 1)  # Checkout's sessions expire after 24 hours
+    assert alice.world.sessions[body["id"]]["status"] == "expired"
+    await alice.events()
+    await alice.events()  # a repeated delivery changes nothing
+    [released] = await alice.payments()
+    assert (released["id"], released["status"], released["failure_code"]) == (
+        reserved["id"],
+        "expired",
+        "expired",
+    )
+    assert (await alice.call("GET", "/ledger"))["entries"] == []  # nothing was posted
+    assert await alice.dues() == {"settled": 0, "pending": 0}
+    # Its key is spent; a new one starts a new session, which pays as usual.
+    again = await alice.call("POST", "/checkout_session", expect=409, json=order, headers=key)
+    assert "expired" in again["error"]["message"]
+    fresh = await alice.call(
+        "POST",
+        "/checkout_session",
+        json=order,
+        headers={"Idempotency-Key": "pay-dues-march-2"},
+    )
+    alice.world.complete_checkout(fresh["id"])
+    await alice.events()
+    assert sorted(p["status"] for p in await alice.payments()) == ["expired", "succeeded"]
+    await _ledger_clean(database)

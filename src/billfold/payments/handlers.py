@@ -21,7 +21,7 @@ from billfold.payments.charging import (
     mark_succeeded,
     record_intent,
 )
-from billfold.payments.checkout import record_paid_checkout
+from billfold.payments.checkout import record_paid_checkout, release_expired_checkout
 from billfold.payments.methods import forget_method, mirror_method
 from billfold.payments.models import (
     ACTIVE,
@@ -314,6 +314,22 @@ async def on_checkout_paid(session: AsyncSession, container: Container, event: S
     if checkout.mode != "payment" or checkout.payment_status != "paid":
         return
     await record_paid_checkout(
+        session,
+        checkout,
+        clock=container.clock,
+        audit=system_audit_context("stripe", container.clock),
+    )
+
+
+@handlers.on("checkout.session.expired")
+async def on_checkout_expired(
+    session: AsyncSession, container: Container, event: StripeEvent
+) -> None:
+    """An unpaid payment-mode Checkout for an amount expired: its open payment is released."""
+    checkout = checkout_session_from_stripe(event.object)
+    if checkout.mode != "payment":
+        return
+    await release_expired_checkout(
         session,
         checkout,
         clock=container.clock,
