@@ -307,31 +307,19 @@ async def on_dispute(session: AsyncSession, container: Container, event: StripeE
     )
 
 
-@handlers.on("checkout.session.completed", "checkout.session.async_payment_succeeded")
-async def on_checkout_paid(session: AsyncSession, container: Container, event: StripeEvent) -> None:
-    """A payment-mode Checkout for an amount was paid (subscription ones are not ours)."""
-    checkout = checkout_session_from_stripe(event.object)
-    if checkout.mode != "payment" or checkout.payment_status != "paid":
-        return
-    await record_paid_checkout(
-        session,
-        checkout,
-        clock=container.clock,
-        audit=system_audit_context("stripe", container.clock),
-    )
-
-
-@handlers.on("checkout.session.expired")
-async def on_checkout_expired(
-    session: AsyncSession, container: Container, event: StripeEvent
-) -> None:
-    """An unpaid payment-mode Checkout for an amount expired: its open payment is released."""
+@handlers.on(
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.expired",
+)
+async def on_checkout(session: AsyncSession, container: Container, event: StripeEvent) -> None:
+    """A payment-mode Checkout for an amount was paid, or expired unpaid (its open payment is
+    released). Subscription ones are not ours."""
     checkout = checkout_session_from_stripe(event.object)
     if checkout.mode != "payment":
         return
-    await release_expired_checkout(
-        session,
-        checkout,
-        clock=container.clock,
-        audit=system_audit_context("stripe", container.clock),
-    )
+    audit = system_audit_context("stripe", container.clock)
+    if event.type == "checkout.session.expired":
+        await release_expired_checkout(session, checkout, clock=container.clock, audit=audit)
+    elif checkout.payment_status == "paid":
+        await record_paid_checkout(session, checkout, clock=container.clock, audit=audit)
