@@ -110,6 +110,14 @@ async def test_too_many_wrong_microdeposits_fail_the_method(alice: Billing) -> N
     )
     assert "cannot be verified" in last["error"]["message"]
     assert [m["status"] for m in await alice.methods()] == ["verification_failed"]
+    await alice.events()  # Stripe's setup_intent.setup_failed: the same state
+    assert [m["status"] for m in await alice.methods()] == ["verification_failed"]
+    await alice.call(  # and no more answers are taken
+        "POST",
+        "/us-bank/verify-microdeposits",
+        expect=409,
+        json={"payment_method_id": pm, "amounts": [32, 45]},
+    )
 
 
 async def test_priority_default_and_removal(alice: Billing, bob: Billing) -> None:
