@@ -15,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
+from billfold import wiring
 from billfold.clock import FrozenClock
 from billfold.config import Settings
 from billfold.container import Container
@@ -24,6 +25,7 @@ from billfold.jobs import Job, enqueue
 from billfold.payments.jobs import (
     AUTOPAY_ACCOUNT,
     AUTOPAY_SWEEP,
+    RECOVER_SWEEP,
     autopay,
     job_registry,
     retry_delays,
@@ -46,6 +48,8 @@ def test_the_schedule_and_back_off_are_settings(monkeypatch: pytest.MonkeyPatch)
     defaults = Settings()
     assert retry_delays(defaults) == (timedelta(days=1), timedelta(days=3), timedelta(days=5))
     assert job_registry(defaults).schedules[AUTOPAY_SWEEP].every_seconds == 900
+    assert job_registry(defaults).schedules[RECOVER_SWEEP].every_seconds == 60
+    assert {AUTOPAY_SWEEP, RECOVER_SWEEP} <= set(wiring.job_registry(defaults).schedules)
     monkeypatch.setenv("BILLFOLD_AUTOPAY_INTERVAL_SECONDS", "300")
     monkeypatch.setenv("BILLFOLD_AUTOPAY_RETRY_DAYS", "2, 0.5")
     configured = Settings()
