@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from billfold.audit.context import system_audit_context
+from billfold.audit.models import AuditEntry
 from billfold.clock import FrozenClock
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
@@ -20,6 +21,7 @@ from billfold.ledger.verify import verify_ledger
 from billfold.payments import charging
 from billfold.payments.jobs import recover_stale_payments
 from billfold.payments.models import Payment, PaymentAttempt
+from billfold.stripe.gateway import gateway_of
 from tests.payments.conftest import Billing
 
 
@@ -137,6 +139,30 @@ async def test_a_one_off_charge_that_died_before_calling_stripe_is_released(
     assert (listed["status"], listed["failure_code"]) == ("failed", "interrupted")
     async with container.db.read() as session:
         assert await verify_ledger(session) == []
+
+    # Had the process only stalled, its late call would take the money of a failed payment:
+    # never counted as paid, and flagged for an operator to refund.
+    request = attempt.request
+    late = await gateway_of(container).payment_intents.create_on_session(
+        customer_id=request["customer_id"],
+        payment_method_id=request["payment_method_id"],
+        amount=request["amount"],
+        currency=request["currency"],
+        metadata={
+            charging.PAYMENT_METADATA_KEY: payment.id,
+            charging.ATTEMPT_METADATA_KEY: attempt.id,
+        },
+        idempotency_key=f"payment_attempt:{attempt.id}",
+    )
+    assert late.status == "succeeded"
+    await alice.events()
+    [listed] = await alice.payments()
+    assert listed["status"] == "failed" and await alice.dues() == {"settled": 0, "pending": 0}
+    async with container.db.read() as session:
+        flagged = await session.execute(
+            select(AuditEntry.target).where(AuditEntry.action == "payment.charged_after_recovery")
+        )
+        assert list(flagged.scalars()) == [attempt.id]
 
 
 async def test_an_autopay_payment_that_died_before_any_attempt_reopens_the_dues(
