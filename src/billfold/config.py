@@ -188,6 +188,24 @@ class Settings(BaseSettings):
     require_session_id: bool = Field(
         default=False, validation_alias=_alias("BILLFOLD_REQUIRE_SESSION_ID")
     )
+    # Autopay (billfold.payments.jobs): how often the sweep settles the dues of the accounts
+    # with autopay on, and the days waited after each failed run in a row (comma separated);
+    # a failure after the last turns the account's autopay off.
+    autopay_interval_seconds: int = Field(
+        default=900,
+        ge=1,
+        le=7 * 24 * 3600,
+        validation_alias=_alias("BILLFOLD_AUTOPAY_INTERVAL_SECONDS"),
+    )
+    autopay_retry_days: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [1.0, 3.0, 5.0],
+        validation_alias=_alias("BILLFOLD_AUTOPAY_RETRY_DAYS"),
+    )
+    # A payment whose process died between reserving it and recording Stripe's answer is
+    # finished by the `payments.recover` job once it is this old.
+    payments_recover_after_seconds: int = Field(
+        default=600, ge=1, validation_alias=_alias("BILLFOLD_PAYMENTS_RECOVER_AFTER_SECONDS")
+    )
 
     @field_validator(
         "stripe_webhook_secret",
@@ -195,12 +213,20 @@ class Settings(BaseSettings):
         "job_modules",
         "trusted_proxies",
         "panel_frame_ancestors",
+        "autopay_retry_days",
         mode="before",
     )
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("autopay_retry_days", mode="after")
+    @classmethod
+    def _positive_retry_days(cls, value: list[float]) -> list[float]:
+        if any(not 0 < days <= 365 for days in value):
+            raise ValueError("each delay must be more than 0 and at most 365 days")
         return value
 
     @field_validator("stripe_price_ids", mode="before")

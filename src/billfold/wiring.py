@@ -39,7 +39,7 @@ def job_registry(settings: Settings) -> JobRegistry:
             job_maintenance.jobs,
             inbox.jobs,
             credit_jobs.jobs,
-            payment_jobs.jobs,
+            payment_jobs.job_registry(settings),
             panel_sessions.jobs,
             *plugin_job_registries(settings.job_modules),
         ]

@@ -941,6 +941,13 @@ class FakePaymentIntents(_FakeCapability):
         self._call("retrieve_payment_intent")
         return payment_intent_info(self._get(payment_intent_id))
 
+    async def find_by_metadata(self, key: str, value: str) -> PaymentIntentInfo | None:
+        self._call("search_payment_intents")
+        found = [
+            pi for pi in self.stripe.payment_intents.values() if pi["metadata"].get(key) == value
+        ]
+        return payment_intent_info(max(found, key=lambda pi: pi["created"])) if found else None
+
     async def cancel(self, payment_intent_id: str, *, idempotency_key: str) -> PaymentIntentInfo:
         self._call("cancel_payment_intent")
         pi = self._get(payment_intent_id)

@@ -52,7 +52,8 @@ class Billing:
         self.api, self.world, self.headers = api, world, headers
 
     async def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
-        response = await self.api.request(method, B + path, headers=self.headers, **kwargs)
+        headers = self.headers | kwargs.pop("headers", {})
+        response = await self.api.request(method, B + path, headers=headers, **kwargs)
         assert response.status_code == expect, response.text
         return response.json()
 

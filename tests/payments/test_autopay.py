@@ -7,17 +7,29 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
+from billfold import wiring
 from billfold.clock import FrozenClock
+from billfold.config import Settings
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
 from billfold.db.engine import Database
 from billfold.jobs import Job, enqueue
-from billfold.payments.jobs import AUTOPAY_ACCOUNT, AUTOPAY_RETRY_DELAYS, autopay
+from billfold.payments.jobs import (
+    AUTOPAY_ACCOUNT,
+    AUTOPAY_SWEEP,
+    RECOVER_SWEEP,
+    autopay,
+    job_registry,
+    retry_delays,
+)
 from billfold.payments.models import Payment, PaymentAttempt
 from tests.jobs.test_workers import Workers
 from tests.payments.conftest import Billing
@@ -32,27 +44,54 @@ async def _account_id(database: Database, user: str) -> str:
         return str(found.scalar_one())
 
 
+def test_the_schedule_and_back_off_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings()
+    assert retry_delays(defaults) == (timedelta(days=1), timedelta(days=3), timedelta(days=5))
+    assert job_registry(defaults).schedules[AUTOPAY_SWEEP].every_seconds == 900
+    assert job_registry(defaults).schedules[RECOVER_SWEEP].every_seconds == 60
+    assert {AUTOPAY_SWEEP, RECOVER_SWEEP} <= set(wiring.job_registry(defaults).schedules)
+    monkeypatch.setenv("BILLFOLD_AUTOPAY_INTERVAL_SECONDS", "300")
+    monkeypatch.setenv("BILLFOLD_AUTOPAY_RETRY_DAYS", "2, 0.5")
+    configured = Settings()
+    assert retry_delays(configured) == (timedelta(days=2), timedelta(hours=12))
+    assert job_registry(configured).schedules[AUTOPAY_SWEEP].every_seconds == 300
+    for name, value in (
+        ("BILLFOLD_AUTOPAY_RETRY_DAYS", "1,-2"),
+        ("BILLFOLD_AUTOPAY_RETRY_DAYS", "soon"),
+        ("BILLFOLD_AUTOPAY_INTERVAL_SECONDS", "0"),
+    ):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValidationError):
+            Settings()
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("retry_days", [[1.0, 3.0, 5.0], [2.0, 0.5]], ids=["default", "set"])
 async def test_autopay_backs_off_and_stops_after_the_last_retry(
-    alice: Billing, billing_app: Any, clock: FrozenClock
+    alice: Billing, billing_app: Any, clock: FrozenClock, retry_days: list[float]
 ) -> None:
     await alice.card("pm_card_chargeCustomerFail")
     await alice.call("POST", "/autopay", json={"enabled": True})
     await alice.charge(1000)
     container: Container = billing_app.state.container
+    container.settings = container.settings.model_copy(update={"autopay_retry_days": retry_days})
+    delays = retry_delays(container.settings)
     account_id = await _account_id(container.db, "alice")
-    for n, delay in enumerate(AUTOPAY_RETRY_DELAYS, start=1):
+    for n, delay in enumerate(delays, start=1):
         assert await autopay(container, account_id, "usd") == "failed"
         settings = await alice.call("GET", "/settings")
         assert settings["autopay"] and settings["autopay_failures"] == n
         assert await autopay(container, account_id, "usd") is None  # backing off
-        clock.advance(delay)
+        clock.advance(delay - timedelta(seconds=1))
+        assert await autopay(container, account_id, "usd") is None  # not a second early
+        clock.advance(timedelta(seconds=1))
     assert await autopay(container, account_id, "usd") == "failed"
     settings = await alice.call("GET", "/settings")
     assert not settings["autopay"] and settings["autopay_retry_at"] is None
     assert "generic_decline" in settings["autopay_stopped_reason"]
     assert await autopay(container, account_id, "usd") is None
     payments = await alice.payments()
-    assert len(payments) == len(AUTOPAY_RETRY_DELAYS) + 1
+    assert len(payments) == len(delays) + 1
     assert {p["kind"] for p in payments} == {"autopay"}
     assert all(p["attempts"][0]["decline_code"] == "generic_decline" for p in payments)
     assert await alice.dues() == {"settled": 1000, "pending": 0}

@@ -7,11 +7,13 @@ import time
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from billfold.app import create_app
 from billfold.config import Settings
 from billfold.container import Container
 from billfold.db.engine import Database
+from billfold.ledger.models import LedgerAccount
 from billfold.ledger.verify import verify_ledger
 from tests.payments.conftest import WEBHOOK, Billing
 from tests.subscriptions.fixtures import bearer, deliver
@@ -385,3 +387,128 @@ async def test_checkout_session_in_payment_mode(alice: Billing, database: Databa
         refused = await alice.call("POST", "/checkout_session", expect=400, json=wrong)
         assert refused["error"]["field"] == field
     await _ledger_clean(database)
+
+
+async def test_an_unpaid_checkout_that_expires_releases_its_payment(
+    alice: Billing, database: Database
+) -> None:
+    key = {"Idempotency-Key": "pay-dues-march"}
+    order = {"amount": 4200, "currency": "usd", "description": "March dues"}
+    body = await alice.call("POST", "/checkout_session", json=order, headers=key)
+    [reserved] = await alice.payments()
+    assert (reserved["status"], reserved["amount"]) == ("open", 4200)
+    alice.world.advance_clock(24 * 3600 + 1)  # Checkout's sessions expire after 24 hours
+    assert alice.world.sessions[body["id"]]["status"] == "expired"
+    await alice.events()
+    await alice.events()  # a repeated delivery changes nothing
+    [released] = await alice.payments()
+    assert (released["id"], released["status"], released["failure_code"]) == (
+        reserved["id"],
+        "expired",
+        "expired",
+    )
+    assert (await alice.call("GET", "/ledger"))["entries"] == []  # nothing was posted
+    assert await alice.dues() == {"settled": 0, "pending": 0}
+    # Its key is spent; a new one starts a new session, which pays as usual.
+    again = await alice.call("POST", "/checkout_session", expect=409, json=order, headers=key)
+    assert "expired" in again["error"]["message"]
+    fresh = await alice.call(
+        "POST",
+        "/checkout_session",
+        json=order,
+        headers={"Idempotency-Key": "pay-dues-march-2"},
+    )
+    alice.world.complete_checkout(fresh["id"])
+    await alice.events()
+    assert sorted(p["status"] for p in await alice.payments()) == ["expired", "succeeded"]
+    await _ledger_clean(database)
+
+
+async def _disputed_payment(alice: Billing) -> tuple[dict[str, Any], str]:
+    """Dues paid with Stripe's dispute test card: the sandbox disputes the charge at once."""
+    await alice.card("pm_card_createDispute")
+    await alice.charge(3000)
+    paid = await alice.call("POST", "/pay-balance")
+    assert paid["status"] == "succeeded"
+    await alice.events()
+    [dispute] = alice.world.client.v1.disputes.list(
+        {"payment_intent": paid["payment_intent_id"]}
+    ).data
+    [payment] = await alice.payments()
+    assert (payment["dispute_id"], payment["dispute_status"], payment["dispute_reason"]) == (
+        dispute.id,
+        "needs_response",
+        "fraudulent",
+    )
+    assert await alice.dues() == {"settled": 0, "pending": 0}  # withdrawn, not yet owed
+    return payment, dispute.id
+
+
+async def test_a_sandbox_dispute_lost_reopens_the_dues(alice: Billing, database: Database) -> None:
+    payment, dispute_id = await _disputed_payment(alice)
+    alice.world.client.v1.disputes.close(dispute_id)  # accepted: lost
+    await alice.events()
+    [after] = await alice.payments()
+    assert (after["id"], after["status"], after["dispute_status"]) == (
+        payment["id"],
+        "succeeded",
+        "lost",
+    )
+    assert await alice.dues() == {"settled": 3000, "pending": 0}
+    kinds = [e["kind"] for e in (await alice.call("GET", "/ledger"))["entries"]]
+    assert kinds[:1] == ["dispute_lost"]
+    await _ledger_clean(database)
+
+
+async def test_a_sandbox_dispute_won_reinstates(alice: Billing, database: Database) -> None:
+    _, dispute_id = await _disputed_payment(alice)
+    alice.world.client.v1.disputes.update(
+        dispute_id, {"evidence": {"uncategorized_text": "winning_evidence"}}
+    )
+    await alice.events()
+    [after] = await alice.payments()
+    assert (after["dispute_status"], after["status"]) == ("won", "succeeded")
+    assert await alice.dues() == {"settled": 0, "pending": 0}
+    async with database.read() as session:
+        assert await verify_ledger(session) == []
+        disputes = await session.execute(
+            select(LedgerAccount.balance).where(LedgerAccount.name == "disputes")
+        )
+        assert [int(b) for b in disputes.scalars()] == [0]  # the money came back
+
+
+async def test_a_checkout_paid_on_the_sandboxs_page_is_a_listed_subscription(
+    alice: Billing, synced: dict[str, str]
+) -> None:
+    """The customer opens the Checkout URL and pays on the sandbox's hosted page (its form,
+    a typed test card); the subscription is then listed by `GET /subscriptions`."""
+    assert (await alice.call("GET", "/subscriptions")) == {"subscriptions": []}
+    body = await alice.call(
+        "POST", "/checkout_session", json={"price_id": "billfold_premium_monthly_usd"}
+    )
+    async with httpx.AsyncClient(timeout=30) as browser:
+        page = await browser.get(body["url"])
+        assert page.status_code == 200 and "4242 4242 4242 4242" in page.text
+        paid = await browser.post(
+            body["url"],
+            data={
+                "action": "pay",
+                "email": "alice@example.com",
+                "cardNumber": "4242 4242 4242 4242",
+                "cardExpiry": "12 / 34",
+                "cardCvc": "123",
+                "billingName": "Alice",
+            },
+        )
+    assert paid.status_code in (302, 303), paid.text
+    assert paid.headers["location"].startswith("https://app.example.com/billing/success")
+    await alice.events()
+    [listed] = (await alice.call("GET", "/subscriptions"))["subscriptions"]
+    assert (listed["plan"], listed["status"], listed["interval"]) == (
+        "premium",
+        "active",
+        "monthly",
+    )
+    assert listed["price_id"] == synced["billfold_premium_monthly_usd"]
+    session = alice.world.sessions[body["id"]]
+    assert listed["stripe_subscription_id"] == session["subscription"]

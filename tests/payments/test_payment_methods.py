@@ -110,6 +110,14 @@ async def test_too_many_wrong_microdeposits_fail_the_method(alice: Billing) -> N
     )
     assert "cannot be verified" in last["error"]["message"]
     assert [m["status"] for m in await alice.methods()] == ["verification_failed"]
+    await alice.events()  # Stripe's setup_intent.setup_failed: the same state
+    assert [m["status"] for m in await alice.methods()] == ["verification_failed"]
+    await alice.call(  # and no more answers are taken
+        "POST",
+        "/us-bank/verify-microdeposits",
+        expect=409,
+        json={"payment_method_id": pm, "amounts": [32, 45]},
+    )
 
 
 async def test_priority_default_and_removal(alice: Billing, bob: Billing) -> None:
@@ -163,3 +171,43 @@ async def test_priority_default_and_removal(alice: Billing, bob: Billing) -> Non
     await alice.call("POST", "/autopay", json={"enabled": False})
     await alice.call("DELETE", f"/payment-methods/{amex}")
     assert await alice.methods() == []
+
+
+def _stripe_default(alice: Billing, pm: str) -> str | None:
+    """The Stripe customer's `invoice_settings.default_payment_method` (its owner's)."""
+    client = alice.world.client
+    customer = client.v1.payment_methods.retrieve(pm).customer
+    assert isinstance(customer, str)
+    found = client.v1.customers.retrieve(customer).invoice_settings.default_payment_method
+    return found if isinstance(found, str) or found is None else found.id
+
+
+async def test_the_default_is_the_stripe_customers_default(alice: Billing) -> None:
+    visa = await alice.card("pm_card_visa")
+    assert _stripe_default(alice, visa) == visa  # the first method saved is the default
+    mastercard = await alice.card("pm_card_mastercard")
+    assert _stripe_default(alice, visa) == visa  # a second one is not
+    await alice.call("POST", "/payment-methods/default", json={"payment_method_id": mastercard})
+    assert _stripe_default(alice, visa) == mastercard
+    await alice.call(
+        "POST", "/payment-methods/priority", json={"payment_method_ids": [visa, mastercard]}
+    )
+    assert _stripe_default(alice, visa) == visa
+    # Stripe's own invoices (a renewal) charge it, with no method named.
+    client = alice.world.client
+    customer = client.v1.payment_methods.retrieve(visa).customer
+    assert isinstance(customer, str)
+    client.v1.invoice_items.create(
+        {"customer": customer, "amount": 700, "currency": "usd", "description": "renewal"}
+    )
+    invoice = client.v1.invoices.create(
+        {"customer": customer, "auto_advance": False, "pending_invoice_items_behavior": "include"}
+    )
+    client.v1.invoices.finalize_invoice(invoice.id)
+    paid = client.v1.invoices.pay(invoice.id)  # no method named: the customer's default
+    assert (paid.status, paid.amount_paid) == ("paid", 700)
+    charge = client.v1.charges.list({"customer": customer}).data[0]
+    assert charge.payment_method == visa
+    # Removing the default promotes the next, at Stripe too.
+    await alice.call("DELETE", f"/payment-methods/{visa}")
+    assert _stripe_default(alice, mastercard) == mastercard

@@ -481,6 +481,8 @@ async def test_off_session_payment_succeeds_replays_and_refunds(backend: Backend
     assert paid.latest_charge_id and paid.payment_method_id == card
     assert paid.metadata == {"billfold_charge": "chg_1"}
     assert (await gateway.payment_intents.create_off_session(**arguments)).id == paid.id
+    assert await gateway.payment_intents.find_by_metadata("billfold_charge", "chg_1") == paid
+    assert await gateway.payment_intents.find_by_metadata("billfold_charge", "chg_9") is None
     with pytest.raises(IdempotencyConflict):
         await gateway.payment_intents.create_off_session(**{**arguments, "amount": 600})
     assert await gateway.payment_intents.retrieve(paid.id) == paid

@@ -427,7 +427,7 @@ async def list_payment_methods(
 @router.post(
     "/payment-methods/priority",
     response_model=PaymentMethodList,
-    responses=error_responses(*AUTHENTICATED, 404),
+    responses=error_responses(*AUTHENTICATED, 404, 502),
 )
 async def set_priority(
     body: PriorityUpdate,
@@ -437,17 +437,21 @@ async def set_priority(
     audit: AuditContextDep,
 ) -> PaymentMethodList:
     """A full order of the account's methods (400 unless a permutation of them); its first
-    usable method becomes the default."""
-    await methods.set_priority(
-        session, account.id, body.payment_method_ids, audit=audit, now=container.clock.now()
-    )
-    return await _method_list(session, account.id)
+    usable method becomes the default, at Stripe too."""
+    await end_transaction(session)
+    async with container.db.transaction() as own:
+        await methods.set_priority(
+            own, account.id, body.payment_method_ids, audit=audit, now=container.clock.now()
+        )
+    await methods.sync_default_to_stripe(container, account.id, audit=audit)
+    async with container.db.read() as read:
+        return await _method_list(read, account.id)
 
 
 @router.post(
     "/payment-methods/default",
     response_model=PaymentMethodList,
-    responses=error_responses(*AUTHENTICATED, 404, 409),
+    responses=error_responses(*AUTHENTICATED, 404, 409, 502),
 )
 async def set_default(
     body: DefaultUpdate,
@@ -456,14 +460,14 @@ async def set_default(
     account: SessionCheckedAccountDep,
     audit: AuditContextDep,
 ) -> PaymentMethodList:
-    """Make a usable method the default: it moves to the front of the priority order."""
+    """Make a usable method the default: it moves to the front of the priority order, and is
+    the Stripe customer's default (`invoice_settings.default_payment_method`) for Stripe's
+    own invoices."""
     # The account (created on first use) is committed even when the method is refused.
     await end_transaction(session)
-    async with container.db.transaction() as own:
-        await methods.set_default(
-            own, account.id, body.payment_method_id, audit=audit, now=container.clock.now()
-        )
-        return await _method_list(own, account.id)
+    await methods.make_default(container, account, body.payment_method_id, audit=audit)
+    async with container.db.read() as read:
+        return await _method_list(read, account.id)
 
 
 @router.delete(

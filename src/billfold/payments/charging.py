@@ -561,3 +561,83 @@ async def list_payments(
         for attempt in found.scalars():
             attempts[attempt.payment_id].append(attempt)
     return payments, attempts
+
+
+# --- recovery ----------------------------------------------------------------------------------
+
+ABANDONED = "abandoned"  # an attempt whose process died before Stripe made its intent
+INTERRUPTED = "interrupted"
+
+
+async def stale_payments(session: AsyncSession, *, before: datetime, limit: int = 500) -> list[str]:
+    """Payments still `reserved` (being tried) that nothing touched since `before`: their
+    process died between reserving and recording (a live run touches them every attempt)."""
+    rows = await session.execute(
+        select(Payment.id)
+        .where(Payment.status == RESERVED, Payment.updated_at < before)
+        .order_by(Payment.updated_at)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def recover_payment(
+    container: Container, payment_id: str, *, before: datetime, audit: AuditContext
+) -> Payment | None:
+    """Finish a payment whose process died between reserving and recording: each attempt left
+    reserved is looked up at Stripe by its metadata (`billfold_attempt`, the same id as its
+    idempotency key) and its answer recorded as the caller would have; an attempt Stripe never
+    saw is abandoned. A payment still not settled then fails: dues re-open, a one-off charge is
+    voided (nothing is charged anew: the customer of a one-off is gone, and autopay's next run
+    pays the re-opened dues). None when the payment is not stale (any more)."""
+    async with container.db.read() as session:
+        payment = await session.get(Payment, payment_id)
+        if payment is None or payment.status != RESERVED or payment.updated_at >= before:
+            return None
+        reserved = [a.id for a in await _attempts(session, payment_id) if a.state == RESERVED]
+    gateway = gateway_of(container)
+    for attempt_id in reserved:
+        intent = await gateway.payment_intents.find_by_metadata(ATTEMPT_METADATA_KEY, attempt_id)
+        now = container.clock.now()
+        async with container.db.transaction() as session:
+            if intent is not None:
+                await record_intent(
+                    session, attempt_id, intent, now=now, clock=container.clock, audit=audit
+                )
+                continue
+            abandoned = await session.execute(
+                update(PaymentAttempt)
+                .where(PaymentAttempt.id == attempt_id, PaymentAttempt.state == RESERVED)
+                .values(state=ABANDONED, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(abandoned, "rowcount", 0) == 1:
+                await audit.record(
+                    session,
+                    "payment.attempt_abandoned",
+                    account_id=payment.account_id,
+                    target=attempt_id,
+                    details={"payment_id": payment_id},
+                )
+    now = container.clock.now()
+    async with container.db.transaction() as session:
+        found = await session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+        assert found is not None
+        if found.status == RESERVED:
+            tried = await _attempts(session, payment_id)
+            if any(a.state == RESERVED for a in tried):
+                return found  # a live run reserved a new attempt meanwhile: it records it
+            found.failure_message = "interrupted before its outcome was recorded"
+            await _fail(session, found, tried, now=now, clock=container.clock)
+            if not any(a.state == "declined" for a in tried):
+                found.failure_code = INTERRUPTED
+        await audit.record(
+            session,
+            "payment.recovered",
+            account_id=found.account_id,
+            target=payment_id,
+            details={"status": found.status, "attempts": reserved},
+        )
+        await session.flush()
+        session.expunge(found)
+    return found

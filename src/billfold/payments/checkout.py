@@ -4,7 +4,9 @@ session completed, the payment is recorded and its one-off charge posted and set
 ledger (keys from the payment's id, so a repeated event changes nothing).
 
 Reserve, call, record: the payment row (status `open`) is the reservation and its id the
-idempotency key's (`checkout_payment:<payment id>`).
+idempotency key's (`checkout_payment:<payment id>`). A session that expires unpaid
+(`checkout.session.expired`) releases it: the payment is `expired`, nothing was posted, and its
+Idempotency-Key is spent (a new one starts a new session).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from billfold.redirects import check_redirect_url, default_cancel_url, default_s
 from billfold.stripe.gateway import CheckoutSessionInfo, LineItem, gateway_of
 
 OPEN = "open"
+EXPIRED = "expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,8 @@ async def start_payment_checkout(
             existing = await session.get(Payment, payment_id)
             if existing is None or (existing.amount, existing.currency) != (total, code):
                 raise Conflict("Idempotency-Key reused with a different amount")
+            if existing.status == EXPIRED:
+                raise Conflict("this Checkout session expired unpaid: send a new Idempotency-Key")
     created = await gateway.checkout.create_session(
         mode="payment",
         customer_id=customer_id,
@@ -152,3 +157,28 @@ async def record_paid_checkout(
         target=payment.id,
         details={"checkout_session": checkout.id},
     )
+
+
+async def release_expired_checkout(
+    session: AsyncSession, checkout: CheckoutSessionInfo, *, clock: Clock, audit: AuditContext
+) -> bool:
+    """An unpaid payment-mode session expired: its open payment is released (`expired`), once
+    (True: this call released it). Nothing was posted to the ledger for it."""
+    payment_id = checkout.metadata.get(PAYMENT_METADATA_KEY)
+    if not payment_id:
+        return False
+    payment = await session.get(Payment, payment_id, with_for_update=True)
+    if payment is None or payment.status != OPEN:
+        return False  # not ours, paid, or released already
+    payment.status = EXPIRED
+    payment.failure_code = "expired"
+    payment.failure_message = "the Checkout session expired unpaid"
+    payment.updated_at = clock.now()
+    await audit.record(
+        session,
+        "payment.checkout_expired",
+        account_id=payment.account_id,
+        target=payment.id,
+        details={"checkout_session": checkout.id, "amount": payment.amount},
+    )
+    return True

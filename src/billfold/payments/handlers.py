@@ -8,6 +8,8 @@ UPDATE the paying code uses, and every ledger posting has a key derived from Str
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,12 +18,13 @@ from billfold.container import Container
 from billfold.customers.models import BillingAccount
 from billfold.payments import dues
 from billfold.payments.charging import (
+    ABANDONED,
     ATTEMPT_METADATA_KEY,
     mark_failed,
     mark_succeeded,
     record_intent,
 )
-from billfold.payments.checkout import record_paid_checkout
+from billfold.payments.checkout import record_paid_checkout, release_expired_checkout
 from billfold.payments.methods import forget_method, mirror_method
 from billfold.payments.models import (
     ACTIVE,
@@ -45,6 +48,7 @@ from billfold.stripe.gateway.types import payment_intent_from_stripe, payment_me
 from billfold.stripe.inbox import WebhookHandlers
 
 handlers = WebhookHandlers()
+log = logging.getLogger(__name__)
 
 PREPARED_METHOD = "payments.payment_method"
 
@@ -196,6 +200,24 @@ async def on_payment_intent(
             # Stripe answered the webhook before the caller recorded its answer.
             await record_intent(session, attempt_id, intent, now=now, clock=clock, audit=audit)
             return
+        if attempt is not None and attempt.state == ABANDONED and intent.status == "succeeded":
+            # Recovery abandoned it (Stripe's search had not found the intent) and then its
+            # process made the call after all: money taken for a failed payment. Say so loudly
+            # for an operator to refund; it is never silently counted as paid.
+            log.warning(
+                "payment intent %s succeeded for abandoned attempt %s: refund it",
+                intent.id,
+                attempt_id,
+            )
+            owner = await session.get(Payment, attempt.payment_id)
+            await audit.record(
+                session,
+                "payment.charged_after_recovery",
+                account_id=owner.account_id if owner is not None else None,
+                target=attempt_id,
+                details={"payment_intent": intent.id, "amount": intent.amount},
+            )
+            return
     payment = await _payment_of_intent(session, intent.id)
     if payment is None or payment.status not in (PROCESSING, REQUIRES_ACTION):
         return  # not ours, or already recorded (a duplicate, or an older event)
@@ -307,15 +329,19 @@ async def on_dispute(session: AsyncSession, container: Container, event: StripeE
     )
 
 
-@handlers.on("checkout.session.completed", "checkout.session.async_payment_succeeded")
-async def on_checkout_paid(session: AsyncSession, container: Container, event: StripeEvent) -> None:
-    """A payment-mode Checkout for an amount was paid (subscription ones are not ours)."""
+@handlers.on(
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.expired",
+)
+async def on_checkout(session: AsyncSession, container: Container, event: StripeEvent) -> None:
+    """A payment-mode Checkout for an amount was paid, or expired unpaid (its open payment is
+    released). Subscription ones are not ours."""
     checkout = checkout_session_from_stripe(event.object)
-    if checkout.mode != "payment" or checkout.payment_status != "paid":
+    if checkout.mode != "payment":
         return
-    await record_paid_checkout(
-        session,
-        checkout,
-        clock=container.clock,
-        audit=system_audit_context("stripe", container.clock),
-    )
+    audit = system_audit_context("stripe", container.clock)
+    if event.type == "checkout.session.expired":
+        await release_expired_checkout(session, checkout, clock=container.clock, audit=audit)
+    elif checkout.payment_status == "paid":
+        await record_paid_checkout(session, checkout, clock=container.clock, audit=audit)

@@ -7,8 +7,14 @@ on, with the same ordered fallback as `pay-balance`.
   one job make one payment (and Stripe sees one idempotency key per attempt).
 - An account whose earlier payment (a bank debit) is still pending is skipped until Stripe
   settles or fails it.
-- A failed run is recorded (the attempts carry the decline codes) and the next waits
-  `AUTOPAY_RETRY_DELAYS`; after the last, autopay is turned off with the reason recorded.
+- A failed run is recorded (the attempts carry the decline codes) and the next waits the
+  configured back-off (`BILLFOLD_AUTOPAY_RETRY_DAYS`, default 1, 3, 5 days); after the last,
+  autopay is turned off with the reason recorded.
+- `payments.recover` (every minute) finishes the payments whose process died between reserving
+  and recording (older than `BILLFOLD_PAYMENTS_RECOVER_AFTER_SECONDS`): see
+  `charging.recover_payment`.
+- The sweep runs every `BILLFOLD_AUTOPAY_INTERVAL_SECONDS` (default 900): its schedule is added
+  by `job_registry(settings)`, which the composition root wires.
 """
 
 from __future__ import annotations
@@ -20,14 +26,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit.context import system_audit_context
 from billfold.clock import Clock
+from billfold.config import Settings
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
 from billfold.customers.service import ensure_stripe_customer
 from billfold.errors import Conflict
 from billfold.jobs import JobRegistry, JobRun, enqueue
+from billfold.jobs.registry import Schedule
 from billfold.ledger.models import LedgerAccount, LedgerEntry
 from billfold.payments import dues
-from billfold.payments.charging import reserve_dues_payment, run_payment
+from billfold.payments.charging import (
+    recover_payment,
+    reserve_dues_payment,
+    run_payment,
+    stale_payments,
+)
 from billfold.payments.models import FAILED, SUCCEEDED, PaymentSettings
 from billfold.stripe.gateway import gateway_of
 
@@ -35,9 +48,25 @@ jobs = JobRegistry()
 
 AUTOPAY_SWEEP = "payments.autopay"
 AUTOPAY_ACCOUNT = "payments.autopay_account"
-AUTOPAY_EVERY_SECONDS = 900
-# Waits after the 1st, 2nd, 3rd failed run; a failure after the last turns autopay off.
-AUTOPAY_RETRY_DELAYS = (timedelta(days=1), timedelta(days=3), timedelta(days=5))
+RECOVER_SWEEP = "payments.recover"
+RECOVER_EVERY_SECONDS = 60
+
+
+def retry_delays(settings: Settings) -> tuple[timedelta, ...]:
+    """Waits after the 1st, 2nd, ... failed run; a failure after the last turns autopay off."""
+    return tuple(timedelta(days=days) for days in settings.autopay_retry_days)
+
+
+def job_registry(settings: Settings) -> JobRegistry:
+    """Payments' job kinds, with the autopay sweep every `autopay_interval_seconds` (the
+    module-level `jobs` declares the kinds; a schedule is a deployment's setting)."""
+    registry = JobRegistry()
+    registry.include(jobs)
+    registry.schedules[AUTOPAY_SWEEP] = Schedule(
+        AUTOPAY_SWEEP, every_seconds=settings.autopay_interval_seconds
+    )
+    registry.schedules[RECOVER_SWEEP] = Schedule(RECOVER_SWEEP, every_seconds=RECOVER_EVERY_SECONDS)
+    return registry
 
 
 async def due_autopay(session: AsyncSession, *, now: datetime) -> list[tuple[str, str, str]]:
@@ -76,7 +105,7 @@ async def due_autopay(session: AsyncSession, *, now: datetime) -> list[tuple[str
     ]
 
 
-@jobs.every(AUTOPAY_SWEEP, seconds=AUTOPAY_EVERY_SECONDS)
+@jobs.kind(AUTOPAY_SWEEP, max_attempts=3)
 async def autopay_sweep(run: JobRun) -> None:
     """Enqueue one autopay job per account and currency owed (keyed by the dues)."""
     async with run.transaction() as session:
@@ -174,8 +203,9 @@ async def _after_run(
             settings.autopay_failures = 0
             settings.autopay_retry_at = None
         else:
+            delays = retry_delays(container.settings)
             settings.autopay_failures += 1
-            if settings.autopay_failures > len(AUTOPAY_RETRY_DELAYS):
+            if settings.autopay_failures > len(delays):
                 settings.autopay = False
                 settings.autopay_retry_at = None
                 settings.autopay_stopped_at = now
@@ -191,9 +221,7 @@ async def _after_run(
                     details={"reason": settings.autopay_stopped_reason},
                 )
             else:
-                settings.autopay_retry_at = (
-                    now + AUTOPAY_RETRY_DELAYS[settings.autopay_failures - 1]
-                )
+                settings.autopay_retry_at = now + delays[settings.autopay_failures - 1]
                 await audit.record(
                     session,
                     "autopay.failed",
@@ -205,3 +233,32 @@ async def _after_run(
                     },
                 )
         settings.updated_at = now
+
+
+@jobs.kind(RECOVER_SWEEP, max_attempts=3)
+async def recover_sweep(run: JobRun) -> None:
+    """Finish the payments interrupted between reserving and recording."""
+    await recover_stale_payments(run.container)
+
+
+async def recover_stale_payments(container: Container) -> dict[str, str]:
+    """Recover every payment reserved longer ago than `payments_recover_after_seconds` and not
+    touched since; an autopay payment's outcome counts in its account's back-off as a run's
+    would. Returns each recovered payment's status."""
+    audit = system_audit_context("recovery", container.clock)
+    before = container.clock.now() - timedelta(
+        seconds=container.settings.payments_recover_after_seconds
+    )
+    async with container.db.read() as session:
+        stale = await stale_payments(session, before=before)
+    recovered: dict[str, str] = {}
+    for payment_id in stale:
+        payment = await recover_payment(container, payment_id, before=before, audit=audit)
+        if payment is None:
+            continue
+        recovered[payment_id] = payment.status
+        if payment.kind == "autopay":
+            await _after_run(
+                container, payment.account_id, payment.status, payment.failure_code, payment_id
+            )
+    return recovered

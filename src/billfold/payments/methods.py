@@ -210,6 +210,10 @@ async def start_setup(
     except PaymentFailed as exc:
         raise ValidationFailed(exc.message, field="payment_method_id") from exc
     await _record_setup(container, account.id, intent, audit=audit)
+    if intent.status == "succeeded" and intent.payment_method_id is not None:
+        await sync_default_to_stripe(
+            container, account.id, audit=audit, only_if=intent.payment_method_id
+        )
     return StartedSetup(
         setup_intent_id=intent.id,
         client_secret=intent.client_secret,
@@ -278,7 +282,8 @@ async def verify_microdeposits(
     audit: AuditContext,
 ) -> PaymentMethod:
     """Check the customer's microdeposits for a pending bank account. Wrong answers: 400 with
-    the attempts left; too many: the method is `verification_failed` (and unusable)."""
+    the attempts left; too many: the method is `verification_failed` (and unusable). Verified
+    and the account's default: the Stripe customer's default too."""
     if (amounts is None) == (descriptor_code is None):
         raise ValidationFailed("send amounts (two) or descriptor_code", field="amounts")
     async with container.db.read() as session:
@@ -297,6 +302,7 @@ async def verify_microdeposits(
         failed = exc
         intent = await gateway.setup_intents.retrieve(setup_intent_id)
     now = container.clock.now()
+    verified: PaymentMethod | None = None
     async with container.db.transaction() as session:
         method = await own_method(session, account.id, payment_method_id)
         if intent.status == "succeeded":
@@ -309,8 +315,8 @@ async def verify_microdeposits(
                 target=payment_method_id,
                 details={},
             )
-            return method
-        if intent.status in ("requires_payment_method", "canceled") or (
+            verified = method
+        elif intent.status in ("requires_payment_method", "canceled") or (
             method.verification_failures + 1 >= limit
         ):
             method.status = VERIFICATION_FAILED
@@ -330,17 +336,20 @@ async def verify_microdeposits(
                 field="amounts" if amounts is not None else "descriptor_code",
                 details={"attempts_left": 0},
             )
-        method.verification_failures += 1
-        method.updated_at = now
-        left = max(limit - method.verification_failures, 0)
-        await audit.record(
-            session,
-            "payment_method.verification_refused",
-            account_id=account.id,
-            target=payment_method_id,
-            details={"attempts_left": left},
-        )
-        await session.commit()
+        else:
+            method.verification_failures += 1
+            method.updated_at = now
+            left = max(limit - method.verification_failures, 0)
+            await audit.record(
+                session,
+                "payment_method.verification_refused",
+                account_id=account.id,
+                target=payment_method_id,
+                details={"attempts_left": left},
+            )
+    if verified is not None:
+        await sync_default_to_stripe(container, account.id, audit=audit, only_if=verified.id)
+        return verified
     message = failed.message if failed is not None else "the microdeposits do not match"
     raise ValidationFailed(
         f"{message.split(' You have')[0]} {left} attempt{'s' if left != 1 else ''} left.",
@@ -400,6 +409,44 @@ async def set_default(
     return ordered
 
 
+async def sync_default_to_stripe(
+    container: Container, account_id: str, *, audit: AuditContext, only_if: str | None = None
+) -> str | None:
+    """Make the account's default method the Stripe customer's too
+    (`invoice_settings.default_payment_method`), so Stripe's own invoices (a subscription's
+    renewal) charge it. Called with no transaction open, after the change is committed;
+    setting the same default again is harmless, so a retry after a failure is safe.
+    `only_if`: only when that method is the default (a method just saved or verified)."""
+    async with container.db.read() as session:
+        settings = await read_settings(session, account_id)
+        account = await session.get(BillingAccount, account_id)
+        default = settings.default_payment_method_id if settings else None
+        customer_id = account.stripe_customer_id if account else None
+    if default is None or customer_id is None or only_if not in (None, default):
+        return None
+    await gateway_of(container).customers.set_default_payment_method(customer_id, default)
+    async with container.db.transaction() as session:
+        await audit.record(
+            session,
+            "payment_methods.stripe_default_set",
+            account_id=account_id,
+            target=default,
+            details={"customer": customer_id},
+        )
+    return default
+
+
+async def make_default(
+    container: Container, account: BillingAccount, payment_method_id: str, *, audit: AuditContext
+) -> None:
+    """`set_default` in a transaction of its own, then the Stripe customer's default."""
+    async with container.db.transaction() as session:
+        await set_default(
+            session, account.id, payment_method_id, audit=audit, now=container.clock.now()
+        )
+    await sync_default_to_stripe(container, account.id, audit=audit)
+
+
 async def remove_method(
     container: Container, account: BillingAccount, payment_method_id: str, *, audit: AuditContext
 ) -> None:
@@ -420,6 +467,7 @@ async def remove_method(
         await audit.record(
             session, "payment_method.removed", account_id=account.id, target=payment_method_id
         )
+    await sync_default_to_stripe(container, account.id, audit=audit)
 
 
 async def _check_removable(session: AsyncSession, account_id: str, method: PaymentMethod) -> None:

@@ -199,7 +199,10 @@ class PaymentRead(BaseModel):
     amount: int = Field(description="minor units")
     currency: str
     description: str | None
-    status: str = Field(description="reserved, processing, requires_action, succeeded, failed")
+    status: str = Field(
+        description="reserved, processing, requires_action, succeeded, failed "
+        "(a Checkout's payment: open, succeeded, expired)"
+    )
     payment_method_id: str | None
     payment_intent_id: str | None
     failure_code: str | None

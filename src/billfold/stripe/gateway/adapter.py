@@ -440,6 +440,18 @@ class SdkPaymentIntents(_Adapter):
             found = await self._v1.payment_intents.retrieve_async(payment_intent_id)
         return payment_intent_from_stripe(as_dict(found))
 
+    async def find_by_metadata(self, key: str, value: str) -> PaymentIntentInfo | None:
+        for part in (key, value):
+            if not part or "'" in part or "\\" in part:
+                raise ValueError(f"cannot search metadata by {part!r}")
+        query = f"metadata['{key}']:'{value}'"
+        with stripe_errors():
+            page = await self._v1.payment_intents.search_async({"query": query, "limit": 10})
+        found = [as_dict(intent) for intent in page.data]
+        if not found:
+            return None
+        return payment_intent_from_stripe(max(found, key=lambda i: int(i.get("created") or 0)))
+
     async def cancel(self, payment_intent_id: str, *, idempotency_key: str) -> PaymentIntentInfo:
         with stripe_errors():
             canceled = await self._v1.payment_intents.cancel_async(

@@ -191,6 +191,12 @@ class PaymentIntentsGateway(Protocol):
 
     async def retrieve(self, payment_intent_id: str) -> PaymentIntentInfo: ...
 
+    async def find_by_metadata(self, key: str, value: str) -> PaymentIntentInfo | None:
+        """The newest intent whose `metadata[key]` is `value` (None: no intent was made).
+        Stripe's search: an intent made in the last minute or so may not be found yet, so ask
+        only about calls older than that (recovering an interrupted payment)."""
+        ...
+
     async def cancel(self, payment_intent_id: str, *, idempotency_key: str) -> PaymentIntentInfo:
         """Cancel an intent that has not succeeded (nothing will be charged)."""
         ...
