@@ -25,24 +25,19 @@ from pathlib import Path
 # the standard library's `http` package from everything imported below.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
+    sys.path.append(str(Path(__file__).resolve().parent))  # bench/loadgen.py, after the stdlib
 
 import argparse
 import asyncio
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import asyncpg
-import httpx
+import loadgen
+from loadgen import Figures, free_port, serving
 from sqlalchemy import func, select
 
 from billfold.audit.context import system_audit_context
@@ -82,84 +77,10 @@ end
 """
 
 
-@dataclass
-class Figures:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([0-9.]+)([a-z]+)", text.strip()).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
-
-
 def wrk(url: str, method: str, path: str, tokens: list[str], args: argparse.Namespace) -> Figures:
     quoted = ", ".join(f'"{token}"' for token in tokens)
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT % (quoted, method, path, path))
-    try:
-        out = subprocess.run(
-            [
-                "wrk",
-                "-t2",
-                f"-c{args.connections}",
-                f"-d{args.duration}s",
-                "--latency",
-                "-s",
-                script.name,
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        os.unlink(script.name)
-    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    errors = 0
-    if found := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
-        errors += int(found.group(1))
-    if found := re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    ):
-        errors += sum(int(n) for n in found.groups())
-    return Figures(rps, p50, p99, errors)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serving(command: list[str], env: dict[str, str], probe: str) -> Iterator[None]:
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[:3]} exited with {process.returncode}")
-            try:
-                if httpx.get(probe, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        yield
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    script = WRK_SCRIPT % (quoted, method, path, path)
+    return loadgen.wrk(url, script, args.connections, args.duration, threads=2)
 
 
 async def seed(url: str, users: int) -> None:

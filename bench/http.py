@@ -28,25 +28,23 @@ from pathlib import Path
 # standard library's `http` package from everything imported below.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
+    sys.path.append(str(Path(__file__).resolve().parent))  # bench/loadgen.py, after the stdlib
 
 import argparse
 import asyncio
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
+import loadgen
+from loadgen import Figures, free_port, serving
 
 from billfold.auth.tokens import issue_token
 from billfold.config import Settings
@@ -95,62 +93,10 @@ end
 """
 
 
-@dataclass
-class Figures:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([0-9.]+)([a-z]+)", text.strip()).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
-
-
 def wrk(url: str, path: str, tokens: list[str], connections: int, seconds: float) -> Figures:
     """wrk's figures for `path`, one token per request in turn (none: no Authorization)."""
     quoted = ", ".join(f'"{token}"' for token in tokens)
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT % (quoted, path))
-    try:
-        out = subprocess.run(
-            [
-                "wrk",
-                "-t1",
-                f"-c{connections}",
-                f"-d{round(seconds)}s",
-                "--latency",
-                "-s",
-                script.name,
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        os.unlink(script.name)
-    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    errors = 0
-    if found := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
-        errors += int(found.group(1))
-    if found := re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    ):
-        errors += sum(int(n) for n in found.groups())
-    return Figures(rps, p50, p99, errors)
+    return loadgen.wrk(url, WRK_SCRIPT % (quoted, path), connections, seconds)
 
 
 def rss_mb(pid: int) -> float:
@@ -166,31 +112,6 @@ def rss_mb(pid: int) -> float:
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
     return total / 1024
-
-
-@contextmanager
-def serving(command: list[str], env: dict[str, str], probe: str) -> Iterator[tuple[int, float]]:
-    """Start a server process; yield its pid and the seconds until `probe` answered 200."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[:3]} exited with {process.returncode}")
-            try:
-                if httpx.get(probe, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.01)
-        yield process.pid, time.perf_counter() - started
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 async def seed(url: str, users: int) -> None:
