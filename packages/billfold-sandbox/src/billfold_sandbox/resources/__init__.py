@@ -28,4 +28,5 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.checkout",
     "billfold_sandbox.resources.portal",
     "billfold_sandbox.resources.customer_balance",
+    "billfold_sandbox.resources.subscription_items",
 ]
