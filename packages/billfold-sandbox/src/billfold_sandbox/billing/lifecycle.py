@@ -209,6 +209,7 @@ def start_subscription(
     billing_cycle_anchor: int | None = None,
     proration_behavior: str = "create_prorations",
     save_default_payment_method: str = "off",
+    schedule: str | None = None,
 ) -> StripeObject:
     """Create a subscription and its first invoice, and collect it (`payment_behavior`).
 
@@ -240,6 +241,7 @@ def start_subscription(
             billing_cycle_anchor=billing_cycle_anchor,
             proration_behavior=proration_behavior,
             save_default_payment_method=save_default_payment_method,
+            schedule=schedule,
         )
         early = sub.pop("_announced_incomplete", None)
         settled_by_payment = early is not None and sub["status"] in ("active", "trialing")
@@ -281,6 +283,7 @@ def _start(
     billing_cycle_anchor: int | None,
     proration_behavior: str,
     save_default_payment_method: str,
+    schedule: str | None,
 ) -> StripeObject:
     now = state.now_for(customer)
     currency, interval, count = check_prices(
@@ -346,7 +349,7 @@ def _start(
         "pending_invoice_item_interval": None,
         "pending_setup_intent": None,
         "pending_update": None,
-        "schedule": None,
+        "schedule": schedule,
         "start_date": now,
         "status": "incomplete",
         "test_clock": customer.get("test_clock"),

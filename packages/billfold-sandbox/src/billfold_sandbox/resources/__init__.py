@@ -29,4 +29,5 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.portal",
     "billfold_sandbox.resources.customer_balance",
     "billfold_sandbox.resources.subscription_items",
+    "billfold_sandbox.resources.subscription_schedules",
 ]
