@@ -891,3 +891,12 @@ def finalize_and_collect(state: SandboxState, invoice: StripeObject) -> None:
     finalize(state, invoice)
     if invoice["status"] == "open":
         collect(state, invoice)
+
+
+def replace_lines(state: SandboxState, invoice: StripeObject, lines: list[StripeObject]) -> None:
+    """Set a draft invoice's lines (lines edited or removed) and its totals (`invoice.updated`)."""
+    before = {"total": invoice["total"], "amount_due": invoice["amount_due"]}
+    invoice["lines"] = dict(invoice["lines"], data=lines, total_count=len(lines))
+    _compute_totals(state, invoice)
+    state.touch()
+    state.emit("invoice.updated", invoice, before)

@@ -30,4 +30,5 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.customer_balance",
     "billfold_sandbox.resources.subscription_items",
     "billfold_sandbox.resources.subscription_schedules",
+    "billfold_sandbox.resources.invoice_lines",
 ]
