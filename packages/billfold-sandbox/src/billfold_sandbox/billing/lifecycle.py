@@ -210,6 +210,8 @@ def start_subscription(
     proration_behavior: str = "create_prorations",
     save_default_payment_method: str = "off",
     schedule: str | None = None,
+    collection_method: str = "charge_automatically",
+    days_until_due: int | None = None,
 ) -> StripeObject:
     """Create a subscription and its first invoice, and collect it (`payment_behavior`).
 
@@ -242,6 +244,8 @@ def start_subscription(
             proration_behavior=proration_behavior,
             save_default_payment_method=save_default_payment_method,
             schedule=schedule,
+            collection_method=collection_method,
+            days_until_due=days_until_due,
         )
         early = sub.pop("_announced_incomplete", None)
         settled_by_payment = early is not None and sub["status"] in ("active", "trialing")
@@ -284,6 +288,8 @@ def _start(
     proration_behavior: str,
     save_default_payment_method: str,
     schedule: str | None,
+    collection_method: str,
+    days_until_due: int | None,
 ) -> StripeObject:
     now = state.now_for(customer)
     currency, interval, count = check_prices(
@@ -314,12 +320,12 @@ def _start(
         "cancel_at_period_end": False,
         "canceled_at": None,
         "cancellation_details": {"comment": None, "feedback": None, "reason": None},
-        "collection_method": "charge_automatically",
+        "collection_method": collection_method,
         "created": now,
         "currency": currency,
         "customer": customer["id"],
         "customer_account": None,
-        "days_until_due": None,
+        "days_until_due": days_until_due,
         "default_payment_method": default_payment_method,
         "default_source": None,
         "default_tax_rates": [],
@@ -436,7 +442,8 @@ def _start(
     sub["latest_invoice"] = invoice["id"]
     state.touch()
     invoicing.finalize(state, invoice)
-    if invoice["status"] == "paid":
+    if invoice["status"] == "paid" or collection_method == "send_invoice":
+        # An emailed invoice (`send_invoice`) is paid later: the subscription starts now.
         sub["status"] = "trialing" if trialing else "active"
     elif payment_behavior == "default_incomplete":
         _prepare_first_payment(state, invoice)
