@@ -32,4 +32,5 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.subscription_schedules",
     "billfold_sandbox.resources.invoice_lines",
     "billfold_sandbox.resources.invoice_sending",
+    "billfold_sandbox.resources.credit_notes",
 ]
