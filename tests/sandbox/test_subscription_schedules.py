@@ -357,3 +357,50 @@ def test_trial_in_the_first_phase(stripe_client: stripe.StripeClient) -> None:
     sub = client.v1.subscriptions.retrieve(sub.id)
     assert sub.status == "active"
     assert (_renewal(client, sub.id).total, _renewal(client, sub.id).status) == (2000, "paid")
+
+
+def test_phases_collect_by_sending_invoices_then_automatically(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": who.customer,
+            "default_settings": {
+                "collection_method": "send_invoice",
+                "invoice_settings": {"days_until_due": 10},
+            },
+            "phases": [
+                {"items": [{"price": catalog.monthly}], "end_date": FEB_1_2026},
+                {
+                    "items": [{"price": catalog.monthly}],
+                    "collection_method": "charge_automatically",
+                    "duration": {"interval": "month"},
+                },
+            ],
+        }
+    )
+    assert schedule.default_settings.invoice_settings.days_until_due == 10
+    sub = client.v1.subscriptions.retrieve(str(schedule.subscription))
+    assert (sub.status, sub.collection_method, sub.days_until_due) == ("active", "send_invoice", 10)
+    first = client.v1.invoices.retrieve(str(sub.latest_invoice))
+    assert (first.status, first.due_date) == ("open", JAN_1_2026 + 10 * DAY)
+    client.v1.invoices.pay(first.id, params={"paid_out_of_band": True})
+
+    advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
+    sub = client.v1.subscriptions.retrieve(sub.id)
+    assert (sub.collection_method, sub.days_until_due) == ("charge_automatically", None)
+    assert (_renewal(client, sub.id).status, _renewal(client, sub.id).amount_paid) == ("paid", 2000)
+
+    with pytest.raises(stripe.InvalidRequestError) as days:
+        client.v1.subscription_schedules.create(
+            params={
+                "customer": who.customer,
+                "phases": [
+                    {"items": [{"price": catalog.monthly}], "collection_method": "send_invoice"}
+                ],
+            }
+        )
+    assert days.value.param == "phases[0][invoice_settings][days_until_due]"

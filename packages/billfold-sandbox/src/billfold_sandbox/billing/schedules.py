@@ -28,20 +28,25 @@ EXPIRING_NOTICE = 7 * 86_400
 LIVE = ("not_started", "active")
 
 
-def default_settings(default_payment_method: str | None = None) -> StripeObject:
-    """The schedule's `default_settings` (what the sandbox models: the payment method)."""
+def default_settings(
+    default_payment_method: str | None = None,
+    collection_method: str = "charge_automatically",
+    days_until_due: int | None = None,
+) -> StripeObject:
+    """The schedule's `default_settings` (what the sandbox models: the payment method and how
+    invoices are collected)."""
     return {
         "application_fee_percent": None,
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
         "billing_cycle_anchor": "automatic",
         "billing_thresholds": None,
-        "collection_method": "charge_automatically",
+        "collection_method": collection_method,
         "default_payment_method": default_payment_method,
         "description": None,
         "invoice_settings": {
             "account_tax_ids": None,
             "custom_fields": None,
-            "days_until_due": None,
+            "days_until_due": days_until_due,
             "description": None,
             "footer": None,
             "issuer": {"type": "self"},
@@ -76,6 +81,8 @@ def new_phase(
     default_payment_method: str | None = None,
     trial_end: int | None = None,
     add_invoice_items: list[StripeObject] | None = None,
+    collection_method: str | None = None,
+    days_until_due: int | None = None,
 ) -> StripeObject:
     """A phase as the schedule shows it."""
     return {
@@ -83,14 +90,16 @@ def new_phase(
         "application_fee_percent": None,
         "billing_cycle_anchor": None,
         "billing_thresholds": None,
-        "collection_method": None,
+        "collection_method": collection_method,
         "currency": currency,
         "default_payment_method": default_payment_method,
         "default_tax_rates": [],
         "description": description,
         "discounts": [],
         "end_date": end,
-        "invoice_settings": None,
+        "invoice_settings": None
+        if days_until_due is None
+        else {"account_tax_ids": None, "days_until_due": days_until_due, "issuer": None},
         "items": items,
         "metadata": dict(metadata or {}),
         "on_behalf_of": None,
@@ -126,6 +135,7 @@ def new_schedule(
     end_behavior: str,
     metadata: dict[str, str],
     default_payment_method: str | None,
+    collection: tuple[str, int | None] = ("charge_automatically", None),
 ) -> StripeObject:
     """A `not_started` schedule (stored; `subscription_schedule.created` is the caller's)."""
     schedule: StripeObject = {
@@ -139,7 +149,7 @@ def new_schedule(
         "current_phase": None,
         "customer": customer["id"],
         "customer_account": None,
-        "default_settings": default_settings(default_payment_method),
+        "default_settings": default_settings(default_payment_method, *collection),
         "end_behavior": end_behavior,
         "livemode": False,
         "metadata": dict(metadata),
@@ -181,11 +191,22 @@ def _payment_method(schedule: StripeObject, phase: StripeObject) -> str | None:
     return str(found) if found else None
 
 
+def collection_of(schedule: StripeObject, phase: StripeObject) -> tuple[str, int | None]:
+    """How the phase's invoices are collected: its own settings, else the schedule's."""
+    defaults = schedule["default_settings"]
+    method = str(phase.get("collection_method") or defaults["collection_method"])
+    days = (phase.get("invoice_settings") or {}).get("days_until_due")
+    if days is None:
+        days = (defaults.get("invoice_settings") or {}).get("days_until_due")
+    return method, (days if method == "send_invoice" else None)
+
+
 def start(state: SandboxState, schedule: StripeObject) -> StripeObject:
     """The start date came: the first phase's subscription is created and charged."""
     phase = schedule["phases"][0]
     customer = state.require("customer", schedule["customer"])
     last = len(schedule["phases"]) == 1
+    method, days = collection_of(schedule, phase)
     sub = lifecycle.start_subscription(
         state,
         customer=customer,
@@ -198,6 +219,8 @@ def start(state: SandboxState, schedule: StripeObject) -> StripeObject:
         off_session=True,
         extra_items=_one_time(state, phase),
         schedule=schedule["id"],
+        collection_method=method,
+        days_until_due=days,
     )
     enter(state, schedule, 0, sub)
     return sub
@@ -267,9 +290,11 @@ def apply_phase(
     changes, invoice = lifecycle.change_items(
         state, sub, new_items, proration_behavior=proration_behavior, proration_date=None
     )
-    method = _payment_method(schedule, phase)
-    if method is not None:
-        changes["default_payment_method"] = method
+    payment_method = _payment_method(schedule, phase)
+    if payment_method is not None:
+        changes["default_payment_method"] = payment_method
+    collection, days = collection_of(schedule, phase)
+    changes.update(collection_method=collection, days_until_due=days)
     if phase["metadata"]:
         changes["metadata"] = {**sub["metadata"], **phase["metadata"]}
     if phase.get("description") is not None:

@@ -38,7 +38,14 @@ router = SandboxRouter()
 PRORATION = enum("always_invoice", "create_prorations", "none")
 _UNMODELLED = (
     "application_fee_percent", "automatic_tax", "billing_cycle_anchor", "billing_thresholds",
-    "default_tax_rates", "discounts", "invoice_settings", "on_behalf_of", "transfer_data",
+    "default_tax_rates", "discounts", "on_behalf_of", "transfer_data",
+)  # fmt: skip
+INVOICE_SETTINGS = obj(
+    {
+        "days_until_due": integer(min=0, max=3650),
+        **{name: anything() for name in ("account_tax_ids", "custom_fields", "description",
+                                         "footer", "issuer")},
+    }
 )  # fmt: skip
 PHASE_ITEM = obj(
     {
@@ -72,6 +79,7 @@ PHASE = obj(
         "currency": string(),
         "add_invoice_items": ADD_INVOICE_ITEMS,
         "collection_method": enum("charge_automatically", "send_invoice"),
+        "invoice_settings": INVOICE_SETTINGS,
         **{name: anything() for name in _UNMODELLED},
     }
 )
@@ -79,6 +87,7 @@ DEFAULT_SETTINGS = obj(
     {
         "default_payment_method": string(),
         "collection_method": enum("charge_automatically", "send_invoice"),
+        "invoice_settings": INVOICE_SETTINGS,
         "description": string(nullable=True),
         **{name: anything() for name in _UNMODELLED},
     }
@@ -128,6 +137,7 @@ def _resolve_phases(
     start: int,
     customer: StripeObject,
     trial_ok: bool,
+    defaults: tuple[str, int | None],
 ) -> list[StripeObject]:
     """The phases as the schedule stores them, from `start` on; every refusal names its
     parameter (`phases[1][end_date]`) and nothing is stored before all are valid."""
@@ -155,12 +165,7 @@ def _resolve_phases(
                 param=f"{where}[items]",
             )
         currency = this_currency
-        if entry.get("collection_method") == "send_invoice":
-            raise invalid_request(
-                "The sandbox's schedules charge automatically: phases take "
-                "collection_method=charge_automatically.",
-                param=f"{where}[collection_method]",
-            )
+        method, days = _collection(entry, defaults, where)
         if "end_date" in entry and "duration" in entry:
             raise invalid_request(
                 "You may only specify one of these parameters: duration, end_date.",
@@ -196,6 +201,8 @@ def _resolve_phases(
                 description=entry.get("description"),
                 default_payment_method=pm,
                 trial_end=trial_end,
+                collection_method=entry.get("collection_method"),
+                days_until_due=days if method == "send_invoice" else None,
                 add_invoice_items=[
                     {
                         "discounts": [],
@@ -211,6 +218,32 @@ def _resolve_phases(
         )
         at = end
     return phases
+
+
+def _collection(
+    given: dict[str, Any], fallback: tuple[str, int | None], where: str
+) -> tuple[str, int | None]:
+    """`collection_method` and `invoice_settings[days_until_due]` of a phase (or of the
+    default settings), over `fallback`: `send_invoice` needs a number of days, as on Stripe."""
+    days = (given.get("invoice_settings") or {}).get("days_until_due")
+    method = str(given.get("collection_method") or fallback[0])
+    param = f"{where}[invoice_settings][days_until_due]"
+    if method != "send_invoice":
+        if days is not None:
+            raise invalid_request(
+                "days_until_due can only be set when collection_method is send_invoice.",
+                param=param,
+            )
+        return method, None
+    days = days if days is not None else fallback[1]
+    if days is None:
+        raise invalid_request(
+            f"Missing required param: {param}. It is required when collection_method is "
+            "send_invoice.",
+            param=param,
+            code="parameter_missing",
+        )
+    return method, int(days)
 
 
 def _trial_end(
@@ -259,18 +292,16 @@ def create_schedule(call: Call) -> StripeObject:
     if not p.get("phases"):
         raise missing_parameter("phases")
     settings = p.get("default_settings") or {}
-    if settings.get("collection_method") == "send_invoice":
-        raise invalid_request(
-            "The sandbox's schedules charge automatically.",
-            param="default_settings[collection_method]",
-        )
+    defaults = _collection(settings, ("charge_automatically", None), "default_settings")
     default_pm = settings.get("default_payment_method")
     lifecycle.check_payment_method(
         state, default_pm, customer, param="default_settings[default_payment_method]"
     )
     now = state.now_for(customer)
     start = _start_date(call, p.get("start_date"), now, param="start_date")
-    phases = _resolve_phases(call, p["phases"], start=start, customer=customer, trial_ok=True)
+    phases = _resolve_phases(
+        call, p["phases"], start=start, customer=customer, trial_ok=True, defaults=defaults
+    )
     with held_events(state) as held:
         schedule = schedules.new_schedule(
             state,
@@ -279,6 +310,7 @@ def create_schedule(call: Call) -> StripeObject:
             end_behavior=p.get("end_behavior", "release"),
             metadata=apply_metadata({}, p.get("metadata") or {}),
             default_payment_method=default_pm,
+            collection=defaults,
         )
         if start <= now:
             schedules.start(state, schedule)
@@ -325,6 +357,8 @@ def _from_subscription(call: Call) -> StripeObject:
         description=sub.get("description"),
         default_payment_method=sub.get("default_payment_method"),
         trial_end=int(sub["trial_end"]) if trialing else None,
+        collection_method=sub["collection_method"],
+        days_until_due=sub.get("days_until_due"),
     )
     with held_events(state) as held:
         schedule = schedules.new_schedule(
@@ -371,11 +405,12 @@ def update_schedule(call: Call) -> StripeObject:
     _live(schedule)
     customer = state.require("customer", schedule["customer"])
     settings = p.get("default_settings") or {}
-    if settings.get("collection_method") == "send_invoice":
-        raise invalid_request(
-            "The sandbox's schedules charge automatically.",
-            param="default_settings[collection_method]",
-        )
+    current = schedule["default_settings"]
+    defaults = _collection(
+        settings,
+        (current["collection_method"], current["invoice_settings"]["days_until_due"]),
+        "default_settings",
+    )
     lifecycle.check_payment_method(
         state,
         settings.get("default_payment_method"),
@@ -409,6 +444,7 @@ def update_schedule(call: Call) -> StripeObject:
             start=start,
             customer=customer,
             trial_ok=schedule["status"] == "not_started",
+            defaults=defaults,
         )
         if schedule["status"] == "active" and int(phases[0]["end_date"]) <= now:
             raise invalid_request(
@@ -420,9 +456,9 @@ def update_schedule(call: Call) -> StripeObject:
         changes["metadata"] = apply_metadata(schedule["metadata"], p["metadata"])
     if "end_behavior" in p:
         changes["end_behavior"] = p["end_behavior"]
-    if "default_payment_method" in settings:
-        changes["default_settings"] = dict(
-            schedule["default_settings"], default_payment_method=settings["default_payment_method"]
+    if settings:
+        changes["default_settings"] = schedules.default_settings(
+            settings.get("default_payment_method", current["default_payment_method"]), *defaults
         )
     if phases is not None:
         kept = schedule["phases"][: int(index)] if schedule["status"] == "active" else []
