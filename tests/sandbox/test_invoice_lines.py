@@ -156,3 +156,55 @@ def test_a_subscription_line_keeps_its_amount(stripe_client: stripe.StripeClient
     advance(client, who.clock, JAN_1_2026 + 31 * DAY + 2 * HOUR)
     paid = client.v1.invoices.retrieve(draft.id)
     assert (paid.status, paid.amount_paid) == ("paid", 2250)
+
+
+def test_price_data_lines_with_product_data(stripe_client: stripe.StripeClient) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    invoice = client.v1.invoices.create(params={"customer": who.customer})
+
+    invoice = client.v1.invoices.add_lines(
+        invoice.id,
+        params={
+            "lines": [
+                {
+                    "price_data": {
+                        "currency": "usd",
+                        "product_data": {"name": "Onboarding"},
+                        "unit_amount": 2500,
+                    },
+                    "quantity": 2,
+                },
+                {"price_data": {"currency": "usd", "product": catalog.product, "unit_amount": 99}},
+            ]
+        },
+    )
+
+    first, second = invoice.lines.data
+    assert (first.amount, second.amount, invoice.total) == (5000, 99, 5099)
+    price = client.v1.prices.retrieve(first.pricing.price_details.price)
+    assert (price.active, price.unit_amount) == (False, 2500)
+    assert client.v1.products.retrieve(str(price.product)).name == "Onboarding"
+    invoice = client.v1.invoices.update_lines(
+        invoice.id,
+        params={
+            "lines": [
+                {
+                    "id": second.id,
+                    "price_data": {
+                        "currency": "usd",
+                        "product": catalog.product,
+                        "unit_amount": 150,
+                    },
+                    "quantity": 3,
+                }
+            ]
+        },
+    )
+    assert (invoice.lines.data[1].amount, invoice.total) == (450, 5450)
+    with pytest.raises(stripe.InvalidRequestError) as neither:
+        client.v1.invoices.add_lines(
+            invoice.id, params={"lines": [{"price_data": {"currency": "usd", "unit_amount": 1}}]}
+        )
+    assert neither.value.param == "lines[0][price_data][product]"

@@ -36,7 +36,18 @@ router = SandboxRouter()
 PRICE_DATA = obj(
     {
         "currency": string(required=True),
-        "product": string(required=True),
+        "product": string(),
+        "product_data": obj(
+            {
+                "name": string(required=True),
+                "description": string(),
+                "images": anything(),
+                "metadata": metadata(),
+                "tax_code": string(),
+                "tax_details": anything(),
+                "unit_label": string(),
+            }
+        ),
         "unit_amount": integer(min=0),
         "unit_amount_decimal": string(),
         "tax_behavior": enum("exclusive", "inclusive", "unspecified"),
@@ -103,10 +114,17 @@ def _price(
     """The one-time price a line names (`pricing[price]`), checked (as `price_data` is); None
     for `price_data` (created once every line passed) or no price."""
     if "price_data" in entry:
-        _check_currency(invoice, entry["price_data"]["currency"], f"{where}[price_data]")
-        call.require(
-            "product", entry["price_data"]["product"], param=f"{where}[price_data][product]"
-        )
+        data = entry["price_data"]
+        _check_currency(invoice, data["currency"], f"{where}[price_data]")
+        if "product" in data and "product_data" in data:
+            raise invalid_request(
+                "You may only specify one of these parameters: product, product_data.",
+                param=f"{where}[price_data][product]",
+            )
+        if "product" in data:
+            call.require("product", data["product"], param=f"{where}[price_data][product]")
+        elif "product_data" not in data:
+            raise missing_parameter(f"{where}[price_data][product]")
     if "pricing" in entry and "price_data" in entry:
         raise invalid_request(
             "You may only specify one of these parameters: price_data, pricing.",
@@ -186,6 +204,8 @@ def add_lines(call: Call) -> StripeObject:
             if k not in ("discounts", "tax_amounts", "tax_rates", "quantity_decimal")
         }
         params.update(customer=invoice["customer"], invoice=invoice["id"])
+        if "price_data" in params:
+            params["pricing"] = {"price": _inline_price(call, params.pop("price_data"))["id"]}
         if "amount" in params:
             params["currency"] = invoice["currency"]
         create_invoice_item(dataclasses.replace(call, params=params, path={}))
@@ -237,6 +257,13 @@ def _edited_line(
     return edited
 
 
+def _inline_price(call: Call, data: dict[str, Any]) -> StripeObject:
+    """The inactive one-time price a line's `price_data` makes (as Stripe does)."""
+    price = new_price(call, dict(data))
+    call.state.update(price, {"active": False})
+    return price
+
+
 def _pricing(price: StripeObject) -> StripeObject:
     return {
         "type": "price_details",
@@ -269,8 +296,7 @@ def _update(call: Call, invoice: StripeObject, entries: list[dict[str, Any]]) ->
         edits[line["id"]] = _edited_line(call, invoice, edits.get(line["id"], line), changes, where)
     for entry in entries:
         if "price_data" in entry:
-            price = new_price(call, dict(entry["price_data"]))
-            state.update(price, {"active": False})
+            price = _inline_price(call, entry["price_data"])
             edited = edits[entry["id"]]
             edited["pricing"] = _pricing(price)
             edited["amount"] = int(price.get("unit_amount") or 0) * int(edited["quantity"])
