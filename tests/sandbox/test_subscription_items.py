@@ -211,3 +211,30 @@ def test_error_if_incomplete_item_change_is_not_made(stripe_client: stripe.Strip
             },
         )
     assert client.v1.subscription_items.retrieve(item_id).price.id == catalog.monthly
+
+
+def test_items_with_price_data(stripe_client: stripe.StripeClient) -> None:
+    """An inline price (`price_data`) is made inactive, as on Stripe, and still bills."""
+    client = stripe_client
+    catalog, who, sub = subscribed(client)
+    data = {
+        "currency": "usd",
+        "product": catalog.product,
+        "unit_amount": 300,
+        "recurring": {"interval": "month"},
+    }
+
+    item = client.v1.subscription_items.create(
+        params={"subscription": sub.id, "price_data": data, "proration_behavior": "none"}
+    )
+
+    assert (item.price.unit_amount, item.price.active) == (300, False)
+    created = client.v1.subscriptions.create(
+        params={"customer": who.customer, "items": [{"price_data": data}]}
+    )
+    assert client.v1.invoices.retrieve(str(created.latest_invoice)).amount_paid == 300
+    advance(client, who.clock, FEB_1_2026 + 2 * HOUR)
+    renewal = client.v1.invoices.retrieve(
+        str(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    )
+    assert renewal.total == 2300

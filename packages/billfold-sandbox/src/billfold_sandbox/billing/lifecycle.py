@@ -124,7 +124,7 @@ def check_prices(
                 "prices with `type=recurring`.",
                 param=param,
             )
-        if not price.get("active", True):
+        if not price.get("active", True) and not price.get("_inline"):
             raise invalid_request(
                 "The price specified is inactive. This field only accepts active prices.",
                 param=param,

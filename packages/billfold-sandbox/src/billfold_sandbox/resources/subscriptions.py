@@ -285,7 +285,7 @@ def _price_of(
         if not recurring:
             data.pop("recurring", None)
         price = new_price(call, data)
-        call.state.update(price, {"active": False})
+        call.state.update(price, {"active": False, "_inline": True})  # price_data: for this use
     else:
         raise invalid_request(
             f"Missing required param: {where}[price].",
