@@ -66,3 +66,38 @@ def test_an_empty_value_still_unsets_what_can_be_unset(stripe_client: stripe.Str
     invoice = client.v1.invoices.create(params={"customer": who.customer, "description": "x"})
     invoice = client.v1.invoices.update(invoice.id, params={"description": ""})
     assert invoice.description is None
+
+
+def test_unmodelled_parameters_are_still_checked(stripe_client: stripe.StripeClient) -> None:
+    """Parameters the sandbox does not model (taxes, Connect, rendering) are type-checked."""
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    invoices = client.v1.invoices
+
+    long_descriptor = _refusal(
+        invoices.create, customer=who.customer, statement_descriptor="x" * 23
+    )
+    assert long_descriptor.param == "statement_descriptor"
+    fee = _refusal(invoices.create, customer=who.customer, application_fee_amount="lots")
+    assert (fee.param, fee.code) == ("application_fee_amount", "parameter_invalid_integer")
+    field = _refusal(invoices.create, customer=who.customer, custom_fields=[{"name": "PO"}])
+    assert (field.param, field.code) == ("custom_fields[0][value]", "parameter_missing")
+    tax = _refusal(
+        client.v1.subscriptions.create,
+        customer=who.customer,
+        items=[{"price": catalog.monthly}],
+        automatic_tax={"enabled": "maybe"},
+    )
+    assert tax.param == "automatic_tax[enabled]"
+    # Well-typed, they are accepted (and not modelled).
+    invoice = invoices.create(
+        params={
+            "customer": who.customer,
+            "statement_descriptor": "BILLFOLD",
+            "custom_fields": [{"name": "PO", "value": "42"}],
+            "automatic_tax": {"enabled": False},
+        }
+    )
+    assert invoice.status == "draft"
+    assert client.v1.subscriptions.list(params={"customer": who.customer}).data == []

@@ -33,6 +33,7 @@ from billfold_sandbox.params import (
     range_filter,
     string,
 )
+from billfold_sandbox.resources import common_params
 from billfold_sandbox.resources.prices import new_price
 from billfold_sandbox.routing import Call, SandboxRouter
 from billfold_sandbox.search import search_response
@@ -72,6 +73,7 @@ UPDATE: dict[str, Field] = {
     "auto_advance": boolean(),
     "footer": string(nullable=True),
     **{name: anything() for name in _UNMODELLED},
+    **common_params.INVOICE,
     "collection_method": enum("charge_automatically", "send_invoice"),
     "days_until_due": integer(min=0, max=3650),
     "due_date": integer(),
@@ -321,6 +323,7 @@ CREATE: dict[str, Field] = {
         for name in (*_UNMODELLED, "customer_account", "from_invoice")
         if name not in ("collection_method", "days_until_due", "due_date")
     },
+    **common_params.INVOICE,
 }
 ITEM_CREATE: dict[str, Field] = {
     "customer": string(required=True),

@@ -29,6 +29,7 @@ from billfold_sandbox.params import (
     string,
     timestamp,
 )
+from billfold_sandbox.resources import common_params
 from billfold_sandbox.resources.prices import new_price
 from billfold_sandbox.routing import Call, SandboxRouter
 from billfold_sandbox.search import search_response
@@ -126,6 +127,7 @@ ADD_INVOICE_ITEMS = array(
 )
 CREATE: dict[str, Field] = {
     **_IGNORED,
+    **common_params.SUBSCRIPTION,
     "add_invoice_items": ADD_INVOICE_ITEMS,
     "collection_method": COLLECTION,
     "days_until_due": integer(min=0, max=3650),
@@ -153,6 +155,7 @@ CREATE: dict[str, Field] = {
 }
 UPDATE: dict[str, Field] = {
     **_IGNORED,
+    **common_params.SUBSCRIPTION,
     "add_invoice_items": ADD_INVOICE_ITEMS,
     "items": array(
         obj({**_ITEM_FIELDS, "id": string(), "deleted": boolean(), "clear_usage": boolean()}),
