@@ -201,3 +201,25 @@ def test_credit_note_refusals(stripe_client: stripe.StripeClient) -> None:
     assert refused({"invoice": invoice.id, "amount": 5000}).param == "amount"
     assert client.v1.credit_notes.list().data == []
     assert client.v1.invoices.retrieve(invoice.id).amount_due == 4000
+
+
+def test_a_credit_note_lowers_what_the_next_attempt_charges(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    who = customer_on_clock(client, card="pm_card_chargeCustomerFail")
+    invoice = client.v1.invoices.create(params={"customer": who.customer})
+    client.v1.invoices.add_lines(invoice.id, params={"lines": [{"amount": 3000}]})
+    client.v1.invoices.finalize_invoice(invoice.id)
+    with pytest.raises(stripe.CardError) as declined:
+        client.v1.invoices.pay(invoice.id)
+    intent_id = str(declined.value.error.payment_intent.id)  # type: ignore[union-attr]
+
+    client.v1.credit_notes.create(params={"invoice": invoice.id, "amount": 1000})
+
+    assert client.v1.payment_intents.retrieve(intent_id).amount == 2000
+    good = client.v1.payment_methods.attach("pm_card_visa", params={"customer": who.customer})
+    paid = client.v1.invoices.pay(invoice.id, params={"payment_method": good.id})
+    assert (paid.status, paid.amount_paid) == ("paid", 2000)
+    intent = client.v1.payment_intents.retrieve(intent_id)
+    assert (intent.status, intent.amount_received) == ("succeeded", 2000)

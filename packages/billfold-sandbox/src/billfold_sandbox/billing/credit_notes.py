@@ -268,6 +268,7 @@ def issue(state: SandboxState, invoice: StripeObject, note: StripeObject) -> Str
             },
         )
         state.emit("invoice.updated", invoice, previous)
+        payments_port.set_amount(state, invoicing.open_payment_intent(state, invoice), remaining)
         if remaining == 0:
             payments_port.cancel(state, invoicing.open_payment_intent(state, invoice))
             invoicing.mark_paid(state, invoice, payment_intent=None)
@@ -346,6 +347,9 @@ def void(state: SandboxState, note: StripeObject) -> StripeObject:
                 "pre_payment_credit_notes_amount": int(invoice["pre_payment_credit_notes_amount"])
                 - total,
             },
+        )
+        payments_port.set_amount(
+            state, invoicing.open_payment_intent(state, invoice), int(invoice["amount_remaining"])
         )
     else:
         if note["_credit_amount"]:

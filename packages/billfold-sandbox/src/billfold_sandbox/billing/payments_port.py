@@ -294,3 +294,20 @@ def refund(state: SandboxState, payment_intent: str, amount: int, *, reason: str
     intent = state.require("payment_intent", payment_intent)
     charge = state.require("charge", str(intent.get("latest_charge")))
     return str(refunds.refund(state, charge, amount=amount, reason=reason)["id"])
+
+
+def set_amount(state: SandboxState, payment_intent: str | None, amount: int) -> None:
+    """An open invoice's amount changed (a credit note): its unpaid PaymentIntent asks for the
+    new amount, as Stripe updates it; a finished or processing one is left alone."""
+    intent = state.get("payment_intent", payment_intent) if payment_intent else None
+    if (
+        intent is not None
+        and amount > 0
+        and intent["status"]
+        in (
+            "requires_payment_method",
+            "requires_confirmation",
+            "requires_action",
+        )
+    ):
+        state.update(intent, {"amount": amount})
