@@ -404,3 +404,33 @@ def test_phases_collect_by_sending_invoices_then_automatically(
             }
         )
     assert days.value.param == "phases[0][invoice_settings][days_until_due]"
+
+
+def test_a_subscription_canceled_for_failed_payments_aborts_its_schedule(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": who.customer,
+            "phases": [{"items": [{"price": catalog.monthly}], "end_date": APR_1_2026}],
+        }
+    )
+    failing = client.v1.payment_methods.attach(
+        "pm_card_chargeCustomerFail", params={"customer": who.customer}
+    )
+    client.v1.customers.update(
+        who.customer, params={"invoice_settings": {"default_payment_method": failing.id}}
+    )
+    mark = last_event_id(client)
+
+    advance(client, who.clock, FEB_1_2026 + 8 * DAY)  # the renewal and its three retries fail
+
+    assert client.v1.subscriptions.retrieve(str(schedule.subscription)).status == "canceled"
+    assert event_types(client, since=mark, prefixes=("subscription_schedule.",)) == [
+        "subscription_schedule.aborted"
+    ]
+    schedule = client.v1.subscription_schedules.retrieve(schedule.id)
+    assert (schedule.status, schedule.current_phase) == ("canceled", None)

@@ -431,3 +431,14 @@ def expiring_timer(state: SandboxState, timer: Timer) -> None:
     schedule = state.get("subscription_schedule", timer.object_id)
     if schedule is not None and schedule["status"] == "active":
         state.emit("subscription_schedule.expiring", schedule)
+
+
+@invoicing.on_payment_failed
+def _payment_failed(state: SandboxState, invoice: StripeObject) -> None:
+    """A last failed retry that canceled the subscription aborts its schedule at once
+    (`subscription_schedule.aborted`); other endings are seen on the schedule's next read."""
+    sub_id = invoicing.subscription_of(invoice)
+    sub = state.get("subscription", sub_id) if sub_id else None
+    schedule = state.get("subscription_schedule", str(sub.get("schedule"))) if sub else None
+    if schedule is not None:
+        follow_subscription(state, schedule)
