@@ -434,3 +434,29 @@ def test_a_subscription_canceled_for_failed_payments_aborts_its_schedule(
     ]
     schedule = client.v1.subscription_schedules.retrieve(schedule.id)
     assert (schedule.status, schedule.current_phase) == ("canceled", None)
+
+
+def test_the_end_behavior_sets_the_subscriptions_cancel_at(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    client = stripe_client
+    catalog = make_catalog(client)
+    who = customer_on_clock(client)
+    schedule = client.v1.subscription_schedules.create(
+        params={
+            "customer": who.customer,
+            "end_behavior": "cancel",
+            "phases": [{"items": [{"price": catalog.monthly}], "end_date": MAR_1_2026}],
+        }
+    )
+    sub_id = str(schedule.subscription)
+    assert client.v1.subscriptions.retrieve(sub_id).cancel_at == MAR_1_2026
+
+    client.v1.subscription_schedules.update(schedule.id, params={"end_behavior": "release"})
+    assert client.v1.subscriptions.retrieve(sub_id).cancel_at is None
+    client.v1.subscription_schedules.update(schedule.id, params={"end_behavior": "cancel"})
+    assert client.v1.subscriptions.retrieve(sub_id).cancel_at == MAR_1_2026
+
+    advance(client, who.clock, MAR_1_2026 + HOUR)
+    assert client.v1.subscriptions.retrieve(sub_id).status == "canceled"
+    assert client.v1.subscription_schedules.retrieve(schedule.id).status == "completed"

@@ -299,9 +299,12 @@ def apply_phase(
         changes["metadata"] = {**sub["metadata"], **phase["metadata"]}
     if phase.get("description") is not None:
         changes["description"] = phase["description"]
+    final_end = int(schedule["phases"][-1]["end_date"])
     if schedule["end_behavior"] == "cancel":
         last = index == len(schedule["phases"]) - 1
         changes["cancel_at"] = int(phase["end_date"]) if last else None
+    elif sub.get("cancel_at") is not None and int(sub["cancel_at"]) == final_end:
+        changes["cancel_at"] = None  # the schedule had set it; it now releases instead
     now = state.now_for(sub)
     for price, quantity in _one_time(state, phase):
         line = invoicing.price_line(

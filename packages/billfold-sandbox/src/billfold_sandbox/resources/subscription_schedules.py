@@ -464,6 +464,10 @@ def update_schedule(call: Call) -> StripeObject:
         kept = schedule["phases"][: int(index)] if schedule["status"] == "active" else []
         changes["phases"] = kept + phases
     previous = state.update(schedule, changes)
+    if phases is None and "end_behavior" in previous and schedule["status"] == "active":
+        sub = schedules.subscription_of(state, schedule)
+        if sub is not None:  # the subscription's cancel_at follows the end behavior
+            schedules.apply_phase(state, schedule, sub, int(index), proration_behavior="none")
     if phases is not None:
         sub = schedules.subscription_of(state, schedule)
         if schedule["status"] == "active" and sub is not None:
