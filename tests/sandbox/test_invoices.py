@@ -216,7 +216,7 @@ def test_auto_advance_finalizes_and_charges_after_an_hour(
         client.v1.invoices.create(
             params={"customer": who.customer, "collection_method": "send_invoice"}
         )
-    assert refused.value.param == "collection_method"
+    assert refused.value.param == "days_until_due"  # send_invoice needs a due date
 
 
 def test_create_preview_shows_what_a_plan_change_will_cost(

@@ -698,7 +698,7 @@ def test_billing_cycle_anchor_now_and_paused_collection(
     client.v1.subscriptions.update(sub.id, params={"pause_collection": ""})  # type: ignore[typeddict-item]
     with pytest.raises(stripe.InvalidRequestError) as refused:
         client.v1.subscriptions.update(sub.id, params={"collection_method": "send_invoice"})
-    assert refused.value.param == "collection_method"
+    assert refused.value.param == "days_until_due"  # send_invoice needs days_until_due
 
 
 def test_trial_without_a_card_pauses_then_resumes(stripe_client: stripe.StripeClient) -> None:

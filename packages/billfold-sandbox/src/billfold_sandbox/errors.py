@@ -49,11 +49,29 @@ class StripeError(Exception):
         return {"error": error}
 
 
+EXCLUSIVE = "You may only specify one of these parameters"
+
+
 def invalid_request(
     message: str, *, param: str | None = None, code: str | None = None, status: int = 400
 ) -> StripeError:
-    """A 400 `invalid_request_error` (the most common refusal)."""
+    """A 400 `invalid_request_error` (the most common refusal). Two parameters that exclude
+    each other ("You may only specify one of these parameters: a, b.") get Stripe's code,
+    `parameters_exclusive`, wherever the refusal is raised."""
+    if code is None and message.startswith(EXCLUSIVE):
+        code = "parameters_exclusive"
     return StripeError(message, status=status, code=code, param=param)
+
+
+def empty_parameter(name: str) -> StripeError:
+    """Stripe's refusal of `name=""` for a parameter that cannot be unset."""
+    return invalid_request(
+        f"You passed an empty string for '{name}'. We assume empty values are an attempt to "
+        f"unset a parameter; however '{name}' cannot be unset. You should remove '{name}' from "
+        "your request or supply a non-empty value.",
+        param=name,
+        code="parameter_invalid_empty",
+    )
 
 
 def unknown_parameter(name: str) -> StripeError:

@@ -21,7 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from billfold_sandbox.errors import invalid_request, missing_parameter, unknown_parameter
+from billfold_sandbox.errors import (
+    empty_parameter,
+    invalid_request,
+    missing_parameter,
+    unknown_parameter,
+)
 from billfold_sandbox.wire import param_name
 
 Path = tuple[str | int, ...]
@@ -63,6 +68,8 @@ def string(
                 f"Invalid {param_name(path)}: must be at most {max_length} characters",
                 param=param_name(path),
             )
+        if choices is not None and text == "":
+            raise empty_parameter(param_name(path))
         if choices is not None and text not in choices:
             raise invalid_request(
                 f"Invalid {param_name(path)}: must be one of {', '.join(choices)}",
@@ -86,6 +93,8 @@ def integer(
 ) -> Field:
     def parse(value: Any, path: Path) -> Any:
         text = _scalar(value, path)
+        if text == "":
+            raise empty_parameter(param_name(path))
         try:
             number = int(text)
         except ValueError:
@@ -135,6 +144,8 @@ def number(
 def boolean(*, required: bool = False, nullable: bool = False) -> Field:
     def parse(value: Any, path: Path) -> Any:
         text = _scalar(value, path).lower()
+        if text == "":
+            raise empty_parameter(param_name(path))
         if text in ("true", "1"):
             return True
         if text in ("false", "0"):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from billfold_sandbox.billing import credit_grants, customer_balance, payments_port
+from billfold_sandbox.billing import credit_grants, customer_balance, payments_port, sending
 from billfold_sandbox.billing.settings import billing_settings
 from billfold_sandbox.errors import invalid_request
 from billfold_sandbox.state import SandboxState, StripeObject
@@ -323,7 +323,8 @@ def create_invoice(
         },
         "automatically_finalizes_at": None,
         "billing_reason": billing_reason,
-        "collection_method": "charge_automatically",
+        "collection_method": (subscription or {}).get("collection_method")
+        or "charge_automatically",
         "created": now,
         "currency": currency,
         "custom_fields": None,
@@ -341,7 +342,7 @@ def create_invoice(
         "default_tax_rates": [],
         "description": description,
         "discounts": list(discounts or []),
-        "due_date": None,
+        "due_date": sending.due_date(subscription, now),
         "effective_at": None,
         "ending_balance": None,
         "footer": None,
@@ -410,16 +411,6 @@ def create_invoice(
     state.insert(invoice)
     state.emit("invoice.created", invoice)
     return invoice
-
-
-def refuse_send_invoice(params: dict[str, Any]) -> None:
-    """The sandbox charges automatically; emailed invoices (`send_invoice`) are refused."""
-    if params.get("collection_method") == "send_invoice":
-        raise invalid_request(
-            "collection_method=send_invoice is not supported by the sandbox; invoices are "
-            "charged automatically.",
-            param="collection_method",
-        )
 
 
 def add_line(state: SandboxState, invoice: StripeObject, line: StripeObject) -> None:
@@ -534,6 +525,7 @@ def finalize(state: SandboxState, invoice: StripeObject) -> StripeObject:
         },
     )
     state.emit("invoice.finalized", invoice)
+    sending.finalized(state, invoice)
     if amount_due == 0:
         mark_paid(state, invoice, payment_intent=None)
     return invoice
@@ -578,6 +570,7 @@ class Collection:
     """The outcome of one attempt to collect an invoice."""
 
     status: str  # "paid" | "failed" | "requires_action" | "processing" | "no_payment_method"
+    # | "sent" (send_invoice: left to the customer)
     payment_intent: str | None = None
     error: dict[str, Any] | None = None
 
@@ -599,6 +592,8 @@ def collect(
     """
     if invoice["status"] != "open":
         raise invalid_request(f"Invoice is already {invoice['status']}.", code="invoice_not_open")
+    if sending.awaits_customer(invoice, payment_method, automatic=schedule_retry):
+        return Collection("sent")
     pm = payment_method or payment_method_for(state, invoice)
     inpay = _default_payment(state, invoice)
     outcome = payments_port.charge(
@@ -893,3 +888,12 @@ def finalize_and_collect(state: SandboxState, invoice: StripeObject) -> None:
     finalize(state, invoice)
     if invoice["status"] == "open":
         collect(state, invoice)
+
+
+def replace_lines(state: SandboxState, invoice: StripeObject, lines: list[StripeObject]) -> None:
+    """Set a draft invoice's lines (lines edited or removed) and its totals (`invoice.updated`)."""
+    before = {"total": invoice["total"], "amount_due": invoice["amount_due"]}
+    invoice["lines"] = dict(invoice["lines"], data=lines, total_count=len(lines))
+    _compute_totals(state, invoice)
+    state.touch()
+    state.emit("invoice.updated", invoice, before)

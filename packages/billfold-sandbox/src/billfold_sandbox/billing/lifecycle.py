@@ -124,7 +124,7 @@ def check_prices(
                 "prices with `type=recurring`.",
                 param=param,
             )
-        if not price.get("active", True):
+        if not price.get("active", True) and not price.get("_inline"):
             raise invalid_request(
                 "The price specified is inactive. This field only accepts active prices.",
                 param=param,
@@ -209,6 +209,9 @@ def start_subscription(
     billing_cycle_anchor: int | None = None,
     proration_behavior: str = "create_prorations",
     save_default_payment_method: str = "off",
+    schedule: str | None = None,
+    collection_method: str = "charge_automatically",
+    days_until_due: int | None = None,
 ) -> StripeObject:
     """Create a subscription and its first invoice, and collect it (`payment_behavior`).
 
@@ -240,6 +243,9 @@ def start_subscription(
             billing_cycle_anchor=billing_cycle_anchor,
             proration_behavior=proration_behavior,
             save_default_payment_method=save_default_payment_method,
+            schedule=schedule,
+            collection_method=collection_method,
+            days_until_due=days_until_due,
         )
         early = sub.pop("_announced_incomplete", None)
         settled_by_payment = early is not None and sub["status"] in ("active", "trialing")
@@ -281,6 +287,9 @@ def _start(
     billing_cycle_anchor: int | None,
     proration_behavior: str,
     save_default_payment_method: str,
+    schedule: str | None,
+    collection_method: str,
+    days_until_due: int | None,
 ) -> StripeObject:
     now = state.now_for(customer)
     currency, interval, count = check_prices(
@@ -311,12 +320,12 @@ def _start(
         "cancel_at_period_end": False,
         "canceled_at": None,
         "cancellation_details": {"comment": None, "feedback": None, "reason": None},
-        "collection_method": "charge_automatically",
+        "collection_method": collection_method,
         "created": now,
         "currency": currency,
         "customer": customer["id"],
         "customer_account": None,
-        "days_until_due": None,
+        "days_until_due": days_until_due,
         "default_payment_method": default_payment_method,
         "default_source": None,
         "default_tax_rates": [],
@@ -346,7 +355,7 @@ def _start(
         "pending_invoice_item_interval": None,
         "pending_setup_intent": None,
         "pending_update": None,
-        "schedule": None,
+        "schedule": schedule,
         "start_date": now,
         "status": "incomplete",
         "test_clock": customer.get("test_clock"),
@@ -433,7 +442,8 @@ def _start(
     sub["latest_invoice"] = invoice["id"]
     state.touch()
     invoicing.finalize(state, invoice)
-    if invoice["status"] == "paid":
+    if invoice["status"] == "paid" or collection_method == "send_invoice":
+        # An emailed invoice (`send_invoice`) is paid later: the subscription starts now.
         sub["status"] = "trialing" if trialing else "active"
     elif payment_behavior == "default_incomplete":
         _prepare_first_payment(state, invoice)

@@ -275,3 +275,39 @@ def hosted_page_methods(types: list[str]) -> list[dict[str, str]]:
             for v, label, note in _BANK_CHOICES
         ]
     return choices
+
+
+def refundable(state: SandboxState, payment_intent: str | None) -> int:
+    """What is left to refund of the charge that paid through `payment_intent` (0 if none)."""
+    intent = state.get("payment_intent", payment_intent) if payment_intent else None
+    charge = state.get("charge", str((intent or {}).get("latest_charge")))
+    if charge is None or charge["status"] != "succeeded":
+        return 0
+    return int(charge["amount"]) - int(charge.get("amount_refunded") or 0)
+
+
+def refund(state: SandboxState, payment_intent: str, amount: int, *, reason: str | None) -> str:
+    """Refund `amount` of the charge that paid through `payment_intent` (a credit note's
+    refund): the refund's id; `refund.created` and `charge.refunded` as the API sends them."""
+    from billfold_sandbox.payments import refunds
+
+    intent = state.require("payment_intent", payment_intent)
+    charge = state.require("charge", str(intent.get("latest_charge")))
+    return str(refunds.refund(state, charge, amount=amount, reason=reason)["id"])
+
+
+def set_amount(state: SandboxState, payment_intent: str | None, amount: int) -> None:
+    """An open invoice's amount changed (a credit note): its unpaid PaymentIntent asks for the
+    new amount, as Stripe updates it; a finished or processing one is left alone."""
+    intent = state.get("payment_intent", payment_intent) if payment_intent else None
+    if (
+        intent is not None
+        and amount > 0
+        and intent["status"]
+        in (
+            "requires_payment_method",
+            "requires_confirmation",
+            "requires_action",
+        )
+    ):
+        state.update(intent, {"amount": amount})

@@ -37,4 +37,9 @@ RESOURCE_MODULES: list[str] = [
     "billfold_sandbox.resources.subscription_pause_migrate",
     "billfold_sandbox.resources.invoice_attach_payment",
     "billfold_sandbox.resources.invoice_item_update",
+    "billfold_sandbox.resources.subscription_items",
+    "billfold_sandbox.resources.subscription_schedules",
+    "billfold_sandbox.resources.invoice_lines",
+    "billfold_sandbox.resources.invoice_sending",
+    "billfold_sandbox.resources.credit_notes",
 ]

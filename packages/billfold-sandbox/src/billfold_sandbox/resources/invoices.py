@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from starlette.responses import RedirectResponse, Response
 
-from billfold_sandbox.billing import invoicing, lifecycle, payments_port
+from billfold_sandbox.billing import invoicing, lifecycle, payments_port, sending
 from billfold_sandbox.errors import StripeError, card_error, invalid_request, missing_parameter
 from billfold_sandbox.pages import (
     object_for_page,
@@ -33,6 +33,7 @@ from billfold_sandbox.params import (
     range_filter,
     string,
 )
+from billfold_sandbox.resources import common_params
 from billfold_sandbox.resources.prices import new_price
 from billfold_sandbox.routing import Call, SandboxRouter
 from billfold_sandbox.search import search_response
@@ -72,6 +73,10 @@ UPDATE: dict[str, Field] = {
     "auto_advance": boolean(),
     "footer": string(nullable=True),
     **{name: anything() for name in _UNMODELLED},
+    **common_params.INVOICE,
+    "collection_method": enum("charge_automatically", "send_invoice"),
+    "days_until_due": integer(min=0, max=3650),
+    "due_date": integer(),
 }
 
 
@@ -121,14 +126,41 @@ def update_invoice(call: Call) -> StripeObject:
             code="invoice_not_editable",
         )
     _check_payment_method(call, p.get("default_payment_method"), invoice["customer"])
+    if {"collection_method", "days_until_due", "due_date"} & set(p):
+        _collection_changes(call, invoice, p)
     if "metadata" in p:
         p["metadata"] = apply_metadata(invoice["metadata"], p["metadata"])
     for name in _UNMODELLED:
-        p.pop(name, None)
+        if name not in ("collection_method", "due_date"):  # checked above
+            p.pop(name, None)
     previous = call.state.update(invoice, p)
     if previous:
         call.emit("invoice.updated", invoice, previous)
     return invoice
+
+
+def _collection_changes(call: Call, invoice: StripeObject, p: dict[str, Any]) -> None:
+    """A draft's `collection_method`, `days_until_due`, `due_date` (checked, then put in `p`)."""
+    if invoice["status"] != "draft":
+        raise invalid_request(
+            "The collection method and due date can only change on a draft invoice.",
+            code="invoice_not_editable",
+        )
+    given: dict[str, Any] = {
+        k: p.pop(k) for k in ("collection_method", "days_until_due", "due_date") if k in p
+    }
+    method, days = sending.collection_settings(
+        given, invoice["collection_method"], invoice.get("_days_until_due"), due_date_ok=True
+    )
+    sending.check_due_date(given.get("due_date"), call.state.now_for(invoice))
+    invoice["_days_until_due"] = days
+    p["collection_method"] = method
+    if method != sending.SEND:
+        p["due_date"] = None
+    elif given.get("due_date") is not None:
+        p["due_date"] = given["due_date"]
+    elif "days_until_due" in given or invoice.get("due_date") is None:
+        p["due_date"] = int(invoice["created"]) + int(days or 0) * sending.DAY
 
 
 def _matches(invoice: StripeObject, p: dict[str, object]) -> bool:
@@ -277,6 +309,8 @@ CREATE: dict[str, Field] = {
     "customer": string(required=True),
     "auto_advance": boolean(),
     "collection_method": enum("charge_automatically", "send_invoice"),
+    "days_until_due": integer(min=0, max=3650),
+    "due_date": integer(),
     "currency": string(),
     "description": string(max_length=1500),
     "metadata": metadata(),
@@ -287,8 +321,9 @@ CREATE: dict[str, Field] = {
     **{
         name: anything()
         for name in (*_UNMODELLED, "customer_account", "from_invoice")
-        if name not in ("collection_method",)
+        if name not in ("collection_method", "days_until_due", "due_date")
     },
+    **common_params.INVOICE,
 }
 ITEM_CREATE: dict[str, Field] = {
     "customer": string(required=True),
@@ -328,8 +363,11 @@ def create_invoice(call: Call) -> StripeObject:
     state = call.state
     remember_base(state, call.request)
     p = call.params
-    invoicing.refuse_send_invoice(p)
+    collection, days_until_due = sending.collection_settings(
+        p, "charge_automatically", None, due_date_ok=True
+    )
     customer = call.require("customer", p["customer"], param="customer")
+    sending.check_due_date(p.get("due_date"), state.now_for(customer))
     subscription = None
     if p.get("subscription"):
         subscription = call.require("subscription", p["subscription"], param="subscription")
@@ -366,6 +404,12 @@ def create_invoice(call: Call) -> StripeObject:
         invoice["default_payment_method"] = p["default_payment_method"]
     if p.get("footer"):
         invoice["footer"] = p["footer"]
+    invoice["collection_method"] = collection
+    if collection == sending.SEND:
+        invoice["_days_until_due"] = days_until_due
+        invoice["due_date"] = (
+            p.get("due_date") or int(invoice["created"]) + int(days_until_due or 0) * sending.DAY
+        )
     if auto_advance:
         state.schedule(
             int(invoice["automatically_finalizes_at"]),

@@ -9,7 +9,7 @@ import copy
 from typing import Any
 
 from billfold_sandbox.billing import discounts as discounting
-from billfold_sandbox.billing import invoicing, lifecycle, payments_port
+from billfold_sandbox.billing import invoicing, lifecycle, payments_port, sending
 from billfold_sandbox.billing.events import held_events
 from billfold_sandbox.billing.metering import refuse_quantity
 from billfold_sandbox.billing.settings import DEFAULTS, set_billing_settings
@@ -30,6 +30,7 @@ from billfold_sandbox.params import (
     string,
     timestamp,
 )
+from billfold_sandbox.resources import common_params
 from billfold_sandbox.resources.prices import new_price
 from billfold_sandbox.routing import Call, SandboxRouter
 from billfold_sandbox.search import search_response
@@ -89,7 +90,6 @@ _IGNORED: dict[str, Field] = {
         "payment_settings",
         "pending_invoice_item_interval",
         "transfer_data",
-        "days_until_due",
         "billing_mode",
         "billing_schedules",
         "customer_account",
@@ -128,8 +128,10 @@ ADD_INVOICE_ITEMS = array(
 )
 CREATE: dict[str, Field] = {
     **_IGNORED,
+    **common_params.SUBSCRIPTION,
     "add_invoice_items": ADD_INVOICE_ITEMS,
     "collection_method": COLLECTION,
+    "days_until_due": integer(min=0, max=3650),
     "customer": string(required=True),
     "items": array(obj(_ITEM_FIELDS), required=True, max_items=20),
     "default_payment_method": string(),
@@ -154,6 +156,7 @@ CREATE: dict[str, Field] = {
 }
 UPDATE: dict[str, Field] = {
     **_IGNORED,
+    **common_params.SUBSCRIPTION,
     "add_invoice_items": ADD_INVOICE_ITEMS,
     "items": array(
         obj({**_ITEM_FIELDS, "id": string(), "deleted": boolean(), "clear_usage": boolean()}),
@@ -197,6 +200,7 @@ UPDATE: dict[str, Field] = {
     "pause_collection": PAUSE,
     "billing_cycle_anchor": enum("now", "unchanged"),
     "collection_method": COLLECTION,
+    "days_until_due": integer(min=0, max=3650, nullable=True),
 }
 CANCEL: dict[str, Field] = {
     "invoice_now": boolean(),
@@ -287,7 +291,7 @@ def _price_of(
         if not recurring:
             data.pop("recurring", None)
         price = new_price(call, data)
-        call.state.update(price, {"active": False})
+        call.state.update(price, {"active": False, "_inline": True})  # price_data: for this use
     else:
         raise invalid_request(
             f"Missing required param: {where}[price].",
@@ -346,7 +350,7 @@ def create_subscription(call: Call) -> StripeObject:
             "subscription.",
             param="payment_behavior",
         )
-    invoicing.refuse_send_invoice(p)
+    collection, days_until_due = sending.collection_settings(p, "charge_automatically", None)
     lifecycle.check_payment_method(
         state, p.get("default_payment_method"), customer, param="default_payment_method"
     )
@@ -382,6 +386,8 @@ def create_subscription(call: Call) -> StripeObject:
         proration_behavior=p.get("proration_behavior", "create_prorations"),
         extra_items=one_time,
         save_default_payment_method=save_default,
+        collection_method=collection,
+        days_until_due=days_until_due,
     )
 
 
@@ -459,7 +465,9 @@ def _update(call: Call, sub: StripeObject) -> StripeObject:
             raise invalid_request(
                 "A canceled subscription can only update its cancellation_details and metadata.",
             )
-    invoicing.refuse_send_invoice(p)
+    collection, days_until_due = sending.collection_settings(
+        p, sub["collection_method"], sub.get("days_until_due")
+    )
     if p.get("payment_behavior") in ("pending_if_incomplete", "default_incomplete"):
         raise invalid_request(
             f"payment_behavior={p['payment_behavior']} is not supported by the sandbox on update; "
@@ -494,6 +502,8 @@ def _update(call: Call, sub: StripeObject) -> StripeObject:
     invoice: StripeObject | None = None
     if "metadata" in p:
         changes["metadata"] = apply_metadata(sub["metadata"], p["metadata"])
+    if "collection_method" in p or "days_until_due" in p:
+        changes.update(collection_method=collection, days_until_due=days_until_due)
     if "description" in p:
         changes["description"] = p["description"]
     if "default_payment_method" in p:
