@@ -36,6 +36,7 @@ from billfold.db.engine import Database
 from billfold.jobs import Worker
 from billfold.stripe.gateway import StripeClientGateway, StripeGateway
 from billfold.web import customer, operator, signin
+from billfold.web import payments as panel_payments
 from billfold.web.assets import mount_panel_static
 from billfold.wiring import wire
 
@@ -60,6 +61,7 @@ PANEL_ROUTERS: tuple[APIRouter, ...] = (
     signin.router,
     customer.router,
     operator.router,
+    panel_payments.router,
 )
 
 
