@@ -19,6 +19,7 @@ from billfold.customers.service import find_account
 from billfold.payments import dues
 from tests.e2e_fixtures import BillfoldServer
 from tests.sandbox.browser_env import CHROMIUM, chromium_env, require_browser
+from tests.sandbox.test_stripe_js_browser import _type_card
 from tests.web.test_panel_browser import (  # noqa: F401 (database_name: a fixture)
     ARGS,
     DESKTOP,
@@ -36,18 +37,6 @@ WATCH_CSP = """() => {
   document.addEventListener("securitypolicyviolation",
     (e) => window.cspRefused.push(e.violatedDirective + " " + e.blockedURI));
 }"""
-
-
-async def _type_card(page: Any, number: str) -> None:
-    """Into the card element, as a person types."""
-    for name, value in (
-        ("cardnumber", number),
-        ("exp-date", "12 / 34"),
-        ("cvc", "123"),
-        ("postal", "94107"),
-    ):
-        await page.click(f"#card-element input[name={name}]")
-        await page.keyboard.type(value)
 
 
 async def _order(page: Any) -> list[str]:
@@ -109,10 +98,6 @@ async def test_a_customers_payment_methods_in_the_browser(
             await page.get_by_role("button", name="Save card").click()
             await page.wait_for_selector("#setup-status.bad")
             assert "incomplete" in await page.inner_text("#setup-status")
-            await page.fill("#card-element input[name=cardnumber]", "")
-            await page.fill("#card-element input[name=exp-date]", "")
-            await page.fill("#card-element input[name=cvc]", "")
-            await page.fill("#card-element input[name=postal]", "")
             await _type_card(page, "5555 5555 5555 4444")
             await page.get_by_role("button", name="Save card").click()
             await page.wait_for_url("**done=card-added")
