@@ -324,3 +324,28 @@ async def test_the_activity_pages_payments_and_dues_with_csv(
     assert len((await panel.get("/activity/payments.csv")).text.splitlines()) == 1
     assert len((await panel.get("/activity/dues.csv")).text.splitlines()) == 1
     assert (await panel.get("/activity?payments_before=pay_lea05")).status_code == 404
+
+
+async def test_a_declined_balance_payment_is_said_and_the_dues_stay(
+    api: httpx.AsyncClient,
+    billing_settings: Settings,
+    clock: FrozenClock,
+    stripe_world: SandboxStripe,
+    database: Database,
+) -> None:
+    await sign_in(api, billing_settings, clock, "user:olga")
+    nothing = await _post(api, f"{PAGE}/pay-balance", currency="usd")
+    assert nothing.status_code == 402 and "add a usable payment method first" in nothing.text
+    await _card(api, "pm_card_chargeCustomerFail")
+    olga = await _account_id(database, "olga")
+    async with database.transaction() as session:
+        await dues.add_charge(
+            session, olga, amount=990, currency="usd", charge_id="due_olga_1",
+            description="API usage", clock=clock,
+        )  # fmt: skip
+    declined = await _post(api, f"{PAGE}/pay-balance", currency="usd")
+    assert declined.status_code == 200
+    alert = re.findall(r'role="alert">([^<]*)', declined.text)
+    assert alert and alert[0].startswith("The payment failed:"), alert
+    assert "Pay $9.90 now" in (await api.get(PAGE)).text  # still owed, payable again
+    assert "Failed" in (await api.get("/activity")).text
