@@ -8,8 +8,10 @@ changed; CSRF: tests/web/test_sign_in.py); Stripe.js's origin in the CSP, never 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import httpx
+import pytest
 
 from billfold.clock import FrozenClock
 from billfold.config import Settings
@@ -50,14 +52,29 @@ async def _account_id(database: Database, external_id: str) -> str:
     return found.id
 
 
+@dataclass
+class Customer:
+    """The panel's browser on the sandbox (the `api` client), and how it signs in."""
+
+    api: httpx.AsyncClient
+    settings: Settings
+    clock: FrozenClock
+
+    async def sign_in(self, external_id: str) -> httpx.AsyncClient:
+        self.api.cookies.clear()
+        await sign_in(self.api, self.settings, self.clock, f"user:{external_id}")
+        return self.api
+
+
+@pytest.fixture
+def customer(api: httpx.AsyncClient, billing_settings: Settings, clock: FrozenClock) -> Customer:
+    return Customer(api, billing_settings, clock)
+
+
 async def test_cards_listed_reordered_made_default_and_removed(
-    api: httpx.AsyncClient,
-    billing_settings: Settings,
-    clock: FrozenClock,
-    stripe_world: SandboxStripe,
-    database: Database,
+    customer: Customer, stripe_world: SandboxStripe, database: Database
 ) -> None:
-    await sign_in(api, billing_settings, clock, "user:erin")
+    api = await customer.sign_in("erin")
     page = await api.get(PAGE)
     assert page.status_code == 200 and "No payment methods yet." in page.text
     assert 'aria-current="page">Payment methods' in page.text
@@ -101,7 +118,7 @@ async def test_cards_listed_reordered_made_default_and_removed(
             currency="usd",
             charge_id="due_erin_1",
             description="API usage",
-            clock=clock,
+            clock=customer.clock,
         )
     refused = await _post(api, f"{PAGE}/remove", payment_method_id=visa)
     assert refused.status_code == 409
@@ -125,13 +142,9 @@ async def test_cards_listed_reordered_made_default_and_removed(
 
 
 async def test_a_bank_account_collected_by_stripe_js_and_verified(
-    api: httpx.AsyncClient,
-    billing_settings: Settings,
-    clock: FrozenClock,
-    stripe_world: SandboxStripe,
-    database: Database,
+    customer: Customer, stripe_world: SandboxStripe, database: Database
 ) -> None:
-    await sign_in(api, billing_settings, clock, "user:frank")
+    api = await customer.sign_in("frank")
     started = await _post(api, f"{PAGE}/setup/us-bank")
     assert started.status_code == 200, started.text
     intent = started.json()
@@ -178,17 +191,12 @@ async def test_a_bank_account_collected_by_stripe_js_and_verified(
 
 
 async def test_another_customers_method_is_never_shown_or_changed(
-    api: httpx.AsyncClient,
-    billing_settings: Settings,
-    clock: FrozenClock,
-    stripe_world: SandboxStripe,
-    database: Database,
+    customer: Customer, stripe_world: SandboxStripe, database: Database
 ) -> None:
-    await sign_in(api, billing_settings, clock, "user:gina")
+    api = await customer.sign_in("gina")
     ginas = await _card(api)
     gina_setup = (await _post(api, f"{PAGE}/setup/us-bank")).json()["setup_intent_id"]
-    api.cookies.clear()
-    await sign_in(api, billing_settings, clock, "user:hal")
+    api = await customer.sign_in("hal")
     page = (await api.get(PAGE)).text
     assert ginas not in page and "No payment methods yet." in page
     for path, data in (
@@ -327,13 +335,9 @@ async def test_the_activity_pages_payments_and_dues_with_csv(
 
 
 async def test_a_declined_balance_payment_is_said_and_the_dues_stay(
-    api: httpx.AsyncClient,
-    billing_settings: Settings,
-    clock: FrozenClock,
-    stripe_world: SandboxStripe,
-    database: Database,
+    customer: Customer, stripe_world: SandboxStripe, database: Database
 ) -> None:
-    await sign_in(api, billing_settings, clock, "user:olga")
+    api = await customer.sign_in("olga")
     nothing = await _post(api, f"{PAGE}/pay-balance", currency="usd")
     assert nothing.status_code == 402 and "add a usable payment method first" in nothing.text
     await _card(api, "pm_card_chargeCustomerFail")
@@ -341,7 +345,7 @@ async def test_a_declined_balance_payment_is_said_and_the_dues_stay(
     async with database.transaction() as session:
         await dues.add_charge(
             session, olga, amount=990, currency="usd", charge_id="due_olga_1",
-            description="API usage", clock=clock,
+            description="API usage", clock=customer.clock,
         )  # fmt: skip
     declined = await _post(api, f"{PAGE}/pay-balance", currency="usd")
     assert declined.status_code == 200
