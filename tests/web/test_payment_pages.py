@@ -353,3 +353,21 @@ async def test_a_declined_balance_payment_is_said_and_the_dues_stay(
     assert alert and alert[0].startswith("The payment failed:"), alert
     assert "Pay $9.90 now" in (await api.get(PAGE)).text  # still owed, payable again
     assert "Failed" in (await api.get("/activity")).text
+
+
+def test_the_tasks_that_call_stripe_count_against_the_checkout_budget(panel_app: object) -> None:
+    from billfold.api.ratelimit import RateLimitClass, rate_limit_class
+
+    routes = panel_app.router.routes  # type: ignore[attr-defined]
+    for method, path, expected in (
+        ("POST", f"{PAGE}/setup/card", RateLimitClass.CHECKOUT),
+        ("POST", f"{PAGE}/setup/us-bank", RateLimitClass.CHECKOUT),
+        ("POST", f"{PAGE}/setup/finish", RateLimitClass.CHECKOUT),
+        ("POST", f"{PAGE}/verify", RateLimitClass.CHECKOUT),
+        ("POST", f"{PAGE}/pay-balance", RateLimitClass.CHECKOUT),
+        ("POST", f"{PAGE}/default", RateLimitClass.API),
+        ("POST", f"{PAGE}/autopay", RateLimitClass.API),
+        ("GET", PAGE, RateLimitClass.API),
+    ):
+        scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+        assert rate_limit_class(routes, scope) == expected, path

@@ -21,6 +21,7 @@ from billfold.container import Container
 from billfold.customers.models import BillingAccount
 from billfold.customers.service import ensure_stripe_customer
 from billfold.db.base import new_id
+from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import Conflict, NotFound, PaymentFailed, ValidationFailed
 from billfold.payments.dues import dues_of
 from billfold.payments.models import (
@@ -130,8 +131,6 @@ async def mirror_method(
 ) -> PaymentMethod:
     """Write Stripe's description of a method (new ones go last by priority)."""
     method = await session.get(PaymentMethod, info.id, with_for_update=True)
-    if method is not None and method.account_id != account_id:
-        raise Conflict(f"payment method {info.id} belongs to another account")
     if method is None:
         last = (
             await session.execute(
@@ -140,19 +139,31 @@ async def mirror_method(
                 )
             )
         ).scalar_one()
-        method = PaymentMethod(
-            id=info.id,
-            account_id=account_id,
-            type=info.type,
-            status=status or ACTIVE,
-            priority=int(last or 0) + 1,
-            verification_failures=0,
-            setup_intent_id=setup_intent_id,
-            created_at=now,
-            updated_at=now,
+        # ON CONFLICT DO NOTHING: the webhook and the customer's request (the panel finishing
+        # a setup Stripe.js confirmed) may both be first; the loser updates the winner's row.
+        await insert_ignoring_conflict(
+            session,
+            PaymentMethod.__table__,  # type: ignore[arg-type]
+            {
+                "id": info.id,
+                "account_id": account_id,
+                "type": info.type,
+                "status": status or ACTIVE,
+                "priority": int(last or 0) + 1,
+                "verification_failures": 0,
+                "setup_intent_id": setup_intent_id,
+                "created_at": now,
+                "updated_at": now,
+            },
+            ["id"],
         )
-        session.add(method)
-    elif status is not None and method.status != VERIFICATION_FAILED:
+        method = await session.get(
+            PaymentMethod, info.id, with_for_update=True, populate_existing=True
+        )
+        assert method is not None
+    if method.account_id != account_id:
+        raise Conflict(f"payment method {info.id} belongs to another account")
+    if status is not None and method.status != VERIFICATION_FAILED:
         method.status = status
     method.type = info.type
     method.brand, method.last4 = info.brand, info.last4
