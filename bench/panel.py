@@ -1,6 +1,6 @@
 """The billing panel's pages: server time (p50, p99) of each page for an account with 1,000
-ledger entries (and 300 audit entries, 200 credit purchases and billing history items, and a
-live subscription), on SQLite and PostgreSQL.
+ledger entries (and 300 audit entries, 200 credit purchases and billing history items, a live
+subscription, 5 saved cards, 300 dues charges and 120 payments), on SQLite and PostgreSQL.
 
 Server time is measured inside the process, around the ASGI app: from the request's arrival to
 the last byte of its response (a CSV download included), with no network in between; requests
@@ -50,6 +50,8 @@ from billfold.customers.service import get_or_create_account
 from billfold.db.engine import Database
 from billfold.db.migrate import upgrade_blocking
 from billfold.ledger.service import debit_credits, grant_credits
+from billfold.payments import dues
+from billfold.payments.models import Payment, PaymentMethod
 from billfold.subscriptions.models import Subscription
 
 Scope = MutableMapping[str, Any]
@@ -179,6 +181,35 @@ async def _seed(db: Database, clock: FrozenClock, entries: int) -> str:
     return account.id
 
 
+async def _seed_payments(db: Database, clock: FrozenClock, account_id: str) -> None:
+    """The account's money side: 5 saved cards, 300 dues charges and 120 payments (rows as
+    Stripe's answers leave them; the benchmark calls no Stripe)."""
+    now = clock.now()
+    async with db.transaction() as session:
+        for n in range(5):
+            session.add(
+                PaymentMethod(
+                    id=f"pm_bench_{n}", account_id=account_id, type="card", status="active",
+                    brand="visa", last4=f"{4242 + n}", exp_month=12, exp_year=2034,
+                    priority=n + 1, verification_failures=0, created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
+        for n in range(300):
+            await dues.add_charge(
+                session, account_id, amount=100 + n, currency="usd", charge_id=f"due_bench_{n}",
+                description=f"usage #{n}", clock=clock,
+            )  # fmt: skip
+        for n in range(120):
+            session.add(
+                Payment(
+                    id=f"pay_bench{n:04d}", account_id=account_id, kind="balance", amount=500,
+                    currency="usd", status="succeeded", payment_method_id=f"pm_bench_{n % 5}",
+                    refunded_amount=0, attempts=1, created_at=now - timedelta(minutes=n),
+                    updated_at=now,
+                )
+            )  # fmt: skip
+
+
 async def _signed_in(
     app: Any, settings: Settings, clock: FrozenClock, account: str | None
 ) -> httpx.AsyncClient:
@@ -213,6 +244,7 @@ async def bench(url: str, label: str, requests: int, entries: int) -> None:
         )
         seeded = time.perf_counter()
         account_id = await _seed(db, clock, entries)
+        await _seed_payments(db, clock, account_id)
         seeded = time.perf_counter() - seeded
         timer = ServerTimer(create_app(settings, database=db, clock=clock))
         customer = await _signed_in(timer, settings, clock, "user:bench-user")
@@ -229,6 +261,10 @@ async def bench(url: str, label: str, requests: int, entries: int) -> None:
             ("activity (htmx page 20)", customer, "/activity?page=20"),
             ("ledger.csv (1,000 rows)", customer, "/activity/ledger.csv"),
             ("audit.csv (301 rows)", customer, "/activity/audit.csv"),
+            ("payment methods (5)", customer, "/payment-methods"),
+            ("activity (older payments)", customer, "/activity?payments_before=pay_bench0050"),
+            ("payments.csv (120 rows)", customer, "/activity/payments.csv"),
+            ("dues.csv (300 rows)", customer, "/activity/dues.csv"),
             ("operator: find by email", operator, "/operator?q=bench@example.com"),
             ("operator: account", operator, f"/operator/accounts/{account_id}"),
             ("operator: webhook events", operator, "/operator/events"),

@@ -37,6 +37,7 @@ from billfold.jobs import Worker
 from billfold.stripe.gateway import StripeClientGateway, StripeGateway
 from billfold.web import credits as credit_pages
 from billfold.web import customer, operator, signin
+from billfold.web import payments as panel_payments
 from billfold.web.assets import mount_panel_static
 from billfold.wiring import wire
 
@@ -62,6 +63,7 @@ PANEL_ROUTERS: tuple[APIRouter, ...] = (
     customer.router,
     operator.router,
     credit_pages.router,
+    panel_payments.router,
 )
 
 

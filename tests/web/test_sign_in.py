@@ -173,6 +173,15 @@ async def test_the_session_token_works_as_x_session_id(
         ("/subscription/portal", {}),
         ("/subscription/checkout", {"price": "billfold_premium_monthly_usd"}),
         ("/subscription/change", {"price": "billfold_premium_yearly_usd"}),
+        ("/payment-methods/setup/card", {"payment_method_id": "pm_card_visa"}),
+        ("/payment-methods/setup/us-bank", {}),
+        ("/payment-methods/setup/finish", {"setup_intent_id": "seti_123"}),
+        ("/payment-methods/verify", {"payment_method_id": "pm_x", "amount_1": "32"}),
+        ("/payment-methods/default", {"payment_method_id": "pm_x"}),
+        ("/payment-methods/move", {"payment_method_id": "pm_x", "direction": "up"}),
+        ("/payment-methods/remove", {"payment_method_id": "pm_x"}),
+        ("/payment-methods/autopay", {"enabled": "on"}),
+        ("/payment-methods/pay-balance", {"currency": "usd"}),
     ],
 )
 async def test_a_form_without_its_csrf_token_is_refused(

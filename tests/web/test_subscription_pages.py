@@ -80,11 +80,26 @@ async def test_the_subscription_tasks(
     assert carol is not None
     assert stripe_world.portal_customer(portal.headers["location"]) == carol.stripe_customer_id
 
-    now = await _post(api, "/subscription/cancel", when="now")
+    # Cancel now asks first (a page, no JavaScript needed); a form without the confirmation
+    # leads to it and cancels nothing.
+    assert 'href="/subscription/cancel-now"' in (await api.get("/subscription")).text
+    asked = await _post(api, "/subscription/cancel", when="now")
+    assert asked.status_code == 303 and asked.headers["location"] == "/subscription/cancel-now"
+    step = await api.get("/subscription/cancel-now")
+    assert step.status_code == 200 and "Yes, cancel now" in step.text
+    assert "Keep my subscription" in step.text and "Premium" in step.text
+    assert "Change plan" in (await api.get("/subscription")).text  # still live
+    now = await api.post(
+        "/subscription/cancel",
+        data={"when": "now", "confirm": "yes", "csrf_token": csrf_of(step.text)},
+    )
     assert now.headers["location"].endswith("done=canceled")
     await _deliver_all(api, stripe_world)
     page = await api.get("/subscription")
     assert "Choose a plan" in page.text and "canceled" in page.text
+    # Nothing left to cancel: the confirmation step sends back to the subscription.
+    gone = await api.get("/subscription/cancel-now")
+    assert gone.status_code == 303 and gone.headers["location"] == "/subscription"
 
     async with database.read() as reader:
         actions = (

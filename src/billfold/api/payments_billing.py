@@ -278,17 +278,8 @@ async def set_autopay(
     audit: AuditContextDep,
 ) -> SettingsRead:
     """Turn autopay on or off (turning it on clears an earlier stop and its back-off)."""
-    now = container.clock.now()
-    found = await methods.settings_of(session, account.id, clock_now=now)
-    found.autopay = body.enabled
-    if body.enabled:
-        found.autopay_failures = 0
-        found.autopay_retry_at = None
-        found.autopay_stopped_reason = None
-        found.autopay_stopped_at = None
-    found.updated_at = now
-    await audit.record(
-        session, "autopay.enabled" if body.enabled else "autopay.disabled", account_id=account.id
+    await methods.set_autopay(
+        session, account.id, body.enabled, audit=audit, now=container.clock.now()
     )
     return await _settings_read(session, account.id)
 

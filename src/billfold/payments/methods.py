@@ -21,6 +21,7 @@ from billfold.container import Container
 from billfold.customers.models import BillingAccount
 from billfold.customers.service import ensure_stripe_customer
 from billfold.db.base import new_id
+from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import Conflict, NotFound, PaymentFailed, ValidationFailed
 from billfold.payments.dues import dues_of
 from billfold.payments.models import (
@@ -130,8 +131,6 @@ async def mirror_method(
 ) -> PaymentMethod:
     """Write Stripe's description of a method (new ones go last by priority)."""
     method = await session.get(PaymentMethod, info.id, with_for_update=True)
-    if method is not None and method.account_id != account_id:
-        raise Conflict(f"payment method {info.id} belongs to another account")
     if method is None:
         last = (
             await session.execute(
@@ -140,19 +139,31 @@ async def mirror_method(
                 )
             )
         ).scalar_one()
-        method = PaymentMethod(
-            id=info.id,
-            account_id=account_id,
-            type=info.type,
-            status=status or ACTIVE,
-            priority=int(last or 0) + 1,
-            verification_failures=0,
-            setup_intent_id=setup_intent_id,
-            created_at=now,
-            updated_at=now,
+        # ON CONFLICT DO NOTHING: the webhook and the customer's request (the panel finishing
+        # a setup Stripe.js confirmed) may both be first; the loser updates the winner's row.
+        await insert_ignoring_conflict(
+            session,
+            PaymentMethod.__table__,  # type: ignore[arg-type]
+            {
+                "id": info.id,
+                "account_id": account_id,
+                "type": info.type,
+                "status": status or ACTIVE,
+                "priority": int(last or 0) + 1,
+                "verification_failures": 0,
+                "setup_intent_id": setup_intent_id,
+                "created_at": now,
+                "updated_at": now,
+            },
+            ["id"],
         )
-        session.add(method)
-    elif status is not None and method.status != VERIFICATION_FAILED:
+        method = await session.get(
+            PaymentMethod, info.id, with_for_update=True, populate_existing=True
+        )
+        assert method is not None
+    if method.account_id != account_id:
+        raise Conflict(f"payment method {info.id} belongs to another account")
+    if status is not None and method.status != VERIFICATION_FAILED:
         method.status = status
     method.type = info.type
     method.brand, method.last4 = info.brand, info.last4
@@ -210,13 +221,13 @@ async def start_setup(
     except PaymentFailed as exc:
         raise ValidationFailed(exc.message, field="payment_method_id") from exc
     await _record_setup(container, account.id, intent, audit=audit)
-    if intent.status == "succeeded" and intent.payment_method_id is not None:
-        await sync_default_to_stripe(
-            container, account.id, audit=audit, only_if=intent.payment_method_id
-        )
+    return _started(intent, client_secret=intent.client_secret)
+
+
+def _started(intent: SetupIntentInfo, *, client_secret: str | None) -> StartedSetup:
     return StartedSetup(
         setup_intent_id=intent.id,
-        client_secret=intent.client_secret,
+        client_secret=client_secret,
         status=intent.status,
         payment_method_id=intent.payment_method_id,
         next_action=intent.next_action,
@@ -224,7 +235,12 @@ async def start_setup(
 
 
 async def _record_setup(
-    container: Container, account_id: str, intent: SetupIntentInfo, *, audit: AuditContext
+    container: Container,
+    account_id: str,
+    intent: SetupIntentInfo,
+    *,
+    audit: AuditContext,
+    action: str = "setup_intent.created",
 ) -> None:
     """Mirror the method a setup intent saved (or is verifying) without waiting for the
     webhook; the webhook writes the same state again."""
@@ -232,7 +248,7 @@ async def _record_setup(
         async with container.db.transaction() as session:
             await audit.record(
                 session,
-                "setup_intent.created",
+                action,
                 account_id=account_id,
                 target=intent.id,
                 details={"status": intent.status},
@@ -249,7 +265,7 @@ async def _record_setup(
     async with container.db.transaction() as session:
         await audit.record(
             session,
-            "setup_intent.created",
+            action,
             account_id=account_id,
             target=intent.id,
             details={"status": intent.status},
@@ -270,6 +286,45 @@ async def _record_setup(
                 target=info.id,
                 details={"type": info.type, "status": status},
             )
+    if intent.status == "succeeded":
+        # Saved and usable: when it is (now) the default, Stripe's invoices should charge it.
+        await sync_default_to_stripe(container, account_id, audit=audit, only_if=info.id)
+
+
+async def finish_setup(
+    container: Container, account: BillingAccount, setup_intent_id: str, *, audit: AuditContext
+) -> StartedSetup:
+    """After Stripe.js confirmed a setup intent in the customer's browser (a card, or a bank
+    account now waiting for its microdeposits): mirror the method it saved without waiting for
+    the webhook. Safe to repeat; another account's setup intent is NotFound."""
+    intent = await gateway_of(container).setup_intents.retrieve(setup_intent_id)
+    if intent.metadata.get(ACCOUNT_METADATA_KEY) != account.id:
+        raise NotFound(f"no setup intent {setup_intent_id}", field="setup_intent_id")
+    await _record_setup(container, account.id, intent, audit=audit, action="setup_intent.finished")
+    return _started(intent, client_secret=None)
+
+
+async def set_autopay(
+    session: AsyncSession,
+    account_id: str,
+    enabled: bool,
+    *,
+    audit: AuditContext,
+    now: datetime,
+) -> PaymentSettings:
+    """Turn autopay on or off (turning it on clears an earlier stop and its back-off)."""
+    found = await settings_of(session, account_id, clock_now=now)
+    found.autopay = enabled
+    if enabled:
+        found.autopay_failures = 0
+        found.autopay_retry_at = None
+        found.autopay_stopped_reason = None
+        found.autopay_stopped_at = None
+    found.updated_at = now
+    await audit.record(
+        session, "autopay.enabled" if enabled else "autopay.disabled", account_id=account_id
+    )
+    return found
 
 
 async def verify_microdeposits(
@@ -384,6 +439,25 @@ async def set_priority(
         session, "payment_methods.reordered", account_id=account_id, details={"order": list(order)}
     )
     return ordered
+
+
+async def move_method(
+    session: AsyncSession,
+    account_id: str,
+    payment_method_id: str,
+    *,
+    step: int,
+    audit: AuditContext,
+    now: datetime,
+) -> list[PaymentMethod]:
+    """Move a method `step` places in the priority order (-1: one up); at either end it stays.
+    Its first usable method becomes the default, as with any new order."""
+    method = await own_method(session, account_id, payment_method_id)
+    order = [m.id for m in await list_methods(session, account_id)]
+    at = order.index(method.id)
+    to = min(max(at + step, 0), len(order) - 1)
+    order.insert(to, order.pop(at))
+    return await set_priority(session, account_id, order, audit=audit, now=now)
 
 
 async def set_default(

@@ -32,7 +32,8 @@ from billfold.errors import ValidationFailed
 from billfold.money import to_major
 from billfold.redirects import default_cancel_url, default_success_url
 from billfold.web.credit_summary import count_format, histories_context
-from billfold.web.customer import CSV_BATCH, PAGE_SIZE, PageNumber, _panel_url, csv_response
+from billfold.web.csv_export import CSV_BATCH, csv_response
+from billfold.web.customer import PAGE_SIZE, PageNumber, _panel_url
 from billfold.web.rendering import render
 from billfold.web.visitors import (
     Customer,

@@ -5,14 +5,12 @@ the same services as the API: the Stripe-calling tasks end the request's transac
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
@@ -30,6 +28,8 @@ from billfold.subscriptions import changes, checkout
 from billfold.subscriptions.models import CHANGEABLE_STATUSES, LIVE_STATUSES, Subscription
 from billfold.subscriptions.reads import current_subscription, has_premium
 from billfold.web.credit_summary import credit_overview, histories_context
+from billfold.web.csv_export import CSV_BATCH, csv_response
+from billfold.web.payments import PaymentCursor, activity_payments
 from billfold.web.rendering import format_day, locale_of, render
 from billfold.web.visitors import (
     Customer,
@@ -42,7 +42,6 @@ from billfold.web.visitors import (
 router = APIRouter(route_class=PanelRoute, include_in_schema=False)
 
 PAGE_SIZE = 25
-CSV_BATCH = 500
 
 STATUS_LABELS = {
     "active": "Active",
@@ -248,14 +247,33 @@ async def change_plan(
     return RedirectResponse("/subscription?done=changed", status_code=303)
 
 
+@router.get("/subscription/cancel-now")
+async def confirm_cancel_now(
+    request: Request, session: ReadSessionDep, customer: ReadingCustomerDep
+) -> Response:
+    """The confirmation step of cancelling now (a page: it needs no JavaScript)."""
+    context = await _subscription_context(session, get_container(request), customer)
+    if not context["changeable"]:
+        return RedirectResponse("/subscription", status_code=303)
+    return render(
+        request,
+        "cancel_now.html",
+        {**context, "title": "Cancel now?", "visitor": customer, "notice": None},
+    )
+
+
 @router.post("/subscription/cancel")
 async def cancel(
     request: Request,
     session: SessionDep,
     customer: PostingCustomerDep,
     when: Annotated[Literal["period_end", "now"], Form()] = "period_end",
+    confirm: Annotated[Literal["yes"] | None, Form()] = None,
 ) -> Response:
-    """Cancel at the end of the period, or now."""
+    """Cancel at the end of the period (one click), or now (once confirmed: without the
+    confirmation, the confirmation step is shown)."""
+    if when == "now" and confirm != "yes":
+        return RedirectResponse("/subscription/cancel-now", status_code=303)
     container = get_container(request)
     await end_transaction(session)
     await changes.cancel(
@@ -365,11 +383,16 @@ async def activity(
     before: Cursor = None,
     credit_page: PageNumber = 1,
     billing_page: PageNumber = 1,
+    payments_before: PaymentCursor = None,
+    dues_before: Cursor = None,
 ) -> Response:
-    """The ledger and the audit trail of the account, paged (and the credit and billing
-    histories, which page on their own)."""
+    """The ledger, the audit trail, the payments and the dues ledger of the account, paged (and
+    the credit and billing histories, which page on their own)."""
     context = await activity_context(
         session, customer.account, ledger=ledger, page=page, before=before
+    )
+    context |= await activity_payments(
+        session, customer.account.id, payments_before=payments_before, dues_before=dues_before
     )
     partial = request.headers.get("hx-request") == "true"
     if not partial:
@@ -381,35 +404,12 @@ async def activity(
             billing_page=billing_page,
             page_size=PAGE_SIZE,
         )
-    template = "_activity_tables.html" if partial else "activity.html"
+    template = "_activity_customer.html" if partial else "activity.html"
     return render(
         request,
         template,
         {**context, "title": "Activity", "visitor": customer, "notice": None, "base": "/activity"},
     )
-
-
-def csv_response(rows: AsyncIterator[list[str]], filename: str) -> Response:
-    """A CSV download, written as its rows are read."""
-
-    async def body() -> AsyncIterator[str]:
-        async for row in rows:
-            out = io.StringIO()
-            csv.writer(out).writerow([_defuse(cell) for cell in row])
-            yield out.getvalue()
-
-    return StreamingResponse(
-        body(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
-def _defuse(cell: str) -> str:
-    """A cell a spreadsheet would run as a formula is written as text (numbers stay numbers)."""
-    if cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not cell.lstrip("+-").isdigit():
-        return "'" + cell
-    return cell
 
 
 LEDGER_CSV_HEADER = [

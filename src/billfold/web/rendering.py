@@ -3,9 +3,11 @@ security headers every page carries, and the HTML error page."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
@@ -14,7 +16,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.responses import Response
 
-from billfold.config import Settings
+from billfold.config import SANDBOX_MOUNT_PATH, Settings
 from billfold.money import format_money
 
 DEFAULT_LOCALE = "en_US"
@@ -103,13 +105,53 @@ def render(
     return HTMLResponse(html, status_code=status_code)
 
 
+@dataclass(frozen=True, slots=True)
+class StripeJs:
+    """Where the payment methods page loads Stripe.js from, and the origins it reaches: its
+    script, the frames it opens (3-D Secure) and the API it calls."""
+
+    url: str
+    script: tuple[str, ...]
+    frame: tuple[str, ...]
+    connect: tuple[str, ...]
+
+
+# Stripe's own list for Stripe.js (https://docs.stripe.com/security/guide#content-security-policy).
+REAL_STRIPE_JS = StripeJs(
+    url="https://js.stripe.com/v3",
+    script=("https://js.stripe.com",),
+    frame=("https://js.stripe.com", "https://hooks.stripe.com"),
+    connect=("https://api.stripe.com",),
+)
+
+
+def stripe_js(settings: Settings) -> StripeJs:
+    """The real Stripe.js when billfold talks to Stripe; the sandbox's stand-in otherwise: the
+    mounted sandbox's (same origin) or the one at BILLFOLD_STRIPE_API_BASE."""
+    base = settings.stripe_api_base
+    if base is None:
+        return REAL_STRIPE_JS
+    if not settings.stripe_api_base_override:
+        return StripeJs(url=f"{SANDBOX_MOUNT_PATH}/js/v3", script=(), frame=(), connect=())
+    parts = urlsplit(base)
+    origin = (f"{parts.scheme}://{parts.netloc}",)
+    return StripeJs(url=f"{base}/js/v3", script=origin, frame=origin, connect=origin)
+
+
 def content_security_policy(settings: Settings) -> str:
-    """Scripts, styles and requests from billfold itself only; framed only by the listed
-    origins (BILLFOLD_PANEL_FRAME_ANCESTORS), otherwise by nobody."""
+    """Scripts, styles and requests from billfold itself only, and Stripe.js's (its script,
+    frames and API); framed only by the listed origins (BILLFOLD_PANEL_FRAME_ANCESTORS),
+    otherwise by nobody."""
     ancestors = " ".join(o.rstrip("/") for o in settings.panel_frame_ancestors) or "'none'"
+    js = stripe_js(settings)
+
+    def sources(extra: tuple[str, ...]) -> str:
+        return " ".join(("'self'", *extra))
+
     return (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        f"default-src 'self'; script-src {sources(js.script)}; style-src 'self'; "
+        f"img-src 'self' data:; connect-src {sources(js.connect)}; "
+        f"frame-src {sources(js.frame)}; object-src 'none'; base-uri 'none'; "
         f"frame-ancestors {ancestors}"
     )
 
