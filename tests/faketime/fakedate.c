@@ -1,5 +1,5 @@
 /* The system date moved for a test run (scripts/test-dates): an LD_PRELOAD library that adds
- * BILLFOLD_FAKEDATE_OFFSET seconds to the wall clock (CLOCK_REALTIME and its variants,
+ * FAKEDATE_OFFSET_SECONDS seconds to the wall clock (CLOCK_REALTIME and its variants,
  * gettimeofday, time) of every process of the run, and leaves everything else alone: monotonic
  * clocks, sleeps, timed waits.
  *
@@ -8,6 +8,8 @@
  * CLOCK_MONOTONIC, so each of those waits timed out at once: threads handed the GIL back and forth
  * without pause (ten times the futex calls, multi-threaded tests ten times slower), and its
  * sleeps failed with EINVAL unless monotonic time was faked too. */
+/* (Named without billfold's BILLFOLD_ prefix: tests that start billfold with a clean
+ * configuration drop those variables, and must keep the moved date.) */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -18,7 +20,7 @@ static time_t offset;
 static int (*real_clock_gettime)(clockid_t, struct timespec *);
 
 __attribute__((constructor)) static void load(void) {
-    const char *value = getenv("BILLFOLD_FAKEDATE_OFFSET");
+    const char *value = getenv("FAKEDATE_OFFSET_SECONDS");
     offset = value ? (time_t)atoll(value) : 0;
     real_clock_gettime = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
 }
