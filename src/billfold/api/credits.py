@@ -39,7 +39,7 @@ from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.catalog.credits import CreditCatalog, read_credit_catalog
 from billfold.container import Container
-from billfold.credits import history, purchases, service
+from billfold.credits import autotopup, history, purchases, service
 from billfold.credits.models import PurchaseKind
 from billfold.customers.models import BillingAccount
 from billfold.errors import BillfoldError, ValidationFailed
@@ -828,4 +828,119 @@ async def release_hold(
             session, account_id=account.id, hold_id=hold_id, clock=container.clock, audit=audit
         ),
         response,
+    )
+
+
+# --- auto top-up ---------------------------------------------------------------------------
+
+
+_AUTO_TOPUP_EXAMPLE: dict[str, Any] = {
+    "enabled": True,
+    "threshold": 100,
+    "credits": 500,
+    "currency": "usd",
+    "max_per_day": 3,
+    "monthly_limit": 20000,
+    "status": "active",
+    "stopped_reason": None,
+    "failures_in_row": 0,
+    "last_attempt_at": "2026-01-15T12:00:00Z",
+}
+
+
+class AutoTopupRead(BaseModel):
+    """The account's auto top-up: below `threshold` credits, buy `credits` on the default saved
+    payment method, at most `max_per_day` times a day and `monthly_limit` (minor units of
+    `currency`) a calendar month. `status`: disabled, active, or stopped (after 3 failed charges
+    in a row, with `stopped_reason`, until a payment method is saved or it is turned on again)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_AUTO_TOPUP_EXAMPLE]})
+
+    enabled: bool
+    threshold: int | None
+    credits: int | None
+    currency: str | None
+    max_per_day: int | None
+    monthly_limit: int | None = Field(description="minor units of currency, per calendar month")
+    status: str
+    stopped_reason: str | None
+    failures_in_row: int
+    last_attempt_at: str | None
+
+
+class AutoTopupUpdate(BaseModel):
+    """Any of the settings (the others keep their values); turning it on needs them all."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "enabled": True,
+                    "threshold": 100,
+                    "credits": 500,
+                    "currency": "usd",
+                    "max_per_day": 3,
+                    "monthly_limit": 20000,
+                }
+            ]
+        },
+    )
+
+    enabled: Any = None
+    threshold: Any = None
+    credits: Any = None
+    currency: Any = None
+    max_per_day: Any = None
+    monthly_limit: Any = None
+
+
+def _auto_topup(found: autotopup.AutoTopupSettings) -> AutoTopupRead:
+    return AutoTopupRead(
+        enabled=found.enabled,
+        threshold=found.threshold,
+        credits=found.credits,
+        currency=found.currency,
+        max_per_day=found.max_per_day,
+        monthly_limit=found.monthly_limit,
+        status=found.status,
+        stopped_reason=found.stopped_reason,
+        failures_in_row=found.failures_in_row,
+        last_attempt_at=(
+            found.last_attempt_at.isoformat().replace("+00:00", "Z")
+            if found.last_attempt_at
+            else None
+        ),
+    )
+
+
+@router.get("/auto-topup", response_model=AutoTopupRead, responses=error_responses(*AUTHENTICATED))
+@rate_limit(RateLimitClass.API)
+async def get_auto_topup(session: ReadSessionDep, account: ReadingAccountDep) -> AutoTopupRead:
+    """The account's auto top-up settings and state."""
+    return _auto_topup(await autotopup.read_settings(session, account.id))
+
+
+@router.put("/auto-topup", response_model=AutoTopupRead, responses=error_responses(*AUTHENTICATED))
+@rate_limit(RateLimitClass.API)
+async def put_auto_topup(
+    body: AutoTopupUpdate,
+    account: CreditAccountDep,
+    session: SessionDep,
+    container: ContainerDep,
+    audit: AuditContextDep,
+) -> AutoTopupRead:
+    """Set the auto top-up (a customer's token, or an API key naming the account). 400 naming
+    the field on bad input, nothing written."""
+    catalog = read_credit_catalog(container.settings)
+    return _auto_topup(
+        await autotopup.save_settings(
+            session,
+            account.id,
+            body.model_dump(exclude_unset=True),
+            catalog=catalog,
+            default_currency=_currency(catalog, account, None),
+            clock=container.clock,
+            audit=audit,
+        )
     )

@@ -39,6 +39,7 @@ from billfold.credits.models import (
     CreditWallet,
     HoldState,
 )
+from billfold.credits.threshold import note_balance
 from billfold.customers.service import AuditRecorder
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import (
@@ -489,6 +490,7 @@ async def grant(
             "ledger_transaction_id": posted.id,
         },
     )
+    await note_balance(session, account_id, balance_after, clock)
     return Granted(
         lot_id=int(lot_id),
         credits=credits,
@@ -573,6 +575,7 @@ async def spend(
         session, account_id, credits, reason="usage", reference=key, now=now, live=live
     )
     balance = next(e.balance_after for e in posted.entries if e.amount < 0)
+    await note_balance(session, account_id, balance, clock)
     if audit is not None:
         await audit.record(
             session,
@@ -719,6 +722,7 @@ async def create_hold(
     )
     row = (await session.execute(select(holds).where(holds.c.id == hold_id))).one()
     balance = _balance_after(posted, main.id)
+    await note_balance(session, account_id, balance, clock)
     return _hold_view(row), Movement(
         balance=balance, version=version, transaction_id=posted.id, replayed=False, lots=taken
     )
@@ -805,8 +809,10 @@ async def _settle_hold(
             details={"held": int(row.amount), "captured": capture, "released": rest},
         )
     found = (await session.execute(select(holds).where(holds.c.id == hold_id))).one()
+    balance = await balance_of(session, account_id)
+    await note_balance(session, account_id, balance, clock)
     return _hold_view(found), Movement(
-        balance=await balance_of(session, account_id),
+        balance=balance,
         version=version,
         transaction_id=posted.id,
         replayed=False,
@@ -973,6 +979,7 @@ async def expire_due(
     for account_id in accounts:
         await _lock_wallet(session, account_id, clock)
         await _expire_due_lots(session, account_id, clock, audit)
+        await note_balance(session, account_id, await balance_of(session, account_id), clock)
     due_holds = (
         await session.execute(
             select(holds.c.id, holds.c.account_id)
