@@ -25,6 +25,7 @@ the field, before anything is written.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -37,12 +38,14 @@ from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.api.ratelimit import RateLimitClass, rate_limit
+from billfold.auth.principal import AccountRef, Principal
 from billfold.catalog.credits import CreditCatalog, read_credit_catalog
 from billfold.container import Container
 from billfold.credits import autotopup, history, purchases, service
 from billfold.credits.models import PurchaseKind
 from billfold.customers.models import BillingAccount
-from billfold.errors import BillfoldError, ValidationFailed
+from billfold.customers.service import get_or_create_account
+from billfold.errors import BillfoldError, Forbidden, ValidationFailed
 from billfold.money import to_major
 from billfold.payments.dues import dues_of
 from billfold.payments.schemas import DuesRead
@@ -943,4 +946,177 @@ async def put_auto_topup(
             clock=container.clock,
             audit=audit,
         )
+    )
+
+
+# --- promotional grants --------------------------------------------------------------------
+
+
+class GrantCreate(BaseModel):
+    """A promotional grant to the account `account` names (`user:ID`, `organization:ID`,
+    `shop:DOMAIN`); the same `idempotency_key` grants once."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "account": "user:alice",
+                    "credits": 250,
+                    "reason": "apology for the outage of 3 May",
+                    "expires_at": "2026-12-31T23:59:59Z",
+                    "idempotency_key": "outage-2026-05-03-alice",
+                }
+            ]
+        },
+    )
+
+    account: Any = None
+    credits: Any = None
+    reason: Any = None
+    expires_at: Any = None
+    idempotency_key: Any = None
+
+
+class GrantRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "grant_id": 42,
+                    "account_id": "acct_01JB3X",
+                    "credits": 250,
+                    "balance": 400,
+                    "version": 7,
+                    "replayed": False,
+                }
+            ]
+        }
+    )
+
+    grant_id: int
+    account_id: str
+    credits: int
+    balance: int
+    version: int
+    replayed: bool
+
+
+class GrantRevoke(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [{"reason": "granted by mistake"}]}
+    )
+
+    reason: Any = None
+
+
+class RevokedRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"grant_id": 42, "revoked": 180, "balance": 220, "version": 8}]
+        }
+    )
+
+    grant_id: int
+    revoked: int = Field(description="the unspent credits taken back now (0: none were left)")
+    balance: int
+    version: int
+
+
+def _api_key_only(principal: Principal, what: str) -> None:
+    if not principal.is_api_key:
+        raise Forbidden(f"{what} take an API key (the host app's backend), not a user's token")
+
+
+def _expiry(value: Any, now: datetime, field: str = "expires_at") -> datetime | None:
+    if value is None:
+        return None
+    try:
+        found = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        found = None
+    if found is None or found.tzinfo is None:
+        raise ValidationFailed(
+            f"{field} must be an ISO 8601 time with its offset (2026-12-31T23:59:59Z)",
+            field=field,
+        )
+    if found <= now:
+        raise ValidationFailed(f"{field} must be in the future", field=field)
+    return found.astimezone(UTC)
+
+
+@router.post(
+    "/credits/grants",
+    response_model=GrantRead,
+    responses=error_responses(*AUTHENTICATED, 409),
+)
+@rate_limit(RateLimitClass.API)
+async def create_grant(
+    body: GrantCreate,
+    response: Response,
+    principal: PrincipalDep,
+    session: SessionDep,
+    container: ContainerDep,
+    audit: AuditContextDep,
+) -> GrantRead:
+    """Grant promotional credits with a reason (an API key only), optionally expiring."""
+    _api_key_only(principal, "promotional grants")
+    if not isinstance(body.account, str):
+        raise ValidationFailed("account must look like user:ID", field="account")
+    ref = AccountRef.parse(body.account, field="account")
+    credits = service.check_credits(body.credits)
+    reason = service.check_reason(body.reason)
+    expires_at = _expiry(body.expires_at, container.clock.now())
+    account = await get_or_create_account(
+        session,
+        ref.kind,
+        ref.external_id,
+        currency=container.settings.stripe_default_currency,
+        clock=container.clock,
+    )
+    granted = await service.grant_promotion(
+        session,
+        account_id=account.id,
+        credits=credits,
+        reason=reason,
+        idempotency_key=body.idempotency_key,
+        expires_at=expires_at,
+        clock=container.clock,
+        audit=audit,
+    )
+    _versioned(response, granted.version)
+    return GrantRead(
+        grant_id=granted.lot_id,
+        account_id=account.id,
+        credits=granted.credits,
+        balance=granted.balance,
+        version=granted.version,
+        replayed=granted.replayed,
+    )
+
+
+@router.post(
+    "/credits/grants/{grant_id}/revoke",
+    response_model=RevokedRead,
+    responses=error_responses(*AUTHENTICATED, 404, 409),
+)
+@rate_limit(RateLimitClass.API)
+async def revoke_grant(
+    grant_id: str,
+    body: GrantRevoke,
+    response: Response,
+    principal: PrincipalDep,
+    session: SessionDep,
+    container: ContainerDep,
+    audit: AuditContextDep,
+) -> RevokedRead:
+    """Take back the unspent remainder of a promotional grant, with a reason (an API key)."""
+    _api_key_only(principal, "promotional grants")
+    lot_id = _int_param(grant_id, "grant_id")
+    revoked = await service.revoke_grant(
+        session, lot_id=lot_id, reason=body.reason, clock=container.clock, audit=audit
+    )
+    _versioned(response, revoked.version)
+    return RevokedRead(
+        grant_id=lot_id, revoked=revoked.credits, balance=revoked.balance, version=revoked.version
     )
