@@ -10,6 +10,9 @@ beside them.
   active subscription
 - `GET  history?page&pageSize`, `GET billing-history?page&pageSize` -> `{transactions|items,
   pagination}`
+Usage and holds take an API key naming the account (the host app's backend); a user's token
+is refused with 403.
+
 - `POST usage` `{credits, idempotencyKey, description?, metadata?}` -> `{credits, balance,
   version, replayed}`; 402 `{error: {code: payment_required, details: {shortfall}}}`
 - `POST usage/batch` `{events: [...]}` (1 to 100) -> `{results: [...]}`, each its own outcome
@@ -65,15 +68,17 @@ class CamelModel(BaseModel):
 
 
 async def _credit_account(
+    principal: PrincipalDep,
     read: ReadSessionDep,
     container: ContainerDep,
-    principal: PrincipalDep,
     shop: ShopHeaderDep = None,
 ) -> BillingAccount:
     """The account a credit movement acts on (an organization's needs an admin), resolved in a
     read unit of work: on first use it is created in a short writer of its own, so a refused
     movement (400, 402) still leaves the account the caller named, and the request's own
-    transaction holds only the movement."""
+    transaction holds only the movement. The caller is authenticated first: an API key's
+    lookup takes a short unit of work of its own, released before the read one opens (a
+    request holding one connection while it waits for another exhausts the pool under load)."""
     account = await account_of_request(read, container, principal, shop, require_admin=True)
     # Its connection goes back to the pool before the request's writer takes one: a request
     # never holds two while it waits for the second.
@@ -84,6 +89,43 @@ async def _credit_account(
 # Declared before the route's SessionDep, so the account is resolved (and, the first time,
 # created and committed) before the request's write transaction begins.
 CreditAccountDep = Annotated[BillingAccount, Depends(_credit_account)]
+
+BACKEND_ONLY = (
+    "usage and holds take an API key naming the account (X-Billfold-Account): the host app's "
+    "backend spends credits, not a user's token"
+)
+
+
+def _backend(principal: PrincipalDep) -> Principal:
+    """Usage and holds are the host app's backend's (document 001): an API key, else 403
+    before any account is resolved or created."""
+    if not principal.is_api_key:
+        raise Forbidden(BACKEND_ONLY)
+    return principal
+
+
+BackendDep = Annotated[Principal, Depends(_backend)]
+
+
+async def _backend_account(
+    principal: BackendDep, read: ReadSessionDep, container: ContainerDep, shop: ShopHeaderDep = None
+) -> BillingAccount:
+    """CreditAccountDep for an API key only."""
+    return await _credit_account(principal, read, container, shop)
+
+
+async def _backend_reading_account(
+    principal: BackendDep,
+    session: ReadSessionDep,
+    container: ContainerDep,
+    shop: ShopHeaderDep = None,
+) -> BillingAccount:
+    """ReadingAccountDep for an API key only."""
+    return await account_of_request(session, container, principal, shop, require_admin=False)
+
+
+BackendAccountDep = Annotated[BillingAccount, Depends(_backend_account)]
+BackendReadingAccountDep = Annotated[BillingAccount, Depends(_backend_reading_account)]
 
 
 def _major(minor: int, currency: str) -> float:
@@ -565,7 +607,7 @@ async def _spend(
 async def record_usage(
     body: UsageCreate,
     response: Response,
-    account: CreditAccountDep,
+    account: BackendAccountDep,
     session: SessionDep,
     container: ContainerDep,
     audit: AuditContextDep,
@@ -602,7 +644,7 @@ class UsageBatchRead(CamelModel):
 @rate_limit(RateLimitClass.API)
 async def record_usage_batch(
     body: UsageBatchCreate,
-    account: CreditAccountDep,
+    account: BackendAccountDep,
     session: SessionDep,
     container: ContainerDep,
     audit: AuditContextDep,
@@ -669,7 +711,7 @@ async def check_usage(
     response: Response,
     session: ReadSessionDep,
     container: ContainerDep,
-    account: ReadingAccountDep,
+    account: BackendReadingAccountDep,
 ) -> UsageCheckRead:
     """Could `credits` be spent now? Spends nothing."""
     found = await service.check_spend(
@@ -747,7 +789,7 @@ def _envelope(found: tuple[service.HoldView, service.Movement], response: Respon
 async def create_hold(
     body: HoldCreate,
     response: Response,
-    account: CreditAccountDep,
+    account: BackendAccountDep,
     session: SessionDep,
     container: ContainerDep,
     audit: AuditContextDep,
@@ -772,7 +814,7 @@ async def create_hold(
 @router.get("/holds", response_model=HoldList, responses=error_responses(*AUTHENTICATED))
 @rate_limit(RateLimitClass.API)
 async def list_holds(
-    session: ReadSessionDep, account: ReadingAccountDep, state: str | None = None
+    session: ReadSessionDep, account: BackendReadingAccountDep, state: str | None = None
 ) -> HoldList:
     if state is not None and state not in ("active", "captured", "released", "expired"):
         raise ValidationFailed("state must be active, captured, released or expired", field="state")
@@ -790,7 +832,7 @@ async def list_holds(
 async def capture_hold(
     hold_id: str,
     response: Response,
-    account: CreditAccountDep,
+    account: BackendAccountDep,
     session: SessionDep,
     container: ContainerDep,
     audit: AuditContextDep,
@@ -820,7 +862,7 @@ async def capture_hold(
 async def release_hold(
     hold_id: str,
     response: Response,
-    account: CreditAccountDep,
+    account: BackendAccountDep,
     session: SessionDep,
     container: ContainerDep,
     audit: AuditContextDep,
