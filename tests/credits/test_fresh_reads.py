@@ -28,6 +28,7 @@ from tests.credits.test_routes import (
     _clean,
     _session_id,
     _topup,
+    ach_topup,
     backend,
     deliver_shuffled_twice,
 )
@@ -150,17 +151,7 @@ async def test_an_ach_top_up_grants_nothing_when_the_debit_fails(
     database: Database,
 ) -> None:
     headers = bearer(billing_settings, "ach-fails")
-    await _topup(api, headers, 100, currency="usd")
-    session_id = _session_id(stripe_world)
-    response = await asyncio.to_thread(
-        httpx.post,
-        f"{stripe_world.server.url}/v1/test_helpers/checkout/sessions/{session_id}/complete",
-        data={"payment_method": "pm_usBankAccount_insufficientFunds"},
-        headers={"Authorization": f"Bearer {stripe_world.server.api_key}"},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    await deliver_shuffled_twice(api, stripe_world, seed=12)
+    await ach_topup(api, stripe_world, headers, "pm_usBankAccount_insufficientFunds", seed=12)
     assert (await api.get(f"{B}/balance", headers=headers)).json()["credits"] == 0
     (row,) = (await api.get(f"{B}/history", headers=headers)).json()["transactions"]
     assert row["status"] == "pending"

@@ -239,6 +239,29 @@ async def test_refund_and_lost_dispute_claw_back_in_proportion(
     await _clean(database)
 
 
+async def ach_topup(
+    api: httpx.AsyncClient,
+    world: SandboxStripe,
+    headers: dict[str, str],
+    payment_method: str,
+    *,
+    seed: int,
+) -> None:
+    """A top-up of 100 credits in usd paid on the hosted page by a bank debit from
+    `payment_method` (a test bank account), its events delivered: pending until it settles."""
+    await _topup(api, headers, 100, currency="usd")
+    session_id = _session_id(world)
+    response = await asyncio.to_thread(
+        httpx.post,
+        f"{world.server.url}/v1/test_helpers/checkout/sessions/{session_id}/complete",
+        data={"payment_method": payment_method},
+        headers={"Authorization": f"Bearer {world.server.api_key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    await deliver_shuffled_twice(api, world, seed=seed)
+
+
 async def test_ach_topup_pending_until_it_settles(
     api: httpx.AsyncClient,
     billing_settings: Settings,
@@ -246,17 +269,7 @@ async def test_ach_topup_pending_until_it_settles(
     database: Database,
 ) -> None:
     headers = bearer(billing_settings, "ach")
-    await _topup(api, headers, 100, currency="usd")
-    session_id = _session_id(stripe_world)
-    response = await asyncio.to_thread(
-        httpx.post,
-        f"{stripe_world.server.url}/v1/test_helpers/checkout/sessions/{session_id}/complete",
-        data={"payment_method": "pm_usBankAccount_success"},
-        headers={"Authorization": f"Bearer {stripe_world.server.api_key}"},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    await deliver_shuffled_twice(api, stripe_world, seed=4)
+    await ach_topup(api, stripe_world, headers, "pm_usBankAccount_success", seed=4)
     assert (await _balance(api, headers))["credits"] == 0
     (row,) = (await api.get(f"{B}/history", headers=headers)).json()["transactions"]
     assert row["status"] == "pending"
