@@ -323,3 +323,38 @@ async def test_three_failed_charges_stop_it_until_a_method_is_saved_or_turned_on
     assert await carol.balance() == 100
     assert [s for s, _ in await carol.topups()] == ["failed"] * 6 + ["completed"]
     await carol.clean()
+
+
+async def test_a_stopped_top_up_resumes_when_the_default_method_changes(
+    carol: Customer, clock: FrozenClock
+) -> None:
+    await carol.card("pm_card_chargeCustomerFail")  # the default: first by priority
+    visa = await carol.card("pm_card_visa")
+    await deliver_all(carol.api, carol.world, path=WEBHOOK)  # nothing stopped: nothing resumes
+    await carol.call("PUT", "/auto-topup", json=SETTINGS)
+    for _ in range(3):
+        assert await carol.run() == "failed"
+        clock.advance(autotopup.COOLDOWN)
+    assert (await carol.get())["status"] == "stopped"
+
+    async def sweep() -> int:
+        async with carol.container.db.transaction() as session:
+            return await autotopup.resume_where_default_changed(
+                session,
+                PaymentsForAutoTopup(),
+                clock=clock,
+                audit=system_audit_context("auto_topup", clock),
+            )
+
+    assert await sweep() == 0  # the same default: still stopped
+    assert (await carol.get())["status"] == "stopped"
+    # Choosing another default sends no Stripe event: the recurring sweep sees it.
+    await carol.call("POST", "/payment-methods/default", json={"payment_method_id": visa})
+    assert await sweep() == 1
+    settings = await carol.get()
+    assert (settings["status"], settings["failures_in_row"]) == ("active", 0)
+    (resumed,) = await carol.audit("credits.auto_topup_resumed")
+    assert resumed["reason"] == "default payment method changed"
+    assert await carol.run() == "completed"
+    assert await carol.balance() == 100
+    await carol.clean()

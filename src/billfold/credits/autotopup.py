@@ -14,8 +14,9 @@ One run is reserve / call / record (ARCHITECTURE.md "Calling Stripe"):
    `reserved` whose id comes from the account and its attempt number. Guardrails: one top-up
    in flight per account (also a partial unique index), a cooldown after the last attempt, a
    daily count cap and a monthly money cap (the customer's), and none after
-   `MAX_FAILURES_IN_ROW` failed charges in a row until a payment method is saved or the
-   customer turns it on again (`status = stopped`, with the reason, in the audit log too).
+   `MAX_FAILURES_IN_ROW` failed charges in a row until a payment method is saved, another
+   becomes the default (the `credits.auto_topup_resume` sweep) or the customer turns it on
+   again (`status = stopped`, with the reason, in the audit log too).
 2. **Call** the payments domain with the key `auto_topup:<purchase id>`, no transaction open.
 3. **Record** (commit): a card's `succeeded` grants now (`purchases.purchase_paid`: once); a
    bank debit is `pending` until `payment_intent.succeeded` grants or `payment_failed` fails it
@@ -58,6 +59,7 @@ purchase_rows = cast(Table, CreditPurchase.__table__)
 
 COOLDOWN = timedelta(minutes=10)
 MAX_FAILURES_IN_ROW = 3
+AUTO_TOPUP_RESUME_JOB = "credits.auto_topup_resume"
 MAX_PER_DAY = 100
 MAX_THRESHOLD = 10**9
 MAX_MONTHLY_LIMIT = 10**12
@@ -250,6 +252,7 @@ async def save_settings(
         row.failures_in_row = 0
         row.stopped_reason = None
         row.stopped_at = None
+        row.stopped_method_id = None
     row.updated_at = now
     await session.flush()
     await audit.record(
@@ -296,15 +299,58 @@ async def resume_after_method_change(
     row = await session.get(CreditAutoTopup, account_id, with_for_update=True)
     if row is None or row.status != AutoTopupStatus.STOPPED or not row.enabled:
         return False
+    await _resume_row(session, row, "payment method changed", clock, audit)
+    return True
+
+
+async def _resume_row(
+    session: AsyncSession, row: CreditAutoTopup, reason: str, clock: Clock, audit: AuditRecorder
+) -> None:
     row.status = AutoTopupStatus.ACTIVE
     row.failures_in_row = 0
     row.stopped_reason = None
     row.stopped_at = None
+    row.stopped_method_id = None
     row.armed = True
     row.updated_at = clock.now()
     await session.flush()
-    await _resumed(session, account_id, "payment method changed", clock, audit)
-    return True
+    await _resumed(session, row.account_id, reason, clock, audit)
+
+
+async def resume_where_default_changed(
+    session: AsyncSession,
+    payments: TopupPayments,
+    *,
+    clock: Clock,
+    audit: AuditRecorder,
+    limit: int = 200,
+) -> int:
+    """Stopped auto top-ups whose account's default payment method is no longer the one that
+    failed (the customer chose another default, which Stripe sends no event for) resume. The
+    recurring `credits.auto_topup_resume` job runs it. Returns how many resumed."""
+    rows = (
+        (
+            await session.execute(
+                select(CreditAutoTopup)
+                .where(
+                    CreditAutoTopup.status == AutoTopupStatus.STOPPED,
+                    CreditAutoTopup.enabled.is_(True),
+                )
+                .order_by(CreditAutoTopup.account_id)
+                .limit(limit)
+                .with_for_update()
+            )
+        )
+        .scalars()
+        .all()
+    )
+    resumed = 0
+    for row in rows:
+        default = await payments.default_method(session, row.account_id)
+        if default is not None and default != row.stopped_method_id:
+            await _resume_row(session, row, "default payment method changed", clock, audit)
+            resumed += 1
+    return resumed
 
 
 # --- one run -------------------------------------------------------------------------------
@@ -461,6 +507,7 @@ async def _count_failure(
     purchase_id: str,
     code: str | None,
     *,
+    method_id: str | None,
     clock: Clock,
     audit: AuditRecorder,
 ) -> None:
@@ -480,6 +527,7 @@ async def _count_failure(
     if row.failures_in_row >= MAX_FAILURES_IN_ROW and row.status == AutoTopupStatus.ACTIVE:
         row.status = AutoTopupStatus.STOPPED
         row.stopped_at = now
+        row.stopped_method_id = method_id
         row.stopped_reason = (
             f"stopped after {row.failures_in_row} failed charges in a row "
             f"(last: {code or 'declined'}); save a payment method or turn it on again"
@@ -542,7 +590,13 @@ async def record_outcome(
     )
     if failed:
         await _count_failure(
-            session, account_id, purchase.id, failure_code, clock=clock, audit=audit
+            session,
+            account_id,
+            purchase.id,
+            failure_code,
+            method_id=(purchase.request or {}).get("payment_method_id"),
+            clock=clock,
+            audit=audit,
         )
     return failed
 
@@ -607,5 +661,14 @@ def auto_topup_jobs(payments: TopupPayments) -> JobRegistry:
             str(run.payload["account_id"]),
             system_audit_context("auto_topup", run.container.clock),
         )
+
+    @jobs.every(AUTO_TOPUP_RESUME_JOB, seconds=60)
+    async def auto_topup_resume(run: JobRun) -> None:
+        """Resume stopped auto top-ups whose default payment method changed."""
+        clock = run.container.clock
+        async with run.transaction() as session:
+            await resume_where_default_changed(
+                session, payments, clock=clock, audit=system_audit_context("auto_topup", clock)
+            )
 
     return jobs

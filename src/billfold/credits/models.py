@@ -234,6 +234,8 @@ class CreditAutoTopup(Base):
     failures_in_row: Mapped[int] = mapped_column(Integer, default=0)
     stopped_reason: Mapped[str | None] = mapped_column(Text, default=None)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The method the last failed charge was on: another default resumes a stopped auto top-up.
+    stopped_method_id: Mapped[str | None] = mapped_column(String(255), default=None)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("failures_in_row", sa.Integer(), nullable=False),
         sa.Column("stopped_reason", sa.Text(), nullable=True),
         sa.Column("stopped_at", UTCDateTime(), nullable=True),
+        sa.Column("stopped_method_id", sa.String(255), nullable=True),
         sa.Column("last_attempt_at", UTCDateTime(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
