@@ -3,7 +3,8 @@
 On PostgreSQL, with `billfold serve --workers 2` and --connections (32) concurrent clients
 (wrk), in one run: requests per second, p50 and p99 of `GET /healthz` (the trivial route),
 `GET /api/billing/balance` and `POST /api/billing/usage` (1 credit, a new idempotency key per
-request; the callers are --users accounts with a large grant, one token per request in turn).
+request; the callers are --users accounts with a large grant, in turn: a user's token for the
+balance, the backend's API key naming the account for usage, which takes only API keys).
 Afterwards the debits are counted in the ledger and `billfold ledger verify` is run.
 
     .venv/bin/python bench/credits.py [--duration 10] [--connections 32] [--users 32]
@@ -41,6 +42,7 @@ from loadgen import Figures, free_port, serving
 from sqlalchemy import func, select
 
 from billfold.audit.context import system_audit_context
+from billfold.auth.apikeys import create_api_key
 from billfold.auth.tokens import issue_token
 from billfold.clock import SystemClock
 from billfold.config import Settings
@@ -60,13 +62,13 @@ LIVE_STRIPE = {
 GRANT = 10**11
 
 WRK_SCRIPT = """
-local tokens = {%s}
+local callers = {%s}
 local i = 0
 local prefix = tostring(math.random(1, 1e9)) .. "-" .. tostring(os.time())
 request = function()
   i = i + 1
   local headers = {}
-  headers["Authorization"] = "Bearer " .. tokens[(i %% #tokens) + 1]
+  for name, value in pairs(callers[(i %% #callers) + 1]) do headers[name] = value end
   if "%s" == "POST" then
     headers["Content-Type"] = "application/json"
     local body = '{"credits": 1, "idempotencyKey": "' .. prefix .. "-" .. i .. '"}'
@@ -77,14 +79,21 @@ end
 """
 
 
-def wrk(url: str, method: str, path: str, tokens: list[str], args: argparse.Namespace) -> Figures:
-    quoted = ", ".join(f'"{token}"' for token in tokens)
+def wrk(
+    url: str, method: str, path: str, callers: list[dict[str, str]], args: argparse.Namespace
+) -> Figures:
+    """`callers`: the headers of each caller (a user's token, or the backend's API key naming
+    an account), taken in turn."""
+    quoted = ", ".join(
+        "{" + ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items()) + "}" for headers in callers
+    )
     script = WRK_SCRIPT % (quoted, method, path, path)
     return loadgen.wrk(url, script, args.connections, args.duration, threads=2)
 
 
-async def seed(url: str, users: int) -> None:
-    """`users` accounts, each granted GRANT credits (one lot)."""
+async def seed(url: str, users: int) -> str:
+    """`users` accounts, each granted GRANT credits (one lot); the backend's API key (usage
+    takes one naming the account)."""
     db = Database(url)
     clock = SystemClock()
     audit = system_audit_context("bench", clock)
@@ -102,7 +111,9 @@ async def seed(url: str, users: int) -> None:
                 clock=clock,
                 audit=audit,
             )
+        key = await create_api_key(session, "bench backend", now=clock.now())
     await db.dispose()
+    return key.secret
 
 
 async def usage_postings(url: str) -> int:
@@ -163,9 +174,16 @@ def main() -> None:
                 "BILLFOLD_DATABASE_URL": url,
             }
             subprocess.run([BILLFOLD, "db", "upgrade"], env=env, check=True, capture_output=True)
-            asyncio.run(seed(url, args.users))
+            secret = asyncio.run(seed(url, args.users))
             settings = Settings(jwt_secret=JWT_SECRET)
-            tokens = [issue_token(settings, f"user{n}") for n in range(args.users)]
+            tokens = [
+                {"Authorization": f"Bearer {issue_token(settings, f'user{n}')}"}
+                for n in range(args.users)
+            ]
+            backend = [
+                {"X-API-Key": secret, "X-Billfold-Account": f"user:user{n}"}
+                for n in range(args.users)
+            ]
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             # `billfold serve --workers N` as it serves, less its migration step: in this
@@ -196,7 +214,7 @@ def main() -> None:
                 wrk(base, "GET", "/healthz", tokens, argparse.Namespace(connections=4, duration=2))
                 trivial = wrk(base, "GET", "/healthz", tokens, args)
                 balance = wrk(base, "GET", "/api/billing/balance", tokens, args)
-                usage = wrk(base, "POST", "/api/billing/usage", tokens, args)
+                usage = wrk(base, "POST", "/api/billing/usage", backend, args)
                 trivial_after = wrk(base, "GET", "/healthz", tokens, args)
             print(row("GET /healthz (trivial)", trivial, None))
             print(row("GET /api/billing/balance", balance, trivial))

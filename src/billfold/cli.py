@@ -13,6 +13,7 @@ from billfold.audit.cli import audit_app
 from billfold.auth.cli import apikey_app
 from billfold.catalog.cli import catalog_app
 from billfold.config import get_settings
+from billfold.credits.cli import credits_app
 from billfold.errors import BillfoldError
 from billfold.jobs.cli import jobs_app
 from billfold.ledger.cli import ledger_app
@@ -64,6 +65,7 @@ app.add_typer(catalog_app, name="catalog")
 stripe_app.command("reconcile")(reconcile)
 app.add_typer(stripe_app, name="stripe")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(credits_app, name="credits")
 stripe_cli.CONTAINER_WIRING.append(wire)
 
 console = Console()

@@ -17,7 +17,7 @@ from billfold.credits.models import CreditLot
 from billfold.db.engine import Database
 from billfold.ledger.verify import verify_ledger
 from tests.api.stripe_events import deliver_all
-from tests.credits.test_routes import deliver_shuffled_twice
+from tests.credits.test_routes import backend, deliver_shuffled_twice
 from tests.sandbox_fixtures import SANDBOX_EPOCH
 from tests.sandbox_stripe import SandboxStripe
 from tests.subscriptions.fixtures import WEBHOOK_SECRET, bearer
@@ -68,7 +68,9 @@ async def test_allowance_per_paid_invoice_expires_and_rolls_over(
     await deliver_shuffled_twice(api, stripe_world, seed=7)
     assert (await api.get(f"{B}/balance", headers=headers)).json()["credits"] == 300
     spent = await api.post(
-        f"{B}/usage", json={"credits": 120, "idempotencyKey": "month-1"}, headers=headers
+        f"{B}/usage",
+        json={"credits": 120, "idempotencyKey": "month-1"},
+        headers=await backend(database, "allowed"),
     )
     assert spent.json()["balance"] == 180
     period_end = stripe_world.subscriptions[subscription_id]["items"]["data"][0][

@@ -10,7 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from billfold.auth.apikeys import create_api_key
 from billfold.config import Settings
+from billfold.customers.models import AccountKind
+from billfold.customers.service import find_account
 from billfold.db.engine import Database
 from billfold.ledger.verify import verify_ledger
 from tests.api.stripe_events import deliver_all
@@ -54,6 +57,13 @@ async def _topup(
 def _session_id(world: SandboxStripe, url: str | None = None) -> str:
     found = [s for s in world.server.state.all("checkout.session") if s.get("mode") == "payment"]
     return str(found[0]["id"]) if url is None else next(s["id"] for s in found if s["url"] == url)
+
+
+async def backend(database: Database, user: str) -> dict[str, str]:
+    """The host app's backend acting on `user`'s account: usage and holds take an API key."""
+    async with database.transaction() as session:
+        key = await create_api_key(session, f"backend for {user}")
+    return {"X-API-Key": key.secret, "X-Billfold-Account": f"user:{user}"}
 
 
 async def _clean(database: Database) -> None:
@@ -181,7 +191,9 @@ async def test_refund_and_lost_dispute_claw_back_in_proportion(
     cached = (await api.get(f"{B}/history", headers=headers)).json()["transactions"]
     assert [t["type"] for t in cached] == ["topup"]
     spent = await api.post(
-        f"{B}/usage", json={"credits": 80, "idempotencyKey": "job-1"}, headers=headers
+        f"{B}/usage",
+        json={"credits": 80, "idempotencyKey": "job-1"},
+        headers=await backend(database, "refunded"),
     )
     assert spent.status_code == 200, spent.text
     intent = stripe_world.sessions[session_id]["payment_intent"]
@@ -227,6 +239,29 @@ async def test_refund_and_lost_dispute_claw_back_in_proportion(
     await _clean(database)
 
 
+async def ach_topup(
+    api: httpx.AsyncClient,
+    world: SandboxStripe,
+    headers: dict[str, str],
+    payment_method: str,
+    *,
+    seed: int,
+) -> None:
+    """A top-up of 100 credits in usd paid on the hosted page by a bank debit from
+    `payment_method` (a test bank account), its events delivered: pending until it settles."""
+    await _topup(api, headers, 100, currency="usd")
+    session_id = _session_id(world)
+    response = await asyncio.to_thread(
+        httpx.post,
+        f"{world.server.url}/v1/test_helpers/checkout/sessions/{session_id}/complete",
+        data={"payment_method": payment_method},
+        headers={"Authorization": f"Bearer {world.server.api_key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    await deliver_shuffled_twice(api, world, seed=seed)
+
+
 async def test_ach_topup_pending_until_it_settles(
     api: httpx.AsyncClient,
     billing_settings: Settings,
@@ -234,17 +269,7 @@ async def test_ach_topup_pending_until_it_settles(
     database: Database,
 ) -> None:
     headers = bearer(billing_settings, "ach")
-    await _topup(api, headers, 100, currency="usd")
-    session_id = _session_id(stripe_world)
-    response = await asyncio.to_thread(
-        httpx.post,
-        f"{stripe_world.server.url}/v1/test_helpers/checkout/sessions/{session_id}/complete",
-        data={"payment_method": "pm_usBankAccount_success"},
-        headers={"Authorization": f"Bearer {stripe_world.server.api_key}"},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    await deliver_shuffled_twice(api, stripe_world, seed=4)
+    await ach_topup(api, stripe_world, headers, "pm_usBankAccount_success", seed=4)
     assert (await _balance(api, headers))["credits"] == 0
     (row,) = (await api.get(f"{B}/history", headers=headers)).json()["transactions"]
     assert row["status"] == "pending"
@@ -300,12 +325,13 @@ async def test_usage_batch_check_holds_and_fresh_reads(
     database: Database,
 ) -> None:
     headers = bearer(billing_settings, "user-of-credits")
+    host = await backend(database, "user-of-credits")
     await _topup(api, headers, 50)
     stripe_world.complete_checkout(_session_id(stripe_world))
     await deliver_all(api, stripe_world, path=WEBHOOK)
     before = await api.get(f"{B}/history", headers=headers)
     version = int(before.headers["X-Balance-Version"])
-    check = await api.post(f"{B}/usage/check", json={"credits": 60}, headers=headers)
+    check = await api.post(f"{B}/usage/check", json={"credits": 60}, headers=host)
     assert check.json() == {
         "allowed": False,
         "credits": 60,
@@ -314,7 +340,7 @@ async def test_usage_batch_check_holds_and_fresh_reads(
         "version": version,
     }
     refused = await api.post(
-        f"{B}/usage", json={"credits": 60, "idempotencyKey": "big"}, headers=headers
+        f"{B}/usage", json={"credits": 60, "idempotencyKey": "big"}, headers=host
     )
     assert refused.status_code == 402
     assert refused.json()["error"]["details"]["shortfall"] == 10
@@ -329,7 +355,7 @@ async def test_usage_batch_check_holds_and_fresh_reads(
                 {"credits": 5, "idempotencyKey": "d"},
             ]
         },
-        headers=headers,
+        headers=host,
     )
     assert batch.status_code == 200, batch.text
     results = batch.json()["results"]
@@ -339,22 +365,22 @@ async def test_usage_batch_check_holds_and_fresh_reads(
     too_many = await api.post(
         f"{B}/usage/batch",
         json={"events": [{"credits": 1, "idempotencyKey": str(i)} for i in range(101)]},
-        headers=headers,
+        headers=host,
     )
     assert (too_many.status_code, too_many.json()["error"]["field"]) == (400, "events")
     hold = await api.post(
-        f"{B}/holds", json={"credits": 20, "idempotencyKey": "h", "expiresIn": 600}, headers=headers
+        f"{B}/holds", json={"credits": 20, "idempotencyKey": "h", "expiresIn": 600}, headers=host
     )
     assert hold.status_code == 200, hold.text
     hold_id = hold.json()["hold"]["id"]
     assert hold.json()["balance"] == 15
-    captured = await api.post(f"{B}/holds/{hold_id}/capture", json={"credits": 5}, headers=headers)
+    captured = await api.post(f"{B}/holds/{hold_id}/capture", json={"credits": 5}, headers=host)
     assert captured.json()["balance"] == 30 and captured.json()["hold"]["state"] == "captured"
-    again = await api.post(f"{B}/holds/{hold_id}/capture", json={"credits": 5}, headers=headers)
+    again = await api.post(f"{B}/holds/{hold_id}/capture", json={"credits": 5}, headers=host)
     assert again.status_code == 409
-    released = await api.post(f"{B}/holds/{hold_id}/release", headers=headers)
+    released = await api.post(f"{B}/holds/{hold_id}/release", headers=host)
     assert released.status_code == 409
-    listed = (await api.get(f"{B}/holds", headers=headers)).json()["holds"]
+    listed = (await api.get(f"{B}/holds", headers=host)).json()["holds"]
     assert [(h["id"], h["captured"]) for h in listed] == [(hold_id, 5)]
     # Never stale: each read after a write sees it, and the version only grew.
     after = await api.get(f"{B}/balance", headers=headers)
@@ -372,12 +398,13 @@ async def test_concurrent_usage_requests_never_overdraw(
     n: int,
 ) -> None:
     headers = bearer(billing_settings, "racer")
+    host = await backend(database, "racer")
     await _topup(api, headers, 30)
     stripe_world.complete_checkout(_session_id(stripe_world))
     await deliver_all(api, stripe_world, path=WEBHOOK)
     replies = await asyncio.gather(
         *(
-            api.post(f"{B}/usage", json={"credits": 1, "idempotencyKey": f"k{i}"}, headers=headers)
+            api.post(f"{B}/usage", json={"credits": 1, "idempotencyKey": f"k{i}"}, headers=host)
             for i in range(n)
         )
     )
@@ -385,3 +412,32 @@ async def test_concurrent_usage_requests_never_overdraw(
     assert codes.count(200) == 30 and codes.count(402) == n - 30, codes
     assert (await _balance(api, headers))["credits"] == 0
     await _clean(database)
+
+
+async def test_usage_and_holds_take_only_an_api_key(
+    api: httpx.AsyncClient,
+    billing_settings: Settings,
+    stripe_world: SandboxStripe,
+    database: Database,
+) -> None:
+    """Document 001: usage and holds are the host app's backend's (an API key naming the
+    account); a user's token is refused (403, saying so) before anything is resolved or written."""
+    user = bearer(billing_settings, "tokened")
+    for method, path, body in (
+        ("POST", "usage", {"credits": 1, "idempotencyKey": "u"}),
+        ("POST", "usage/batch", {"events": [{"credits": 1, "idempotencyKey": "u"}]}),
+        ("POST", "usage/check", {"credits": 1}),
+        ("POST", "holds", {"credits": 1, "idempotencyKey": "h"}),
+        ("GET", "holds", None),
+        ("POST", "holds/hold_x/capture", {"credits": 1}),
+        ("POST", "holds/hold_x/release", None),
+    ):
+        response = await api.request(method, f"{B}/{path}", json=body, headers=user)
+        assert response.status_code == 403, (path, response.text)
+        assert "API key" in response.json()["error"]["message"], path
+    async with database.read() as session:
+        assert await find_account(session, AccountKind.USER, "tokened") is None
+    host = await backend(database, "tokened")
+    checked = await api.post(f"{B}/usage/check", json={"credits": 1}, headers=host)
+    assert checked.status_code == 200 and checked.json()["allowed"] is False
+    assert (await api.get(f"{B}/holds", headers=host)).json() == {"holds": []}

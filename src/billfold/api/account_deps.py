@@ -52,13 +52,14 @@ async def acting_account(
 
 
 async def reading_account(
+    principal: PrincipalDep,
     session: ReadSessionDep,
     container: ContainerDep,
-    principal: PrincipalDep,
     shop: ShopHeaderDep = None,
 ) -> BillingAccount:
     """The account the caller reads (any member of an organization may), in the request's read
-    unit of work: a route taking it takes `ReadSessionDep`."""
+    unit of work: a route taking it takes `ReadSessionDep`. The caller first: an API key's
+    lookup is a short unit of work of its own, done before the read one holds a connection."""
     return await account_of_request(session, container, principal, shop, require_admin=False)
 
 

@@ -10,6 +10,9 @@ beside them.
   active subscription
 - `GET  history?page&pageSize`, `GET billing-history?page&pageSize` -> `{transactions|items,
   pagination}`
+Usage and holds take an API key naming the account (the host app's backend); a user's token
+is refused with 403.
+
 - `POST usage` `{credits, idempotencyKey, description?, metadata?}` -> `{credits, balance,
   version, replayed}`; 402 `{error: {code: payment_required, details: {shortfall}}}`
 - `POST usage/batch` `{events: [...]}` (1 to 100) -> `{results: [...]}`, each its own outcome
@@ -25,6 +28,7 @@ the field, before anything is written.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -37,12 +41,14 @@ from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.errors import AUTHENTICATED, error_responses
 from billfold.api.ratelimit import RateLimitClass, rate_limit
+from billfold.auth.principal import AccountRef, Principal
 from billfold.catalog.credits import CreditCatalog, read_credit_catalog
 from billfold.container import Container
-from billfold.credits import history, purchases, service
+from billfold.credits import autotopup, history, purchases, service
 from billfold.credits.models import PurchaseKind
 from billfold.customers.models import BillingAccount
-from billfold.errors import BillfoldError, ValidationFailed
+from billfold.customers.service import get_or_create_account
+from billfold.errors import BillfoldError, Forbidden, ValidationFailed
 from billfold.money import to_major
 from billfold.payments.dues import dues_of
 from billfold.payments.schemas import DuesRead
@@ -62,15 +68,17 @@ class CamelModel(BaseModel):
 
 
 async def _credit_account(
+    principal: PrincipalDep,
     read: ReadSessionDep,
     container: ContainerDep,
-    principal: PrincipalDep,
     shop: ShopHeaderDep = None,
 ) -> BillingAccount:
     """The account a credit movement acts on (an organization's needs an admin), resolved in a
     read unit of work: on first use it is created in a short writer of its own, so a refused
     movement (400, 402) still leaves the account the caller named, and the request's own
-    transaction holds only the movement."""
+    transaction holds only the movement. The caller is authenticated first: an API key's
+    lookup takes a short unit of work of its own, released before the read one opens (a
+    request holding one connection while it waits for another exhausts the pool under load)."""
     account = await account_of_request(read, container, principal, shop, require_admin=True)
     # Its connection goes back to the pool before the request's writer takes one: a request
     # never holds two while it waits for the second.
@@ -81,6 +89,43 @@ async def _credit_account(
 # Declared before the route's SessionDep, so the account is resolved (and, the first time,
 # created and committed) before the request's write transaction begins.
 CreditAccountDep = Annotated[BillingAccount, Depends(_credit_account)]
+
+BACKEND_ONLY = (
+    "usage and holds take an API key naming the account (X-Billfold-Account): the host app's "
+    "backend spends credits, not a user's token"
+)
+
+
+def _backend(principal: PrincipalDep) -> Principal:
+    """Usage and holds are the host app's backend's (document 001): an API key, else 403
+    before any account is resolved or created."""
+    if not principal.is_api_key:
+        raise Forbidden(BACKEND_ONLY)
+    return principal
+
+
+BackendDep = Annotated[Principal, Depends(_backend)]
+
+
+async def _backend_account(
+    principal: BackendDep, read: ReadSessionDep, container: ContainerDep, shop: ShopHeaderDep = None
+) -> BillingAccount:
+    """CreditAccountDep for an API key only."""
+    return await _credit_account(principal, read, container, shop)
+
+
+async def _backend_reading_account(
+    principal: BackendDep,
+    session: ReadSessionDep,
+    container: ContainerDep,
+    shop: ShopHeaderDep = None,
+) -> BillingAccount:
+    """ReadingAccountDep for an API key only."""
+    return await account_of_request(session, container, principal, shop, require_admin=False)
+
+
+BackendAccountDep = Annotated[BillingAccount, Depends(_backend_account)]
+BackendReadingAccountDep = Annotated[BillingAccount, Depends(_backend_reading_account)]
 
 
 def _major(minor: int, currency: str) -> float:
@@ -562,7 +607,7 @@ async def _spend(
 async def record_usage(
     body: UsageCreate,
     response: Response,
-    account: CreditAccountDep,
+    account: BackendAccountDep,
     session: SessionDep,
     container: ContainerDep,
     audit: AuditContextDep,
@@ -599,7 +644,7 @@ class UsageBatchRead(CamelModel):
 @rate_limit(RateLimitClass.API)
 async def record_usage_batch(
     body: UsageBatchCreate,
-    account: CreditAccountDep,
+    account: BackendAccountDep,
     session: SessionDep,
     container: ContainerDep,
     audit: AuditContextDep,
@@ -666,7 +711,7 @@ async def check_usage(
     response: Response,
     session: ReadSessionDep,
     container: ContainerDep,
-    account: ReadingAccountDep,
+    account: BackendReadingAccountDep,
 ) -> UsageCheckRead:
     """Could `credits` be spent now? Spends nothing."""
     found = await service.check_spend(
@@ -744,7 +789,7 @@ def _envelope(found: tuple[service.HoldView, service.Movement], response: Respon
 async def create_hold(
     body: HoldCreate,
     response: Response,
-    account: CreditAccountDep,
+    account: BackendAccountDep,
     session: SessionDep,
     container: ContainerDep,
     audit: AuditContextDep,
@@ -769,7 +814,7 @@ async def create_hold(
 @router.get("/holds", response_model=HoldList, responses=error_responses(*AUTHENTICATED))
 @rate_limit(RateLimitClass.API)
 async def list_holds(
-    session: ReadSessionDep, account: ReadingAccountDep, state: str | None = None
+    session: ReadSessionDep, account: BackendReadingAccountDep, state: str | None = None
 ) -> HoldList:
     if state is not None and state not in ("active", "captured", "released", "expired"):
         raise ValidationFailed("state must be active, captured, released or expired", field="state")
@@ -787,7 +832,7 @@ async def list_holds(
 async def capture_hold(
     hold_id: str,
     response: Response,
-    account: CreditAccountDep,
+    account: BackendAccountDep,
     session: SessionDep,
     container: ContainerDep,
     audit: AuditContextDep,
@@ -817,7 +862,7 @@ async def capture_hold(
 async def release_hold(
     hold_id: str,
     response: Response,
-    account: CreditAccountDep,
+    account: BackendAccountDep,
     session: SessionDep,
     container: ContainerDep,
     audit: AuditContextDep,
@@ -828,4 +873,292 @@ async def release_hold(
             session, account_id=account.id, hold_id=hold_id, clock=container.clock, audit=audit
         ),
         response,
+    )
+
+
+# --- auto top-up ---------------------------------------------------------------------------
+
+
+_AUTO_TOPUP_EXAMPLE: dict[str, Any] = {
+    "enabled": True,
+    "threshold": 100,
+    "credits": 500,
+    "currency": "usd",
+    "max_per_day": 3,
+    "monthly_limit": 20000,
+    "status": "active",
+    "stopped_reason": None,
+    "failures_in_row": 0,
+    "last_attempt_at": "2026-01-15T12:00:00Z",
+}
+
+
+class AutoTopupRead(BaseModel):
+    """The account's auto top-up: below `threshold` credits, buy `credits` on the default saved
+    payment method, at most `max_per_day` times a day and `monthly_limit` (minor units of
+    `currency`) a calendar month. `status`: disabled, active, or stopped (after 3 failed charges
+    in a row, with `stopped_reason`, until a payment method is saved or it is turned on again)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_AUTO_TOPUP_EXAMPLE]})
+
+    enabled: bool
+    threshold: int | None
+    credits: int | None
+    currency: str | None
+    max_per_day: int | None
+    monthly_limit: int | None = Field(description="minor units of currency, per calendar month")
+    status: str
+    stopped_reason: str | None
+    failures_in_row: int
+    last_attempt_at: str | None
+
+
+class AutoTopupUpdate(BaseModel):
+    """Any of the settings (the others keep their values); turning it on needs them all."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "enabled": True,
+                    "threshold": 100,
+                    "credits": 500,
+                    "currency": "usd",
+                    "max_per_day": 3,
+                    "monthly_limit": 20000,
+                }
+            ]
+        },
+    )
+
+    enabled: Any = None
+    threshold: Any = None
+    credits: Any = None
+    currency: Any = None
+    max_per_day: Any = None
+    monthly_limit: Any = None
+
+
+def _auto_topup(found: autotopup.AutoTopupSettings) -> AutoTopupRead:
+    return AutoTopupRead(
+        enabled=found.enabled,
+        threshold=found.threshold,
+        credits=found.credits,
+        currency=found.currency,
+        max_per_day=found.max_per_day,
+        monthly_limit=found.monthly_limit,
+        status=found.status,
+        stopped_reason=found.stopped_reason,
+        failures_in_row=found.failures_in_row,
+        last_attempt_at=(
+            found.last_attempt_at.isoformat().replace("+00:00", "Z")
+            if found.last_attempt_at
+            else None
+        ),
+    )
+
+
+@router.get("/auto-topup", response_model=AutoTopupRead, responses=error_responses(*AUTHENTICATED))
+@rate_limit(RateLimitClass.API)
+async def get_auto_topup(session: ReadSessionDep, account: ReadingAccountDep) -> AutoTopupRead:
+    """The account's auto top-up settings and state."""
+    return _auto_topup(await autotopup.read_settings(session, account.id))
+
+
+@router.put("/auto-topup", response_model=AutoTopupRead, responses=error_responses(*AUTHENTICATED))
+@rate_limit(RateLimitClass.API)
+async def put_auto_topup(
+    body: AutoTopupUpdate,
+    account: CreditAccountDep,
+    session: SessionDep,
+    container: ContainerDep,
+    audit: AuditContextDep,
+) -> AutoTopupRead:
+    """Set the auto top-up (a customer's token, or an API key naming the account). 400 naming
+    the field on bad input, nothing written."""
+    catalog = read_credit_catalog(container.settings)
+    return _auto_topup(
+        await autotopup.save_settings(
+            session,
+            account.id,
+            body.model_dump(exclude_unset=True),
+            catalog=catalog,
+            default_currency=_currency(catalog, account, None),
+            clock=container.clock,
+            audit=audit,
+        )
+    )
+
+
+# --- promotional grants --------------------------------------------------------------------
+
+
+class GrantCreate(BaseModel):
+    """A promotional grant to the account `account` names (`user:ID`, `organization:ID`,
+    `shop:DOMAIN`); the same `idempotency_key` grants once."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "account": "user:alice",
+                    "credits": 250,
+                    "reason": "apology for the outage of 3 May",
+                    "expires_at": "2026-12-31T23:59:59Z",
+                    "idempotency_key": "outage-2026-05-03-alice",
+                }
+            ]
+        },
+    )
+
+    account: Any = None
+    credits: Any = None
+    reason: Any = None
+    expires_at: Any = None
+    idempotency_key: Any = None
+
+
+class GrantRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "grant_id": 42,
+                    "account_id": "acct_01JB3X",
+                    "credits": 250,
+                    "balance": 400,
+                    "version": 7,
+                    "replayed": False,
+                }
+            ]
+        }
+    )
+
+    grant_id: int
+    account_id: str
+    credits: int
+    balance: int
+    version: int
+    replayed: bool
+
+
+class GrantRevoke(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [{"reason": "granted by mistake"}]}
+    )
+
+    reason: Any = None
+
+
+class RevokedRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"grant_id": 42, "revoked": 180, "balance": 220, "version": 8}]
+        }
+    )
+
+    grant_id: int
+    revoked: int = Field(description="the unspent credits taken back now (0: none were left)")
+    balance: int
+    version: int
+
+
+def _api_key_only(principal: Principal, what: str) -> None:
+    if not principal.is_api_key:
+        raise Forbidden(f"{what} take an API key (the host app's backend), not a user's token")
+
+
+def _expiry(value: Any, now: datetime, field: str = "expires_at") -> datetime | None:
+    if value is None:
+        return None
+    try:
+        found = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        found = None
+    if found is None or found.tzinfo is None:
+        raise ValidationFailed(
+            f"{field} must be an ISO 8601 time with its offset (2026-12-31T23:59:59Z)",
+            field=field,
+        )
+    if found <= now:
+        raise ValidationFailed(f"{field} must be in the future", field=field)
+    return found.astimezone(UTC)
+
+
+@router.post(
+    "/credits/grants",
+    response_model=GrantRead,
+    responses=error_responses(*AUTHENTICATED, 409),
+)
+@rate_limit(RateLimitClass.API)
+async def create_grant(
+    body: GrantCreate,
+    response: Response,
+    principal: PrincipalDep,
+    session: SessionDep,
+    container: ContainerDep,
+    audit: AuditContextDep,
+) -> GrantRead:
+    """Grant promotional credits with a reason (an API key only), optionally expiring."""
+    _api_key_only(principal, "promotional grants")
+    if not isinstance(body.account, str):
+        raise ValidationFailed("account must look like user:ID", field="account")
+    ref = AccountRef.parse(body.account, field="account")
+    credits = service.check_credits(body.credits)
+    reason = service.check_reason(body.reason)
+    expires_at = _expiry(body.expires_at, container.clock.now())
+    account = await get_or_create_account(
+        session,
+        ref.kind,
+        ref.external_id,
+        currency=container.settings.stripe_default_currency,
+        clock=container.clock,
+    )
+    granted = await service.grant_promotion(
+        session,
+        account_id=account.id,
+        credits=credits,
+        reason=reason,
+        idempotency_key=body.idempotency_key,
+        expires_at=expires_at,
+        clock=container.clock,
+        audit=audit,
+    )
+    _versioned(response, granted.version)
+    return GrantRead(
+        grant_id=granted.lot_id,
+        account_id=account.id,
+        credits=granted.credits,
+        balance=granted.balance,
+        version=granted.version,
+        replayed=granted.replayed,
+    )
+
+
+@router.post(
+    "/credits/grants/{grant_id}/revoke",
+    response_model=RevokedRead,
+    responses=error_responses(*AUTHENTICATED, 404, 409),
+)
+@rate_limit(RateLimitClass.API)
+async def revoke_grant(
+    grant_id: str,
+    body: GrantRevoke,
+    response: Response,
+    principal: PrincipalDep,
+    session: SessionDep,
+    container: ContainerDep,
+    audit: AuditContextDep,
+) -> RevokedRead:
+    """Take back the unspent remainder of a promotional grant, with a reason (an API key)."""
+    _api_key_only(principal, "promotional grants")
+    lot_id = _int_param(grant_id, "grant_id")
+    revoked = await service.revoke_grant(
+        session, lot_id=lot_id, reason=body.reason, clock=container.clock, audit=audit
+    )
+    _versioned(response, revoked.version)
+    return RevokedRead(
+        grant_id=lot_id, revoked=revoked.credits, balance=revoked.balance, version=revoked.version
     )

@@ -6,6 +6,9 @@
   `expired`: expired. Only payment-mode sessions carrying billfold's purchase id.
 - `charge.refunded`, `refund.created|updated`: the purchase's refunds, clawed back in proportion;
   `charge.dispute.closed` with `status=lost`: the disputed amount clawed back too.
+- `payment_intent.succeeded|payment_failed` of an auto top-up's charge (a bank debit settles
+  later): granted or failed, once; `payment_method.attached`, `setup_intent.succeeded`: a saved
+  method resumes an auto top-up stopped by failed charges (autotopup.py).
 - invoices, charges and refunds of a known customer are mirrored into `billing_history_items`
   (document 001's billing history), each kept at its newest event.
 
@@ -23,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billfold.audit.context import system_audit_context
 from billfold.catalog.service import load_catalog
 from billfold.container import Container
-from billfold.credits import purchases, service
-from billfold.credits.models import BillingHistoryItem, PurchaseState
+from billfold.credits import autotopup, purchases, service
+from billfold.credits.models import BillingHistoryItem, PurchaseKind, PurchaseState
 from billfold.customers.models import BillingAccount
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.stripe.gateway import (
@@ -33,7 +36,7 @@ from billfold.stripe.gateway import (
     from_epoch,
     invoice_subscription_id,
 )
-from billfold.stripe.gateway.types import id_of
+from billfold.stripe.gateway.types import id_of, payment_intent_from_stripe
 from billfold.stripe.inbox import WebhookHandlers
 
 handlers = WebhookHandlers()
@@ -173,6 +176,47 @@ async def on_dispute(session: AsyncSession, container: Container, event: StripeE
     await purchases.settle_reversals(
         session,
         found.id,
+        clock=container.clock,
+        audit=system_audit_context("stripe", container.clock),
+    )
+
+
+@handlers.on("payment_intent.succeeded", "payment_intent.payment_failed")
+async def on_auto_topup_intent(
+    session: AsyncSession, container: Container, event: StripeEvent
+) -> None:
+    """An auto top-up's charge settled (granted, once) or failed (a failure counted)."""
+    intent = payment_intent_from_stripe(event.object)
+    found = (
+        await session.execute(
+            select(purchases.purchases).where(
+                purchases.purchases.c.stripe_payment_intent_id == intent.id,
+                purchases.purchases.c.kind == PurchaseKind.AUTO_TOPUP,
+            )
+        )
+    ).first()
+    if found is None:
+        return
+    await autotopup.record_outcome(
+        session,
+        found,
+        "succeeded" if event.type == "payment_intent.succeeded" else "failed",
+        payment_intent_id=intent.id,
+        failure_code=intent.decline_code or intent.last_error_code,
+        clock=container.clock,
+        audit=system_audit_context("stripe", container.clock),
+    )
+
+
+@handlers.on("payment_method.attached", "setup_intent.succeeded")
+async def on_method_saved(session: AsyncSession, container: Container, event: StripeEvent) -> None:
+    """A payment method was saved: an auto top-up stopped by failed charges resumes."""
+    account_id = await _account_of_customer(session, id_of(event.object.get("customer")))
+    if account_id is None:
+        return
+    await autotopup.resume_after_method_change(
+        session,
+        account_id,
         clock=container.clock,
         audit=system_audit_context("stripe", container.clock),
     )

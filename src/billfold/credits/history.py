@@ -19,13 +19,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, func, literal, select, union_all
+from sqlalchemy import Table, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.credits.models import (
     BillingHistoryItem,
     CreditPurchase,
     CreditRefund,
+    PurchaseKind,
     PurchaseState,
 )
 from billfold.errors import ValidationFailed
@@ -81,13 +82,20 @@ _VISIBLE = [PurchaseState.PENDING, PurchaseState.COMPLETED, PurchaseState.FAILED
 async def credit_history(session: AsyncSession, account_id: str, page: int, size: int) -> Page:
     p = select(
         purchases.c.id,
-        purchases.c.kind.label("type"),
+        # An auto top-up is a top-up to document 001's clients.
+        case(
+            (purchases.c.kind == PurchaseKind.AUTO_TOPUP, literal(str(PurchaseKind.TOPUP))),
+            else_=purchases.c.kind,
+        ).label("type"),
         purchases.c.amount,
         purchases.c.currency,
         purchases.c.credits,
         purchases.c.state.label("status"),
         purchases.c.created_at,
-        purchases.c.package_id.label("description"),
+        case(
+            (purchases.c.kind == PurchaseKind.AUTO_TOPUP, literal("auto top-up")),
+            else_=purchases.c.package_id,
+        ).label("description"),
     ).where(purchases.c.account_id == account_id, purchases.c.state.in_(_VISIBLE))
     r = select(
         refunds.c.id,

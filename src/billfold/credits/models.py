@@ -11,7 +11,9 @@ where the credits came from and where they went:
 - `credit_purchases`: a package purchase or a top-up, reserved before Stripe is called;
 - `credit_refunds`: a refund or a lost dispute of a purchase, and the credits clawed back;
 - `billing_history_items`: Stripe's invoices, charges and refunds of an account, mirrored
-  from webhooks.
+  from webhooks;
+- `credit_auto_topups`: an account's auto top-up settings and guardrail state (each charge is a
+  `credit_purchases` row of kind `auto_topup`, at most one in flight per account).
 """
 
 from __future__ import annotations
@@ -20,7 +22,17 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billfold.db.base import Base, BigIntPK, JSONType, UTCDateTime
@@ -32,6 +44,7 @@ HELD = "held"
 class PurchaseKind(enum.StrEnum):
     PACKAGE = "credit_purchase"
     TOPUP = "topup"
+    AUTO_TOPUP = "auto_topup"  # charged off session (credits.autotopup); `topup` in the history
 
 
 class PurchaseState(enum.StrEnum):
@@ -119,9 +132,22 @@ class CreditHold(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+AUTO_TOPUP_IN_FLIGHT = "kind = 'auto_topup' AND state IN ('reserved', 'pending')"
+
+
 class CreditPurchase(Base):
     __tablename__ = "credit_purchases"
-    __table_args__ = (Index("ix_credit_purchases_account_created", "account_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_credit_purchases_account_created", "account_id", "created_at"),
+        # One auto top-up in flight per account (0010_credits_autotopup).
+        Index(
+            "ix_credit_purchases_auto_topup_in_flight",
+            "account_id",
+            unique=True,
+            sqlite_where=text(AUTO_TOPUP_IN_FLIGHT),
+            postgresql_where=text(AUTO_TOPUP_IN_FLIGHT),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(40), ForeignKey("billing_accounts.id"))
@@ -176,4 +202,40 @@ class BillingHistoryItem(Base):
     # Stripe's `created` of the object (its history order); seen_at: the event last applied.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     seen_at: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AutoTopupStatus(enum.StrEnum):
+    DISABLED = "disabled"
+    ACTIVE = "active"
+    STOPPED = "stopped"  # after failed charges in a row; a new method or turning it on resumes
+
+
+class CreditAutoTopup(Base):
+    """An account's auto top-up: what to buy below which balance, the customer's caps, and
+    the guardrails' state (`armed`: the balance was at or above the threshold since the last
+    top-up fired, so the next fall under it fires once)."""
+
+    __tablename__ = "credit_auto_topups"
+
+    account_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("billing_accounts.id"), primary_key=True
+    )
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    threshold: Mapped[int] = mapped_column(BigInteger)  # credits
+    credits: Mapped[int] = mapped_column(BigInteger)  # credits bought per top-up
+    currency: Mapped[str] = mapped_column(String(3))
+    max_per_day: Mapped[int] = mapped_column(Integer)
+    monthly_limit: Mapped[int] = mapped_column(BigInteger)  # minor units of `currency`
+    status: Mapped[str] = mapped_column(String(16))
+    armed: Mapped[bool] = mapped_column(Boolean, default=True)
+    crossings: Mapped[int] = mapped_column(Integer, default=0)  # fired so far (the job keys)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # charges so far (purchase ids)
+    failures_in_row: Mapped[int] = mapped_column(Integer, default=0)
+    stopped_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The method the last failed charge was on: another default resumes a stopped auto top-up.
+    stopped_method_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

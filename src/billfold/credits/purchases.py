@@ -207,7 +207,7 @@ async def purchase_paid(
     session: AsyncSession,
     purchase_id: str,
     *,
-    session_id: str,
+    session_id: str | None,
     payment_intent_id: str | None,
     clock: Clock,
     audit: AuditRecorder,

@@ -39,6 +39,7 @@ from billfold.credits.models import (
     CreditWallet,
     HoldState,
 )
+from billfold.credits.threshold import note_balance
 from billfold.customers.service import AuditRecorder
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import (
@@ -305,6 +306,61 @@ async def _give_back(
         )
 
 
+async def _empty_lot(
+    session: AsyncSession,
+    account_id: str,
+    lot_id: int,
+    remaining: int,
+    *,
+    reason: str,
+    system: SystemAccount,
+    description: str,
+    metadata: Mapping[str, Any],
+    clock: Clock,
+    now: datetime,
+    expired: bool = False,
+) -> PostedTransaction:
+    """Take what is left of a lot (expired, or a grant revoked) back to `system`: a ledger
+    posting keyed by the lot and how often this happened to it (credits given back to the lot
+    by a released hold may be taken again), the lot emptied, a draw recorded."""
+    earlier = (
+        await session.execute(
+            select(func.count())
+            .select_from(draws)
+            .where(draws.c.lot_id == lot_id, draws.c.reason == reason)
+        )
+    ).scalar_one()
+    key = f"credits-{reason}:{lot_id}:{earlier}"
+    customer = await customer_account(session, account_id, clock=clock)
+    other = await system_account(
+        session, system, CREDITS, clock=clock, spread_by=shard_for(account_id)
+    )
+    posted = await post_transaction(
+        session,
+        idempotency_key=key,
+        entries=[customer.line(-remaining), other.line(remaining)],
+        kind=f"credit_{reason}",
+        description=description,
+        metadata=dict(metadata),
+        clock=clock,
+    )
+    emptied: dict[str, Any] = {"remaining": 0}
+    if expired:
+        emptied["expired_at"] = now
+    await session.execute(update(lots).where(lots.c.id == lot_id).values(**emptied))
+    await session.execute(
+        draws.insert().values(
+            lot_id=lot_id,
+            account_id=account_id,
+            amount=remaining,
+            reason=reason,
+            reference=key,
+            created_at=now,
+        )
+    )
+    return posted
+
+
 async def _expire_due_lots(
     session: AsyncSession,
     account_id: str,
@@ -331,43 +387,18 @@ async def _expire_due_lots(
     ).all()
     total = 0
     for row in due:
-        earlier = (
-            await session.execute(
-                select(func.count())
-                .select_from(draws)
-                .where(draws.c.lot_id == row.id, draws.c.reason == "expiry")
-            )
-        ).scalar_one()
-        key = f"credits-expiry:{row.id}:{earlier}"
-        customer = await customer_account(session, account_id, clock=clock)
-        other = await system_account(
+        await _empty_lot(
             session,
-            SystemAccount.EXPIRATIONS,
-            CREDITS,
-            clock=clock,
-            spread_by=shard_for(account_id),
-        )
-        await post_transaction(
-            session,
-            idempotency_key=key,
-            entries=[customer.line(-row.remaining), other.line(row.remaining)],
-            kind="credit_expiry",
+            account_id,
+            row.id,
+            int(row.remaining),
+            reason="expiry",
+            system=SystemAccount.EXPIRATIONS,
             description="expired credits written off",
             metadata={"lot_id": row.id},
             clock=clock,
-        )
-        await session.execute(
-            update(lots).where(lots.c.id == row.id).values(remaining=0, expired_at=now)
-        )
-        await session.execute(
-            draws.insert().values(
-                lot_id=row.id,
-                account_id=account_id,
-                amount=row.remaining,
-                reason="expiry",
-                reference=key,
-                created_at=now,
-            )
+            now=now,
+            expired=True,
         )
         total += row.remaining
         if audit is not None:
@@ -489,6 +520,7 @@ async def grant(
             "ledger_transaction_id": posted.id,
         },
     )
+    await note_balance(session, account_id, balance_after, clock)
     return Granted(
         lot_id=int(lot_id),
         credits=credits,
@@ -573,6 +605,7 @@ async def spend(
         session, account_id, credits, reason="usage", reference=key, now=now, live=live
     )
     balance = next(e.balance_after for e in posted.entries if e.amount < 0)
+    await note_balance(session, account_id, balance, clock)
     if audit is not None:
         await audit.record(
             session,
@@ -719,6 +752,7 @@ async def create_hold(
     )
     row = (await session.execute(select(holds).where(holds.c.id == hold_id))).one()
     balance = _balance_after(posted, main.id)
+    await note_balance(session, account_id, balance, clock)
     return _hold_view(row), Movement(
         balance=balance, version=version, transaction_id=posted.id, replayed=False, lots=taken
     )
@@ -805,8 +839,10 @@ async def _settle_hold(
             details={"held": int(row.amount), "captured": capture, "released": rest},
         )
     found = (await session.execute(select(holds).where(holds.c.id == hold_id))).one()
+    balance = await balance_of(session, account_id)
+    await note_balance(session, account_id, balance, clock)
     return _hold_view(found), Movement(
-        balance=await balance_of(session, account_id),
+        balance=balance,
         version=version,
         transaction_id=posted.id,
         replayed=False,
@@ -973,6 +1009,7 @@ async def expire_due(
     for account_id in accounts:
         await _lock_wallet(session, account_id, clock)
         await _expire_due_lots(session, account_id, clock, audit)
+        await note_balance(session, account_id, await balance_of(session, account_id), clock)
     due_holds = (
         await session.execute(
             select(holds.c.id, holds.c.account_id)
@@ -998,6 +1035,143 @@ async def lot_summary(session: AsyncSession, account_id: str) -> list[dict[str, 
     """The account's lots, in spend order (for the CLI and tests)."""
     rows = await session.execute(
         select(lots).where(lots.c.account_id == account_id).order_by(*_spend_order())
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+# --- promotional grants (an API key, the operator console, the CLI) ------------------------
+
+PROMOTION = "promotion"
+MAX_REASON = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    lot_id: int
+    credits: int  # taken back now (0: nothing was left, or it was revoked already)
+    balance: int
+    version: int
+
+
+def check_reason(value: Any, field: str = "reason") -> str:
+    """A reason of 1 to 500 characters (promotional grants and their revocations say why)."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REASON:
+        raise ValidationFailed(f"{field} must be text of 1 to {MAX_REASON} characters", field=field)
+    if "\x00" in value:
+        raise ValidationFailed(f"{field} must not contain NUL", field=field)
+    return value.strip()
+
+
+async def grant_promotion(
+    session: AsyncSession,
+    *,
+    account_id: str,
+    credits: int,
+    reason: str,
+    idempotency_key: str,
+    clock: Clock,
+    audit: AuditRecorder,
+    expires_at: datetime | None = None,
+) -> Granted:
+    """Promotional credits (by an API key, an operator or the CLI), with a reason: a lot keyed
+    by the account and `idempotency_key` (the same key grants once), posted from the
+    `promotions` system account, audited."""
+    check_credits(credits)
+    why = check_reason(reason)
+    key = _check_key(idempotency_key, "idempotency_key")
+    granted = await grant(
+        session,
+        account_id=account_id,
+        credits=credits,
+        key=f"grant:{account_id}:{key}",
+        source=PROMOTION,
+        clock=clock,
+        audit=audit,
+        expires_at=expires_at,
+        system=SystemAccount.PROMOTIONS,
+        description=why,
+        metadata={"reason": why},
+    )
+    if not granted.replayed:
+        await audit.record(
+            session,
+            "credits.promotion_granted",
+            account_id=account_id,
+            target=str(granted.lot_id),
+            details={"credits": credits, "reason": why, "idempotency_key": key},
+        )
+    return granted
+
+
+async def revoke_grant(
+    session: AsyncSession,
+    *,
+    lot_id: int,
+    reason: str,
+    clock: Clock,
+    audit: AuditRecorder,
+    account_id: str | None = None,
+) -> Revoked:
+    """Take back what is left unspent of a promotional grant (a ledger posting back to
+    `promotions`, the lot emptied, a draw recorded, audited with the reason). What was spent
+    stays spent; a second revocation takes nothing. `account_id`, when given, must own it."""
+    why = check_reason(reason)
+    owner = (
+        await session.execute(select(lots.c.account_id, lots.c.source).where(lots.c.id == lot_id))
+    ).first()
+    if owner is None or (account_id is not None and owner.account_id != account_id):
+        raise NotFound(f"no grant {lot_id}", field="grant_id")
+    if owner.source != PROMOTION:
+        raise Conflict("only promotional grants can be revoked", field="grant_id")
+    account = str(owner.account_id)
+    version = await _lock_wallet(session, account, clock)
+    await _expire_due_lots(session, account, clock, audit)
+    remaining = int(
+        (await session.execute(select(lots.c.remaining).where(lots.c.id == lot_id))).scalar_one()
+    )
+    if remaining <= 0:
+        return Revoked(lot_id, 0, await balance_of(session, account), version)
+    posted = await _empty_lot(
+        session,
+        account,
+        lot_id,
+        remaining,
+        reason="revoke",
+        system=SystemAccount.PROMOTIONS,
+        description=why,
+        metadata={"lot_id": lot_id, "reason": why},
+        clock=clock,
+        now=clock.now(),
+    )
+    customer = await customer_account(session, account, clock=clock)
+    balance = _balance_after(posted, customer.id)
+    await audit.record(
+        session,
+        "credits.grant_revoked",
+        account_id=account,
+        target=str(lot_id),
+        details={"credits": remaining, "reason": why, "balance": balance},
+    )
+    await note_balance(session, account, balance, clock)
+    return Revoked(lot_id, remaining, balance, version)
+
+
+async def promotional_grants(
+    session: AsyncSession, account_id: str, *, limit: int = 100
+) -> list[dict[str, Any]]:
+    """The account's promotional grants, newest first (id, granted, remaining, expiry)."""
+    rows = await session.execute(
+        select(
+            lots.c.id,
+            lots.c.granted,
+            lots.c.remaining,
+            lots.c.expires_at,
+            lots.c.expired_at,
+            lots.c.created_at,
+        )
+        .where(lots.c.account_id == account_id, lots.c.source == PROMOTION)
+        .order_by(lots.c.id.desc())
+        .limit(limit)
     )
     return [dict(r._mapping) for r in rows]
 

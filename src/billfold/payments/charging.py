@@ -63,7 +63,10 @@ NEVER_RETRY = frozenset(
 PAYMENT_METADATA_KEY = "billfold_payment"
 ATTEMPT_METADATA_KEY = "billfold_attempt"
 
-PaymentKind = Literal["balance", "autopay", "one_off"]
+PaymentKind = Literal["balance", "autopay", "one_off", "auto_topup"]
+# Charges of an amount rather than of dues (a failure voids them). An auto top-up of credits
+# (credits.autotopup, through billfold.wiring) is one, charged off session.
+ONE_OFF_KINDS = ("one_off", "auto_topup")
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +226,7 @@ async def _fail(
         payment.currency,
         payment.amount,
         payment.id,
-        one_off=payment.kind == "one_off",
+        one_off=payment.kind in ONE_OFF_KINDS,
         clock=clock,
     )
 
@@ -452,7 +455,7 @@ async def _reserved_payment(session: AsyncSession, account_id: str, currency: st
             Payment.account_id == account_id,
             Payment.currency == currency,
             Payment.status == RESERVED,
-            Payment.kind != "one_off",
+            Payment.kind.not_in(ONE_OFF_KINDS),
         )
         .order_by(Payment.created_at)
         .limit(1)
@@ -471,9 +474,11 @@ async def charge_once(
     audit: AuditContext,
     idempotency_key: str | None = None,
     return_url: str | None = None,
+    kind: Literal["one_off", "auto_topup"] = "one_off",
 ) -> PaymentOutcome:
     """Charge an amount once, on `payment_method_id` or by priority with fallback. A card
-    asking for 3-D Secure answers `requires_action` with the client secret to finish it."""
+    asking for 3-D Secure answers `requires_action` with the client secret to finish it.
+    `kind="auto_topup"` charges off session (the customer is not there)."""
     total, currency = dues.check_amount(amount, currency)
     async with container.db.read() as session:
         if payment_method_id is not None:
@@ -501,7 +506,7 @@ async def charge_once(
             {
                 "id": payment_id,
                 "account_id": account.id,
-                "kind": "one_off",
+                "kind": kind,
                 "amount": total,
                 "currency": currency,
                 "description": description,
@@ -523,7 +528,7 @@ async def charge_once(
                 "payment.started",
                 account_id=account.id,
                 target=payment_id,
-                details={"kind": "one_off", "amount": total, "currency": currency},
+                details={"kind": kind, "amount": total, "currency": currency},
             )
         else:
             existing = await session.get(Payment, payment_id)

@@ -6,9 +6,10 @@ operator's link (`admin` claim); every action they take is in the audit log."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,8 +17,10 @@ from starlette.responses import Response
 
 from billfold.api.deps import ReadSessionDep, SessionDep, end_transaction, get_container
 from billfold.audit.verify import verify_chain
+from billfold.credits import service as credit_service
 from billfold.customers.models import AccountKind, BillingAccount
-from billfold.errors import NotFound
+from billfold.db.base import new_id
+from billfold.errors import NotFound, ValidationFailed
 from billfold.jobs import JobStatus
 from billfold.jobs import retry as retry_jobs
 from billfold.jobs.models import Job
@@ -96,12 +99,16 @@ async def account(
     ledger: Cursor = None,
     page: PageNumber = 1,
     before: Cursor = None,
+    done: Annotated[str | None, Query(max_length=300)] = None,
 ) -> Response:
-    """One account: its subscriptions, ledger and audit trail."""
+    """One account: its subscriptions, credits (promotional grants given and revoked here),
+    ledger and audit trail."""
     found = await session.get(BillingAccount, account_id)
     if found is None:
         raise NotFound("no such billing account")
     subscriptions = await list_subscriptions(session, found)
+    credits = await credit_service.get_balance(session, found.id)
+    grants = await credit_service.promotional_grants(session, found.id)
     context = await activity_context(session, found, ledger=ledger, page=page, before=before)
     partial = request.headers.get("hx-request") == "true"
     return render(
@@ -115,7 +122,90 @@ async def account(
             "subscriptions": subscriptions,
             "status_labels": STATUS_LABELS,
             "base": f"/operator/accounts/{found.id}",
+            "credits": credits,
+            "grants": grants,
+            "grant_key": new_id("opg"),
+            "notice": done,
         },
+    )
+
+
+def _form_expiry(value: str | None) -> datetime | None:
+    """A date from the form (YYYY-MM-DD): the grant expires at the start of that day, UTC."""
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise ValidationFailed(
+            "expires_on must be a date (YYYY-MM-DD)", field="expires_on"
+        ) from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _form_credits(value: str | None) -> int:
+    if value is None or not value.strip().isascii() or not value.strip().isdigit():
+        raise ValidationFailed("credits must be a whole number", field="credits")
+    return credit_service.check_credits(int(value.strip()))
+
+
+FormText = Annotated[str | None, Form(max_length=500)]
+
+
+@router.post("/accounts/{account_id}/credits/grant")
+async def grant_credits(
+    request: Request,
+    session: SessionDep,
+    operator: PostingOperatorDep,
+    account_id: str,
+    credits: Annotated[str | None, Form(max_length=20)] = None,
+    reason: FormText = None,
+    expires_on: Annotated[str | None, Form(max_length=20)] = None,
+    grant_key: Annotated[str | None, Form(max_length=100)] = None,
+) -> Response:
+    """Grant promotional credits with a reason (the form's key grants once however often it
+    is sent)."""
+    container = get_container(request)
+    found = await session.get(BillingAccount, account_id)
+    if found is None:
+        raise NotFound("no such billing account")
+    granted = await credit_service.grant_promotion(
+        session,
+        account_id=found.id,
+        credits=_form_credits(credits),
+        reason=reason or "",
+        idempotency_key=grant_key or "",
+        expires_at=_form_expiry(expires_on),
+        clock=container.clock,
+        audit=panel_audit(request, operator.session),
+    )
+    return RedirectResponse(
+        f"/operator/accounts/{found.id}?done=Granted+{granted.credits}+credits", status_code=303
+    )
+
+
+@router.post("/accounts/{account_id}/credits/grants/{grant_id}/revoke")
+async def revoke_credits(
+    request: Request,
+    session: SessionDep,
+    operator: PostingOperatorDep,
+    account_id: str,
+    grant_id: int,
+    reason: FormText = None,
+) -> Response:
+    """Take back the unspent remainder of one of the account's promotional grants."""
+    container = get_container(request)
+    revoked = await credit_service.revoke_grant(
+        session,
+        lot_id=grant_id,
+        account_id=account_id,
+        reason=reason or "",
+        clock=container.clock,
+        audit=panel_audit(request, operator.session),
+    )
+    return RedirectResponse(
+        f"/operator/accounts/{account_id}?done=Took+back+{revoked.credits}+credits",
+        status_code=303,
     )
 
 

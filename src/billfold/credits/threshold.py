@@ -1,0 +1,64 @@
+"""The auto top-up's trigger, inside every movement of an account's credits (under its wallet
+lock): a debit, a hold, a capture or an expiry that brings the balance under the account's
+threshold enqueues one `credits.auto_topup` job (the outbox: it runs only if the movement
+commits), and disarms it; a balance back at or above the threshold (a grant) re-arms it. So a
+top-up fires once per crossing, however many debits follow under the threshold.
+
+Kept apart from `autotopup.py` (the settings, the guardrails and the charge) so the engine
+(`service.py`) imports only this: one primary-key read per movement when nothing fires.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.clock import Clock
+from billfold.credits.models import AutoTopupStatus, CreditAutoTopup
+from billfold.jobs import enqueue
+
+AUTO_TOPUP_JOB = "credits.auto_topup"
+
+settings_table = cast(Table, CreditAutoTopup.__table__)
+
+
+async def note_balance(session: AsyncSession, account_id: str, balance: int, clock: Clock) -> bool:
+    """After a movement of the account's credits (its wallet locked): fire the auto top-up
+    when the balance fell under the threshold while armed. True when a job was enqueued."""
+    row = (
+        await session.execute(
+            select(
+                settings_table.c.status,
+                settings_table.c.threshold,
+                settings_table.c.armed,
+                settings_table.c.crossings,
+            ).where(settings_table.c.account_id == account_id)
+        )
+    ).first()
+    if row is None or row.status != AutoTopupStatus.ACTIVE:
+        return False
+    if balance >= row.threshold:
+        if not row.armed:
+            await session.execute(
+                update(settings_table)
+                .where(settings_table.c.account_id == account_id)
+                .values(armed=True)
+            )
+        return False
+    if not row.armed:
+        return False
+    crossing = int(row.crossings) + 1
+    await session.execute(
+        update(settings_table)
+        .where(settings_table.c.account_id == account_id)
+        .values(armed=False, crossings=crossing, updated_at=clock.now())
+    )
+    return await enqueue(
+        session,
+        AUTO_TOPUP_JOB,
+        {"account_id": account_id, "crossing": crossing},
+        key=f"auto-topup:{account_id}:{crossing}",
+        clock=clock,
+    )
