@@ -118,58 +118,25 @@ async def on_charge_refunded(
     )
 
 
-@handlers.on("refund.created", "refund.updated")
-async def on_refund(session: AsyncSession, container: Container, event: StripeEvent) -> None:
-    refund = event.object
+async def _claw_back(
+    session: AsyncSession, container: Container, reversal: dict[str, Any], kind: str
+) -> None:
+    """A refund or a lost dispute of a credit purchase (found by its metadata or its payment
+    intent): recorded once under its id, then the credits clawed back in proportion."""
     found = await purchases.find_purchase(
         session,
-        purchase_id=(refund.get("metadata") or {}).get(purchases.PURCHASE_METADATA_KEY),
-        payment_intent_id=id_of(refund.get("payment_intent")),
-    )
-    if (
-        found is not None
-        and refund.get("id")
-        and refund.get("status") not in ("failed", "canceled")
-    ):
-        await purchases.record_reversal(
-            session,
-            found,
-            reversal_id=str(refund["id"]),
-            kind="refund",
-            amount=int(refund.get("amount") or 0),
-            currency=str(refund.get("currency") or found.currency),
-            clock=container.clock,
-        )
-        await service.touch_wallet(session, found.account_id, container.clock)
-        await purchases.settle_reversals(
-            session,
-            found.id,
-            clock=container.clock,
-            audit=system_audit_context("stripe", container.clock),
-        )
-    await _mirror(session, container, event, "refund")
-
-
-@handlers.on("charge.dispute.closed", "charge.dispute.funds_withdrawn")
-async def on_dispute(session: AsyncSession, container: Container, event: StripeEvent) -> None:
-    """A lost dispute takes its amount back: clawed back like a refund."""
-    dispute = event.object
-    if dispute.get("status") != "lost" or not dispute.get("id"):
-        return
-    found = await purchases.find_purchase(
-        session,
-        purchase_id=(dispute.get("metadata") or {}).get(purchases.PURCHASE_METADATA_KEY),
-        payment_intent_id=id_of(dispute.get("payment_intent")),
+        purchase_id=(reversal.get("metadata") or {}).get(purchases.PURCHASE_METADATA_KEY),
+        payment_intent_id=id_of(reversal.get("payment_intent")),
     )
     if found is None:
         return
     await purchases.record_reversal(
         session,
         found,
-        reversal_id=str(dispute["id"]),
-        kind="dispute",
-        amount=int(dispute.get("amount") or 0),
-        currency=str(dispute.get("currency") or found.currency),
+        reversal_id=str(reversal["id"]),
+        kind=kind,
+        amount=int(reversal.get("amount") or 0),
+        currency=str(reversal.get("currency") or found.currency),
         clock=container.clock,
     )
     await service.touch_wallet(session, found.account_id, container.clock)
@@ -179,6 +146,22 @@ async def on_dispute(session: AsyncSession, container: Container, event: StripeE
         clock=container.clock,
         audit=system_audit_context("stripe", container.clock),
     )
+
+
+@handlers.on("refund.created", "refund.updated")
+async def on_refund(session: AsyncSession, container: Container, event: StripeEvent) -> None:
+    refund = event.object
+    if refund.get("id") and refund.get("status") not in ("failed", "canceled"):
+        await _claw_back(session, container, refund, "refund")
+    await _mirror(session, container, event, "refund")
+
+
+@handlers.on("charge.dispute.closed", "charge.dispute.funds_withdrawn")
+async def on_dispute(session: AsyncSession, container: Container, event: StripeEvent) -> None:
+    """A lost dispute takes its amount back: clawed back like a refund."""
+    dispute = event.object
+    if dispute.get("status") == "lost" and dispute.get("id"):
+        await _claw_back(session, container, dispute, "dispute")
 
 
 @handlers.on("payment_intent.succeeded", "payment_intent.payment_failed")
