@@ -17,7 +17,7 @@ from billfold.auth.tokens import issue_token
 from billfold.config import SANDBOX_MOUNT_PATH, SANDBOX_SECRET_KEY, Settings
 from billfold.db.engine import Database
 from billfold_sandbox.state import SandboxState
-from tests.sandbox.billing_support import DAY, HOUR, JAN_1_2026, make_catalog
+from tests.sandbox.billing_support import DAY, HOUR, customer_on_clock, make_catalog
 from tests.sandbox_fixtures import ServedApp
 
 WAIT = 60.0  # generous: a loaded machine; the test never measures time
@@ -53,29 +53,21 @@ def test_a_long_advance_does_not_stall_billfolds_routes(tmp_path: Path, sqlite_u
             max_network_retries=0,
         )
         catalog = make_catalog(client)
-        clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": JAN_1_2026})
-        customer = client.v1.customers.create(
-            params={
-                "email": "long@example.com",
-                "test_clock": clock.id,
-                "payment_method": "pm_card_visa",
-                "invoice_settings": {"default_payment_method": "pm_card_visa"},
-            }
-        )
+        who = customer_on_clock(client, email="long@example.com")
         sub = client.v1.subscriptions.create(
-            params={"customer": customer.id, "items": [{"price": catalog.monthly}]}
+            params={"customer": who.customer, "items": [{"price": catalog.monthly}]}
         )
-        gate.clock_id = clock.id
+        gate.clock_id = who.clock
         renewal = int(sub.items.data[0].current_period_end) + 2 * HOUR
 
         advancing = pool.submit(
             client.v1.test_helpers.test_clocks.advance,
-            clock.id,
+            who.clock,
             params={"frozen_time": renewal},
         )
         assert gate.started.wait(WAIT), "the advance never reached the clock's first stretch"
         # The advance now holds the sandbox's lock; a sandbox call waits behind it ...
-        reading: Any = pool.submit(client.v1.test_helpers.test_clocks.retrieve, clock.id)
+        reading: Any = pool.submit(client.v1.test_helpers.test_clocks.retrieve, who.clock)
 
         # ... while billfold's own routes answer, public and authenticated.
         token = issue_token(settings, "alice")
