@@ -428,6 +428,9 @@ def test_refunds_and_a_dispute(
     refunded = [e for e in endpoint.handled if e.type == "charge.refunded"]
     assert [e.data.object["amount_refunded"] for e in refunded] == [1500, 5000]
     [dispute_id] = disputes
+    with pytest.raises(stripe.InvalidRequestError) as charged_back:  # not refunded as well
+        client.v1.refunds.create(params={"payment_intent": disputed.id})
+    assert charged_back.value.code == "charge_disputed"
     dispute = client.v1.disputes.retrieve(dispute_id)
     assert (dispute.status, dispute.payment_intent, dispute.amount) == (
         "needs_response",
