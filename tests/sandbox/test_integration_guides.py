@@ -15,13 +15,14 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
 import stripe
 
 from tests.sandbox.billing_support import DAY, HOUR, JAN_1_2026
-from tests.sandbox.payments_support import BANK_ACCOUNT, authenticate
+from tests.sandbox.payments_support import BANK_ACCOUNT
 from tests.sandbox_fixtures import SandboxServer, WebhookReceiver
 
 WAIT = 60.0  # how long a step may take on a loaded machine (never asserted on)
@@ -72,6 +73,19 @@ def _bank_debits_settle_soon(client: stripe.StripeClient) -> None:
     a second of wall time, as in test mode (the test suite's default is days, so that other
     tests see them processing)."""
     client.raw_request("post", "/v1/test_helpers/sandbox/payments/settings", ach_settle_seconds=1)
+
+
+def _authenticate_in_the_browser(next_action: Any, return_url: str) -> dict[str, list[str]]:
+    """The customer on the 3-D Secure page `redirect_to_url.url`: completes the challenge and is
+    sent back to the return URL; the query it comes back with."""
+    assert next_action.type == "redirect_to_url"
+    url = next_action.redirect_to_url.url
+    assert httpx.get(url).status_code == 200
+    done = httpx.post(url, data={"outcome": "succeed"})
+    assert done.status_code == 303, done.text
+    back = done.headers["location"]
+    assert back.startswith(return_url + "?")
+    return parse_qs(urlparse(back).query)
 
 
 def _choice(page: str, fragment: str) -> str:
@@ -264,8 +278,11 @@ def test_save_a_card_and_charge_it_off_session(
             },
         )
         if confirmed.status == "requires_action":  # 3-D Secure, done by the customer
-            assert confirmed.next_action.type == "redirect_to_url"
-            authenticate(client, setup_intent.id)
+            back = _authenticate_in_the_browser(
+                confirmed.next_action, YOUR_DOMAIN + "/setup-complete"
+            )
+            assert back["setup_intent"] == [setup_intent.id]
+            assert back["redirect_status"] == ["succeeded"]
         assert client.v1.setup_intents.retrieve(setup_intent.id).status == "succeeded"
         return customer.id, card.id
 
@@ -317,8 +334,9 @@ def test_save_a_card_and_charge_it_off_session(
         },
     )
     assert back.status == "requires_action"
-    assert back.next_action.type == "redirect_to_url"
-    authenticate(client, payment_intent_id)
+    returned = _authenticate_in_the_browser(back.next_action, YOUR_DOMAIN + "/order/123/complete")
+    assert returned["payment_intent"] == [payment_intent_id]
+    assert returned["redirect_status"] == ["succeeded"]
     paid = client.v1.payment_intents.retrieve(payment_intent_id)
     assert (paid.status, paid.amount_received) == ("succeeded", 1099)
 
