@@ -188,7 +188,8 @@ class _Dispatcher:
     loop: embedded in `billfold serve`, a long test clock advance holds the sandbox's lock, not
     the loop, so the host app's own routes keep answering meanwhile. The worker threads take
     one call at a time, in arrival order (a `CapacityLimiter(1)`, first come first served), as
-    when every handler ran on the loop; queued calls wait without holding a thread."""
+    when every handler ran on the loop; queued calls wait without holding a thread. A GET that
+    finds the sandbox idle is served on the loop at once (`_read_now`)."""
 
     def __init__(self, state: SandboxState) -> None:
         self.state = state
@@ -235,7 +236,10 @@ class _Dispatcher:
             if inspect.iscoroutinefunction(route.handler):
                 response = await self._serve_async(work)
             else:
-                response = await self._in_worker(self._serve_sync, work)
+                quick = self._read_now(work) if route.method == "GET" else None
+                if quick is None:
+                    quick = await self._in_worker(self._serve_sync, work)
+                response = quick
         except StripeError as exc:
             response = _error_response(exc, headers)
         except Exception:
@@ -247,6 +251,21 @@ class _Dispatcher:
             lost = _fault_error(fault)
             return _error_response(lost, headers)
         return response
+
+    def _read_now(self, work: _Work) -> Response | None:
+        """A read while the sandbox is idle (its lock free, no sandbox-clock timer due) is
+        served on the loop at once, sparing the thread hop: reads are short. None: the
+        sandbox is busy, the read goes to the worker in turn."""
+        state = self.state
+        if not state.lock.acquire(blocking=False):
+            return None
+        try:
+            due = state.timers.next_at(None)
+            if due is not None and due <= state.now():
+                return None
+            return self._serve_sync(work)
+        finally:
+            state.lock.release()
 
     def _serve_sync(self, work: _Work) -> Response:
         """A synchronous handler's whole call, in a worker thread, under the lock: the
