@@ -18,7 +18,7 @@ from billfold.config import SANDBOX_MOUNT_PATH, SANDBOX_SECRET_KEY, Settings
 from billfold.db.engine import Database
 from billfold_sandbox.state import SandboxState
 from tests.sandbox.billing_support import DAY, HOUR, customer_on_clock, make_catalog
-from tests.sandbox_fixtures import ServedApp
+from tests.sandbox_fixtures import SandboxServer, ServedApp
 
 WAIT = 60.0  # generous: a loaded machine; the test never measures time
 
@@ -97,3 +97,37 @@ def test_a_long_advance_does_not_stall_billfolds_routes(tmp_path: Path, sqlite_u
         gate.release.set()
         pool.shutdown(wait=True)
         served.stop()
+
+
+def test_concurrent_retries_with_one_idempotency_key_make_one_object(
+    sandbox_server: SandboxServer,
+) -> None:
+    """Handlers run in worker threads now: the idempotency check, the handler and the record
+    of its response are still one step under the lock, so retries racing each other (sent
+    while the sandbox is busy) create one customer and the others replay its response."""
+    headers = {
+        "Authorization": f"Bearer {sandbox_server.api_key}",
+        "Idempotency-Key": "race-1",
+    }
+
+    def create() -> httpx.Response:
+        return httpx.post(
+            sandbox_server.url + "/v1/customers",
+            data={"email": "race@example.com"},
+            headers=headers,
+            timeout=WAIT,
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        with sandbox_server.state.lock:  # busy: the calls queue behind this
+            futures = [pool.submit(create) for _ in range(4)]
+        answers = [f.result(WAIT) for f in futures]
+    assert [a.status_code for a in answers] == [200] * 4
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert sorted(a.headers.get("Idempotent-Replayed", "false") for a in answers) == [
+        "false",
+        "true",
+        "true",
+        "true",
+    ]
+    assert len(sandbox_server.state.all("customer")) == 1
