@@ -140,3 +140,25 @@ def test_charges_and_refunds_carry_balance_transactions(
     with pytest.raises(stripe.InvalidRequestError) as info:
         stripe_client.v1.disputes.retrieve("dp_missing")
     assert info.value.http_status == 404
+
+
+def test_a_charged_back_charge_is_not_refunded_but_an_inquiry_is(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    """As on Stripe: refunding a charge with a chargeback fails with `charge_disputed` (the
+    money is already withdrawn by the dispute); a charge under an inquiry can still be
+    refunded (`is_charge_refundable`)."""
+    disputed = _pay(stripe_client, "pm_card_createDispute")
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        stripe_client.v1.refunds.create(params={"payment_intent": disputed.id})
+    assert (info.value.code, info.value.param) == ("charge_disputed", "charge")
+    assert "has been charged back" in str(info.value.user_message)
+    charge = stripe_client.v1.charges.retrieve(str(disputed.latest_charge))
+    assert (charge.refunded, charge.amount_refunded) == (False, 0)
+    assert stripe_client.v1.refunds.list(params={"charge": charge.id}).data == []
+
+    inquiry = _pay(stripe_client, "pm_card_createDisputeInquiry")
+    dispute = stripe_client.v1.disputes.list(params={"payment_intent": inquiry.id}).data[0]
+    assert dispute.is_charge_refundable is True
+    refund = stripe_client.v1.refunds.create(params={"payment_intent": inquiry.id})
+    assert (refund.status, refund.amount) == ("succeeded", 4000)

@@ -38,7 +38,9 @@ async def sync_catalog_when_ready(
             async with container.db.transaction() as session:
                 catalog = await load_catalog(session, container.settings)
                 report = await sync_catalog(session, gateway, catalog, clock=container.clock)
-                if sandbox_state is not None and not _landed_in(sandbox_state, catalog):
+                if sandbox_state is not None and not await asyncio.to_thread(
+                    _landed_in, sandbox_state, catalog
+                ):
                     raise NotOurSandbox(container.settings.stripe_api_base)
             log.info(
                 "catalog synced into the sandbox: %d prices created, %d unchanged",

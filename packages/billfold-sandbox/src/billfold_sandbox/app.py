@@ -13,11 +13,13 @@ import importlib
 import inspect
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -42,6 +44,7 @@ from billfold_sandbox.state import RequestInfo, SandboxState, current_request, r
 from billfold_sandbox.wire import decode_form
 
 log = logging.getLogger("billfold_sandbox")
+_T = TypeVar("_T")
 
 
 def load_routers(modules: list[str] | None = None) -> list[SandboxRouter]:
@@ -159,16 +162,53 @@ def _json(body: Any, status: int, headers: dict[str, str]) -> Response:
     )
 
 
+def _error_response(exc: StripeError, headers: dict[str, str]) -> Response:
+    return _json(exc.body(), exc.status, {**headers, **exc.headers})
+
+
+@dataclass
+class _Work:
+    """One API call on its way through the dispatcher (what the worker thread needs)."""
+
+    route: Route
+    request: Request
+    raw: dict[str, Any]
+    pairs: list[tuple[str, str]]
+    path: str
+    api_key: str | None
+    request_id: str
+    idem_key: str | None
+    headers: dict[str, str]
+    fingerprint: str = ""
+
+
 class _Dispatcher:
+    """Serves every route. The sandbox's work (handlers, idempotency records, rendering,
+    commits: everything that takes `state.lock`) runs in a worker thread, never on the event
+    loop: embedded in `billfold serve`, a long test clock advance holds the sandbox's lock, not
+    the loop, so the host app's own routes keep answering meanwhile. The worker threads take
+    one call at a time, in arrival order (a `CapacityLimiter(1)`, first come first served), as
+    when every handler ran on the loop; queued calls wait without holding a thread. A GET that
+    finds the sandbox idle is served on the loop at once (`_read_now`)."""
+
     def __init__(self, state: SandboxState) -> None:
         self.state = state
-        self.in_flight: set[str] = set()
+        self.in_flight: set[str] = set()  # idempotency keys of calls running (under the lock)
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._limiter_loop: object = None
 
     def endpoint(self, route: Route) -> Any:
         async def serve(request: Request) -> Response:
             return await self.serve(route, request)
 
         return serve
+
+    async def _in_worker(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """`fn(*args)` in a worker thread, one at a time (a limiter per event loop)."""
+        loop = asyncio.get_running_loop()
+        if self._limiter is None or self._limiter_loop is not loop:
+            self._limiter, self._limiter_loop = anyio.CapacityLimiter(1), loop
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     async def serve(self, route: Route, request: Request) -> Response:
         state = self.state
@@ -180,8 +220,6 @@ class _Dispatcher:
         if idem_key:
             headers["Idempotency-Key"] = idem_key
         fault: Fault | None = None
-        store_key: str | None = None
-        owns_key = False  # this call runs under its idempotency key (not a replay/conflict)
         try:
             api_key = _api_key(request, state) if route.auth else None
             path = request.url.path.removeprefix(request.scope.get("root_path", ""))
@@ -192,55 +230,113 @@ class _Dispatcher:
                     await asyncio.sleep(fault.timeout)
                 raise _fault_error(fault)
             raw, pairs = await _params(request)
-            if api_key is not None and api_key.startswith("pk_test_"):
-                _check_publishable(route, request, raw, state)
-            if idem_key and not route.page:
-                if len(idem_key) > 255:
-                    raise invalid_request(
-                        "Invalid Idempotency-Key: must be at most 255 characters."
-                    )
-                store_key = f"{api_key}:{idem_key}"
-                fingerprint = hashlib.sha256(
-                    json.dumps([request.method, path, sorted(pairs)]).encode()
-                ).hexdigest()
-                replay = self._replay(store_key, fingerprint, path, headers)
-                if replay is not None:
-                    return replay
-                owns_key = True
-            response = await self._run(route, request, raw, api_key, request_id, idem_key, headers)
-            status = response.status_code
-            body_bytes = bytes(response.body)
+            if idem_key and len(idem_key) > 255 and not route.page:
+                raise invalid_request("Invalid Idempotency-Key: must be at most 255 characters.")
+            work = _Work(route, request, raw, pairs, path, api_key, request_id, idem_key, headers)
+            if inspect.iscoroutinefunction(route.handler):
+                response = await self._serve_async(work)
+            else:
+                quick = self._read_now(work) if route.method == "GET" else None
+                if quick is None:
+                    quick = await self._in_worker(self._serve_sync, work)
+                response = quick
         except StripeError as exc:
-            headers.update(exc.headers)
-            status, body_bytes = exc.status, json.dumps(exc.body(), indent=2).encode()
-            response = Response(body_bytes, status, media_type="application/json", headers=headers)
+            response = _error_response(exc, headers)
         except Exception:
             log.exception("sandbox handler failed on %s %s", request.method, request.url.path)
-            error = api_error()
-            status, body_bytes = 500, json.dumps(error.body(), indent=2).encode()
-            response = Response(body_bytes, status, media_type="application/json", headers=headers)
-        if store_key is not None and owns_key:
-            self.in_flight.discard(store_key)
-            retryable = status >= 500 or status == 429 or status == 409
-            if not retryable:
-                state.remember_response(
-                    store_key,
-                    {
-                        "fingerprint": fingerprint,
-                        "path": path,
-                        "status": status,
-                        "body": body_bytes.decode(),
-                        "request_id": request_id,
-                    },
-                )
-                state.commit()
+            response = _error_response(api_error(), headers)
         if fault is not None and fault.after:
             if fault.timeout:
                 await asyncio.sleep(fault.timeout)
             lost = _fault_error(fault)
-            headers.update(lost.headers)
-            return _json(lost.body(), lost.status, headers)
+            return _error_response(lost, headers)
         return response
+
+    def _read_now(self, work: _Work) -> Response | None:
+        """A read while the sandbox is idle (its lock free, no sandbox-clock timer due) is
+        served on the loop at once, sparing the thread hop: reads are short. None: the
+        sandbox is busy, the read goes to the worker in turn."""
+        state = self.state
+        if not state.lock.acquire(blocking=False):
+            return None
+        try:
+            due = state.timers.next_at(None)
+            if due is not None and due <= state.now():
+                return None
+            return self._serve_sync(work)
+        finally:
+            state.lock.release()
+
+    def _serve_sync(self, work: _Work) -> Response:
+        """A synchronous handler's whole call, in a worker thread, under the lock: the
+        idempotency check, the handler, its commit and the idempotency record."""
+        with self.state.lock:
+            store_key: str | None = None
+            try:
+                claimed = self._claim(work)
+                if isinstance(claimed, Response):
+                    return claimed
+                store_key = claimed
+                response = self._run_sync(work)
+            except StripeError as exc:
+                response = _error_response(exc, work.headers)
+            except Exception:
+                log.exception("sandbox handler failed on %s %s", work.route.method, work.path)
+                response = _error_response(api_error(), work.headers)
+            self._finish(work, store_key, response)
+            return response
+
+    async def _serve_async(self, work: _Work) -> Response:
+        """An async handler (waiting) runs on the loop without the lock; what it needs of the
+        state before and after runs in the worker."""
+        claimed = await self._in_worker(self._claim, work)
+        if isinstance(claimed, Response):
+            return claimed
+        try:
+            response = await self._run_async(work)
+        except StripeError as exc:
+            response = _error_response(exc, work.headers)
+        except Exception:
+            log.exception("sandbox handler failed on %s %s", work.route.method, work.path)
+            response = _error_response(api_error(), work.headers)
+        await self._in_worker(self._finish, work, claimed, response)
+        return response
+
+    def _claim(self, work: _Work) -> Response | str | None:
+        """Publishable-key checks and the idempotency key: a stored response to replay, the
+        key this call now runs under, or None (no key)."""
+        with self.state.lock:
+            if work.api_key is not None and work.api_key.startswith("pk_test_"):
+                _check_publishable(work.route, work.request, work.raw, self.state)
+            if not work.idem_key or work.route.page:
+                return None
+            store_key = f"{work.api_key}:{work.idem_key}"
+            work.fingerprint = hashlib.sha256(
+                json.dumps([work.request.method, work.path, sorted(work.pairs)]).encode()
+            ).hexdigest()
+            replay = self._replay(store_key, work.fingerprint, work.path, work.headers)
+            return replay if replay is not None else store_key
+
+    def _finish(self, work: _Work, store_key: str | None, response: Response) -> None:
+        """Release the idempotency key; remember the response unless it may be retried."""
+        if store_key is None:
+            return
+        with self.state.lock:
+            self.in_flight.discard(store_key)
+            status = response.status_code
+            if status >= 500 or status == 429 or status == 409:
+                return
+            self.state.remember_response(
+                store_key,
+                {
+                    "fingerprint": work.fingerprint,
+                    "path": work.path,
+                    "status": status,
+                    "body": bytes(response.body).decode(),
+                    "request_id": work.request_id,
+                },
+            )
+            self.state.commit()
 
     def _replay(
         self, store_key: str, fingerprint: str, path: str, headers: dict[str, str]
@@ -278,61 +374,51 @@ class _Dispatcher:
             headers=replay_headers,
         )
 
-    async def _run(
-        self,
-        route: Route,
-        request: Request,
-        raw: dict[str, Any],
-        api_key: str | None,
-        request_id: str,
-        idem_key: str | None,
-        headers: dict[str, str],
-    ) -> Response:
-        state = self.state
-        token = current_request.set(RequestInfo(request_id, idem_key))
+    def _call(self, work: _Work, params: dict[str, Any]) -> Call:
+        return Call(
+            state=self.state,
+            params=params,
+            path=dict(work.request.path_params),
+            request=work.request,
+            request_id=work.request_id,
+            idempotency_key=work.idem_key,
+            api_key=work.api_key,
+            raw=work.raw,
+        )
+
+    def _run_sync(self, work: _Work) -> Response:
+        state, route = self.state, work.route
+        token = current_request.set(RequestInfo(work.request_id, work.idem_key))
         try:
-            params = raw if route.page else validate(route.params, raw)
-            if inspect.iscoroutinefunction(route.handler):
-                # Async handlers (waiting for deliveries) run without the lock.
-                call = Call(
-                    state,
-                    params,
-                    dict(request.path_params),
-                    request,
-                    request_id,
-                    idem_key,
-                    api_key,
-                    raw,
-                )
-                try:
-                    result = await route.handler(call)
-                finally:
-                    state.commit()
-                return _json(state.render(result, params.get("expand")), 200, headers)
+            params = work.raw if route.page else validate(route.params, work.raw)
             with state.lock:
                 state.run_due_sandbox_timers()
-                call = Call(
-                    state=state,
-                    params=params,
-                    path=dict(request.path_params),
-                    request=request,
-                    request_id=request_id,
-                    idempotency_key=idem_key,
-                    api_key=api_key,
-                    raw=raw,
-                )
                 try:
-                    result = route.handler(call)
+                    result = route.handler(self._call(work, params))
                 finally:
                     state.commit()
                 if isinstance(result, Response):
-                    for name, value in headers.items():
+                    for name, value in work.headers.items():
                         result.headers.setdefault(name, value)
                     return result
                 body = state.render(result, params.get("expand"))
         finally:
             current_request.reset(token)
-        return _json(body, 200, headers)
+        return _json(body, 200, work.headers)
+
+    async def _run_async(self, work: _Work) -> Response:
+        state, route = self.state, work.route
+        token = current_request.set(RequestInfo(work.request_id, work.idem_key))
+        try:
+            params = work.raw if route.page else validate(route.params, work.raw)
+            try:
+                result = await route.handler(self._call(work, params))  # type: ignore[misc]
+            finally:
+                await self._in_worker(state.commit)
+            body = await self._in_worker(state.render, result, params.get("expand"))
+        finally:
+            current_request.reset(token)
+        return _json(body, 200, work.headers)
 
 
 def create_sandbox_app(

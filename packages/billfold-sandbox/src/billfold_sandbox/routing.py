@@ -5,7 +5,8 @@
     @router.post("/v1/customers", params=CUSTOMER_CREATE)
     def create_customer(call: Call) -> StripeObject: ...
 
-Handlers are plain (synchronous) functions run under the state lock, one at a time. They get a
+Handlers are plain (synchronous) functions run under the state lock, one at a time, in a worker
+thread (the app's dispatcher: long work never holds the event loop). They get a
 `Call` and return a stored object (rendered with `expand[]` by the app), a list object from
 `call.list_response(...)`, or a Starlette `Response` (hosted pages).
 """

@@ -72,6 +72,16 @@ def refund(
             param="charge",
             code="charge_not_refundable",
         )
+    if charge.get("disputed") and any(
+        d.get("charge") == charge["id"] and not d.get("is_charge_refundable")
+        for d in state.all("dispute")
+    ):
+        # As on Stripe: a charged-back charge is not refunded (an inquiry's still may be).
+        raise invalid_request(
+            f"Charge {charge['id']} has been charged back; cannot issue a refund.",
+            param="charge",
+            code="charge_disputed",
+        )
     left = refundable(charge)
     if left <= 0:
         raise invalid_request(

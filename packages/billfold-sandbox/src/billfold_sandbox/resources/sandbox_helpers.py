@@ -116,6 +116,9 @@ def advance_sandbox_clock(call: Call) -> StripeObject:
 
 @router.post(f"{BASE}/reset")
 async def reset(call: Call) -> StripeObject:
-    await anyio.to_thread.run_sync(call.state.reset)
-    call.state.save_if_dirty()
+    def reset_and_save() -> None:  # in a thread: the loop never waits on the state's lock
+        call.state.reset()
+        call.state.save_if_dirty()
+
+    await anyio.to_thread.run_sync(reset_and_save)
     return {"object": "sandbox.reset", "reset": True}
