@@ -535,12 +535,19 @@ async def ledger_csv(
     request: Request, session: ReadSessionDep, customer: ReadingCustomerDep, ledger: Cursor = None
 ) -> Response:
     """The ledger of one of the account's balances, as CSV."""
-    accounts = await ledger_accounts_of(session, customer.account.id)
+    return await ledger_csv_of(request, session, customer.account.id, ledger)
+
+
+async def ledger_csv_of(
+    request: Request, session: AsyncSession, account_id: str, ledger: int | None
+) -> Response:
+    """One of the account's ledgers (`ledger`, else its first) as CSV (the console's too)."""
+    accounts = await ledger_accounts_of(session, account_id)
     chosen = _pick_ledger(accounts, ledger)
     container = get_container(request)
     if chosen is None:
         return csv_response(_only(LEDGER_CSV_HEADER), "ledger.csv")
-    rows = ledger_rows(container, chosen.id, customer.account.id)
+    rows = ledger_rows(container, chosen.id, account_id)
     return csv_response(rows, f"ledger-{chosen.name}-{chosen.unit}.csv")
 
 
