@@ -79,9 +79,18 @@ async def test_the_account_page_is_a_fixed_number_of_queries(
         assert page.status_code == 200
         counts.append(len(statements))
     assert counts[0] == counts[1], counts
-    # The many's lists are pages: 25 payments and a link to the older ones.
-    older = await panel.get(f"/operator/accounts/{many}")
-    assert older.text.count("Older payments") == 1
+    # The many's payments are pages: 25, and a link to the older ones, which htmx swaps in.
+    first = await panel.get(f"/operator/accounts/{many}")
+    assert first.text.count("Older payments") == 1
+    cursor = first.text.split("?payments_before=")[1].split('"')[0]
+    older = await panel.get(
+        f"/operator/accounts/{many}",
+        params={"payments_before": cursor},
+        headers={"HX-Request": "true"},
+    )
+    assert older.status_code == 200 and "<h1>" not in older.text  # the tables only
+    assert 'id="payments-h"' in older.text and 'id="ledger-h"' in older.text
+    assert older.text.count('<span class="status status-succeeded">') == 16  # 41 - 25
 
 
 async def test_the_account_csv_files_for_operators_only(
