@@ -174,6 +174,18 @@ async def test_a_customer_and_an_operator_in_the_browser(
                     .where(Job.key == job_key(event_id))
                     .values(status="dead", last_error="ConnectionError: the database went away")
                 )
+                # A dead job to retry: another event's, already done, marked as given up.
+                other = (
+                    await session.execute(
+                        select(Job)
+                        .where(Job.key.like("stripe-event:%"), Job.key != job_key(event_id))
+                        .order_by(Job.id)
+                        .limit(1)
+                    )
+                ).scalar_one()
+                dead_job = other.id
+                other.status = "dead"
+                other.last_error = "TimeoutError: Stripe did not answer"
             operator_link = await _link(server, {"X-API-Key": key.secret}, operator=True)
             await page.goto(operator_link)
             await page.wait_for_url("**/operator")
@@ -207,7 +219,12 @@ async def test_a_customer_and_an_operator_in_the_browser(
             assert "No failed webhook events." in await page.inner_text("main")
 
             await page.get_by_role("link", name="Jobs").click()
+            assert "Stripe did not answer" in await page.inner_text("main")
             await check_page(page, "operator-jobs", database_name)
+            await page.get_by_role("button", name=f"Retry job {dead_job}").click()
+            await page.wait_for_url("**/operator/jobs?done=**")
+            assert f"Job {dead_job} queued again" in await page.inner_text("[role=status]")
+            assert await page.get_by_role("button", name=f"Retry job {dead_job}").count() == 0
             await page.get_by_role("link", name="Checks").click()
             await page.get_by_role("button", name="Run the checks").click()
             main = await page.inner_text("main")
