@@ -94,6 +94,14 @@ async def test_a_customer_tops_up_and_buys_credits_in_the_browser(
             await page.get_by_label("Credits to buy each time").fill("200")
             await page.locator("#auto-price").filter(has_text="for 200 credits").wait_for()
             await page.get_by_label("Daily limit").fill("2")
+            # A monthly limit under one top-up's price: refused, the field named and marked.
+            await page.get_by_label("Monthly limit").fill("1")
+            await page.get_by_role("button", name="Save auto top-up").click()
+            alert = await page.inner_text("#auto-error")
+            assert alert.startswith("Monthly limit: monthly_limit must cover one top-up"), alert
+            assert await page.get_attribute("#auto-monthly-limit", "aria-invalid") == "true"
+            assert "Off" in await page.inner_text("#auto-topup-status")  # nothing saved
+            await check_page(page, "credits-auto-topup-refused", database_name)
             await page.get_by_label("Monthly limit").fill("100.50")
             await page.get_by_role("button", name="Save auto top-up").click()
             await page.wait_for_url("**/credits?done=auto-topup*")
