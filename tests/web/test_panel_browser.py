@@ -2,9 +2,10 @@
 uvicorn and the Stripe sandbox (`billfold_server`), on both databases: a customer signs in by
 link, subscribes through the sandbox's hosted Checkout, cancels at period end, reactivates,
 cancels now, reads the activity and signs out; an operator signs in by link, finds the account,
-retries a failed webhook event and a dead job, and runs the checks. Every page is checked with
-axe-core (no serious or critical violation) and photographed at desktop and phone widths into
-/tmp/panel-shots/. Skipped without Chromium; with BILLFOLD_REQUIRE_BROWSER=1 (CI), failed.
+grants promotional credits and takes them back, retries a failed webhook event and a dead
+job, and runs the checks. Every page is checked with axe-core (no serious or critical
+violation) and photographed at desktop and phone widths into /tmp/panel-shots/. Skipped
+without Chromium; with BILLFOLD_REQUIRE_BROWSER=1 (CI), failed.
 """
 
 from __future__ import annotations
@@ -173,6 +174,18 @@ async def test_a_customer_and_an_operator_in_the_browser(
                     .where(Job.key == job_key(event_id))
                     .values(status="dead", last_error="ConnectionError: the database went away")
                 )
+                # A dead job to retry: another event's, already done, marked as given up.
+                other = (
+                    await session.execute(
+                        select(Job)
+                        .where(Job.key.like("stripe-event:%"), Job.key != job_key(event_id))
+                        .order_by(Job.id)
+                        .limit(1)
+                    )
+                ).scalar_one()
+                dead_job = other.id
+                other.status = "dead"
+                other.last_error = "TimeoutError: Stripe did not answer"
             operator_link = await _link(server, {"X-API-Key": key.secret}, operator=True)
             await page.goto(operator_link)
             await page.wait_for_url("**/operator")
@@ -183,6 +196,20 @@ async def test_a_customer_and_an_operator_in_the_browser(
             assert "Canceled" in await page.inner_text("main")
             await check_page(page, "operator-account", database_name)
 
+            # Grant promotional credits with a reason, then take back what is left of them.
+            await page.fill("#grant-credits", "25")
+            await page.fill("#grant-reason", "sorry for the outage")
+            await page.get_by_role("button", name="Grant credits").click()
+            await page.wait_for_url("**/operator/accounts/**?done=Granted+25+credits")
+            assert "Granted 25 credits" in await page.inner_text("[role=status]")
+            assert "Balance: 25 credits" in await page.inner_text("main")
+            assert "Promotion" in await page.inner_text("section[aria-labelledby=lots-h]")
+            await check_page(page, "operator-account-granted", database_name)
+            await page.get_by_label("Reason", exact=True).last.fill("granted twice")
+            await page.get_by_role("button", name="Revoke unspent credits of grant").click()
+            await page.wait_for_url("**?done=Took+back+25+credits")
+            assert "Balance: 0 credits" in await page.inner_text("main")
+
             await page.get_by_role("link", name="Webhook events").click()
             assert "the database went away" in await page.inner_text("main")
             await check_page(page, "operator-events", database_name)
@@ -192,7 +219,12 @@ async def test_a_customer_and_an_operator_in_the_browser(
             assert "No failed webhook events." in await page.inner_text("main")
 
             await page.get_by_role("link", name="Jobs").click()
+            assert "Stripe did not answer" in await page.inner_text("main")
             await check_page(page, "operator-jobs", database_name)
+            await page.get_by_role("button", name=f"Retry job {dead_job}").click()
+            await page.wait_for_url("**/operator/jobs?done=**")
+            assert f"Job {dead_job} queued again" in await page.inner_text("[role=status]")
+            assert await page.get_by_role("button", name=f"Retry job {dead_job}").count() == 0
             await page.get_by_role("link", name="Checks").click()
             await page.get_by_role("button", name="Run the checks").click()
             main = await page.inner_text("main")

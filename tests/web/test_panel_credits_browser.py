@@ -1,10 +1,11 @@
 """The panel's credits in a real browser (Playwright with Debian's Chromium) against billfold
 served by uvicorn and the Stripe sandbox (`billfold_server`), on both databases: a customer
 signs in by link, types a top-up's amount and sees its price, pays it on the sandbox's hosted
-Checkout, sees the balance change once the webhooks are applied, subscribes, buys a credit
-package, and reads the overview's chart and the credit history. Every new page is checked with
-axe-core (no serious or critical violation) and photographed at desktop and phone widths into
-/tmp/panel-shots/ (the frame of test_panel_browser.py). Skipped without Chromium; with
+Checkout, sees the balance change once the webhooks are applied, sets auto top-up and sees it
+saved, subscribes, buys a credit package, and reads the overview's chart and the credit
+history. Every new page is checked with axe-core (no serious or critical violation) and
+photographed at desktop and phone widths into /tmp/panel-shots/ (the frame of
+test_panel_browser.py). Skipped without Chromium; with
 BILLFOLD_REQUIRE_BROWSER=1 (CI), failed.
 """
 
@@ -85,6 +86,30 @@ async def test_a_customer_tops_up_and_buys_credits_in_the_browser(
             assert await page.inner_text("#credit-balance") == "600 credits"
             assert "Top-up" in await page.inner_text("main")  # its lot, 600 left
             await check_page(page, "credits-topped-up", database_name)
+
+            # Auto top-up: set with its guardrails, the price of its credits shown as typed.
+            assert "Off" in await page.inner_text("#auto-topup-status")
+            await page.get_by_label("Top up automatically").check()
+            await page.get_by_label("Threshold: top up when the balance falls under").fill("50")
+            await page.get_by_label("Credits to buy each time").fill("200")
+            await page.locator("#auto-price").filter(has_text="for 200 credits").wait_for()
+            await page.get_by_label("Daily limit").fill("2")
+            # A monthly limit under one top-up's price: refused, the field named and marked.
+            await page.get_by_label("Monthly limit").fill("1")
+            await page.get_by_role("button", name="Save auto top-up").click()
+            alert = await page.inner_text("#auto-error")
+            assert alert.startswith("Monthly limit: monthly_limit must cover one top-up"), alert
+            assert await page.get_attribute("#auto-monthly-limit", "aria-invalid") == "true"
+            assert "Off" in await page.inner_text("#auto-topup-status")  # nothing saved
+            await check_page(page, "credits-auto-topup-refused", database_name)
+            await page.get_by_label("Monthly limit").fill("100.50")
+            await page.get_by_role("button", name="Save auto top-up").click()
+            await page.wait_for_url("**/credits?done=auto-topup*")
+            assert "auto top-up settings are saved" in await page.inner_text("[role=status]")
+            assert "On" in await page.inner_text("#auto-topup-status")
+            assert await page.input_value("#auto-monthly-limit") == "100.50"
+            assert await page.is_checked("#auto-enabled")
+            await check_page(page, "credits-auto-topup", database_name)
 
             # The overview's balance and its chart, with the numbers as a table.
             await page.get_by_role("link", name="Overview").click()

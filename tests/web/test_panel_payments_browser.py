@@ -2,9 +2,10 @@
 served by uvicorn and the Stripe sandbox (`billfold_server`), on both databases, with the
 sandbox's Stripe.js stand-in (served by the sandbox, another origin than the panel): a customer
 signs in by link, adds a card and one asking for 3-D Secure under the panel's own CSP (nothing
-refused), adds another card and a US bank account, verifies its microdeposits (a wrong answer
-first, shown), reorders by keyboard, sets the default, removes a card, turns autopay on, pays
-the balance and reads the payments on the activity page. axe-core on each page (no serious or
+refused), adds another card and a US bank account (which the overview asks to verify),
+verifies its microdeposits (a wrong answer first, shown), reorders by keyboard, sets the
+default, removes a card, turns autopay on, sees what is owed on the overview, pays the balance
+and reads the payments on the activity page. axe-core on each page (no serious or
 critical violation), screenshots at desktop and phone widths into /tmp/panel-shots/."""
 
 from __future__ import annotations
@@ -121,6 +122,14 @@ async def test_a_customers_payment_methods_in_the_browser(
             main = await page.inner_text("main")
             assert "STRIPE TEST BANK ending in 6789" in main and "Waiting for verification" in main
             await check_page(page, "payment-methods-pending", database_name)
+            # The overview says the bank account waits for its deposits, and links back.
+            await page.get_by_role("link", name="Overview").click()
+            await page.wait_for_url(f"{url}/")
+            attention = await page.inner_text("section.attention")
+            assert "A bank account waits for verification" in attention, attention
+            await check_page(page, "overview-unverified-bank", database_name)
+            await page.get_by_role("link", name="Verify", exact=True).click()
+            await page.wait_for_url("**/payment-methods")
             await page.get_by_label("First deposit").fill("12")
             await page.get_by_label("Second deposit").fill("34")
             await page.get_by_role("button", name="Verify").click()
@@ -178,6 +187,12 @@ async def test_a_customers_payment_methods_in_the_browser(
             await page.goto(f"{url}/payment-methods")
             assert "$12.50" in await page.inner_text("#balance")
             await check_page(page, "payment-methods-owing", database_name)
+            # The overview: what is owed, and autopay on.
+            await page.goto(f"{url}/")
+            assert "Owed now (USD)\n$12.50" in await page.inner_text("#money")
+            assert await page.inner_text("#autopay-state") == "On"
+            await check_page(page, "overview-owing", database_name)
+            await page.goto(f"{url}/payment-methods")
             await page.get_by_role("button", name="Pay $12.50 now").click()
             await page.wait_for_url("**done=paid")
             balance = await page.inner_text("#balance")

@@ -75,12 +75,15 @@ async def read_settings(session: AsyncSession, account_id: str) -> PaymentSettin
     return await session.get(PaymentSettings, account_id)
 
 
-async def list_methods(session: AsyncSession, account_id: str) -> list[PaymentMethod]:
-    """The account's methods in priority order."""
+async def list_methods(
+    session: AsyncSession, account_id: str, *, limit: int | None = None
+) -> list[PaymentMethod]:
+    """The account's methods in priority order (the first `limit`, when given)."""
     rows = await session.execute(
         select(PaymentMethod)
         .where(PaymentMethod.account_id == account_id)
         .order_by(PaymentMethod.priority, PaymentMethod.created_at)
+        .limit(limit)
     )
     return list(rows.scalars())
 

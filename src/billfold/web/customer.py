@@ -24,11 +24,13 @@ from billfold.container import Container
 from billfold.customers.models import BillingAccount
 from billfold.ledger.models import LedgerAccount
 from billfold.ledger.service import account_history, history_before
+from billfold.money import format_money
 from billfold.subscriptions import changes, checkout
 from billfold.subscriptions.models import CHANGEABLE_STATUSES, LIVE_STATUSES, Subscription
 from billfold.subscriptions.reads import current_subscription, has_premium
 from billfold.web.credit_summary import credit_overview, histories_context
 from billfold.web.csv_export import CSV_BATCH, csv_response
+from billfold.web.money_state import MoneyState, money_state
 from billfold.web.payments import PaymentCursor, activity_payments
 from billfold.web.rendering import format_day, locale_of, render
 from billfold.web.visitors import (
@@ -104,6 +106,52 @@ def attention_items(sub: Subscription | None, locale_date: str | None) -> list[A
     return found
 
 
+def money_attention(state: MoneyState, locale: str) -> list[Attention]:
+    """What needs the customer's attention in their payments and auto top-up."""
+    found: list[Attention] = []
+    failed = state.failed_payment
+    if failed is not None:
+        why = f": {failed.reason.rstrip('.')}" if failed.reason else ""
+        found.append(
+            Attention(
+                f"Your latest payment of {format_money(failed.amount, failed.currency, locale)} "
+                f"failed{why}. Pay with another method, or update yours.",
+                "/payment-methods#balance",
+                "Pay the balance",
+            )
+        )
+    banks = state.unverified_bank_accounts
+    if banks:
+        found.append(
+            Attention(
+                "A bank account waits for verification: enter the amounts of its two small "
+                "deposits."
+                if banks == 1
+                else f"{banks} bank accounts wait for verification: enter the amounts of their "
+                "two small deposits.",
+                "/payment-methods",
+                "Verify",
+            )
+        )
+    if state.autopay_stopped_reason:
+        found.append(
+            Attention(
+                f"Autopay is off: {state.autopay_stopped_reason.rstrip('.')}.",
+                "/payment-methods#autopay",
+                "Turn autopay on",
+            )
+        )
+    if state.auto_topup_stopped_reason:
+        found.append(
+            Attention(
+                f"Auto top-up stopped: {state.auto_topup_stopped_reason.rstrip('.')}.",
+                "/credits#auto-topup",
+                "Review auto top-up",
+            )
+        )
+    return found
+
+
 def _plan_name(catalog: Catalog, sub: Subscription | None) -> str | None:
     if sub is None or sub.plan_code is None:
         return None
@@ -135,11 +183,14 @@ def _account_name(account: BillingAccount) -> str:
 async def overview(
     request: Request, session: ReadSessionDep, customer: ReadingCustomerDep
 ) -> Response:
-    """The overview: plan, status, next renewal, and what needs attention."""
+    """The overview: plan, status, next renewal, what is owed, autopay, and what needs
+    attention."""
     container = get_container(request)
     context = await _subscription_context(session, container, customer)
     sub = context["sub"]
     assert sub is None or isinstance(sub, Subscription)
+    locale = locale_of(request)
+    state = await money_state(session, customer.account.id)
     return render(
         request,
         "overview.html",
@@ -149,8 +200,10 @@ async def overview(
             "visitor": customer,
             "account_name": _account_name(customer.account),
             "attention": attention_items(
-                sub, format_day(sub.current_period_end, locale_of(request)) if sub else None
-            ),
+                sub, format_day(sub.current_period_end, locale) if sub else None
+            )
+            + money_attention(state, locale),
+            "money_state": state,
             "notice": None,
             **await credit_overview(request, session, customer.account),
         },
@@ -482,12 +535,19 @@ async def ledger_csv(
     request: Request, session: ReadSessionDep, customer: ReadingCustomerDep, ledger: Cursor = None
 ) -> Response:
     """The ledger of one of the account's balances, as CSV."""
-    accounts = await ledger_accounts_of(session, customer.account.id)
+    return await ledger_csv_of(request, session, customer.account.id, ledger)
+
+
+async def ledger_csv_of(
+    request: Request, session: AsyncSession, account_id: str, ledger: int | None
+) -> Response:
+    """One of the account's ledgers (`ledger`, else its first) as CSV (the console's too)."""
+    accounts = await ledger_accounts_of(session, account_id)
     chosen = _pick_ledger(accounts, ledger)
     container = get_container(request)
     if chosen is None:
         return csv_response(_only(LEDGER_CSV_HEADER), "ledger.csv")
-    rows = ledger_rows(container, chosen.id, customer.account.id)
+    rows = ledger_rows(container, chosen.id, account_id)
     return csv_response(rows, f"ledger-{chosen.name}-{chosen.unit}.csv")
 
 

@@ -1,13 +1,14 @@
 """The operator's console: find an account (by id, email, user, shop or organization), see its
-subscription, ledger and audit trail; failed webhook events and dead jobs with their errors,
+balance, lots, holds, auto top-up, subscription, payment methods, payments and dues, ledger and
+audit trail; failed webhook events and dead jobs with their errors,
 retried from here; the ledger and audit checks. Operators sign in with an API key or an
 operator's link (`admin` claim); every action they take is in the audit log."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, date, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse
@@ -17,7 +18,10 @@ from starlette.responses import Response
 
 from billfold.api.deps import ReadSessionDep, SessionDep, end_transaction, get_container
 from billfold.audit.verify import verify_chain
+from billfold.container import Container
+from billfold.credits import autotopup
 from billfold.credits import service as credit_service
+from billfold.credits.summary import open_lots
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.db.base import new_id
 from billfold.errors import NotFound, ValidationFailed
@@ -25,11 +29,32 @@ from billfold.jobs import JobStatus
 from billfold.jobs import retry as retry_jobs
 from billfold.jobs.models import Job
 from billfold.ledger.verify import verify_ledger
+from billfold.payments import methods as payment_methods
 from billfold.stripe.inbox import job_key, process_event
 from billfold.stripe.models import InboxStatus, WebhookEvent
 from billfold.subscriptions.reads import list_subscriptions
-from billfold.web.customer import STATUS_LABELS, Cursor, PageNumber, activity_context
-from billfold.web.rendering import render
+from billfold.web.credit_summary import count_format
+from billfold.web.credits import SOURCE_LABELS
+from billfold.web.csv_export import csv_response
+from billfold.web.customer import (
+    PAGE_SIZE,
+    STATUS_LABELS,
+    Cursor,
+    PageNumber,
+    activity_context,
+    audit_rows,
+    ledger_csv_of,
+    money_attention,
+)
+from billfold.web.money_state import money_state
+from billfold.web.payments import (
+    PaymentCursor,
+    activity_payments,
+    dues_rows,
+    method_label,
+    payment_rows,
+)
+from billfold.web.rendering import locale_of, render
 from billfold.web.visitors import PanelRoute, PostingOperatorDep, ReadingOperatorDep, panel_audit
 
 router = APIRouter(prefix="/operator", route_class=PanelRoute, include_in_schema=False)
@@ -99,21 +124,25 @@ async def account(
     ledger: Cursor = None,
     page: PageNumber = 1,
     before: Cursor = None,
+    payments_before: PaymentCursor = None,
+    dues_before: Cursor = None,
     done: Annotated[str | None, Query(max_length=300)] = None,
 ) -> Response:
-    """One account: its subscriptions, credits (promotional grants given and revoked here),
-    ledger and audit trail."""
-    found = await session.get(BillingAccount, account_id)
-    if found is None:
-        raise NotFound("no such billing account")
+    """One account: its subscriptions, credits (lots, holds, auto top-up; promotional grants
+    given and revoked here), payment methods, payments and dues, ledger and audit trail: a
+    fixed number of queries, each list bounded."""
+    found = await _account_of(session, account_id)
     subscriptions = await list_subscriptions(session, found)
     credits = await credit_service.get_balance(session, found.id)
     grants = await credit_service.promotional_grants(session, found.id)
+    money = await _money_context(
+        request, session, found, payments_before=payments_before, dues_before=dues_before
+    )
     context = await activity_context(session, found, ledger=ledger, page=page, before=before)
     partial = request.headers.get("hx-request") == "true"
     return render(
         request,
-        "_activity_tables.html" if partial else "operator/account.html",
+        "_activity_customer.html" if partial else "operator/account.html",
         {
             **context,
             "title": f"Account {found.kind} {found.external_id}",
@@ -126,8 +155,84 @@ async def account(
             "grants": grants,
             "grant_key": new_id("opg"),
             "notice": done,
+            **money,
         },
     )
+
+
+async def _account_of(session: AsyncSession, account_id: str) -> BillingAccount:
+    found = await session.get(BillingAccount, account_id)
+    if found is None:
+        raise NotFound("no such billing account")
+    return found
+
+
+@router.get("/accounts/{account_id}/ledger.csv")
+async def account_ledger_csv(
+    request: Request,
+    session: ReadSessionDep,
+    operator: ReadingOperatorDep,
+    account_id: str,
+    ledger: Cursor = None,
+) -> Response:
+    """One of the account's ledgers, as CSV (the customer's activity's file)."""
+    found = await _account_of(session, account_id)
+    return await ledger_csv_of(request, session, found.id, ledger)
+
+
+AccountRows = Callable[[Container, str], AsyncIterator[list[str]]]
+ACCOUNT_CSVS: dict[str, AccountRows] = {
+    "audit": audit_rows,
+    "payments": payment_rows,
+    "dues": dues_rows,
+}
+
+
+@router.get("/accounts/{account_id}/{name}.csv")
+async def account_csv(
+    request: Request,
+    session: ReadSessionDep,
+    operator: ReadingOperatorDep,
+    account_id: str,
+    name: Literal["audit", "payments", "dues"],
+) -> Response:
+    """The account's audit trail, payments or dues ledger, as CSV."""
+    found = await _account_of(session, account_id)
+    rows = ACCOUNT_CSVS[name](get_container(request), found.id)
+    return csv_response(rows, f"{name}-{found.id}.csv")
+
+
+async def _money_context(
+    request: Request,
+    session: AsyncSession,
+    found: BillingAccount,
+    *,
+    payments_before: str | None,
+    dues_before: int | None,
+) -> dict[str, object]:
+    """The account's lots, holds, auto top-up, payment methods, payments and dues ledger (a
+    page each, as the customer's activity) and what needs attention: bounded lists, a fixed
+    number of queries."""
+    now = get_container(request).clock.now()
+    state = await money_state(session, found.id)
+    settings = await payment_methods.read_settings(session, found.id)
+    return {
+        "lots": await open_lots(session, found.id, now=now, limit=LIST_LIMIT),
+        "holds": await credit_service.list_holds(session, found.id, limit=PAGE_SIZE),
+        "auto_topup": await autotopup.read_settings(session, found.id),
+        "sources": SOURCE_LABELS,
+        "count": count_format(request),
+        "money_state": state,
+        "money_attention": money_attention(state, locale_of(request)),
+        "methods": [
+            (m, method_label(m, None))
+            for m in await payment_methods.list_methods(session, found.id, limit=LIST_LIMIT)
+        ],
+        "default_id": settings.default_payment_method_id if settings else None,
+        **await activity_payments(
+            session, found.id, payments_before=payments_before, dues_before=dues_before
+        ),
+    }
 
 
 def _form_expiry(value: str | None) -> datetime | None:
@@ -166,9 +271,7 @@ async def grant_credits(
     """Grant promotional credits with a reason (the form's key grants once however often it
     is sent)."""
     container = get_container(request)
-    found = await session.get(BillingAccount, account_id)
-    if found is None:
-        raise NotFound("no such billing account")
+    found = await _account_of(session, account_id)
     granted = await credit_service.grant_promotion(
         session,
         account_id=found.id,
