@@ -245,6 +245,7 @@ def main() -> None:
         "BILLFOLD_JWT_SECRET": JWT_SECRET,
         # The limits are not what is measured here: no caller may hit them.
         "BILLFOLD_RATE_LIMIT": "1000000/second",
+        "BILLFOLD_RATE_LIMIT_ADDRESS": "1000000/second",
         "BILLFOLD_WEBHOOK_RETRY_SECONDS": "0",
         "BILLFOLD_LOG_LEVEL": "WARNING",
     }
