@@ -12,6 +12,14 @@ database `test`) and dropped at the end; SQLite: a file in a temporary directory
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, where bench/http.py would hide the
+# standard library's `http` package (imported by httpx, PyJWT, asyncpg...): it goes last.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.append(sys.path.pop(0))
+
 import argparse
 import asyncio
 import tempfile

@@ -29,6 +29,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# Run as a script, this folder comes first on sys.path, where bench/http.py would hide the
+# standard library's `http` package (imported by httpx, PyJWT, asyncpg...): it goes last.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.append(sys.path.pop(0))
+
+import sys
+from pathlib import Path
+
 # bench/http.py would shadow the standard library's `http` for a script run from bench/.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 

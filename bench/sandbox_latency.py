@@ -12,6 +12,14 @@ faults, parameter checks, the lock, render with expand, commit).
 # ruff: noqa: E402  (the path is fixed before the imports, see below)
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, where bench/http.py would hide the
+# standard library's `http` package (imported by httpx, PyJWT, asyncpg...): it goes last.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.append(sys.path.pop(0))
+
 import argparse
 import json
 import statistics
