@@ -20,6 +20,9 @@ from billfold.credits.models import AutoTopupStatus, CreditAutoTopup
 from billfold.jobs import enqueue
 
 AUTO_TOPUP_JOB = "credits.auto_topup"
+# Written on the job (the runner reads a job's own max_attempts, not its kind's): after this
+# many failed attempts it is dead and its reserved top-up released (autotopup.release_stranded).
+AUTO_TOPUP_MAX_ATTEMPTS = 5
 
 settings_table = cast(Table, CreditAutoTopup.__table__)
 
@@ -60,5 +63,6 @@ async def note_balance(session: AsyncSession, account_id: str, balance: int, clo
         AUTO_TOPUP_JOB,
         {"account_id": account_id, "crossing": crossing},
         key=f"auto-topup:{account_id}:{crossing}",
+        max_attempts=AUTO_TOPUP_MAX_ATTEMPTS,
         clock=clock,
     )
