@@ -438,3 +438,27 @@ async def test_the_sweep_releases_a_reserved_top_up_no_job_will_finish(
     clock.advance(autotopup.COOLDOWN)
     assert await carol.run() == "completed"
     await carol.clean()
+
+
+async def test_a_clawback_under_the_threshold_fires_it_once(carol: Customer) -> None:
+    await carol.card()
+    await carol.call("PUT", "/auto-topup", json=SETTINGS)  # 0 is under 30: fires
+    await carol.run_jobs()
+    assert await carol.balance() == 100  # back above: armed again
+    assert await carol.jobs() == 1
+    async with carol.container.db.read() as session:
+        intent = (
+            await session.execute(
+                select(CreditPurchase.stripe_payment_intent_id).where(
+                    CreditPurchase.account_id == carol.account_id
+                )
+            )
+        ).scalar_one()
+    # A partial refund takes back 100 x 800 / 1100 = 72 credits: 28 is under 30.
+    carol.world.client.v1.refunds.create({"payment_intent": intent, "amount": 800})
+    await deliver_all(carol.api, carol.world, path=WEBHOOK)
+    assert await carol.balance() == 28
+    assert await carol.jobs() == 2
+    await deliver_all(carol.api, carol.world, path=WEBHOOK)  # repeated: the same crossing
+    assert await carol.jobs() == 2
+    await carol.clean()

@@ -924,7 +924,8 @@ async def claw_back(
 ) -> Movement:
     """Take back `credits` (a refund, a lost dispute): from the purchase's own lot first, then
     the others in spend order; what was already spent becomes a negative balance (recorded on
-    the ledger as an overdraft) that the next grant settles."""
+    the ledger as an overdraft) that the next grant settles. Like every movement, a balance
+    brought under the auto top-up's threshold fires it (`note_balance`)."""
     check_credits(credits)
     version = await _lock_wallet(session, account_id, clock)
     await _expire_due_lots(session, account_id, clock, audit)
@@ -975,6 +976,7 @@ async def claw_back(
             "balance": balance,
         },
     )
+    await note_balance(session, account_id, balance, clock)
     return Movement(
         balance=balance, version=version, transaction_id=posted.id, replayed=False, lots=taken
     )

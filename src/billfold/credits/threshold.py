@@ -1,8 +1,9 @@
 """The auto top-up's trigger, inside every movement of an account's credits (under its wallet
-lock): a debit, a hold, a capture or an expiry that brings the balance under the account's
-threshold enqueues one `credits.auto_topup` job (the outbox: it runs only if the movement
-commits), and disarms it; a balance back at or above the threshold (a grant) re-arms it. So a
-top-up fires once per crossing, however many debits follow under the threshold.
+lock): a debit, a hold, a capture, an expiry, a revoke or a clawback (a refund, a lost
+dispute) that brings the balance under the account's threshold enqueues one
+`credits.auto_topup` job (the outbox: it runs only if the movement commits), and disarms it; a
+balance back at or above the threshold (a grant) re-arms it. So a top-up fires once per
+crossing, however many debits follow under the threshold.
 
 Kept apart from `autotopup.py` (the settings, the guardrails and the charge) so the engine
 (`service.py`) imports only this: one primary-key read per movement when nothing fires.
