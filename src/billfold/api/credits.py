@@ -28,7 +28,6 @@ the field, before anything is written.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -1016,7 +1015,11 @@ class GrantCreate(BaseModel):
     account: Any = None
     credits: Any = None
     reason: Any = None
-    expires_at: Any = None
+    expires_at: Any = Field(
+        default=None,
+        description="optional: when the grant's unspent credits expire (ISO 8601 with its "
+        "offset, in the future); the CLI's --expires-at",
+    )
     idempotency_key: Any = None
 
 
@@ -1070,23 +1073,6 @@ def _api_key_only(principal: Principal, what: str) -> None:
         raise Forbidden(f"{what} take an API key (the host app's backend), not a user's token")
 
 
-def _expiry(value: Any, now: datetime, field: str = "expires_at") -> datetime | None:
-    if value is None:
-        return None
-    try:
-        found = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        found = None
-    if found is None or found.tzinfo is None:
-        raise ValidationFailed(
-            f"{field} must be an ISO 8601 time with its offset (2026-12-31T23:59:59Z)",
-            field=field,
-        )
-    if found <= now:
-        raise ValidationFailed(f"{field} must be in the future", field=field)
-    return found.astimezone(UTC)
-
-
 @router.post(
     "/credits/grants",
     response_model=GrantRead,
@@ -1108,7 +1094,7 @@ async def create_grant(
     ref = AccountRef.parse(body.account, field="account")
     credits = service.check_credits(body.credits)
     reason = service.check_reason(body.reason)
-    expires_at = _expiry(body.expires_at, container.clock.now())
+    expires_at = service.check_expiry(body.expires_at, container.clock.now())
     account = await get_or_create_account(
         session,
         ref.kind,
