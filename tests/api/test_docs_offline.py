@@ -15,7 +15,7 @@ import pytest
 from billfold.app import create_app
 from billfold.config import Settings
 from billfold.db.engine import Database
-from tests.sandbox.browser_env import CHROMIUM, chromium_env, require_browser
+from tests.sandbox.browser_env import CHROMIUM, require_browser
 from tests.sandbox_fixtures import ServedApp
 
 
@@ -70,7 +70,6 @@ async def test_docs_render_with_the_network_cut(served_docs: str) -> None:
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-            env=chromium_env(),
         )
         try:
             page = await browser.new_page()

@@ -358,3 +358,107 @@ async def test_a_stopped_top_up_resumes_when_the_default_method_changes(
     assert await carol.run() == "completed"
     assert await carol.balance() == 100
     await carol.clean()
+
+
+class Unreachable(PaymentsForAutoTopup):
+    """Payments whose charge never returns an answer (every attempt raises)."""
+
+    async def charge(self, *args: Any, **kwargs: Any) -> autotopup.TopupCharge:
+        raise RuntimeError("payments unreachable")
+
+
+async def test_a_dead_job_releases_its_top_up_so_later_ones_are_not_blocked(
+    carol: Customer, clock: FrozenClock
+) -> None:
+    await carol.card()
+    await carol.grant(50, "start")
+    await carol.call("PUT", "/auto-topup", json=SETTINGS)
+    assert await carol.spend(25) == 25  # crossed: one job
+    runner = JobRunner(carol.container, autotopup.auto_topup_jobs(Unreachable()), worker_id="test")
+    dead = 0
+    for _ in range(autotopup.AUTO_TOPUP_MAX_ATTEMPTS):
+        assert await carol.topups() in ([], [("reserved", PRICE)])
+        dead += (await runner.drain()).dead
+        clock.advance(autotopup.COOLDOWN)  # past every back-off
+    assert dead == 1
+    # Not in flight any more: failed, counted, audited with the reason.
+    assert await carol.topups() == [("failed", PRICE)]
+    (released,) = await carol.audit("credits.auto_topup_released")
+    assert "died after 5 attempts" in released["reason"]
+    assert "payments unreachable" in released["reason"]
+    (failed,) = await carol.audit("credits.auto_topup_failed")
+    assert failed == {"failure_code": "job_dead", "failures_in_row": 1}
+    assert (await carol.get())["failures_in_row"] == 1
+    # The next crossing tops up.
+    await carol.grant(100, "again")
+    assert await carol.spend(100) == 25
+    await carol.run_jobs()
+    assert await carol.balance() == 125
+    assert await carol.topups() == [("failed", PRICE), ("completed", PRICE)]
+    assert (await carol.get())["failures_in_row"] == 0
+    await carol.clean()
+
+
+async def test_the_sweep_releases_a_reserved_top_up_no_job_will_finish(
+    carol: Customer, clock: FrozenClock
+) -> None:
+    await carol.card()
+    await carol.call("PUT", "/auto-topup", json=SETTINGS)  # 0 is under 30: a job is queued
+    assert await carol.jobs() == 1
+    with pytest.raises(RuntimeError):
+        await autotopup.run_auto_topup(
+            carol.container,
+            Unreachable(),
+            carol.account_id,
+            system_audit_context("auto_topup", clock),
+        )
+    assert await carol.topups() == [("reserved", PRICE)]
+
+    async def sweep() -> int:
+        async with carol.container.db.transaction() as session:
+            return await autotopup.release_all_stranded(
+                session, clock=clock, audit=system_audit_context("auto_topup", clock)
+            )
+
+    assert await sweep() == 0  # too recent
+    clock.advance(autotopup.STRANDED_AFTER + autotopup.COOLDOWN)
+    assert await sweep() == 0  # its queued job will finish it
+    async with carol.container.db.transaction() as session:
+        (
+            await session.execute(select(Job).where(Job.kind == AUTO_TOPUP_JOB))
+        ).scalar_one().status = "dead"  # died before its failure could be recorded
+    assert await sweep() == 1
+    assert await sweep() == 0  # once
+    assert await carol.topups() == [("failed", PRICE)]
+    (released,) = await carol.audit("credits.auto_topup_released")
+    assert "no job left" in released["reason"]
+    assert (await carol.get())["failures_in_row"] == 1
+    # The sweep is a recurring job of the runner (once per slot however many workers).
+    assert autotopup.AUTO_TOPUP_SWEEP_JOB in autotopup.auto_topup_jobs(Unreachable()).schedules
+    clock.advance(autotopup.COOLDOWN)
+    assert await carol.run() == "completed"
+    await carol.clean()
+
+
+async def test_a_clawback_under_the_threshold_fires_it_once(carol: Customer) -> None:
+    await carol.card()
+    await carol.call("PUT", "/auto-topup", json=SETTINGS)  # 0 is under 30: fires
+    await carol.run_jobs()
+    assert await carol.balance() == 100  # back above: armed again
+    assert await carol.jobs() == 1
+    async with carol.container.db.read() as session:
+        intent = (
+            await session.execute(
+                select(CreditPurchase.stripe_payment_intent_id).where(
+                    CreditPurchase.account_id == carol.account_id
+                )
+            )
+        ).scalar_one()
+    # A partial refund takes back 100 x 800 / 1100 = 72 credits: 28 is under 30.
+    carol.world.client.v1.refunds.create({"payment_intent": intent, "amount": 800})
+    await deliver_all(carol.api, carol.world, path=WEBHOOK)
+    assert await carol.balance() == 28
+    assert await carol.jobs() == 2
+    await deliver_all(carol.api, carol.world, path=WEBHOOK)  # repeated: the same crossing
+    assert await carol.jobs() == 2
+    await carol.clean()

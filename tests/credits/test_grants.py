@@ -5,18 +5,22 @@ audited; a revocation takes back only what is unspent."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
+from billfold.audit.context import system_audit_context
 from billfold.audit.models import AuditEntry
 from billfold.auth.apikeys import create_api_key
 from billfold.clock import FrozenClock
 from billfold.credits import service
 from billfold.customers.models import AccountKind
-from billfold.customers.service import find_account
+from billfold.customers.service import find_account, get_or_create_account
 from billfold.db.engine import Database
+from billfold.errors import ValidationFailed
 from billfold.ledger.verify import verify_ledger
 from tests.audit.test_cli import cli_database, invoke  # noqa: F401
 from tests.subscriptions.fixtures import bearer
@@ -122,6 +126,14 @@ async def test_the_cli_grants_and_revokes(cli_database: Database) -> None:  # no
     grant_id = granted.output.split("grant ")[1].split(":")[0]
     bad = await invoke("credits", "grant", "user:erin", "0", "--reason", "nothing")
     assert bad.exit_code == 1
+    for expiry, said in (
+        ("tomorrow", "--expires-at must be an ISO 8601 time with its offset"),
+        ("2020-01-01T00:00:00Z", "--expires-at must be in the future"),
+    ):
+        refused = await invoke(
+            "credits", "grant", "user:erin", "5", "--reason", "x", "--expires-at", expiry
+        )
+        assert refused.exit_code == 1 and said in refused.output, refused.output
     async with cli_database.read() as session:
         account = await find_account(session, AccountKind.USER, "erin")
         assert account is not None
@@ -141,3 +153,38 @@ async def test_the_cli_grants_and_revokes(cli_database: Database) -> None:  # no
         actors = list(found.scalars())
     assert len(actors) == 2 and all(a.startswith("cli:") for a in actors)
     await _clean(cli_database)
+
+
+async def test_the_engine_names_the_expiry_as_the_api_does(
+    database: Database, clock: FrozenClock
+) -> None:
+    """`service.grant`, under every caller (API, CLI, console, allowances), refuses a past
+    expiry naming `expires_at`, the API's field."""
+    async with database.transaction() as session:
+        account = await get_or_create_account(
+            session, AccountKind.USER, "fay", currency="eur", clock=clock
+        )
+        with pytest.raises(ValidationFailed) as refused:
+            await service.grant(
+                session,
+                account_id=account.id,
+                credits=5,
+                key="past",
+                source="promotion",
+                clock=clock,
+                audit=system_audit_context("test", clock),
+                expires_at=clock.now() - timedelta(seconds=1),
+            )
+    assert refused.value.field == "expires_at"
+    now = clock.now()
+    for value in (None, now + timedelta(days=1), "2999-01-01T00:00:00+02:00"):
+        found = service.check_expiry(value, now)
+        assert found is None or (found > now and found.utcoffset() == timedelta(0))
+    for value, said in (
+        ("2999-01-01T00:00:00", "offset"),
+        (now, "future"),
+        (17, "offset"),
+    ):
+        with pytest.raises(ValidationFailed, match=said) as bad:
+            service.check_expiry(value, now)
+        assert bad.value.field == "expires_at"

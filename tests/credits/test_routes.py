@@ -160,7 +160,7 @@ async def test_packages_need_an_active_subscription(
         "credits": 100,
         "price": 10.99,
         "currency": "USD",
-        "description": "100 credits",
+        "description": "For trying it out",
     }
     bought = await api.post(f"{B}/purchase", json={"packageId": "pro", **URLS}, headers=headers)
     assert bought.status_code == 200, bought.text

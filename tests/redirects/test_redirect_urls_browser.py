@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 
 from tests.redirects.strategies import allowed_ascii_hosts, tricky_urls
 from tests.redirects.test_redirect_urls import accepted
-from tests.sandbox.browser_env import CHROMIUM, chromium_env, require_browser
+from tests.sandbox.browser_env import CHROMIUM, require_browser
 
 pytestmark = pytest.mark.browser
 
@@ -24,9 +24,7 @@ def page() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=ARGS, env=chromium_env()
-        )
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield browser.new_page()
         browser.close()
 

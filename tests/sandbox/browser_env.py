@@ -1,16 +1,11 @@
-"""The environment the browser tests start Chromium with."""
+"""Where the browser tests find Chromium. It starts with this process's environment (what
+Playwright and subprocess pass on by default), so under scripts/test-dates (a moved wall
+clock, preloaded by tests/faketime/fakedate.c) the browser lives on the same date as the
+servers it talks to."""
 
 from __future__ import annotations
 
 import os
-
-
-def chromium_env() -> dict[str, str]:
-    """The environment Chromium starts with: this process's, so that under scripts/test-dates
-    (a moved wall clock, preloaded by tests/faketime/fakedate.c) the browser lives on the same
-    date as the servers it talks to."""
-    return dict(os.environ)
-
 
 CHROMIUM = "/usr/bin/chromium"
 

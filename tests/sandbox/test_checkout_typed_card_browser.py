@@ -11,7 +11,7 @@ import pytest
 import stripe
 
 from tests.sandbox.billing_support import make_catalog
-from tests.sandbox.browser_env import CHROMIUM, chromium_env, require_browser
+from tests.sandbox.browser_env import CHROMIUM, require_browser
 
 pytestmark = pytest.mark.browser
 
@@ -52,7 +52,6 @@ async def test_a_typed_card_pays_checkout_after_a_decline(
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=["--headless", "--no-sandbox", "--disable-gpu"],
-            env=chromium_env(),
         )
         try:
             page = await browser.new_page()

@@ -15,7 +15,6 @@ import pytest
 import stripe
 
 from tests.sandbox.billing_support import make_catalog
-from tests.sandbox.browser_env import chromium_env
 
 pytestmark = pytest.mark.browser
 
@@ -42,9 +41,7 @@ def _require_browser() -> None:
 
 
 async def _launch(playwright: Any) -> Any:
-    return await playwright.chromium.launch(
-        executable_path=str(CHROMIUM), args=ARGS, env=chromium_env()
-    )
+    return await playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
 
 
 async def test_browser_pays_a_subscription_checkout(stripe_client: stripe.StripeClient) -> None:

@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 import stripe
 
-from tests.sandbox.browser_env import chromium_env
-
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -53,7 +51,6 @@ async def test_customer_completes_three_d_secure_in_a_browser(
         browser = await playwright.chromium.launch(
             executable_path=chromium,
             args=["--headless", "--no-sandbox", "--disable-gpu"],
-            env=chromium_env(),
         )
         try:
             page = await browser.new_page()
@@ -94,7 +91,6 @@ async def test_customer_verifies_microdeposits_in_a_browser(
         browser = await playwright.chromium.launch(
             executable_path=chromium,
             args=["--headless", "--no-sandbox", "--disable-gpu"],
-            env=chromium_env(),
         )
         try:
             page = await browser.new_page()

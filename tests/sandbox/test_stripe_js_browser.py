@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import stripe
 
-from tests.sandbox.browser_env import CHROMIUM, chromium_env, require_browser
+from tests.sandbox.browser_env import CHROMIUM, require_browser
 from tests.sandbox_fixtures import SandboxServer, ServedApp
 
 pytestmark = pytest.mark.browser
@@ -111,7 +111,6 @@ async def test_a_page_saves_and_pays_by_card_with_3ds(
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=["--headless", "--no-sandbox", "--disable-gpu"],
-            env=chromium_env(),
         )
         try:
             page = await browser.new_page()
@@ -173,7 +172,6 @@ async def test_a_page_saves_a_bank_account_verified_by_microdeposits(
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=["--headless", "--no-sandbox", "--disable-gpu"],
-            env=chromium_env(),
         )
         try:
             page = await browser.new_page()

@@ -45,6 +45,9 @@ async def test_the_operator_grants_and_revokes_credits(
     assert no_csrf.status_code == 403
     for bad in ({"credits": "4x"}, {"credits": "0"}, {"reason": ""}, {"expires_on": "soon"}):
         assert (await panel.post(grant_url, data={**form, **bad})).status_code == 400, bad
+    # A day already begun is refused under the form's own field name.
+    past = await panel.post(grant_url, data={**form, "expires_on": "2020-01-01"})
+    assert past.status_code == 400 and "expires_on must be in the future" in past.text
     done = await panel.post(grant_url, data=form)
     assert done.status_code == 303, done.text
     assert (await panel.post(grant_url, data=form)).status_code == 303  # resent: once

@@ -22,7 +22,7 @@ from billfold.jobs.models import Job
 from billfold.stripe.inbox import job_key
 from billfold.stripe.models import WebhookEvent
 from tests.e2e_fixtures import BillfoldServer
-from tests.sandbox.browser_env import CHROMIUM, chromium_env, require_browser
+from tests.sandbox.browser_env import CHROMIUM, require_browser
 
 pytestmark = pytest.mark.browser
 
@@ -83,9 +83,7 @@ async def test_a_customer_and_an_operator_in_the_browser(
     link = await _link(server, server.bearer("dana"))
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=ARGS, env=chromium_env()
-        )
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             # bypass_csp: the test injects axe-core, which the panel's CSP would refuse.
             context = await browser.new_context(bypass_csp=True, viewport=DESKTOP, locale="en-US")

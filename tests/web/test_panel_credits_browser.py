@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e_fixtures import BillfoldServer
-from tests.sandbox.browser_env import CHROMIUM, chromium_env, require_browser
+from tests.sandbox.browser_env import CHROMIUM, require_browser
 from tests.web.test_panel_browser import (
     ARGS,
     DESKTOP,
@@ -51,9 +51,7 @@ async def test_a_customer_tops_up_and_buys_credits_in_the_browser(
     link = await _link(server, server.bearer("erin"))
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=ARGS, env=chromium_env()
-        )
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             context = await browser.new_context(bypass_csp=True, viewport=DESKTOP, locale="en-US")
             page = await context.new_page()

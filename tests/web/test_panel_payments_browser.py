@@ -19,7 +19,7 @@ from billfold.customers.models import AccountKind
 from billfold.customers.service import find_account
 from billfold.payments import dues
 from tests.e2e_fixtures import BillfoldServer
-from tests.sandbox.browser_env import CHROMIUM, chromium_env, require_browser
+from tests.sandbox.browser_env import CHROMIUM, require_browser
 from tests.sandbox.test_stripe_js_browser import _type_card
 from tests.web.test_panel_browser import (  # noqa: F401 (database_name: a fixture)
     ARGS,
@@ -54,9 +54,7 @@ async def test_a_customers_payment_methods_in_the_browser(
     url = server.url
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=ARGS, env=chromium_env()
-        )
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             # First under the panel's own CSP: Stripe.js loads and saves a card, refused nothing.
             strict = await browser.new_context(viewport=DESKTOP, locale="en-US")

@@ -27,8 +27,6 @@ the field, before anything is written.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -40,9 +38,10 @@ from billfold.api.audit_deps import AuditContextDep
 from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.errors import AUTHENTICATED, error_responses
+from billfold.api.params import credit_currency, int_param
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.auth.principal import AccountRef, Principal
-from billfold.catalog.credits import CreditCatalog, read_credit_catalog
+from billfold.catalog.credits import read_credit_catalog
 from billfold.container import Container
 from billfold.credits import autotopup, history, purchases, service
 from billfold.credits.models import PurchaseKind
@@ -52,13 +51,11 @@ from billfold.errors import BillfoldError, Forbidden, ValidationFailed
 from billfold.money import to_major
 from billfold.payments.dues import dues_of
 from billfold.payments.schemas import DuesRead
-from billfold.subscriptions.models import Subscription
-from billfold.subscriptions.reads import current_subscription
+from billfold.subscriptions.reads import has_active_subscription
 
 router = APIRouter(prefix="/api/billing", tags=["credits (document 001)"])
 
 VERSION_HEADER = "X-Balance-Version"
-ACTIVE = frozenset({"active", "trialing"})
 
 
 class CamelModel(BaseModel):
@@ -132,42 +129,8 @@ def _major(minor: int, currency: str) -> float:
     return float(to_major(minor, currency))
 
 
-def _currency(catalog: CreditCatalog, account: BillingAccount, asked: str | None) -> str:
-    if asked is not None:
-        if not isinstance(asked, str) or not asked.strip():
-            raise ValidationFailed("currency must be EUR or USD", field="currency")
-        return catalog.check_currency(asked)
-    setting = (account.settings or {}).get("currency")
-    if isinstance(setting, str) and setting.strip().lower() in catalog.currencies:
-        return setting.strip().lower()
-    return catalog.default_currency
-
-
-_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
-
-
-def _int_param(value: Any, field: str, *, default: int | None = None) -> int:
-    if value is None:
-        if default is None:
-            raise ValidationFailed(f"{field} is required", field=field)
-        return default
-    if isinstance(value, bool):
-        raise ValidationFailed(f"{field} must be a whole number", field=field)
-    if isinstance(value, int):
-        return value
-    # ASCII digits only: str.isdigit() also admits '²' and other digits int() refuses.
-    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
-        return int(value.strip())
-    raise ValidationFailed(f"{field} must be a whole number", field=field)
-
-
 def _versioned(response: Response, version: int) -> None:
     response.headers[VERSION_HEADER] = str(version)
-
-
-async def _subscription_active(session: Any, account: BillingAccount) -> bool:
-    found: Subscription | None = await current_subscription(session, account)
-    return found is not None and found.status in ACTIVE
 
 
 # --- balance, packages, pricing ------------------------------------------------------------
@@ -210,7 +173,7 @@ async def get_balance(
 ) -> BalanceRead:
     """The account's spendable credits (negative after a clawback of credits already spent)."""
     catalog = read_credit_catalog(container.settings)
-    code = _currency(catalog, account, currency)
+    code = credit_currency(catalog, account, currency)
     found = await service.get_balance(session, account.id)
     _versioned(response, found.version)
     owed = [DuesRead.of(d) for d in await dues_of(session, account.id)]
@@ -245,8 +208,8 @@ async def list_packages(
     """The credit packages in the currency; none (and `subscriptionRequired`) without an active
     subscription."""
     catalog = read_credit_catalog(container.settings)
-    code = _currency(catalog, account, currency)
-    active = await _subscription_active(session, account)
+    code = credit_currency(catalog, account, currency)
+    active = await has_active_subscription(session, account)
     packages = (
         [
             PackageRead(
@@ -283,8 +246,8 @@ async def calculate_topup(
 ) -> TopupPriceRead:
     """The price of a top-up of `credits` (volume tiers of the catalog)."""
     catalog = read_credit_catalog(container.settings)
-    code = _currency(catalog, account, currency)
-    count = _int_param(credits, "credits")
+    code = credit_currency(catalog, account, currency)
+    count = int_param(credits, "credits")
     price = catalog.topup_price(count, code)
     return TopupPriceRead(credits=count, price=_major(price, code), currency=code.upper())
 
@@ -331,7 +294,7 @@ async def create_topup(
 ) -> CheckoutRead:
     """A payment-mode Checkout for `credits`; granted when Stripe reports the payment."""
     catalog = read_credit_catalog(container.settings)
-    code = _currency(catalog, account, body.currency)
+    code = credit_currency(catalog, account, body.currency)
     count = service.check_credits(body.credits, maximum=catalog.max_topup_credits)
     catalog.topup_price(count, code)  # 400 before anything is written
     success = _url(body.success_url, "successUrl")
@@ -368,12 +331,12 @@ async def create_purchase(
 ) -> CheckoutRead:
     """A payment-mode Checkout for a credit package (402 without an active subscription)."""
     catalog = read_credit_catalog(container.settings)
-    code = _currency(catalog, account, body.currency)
+    code = credit_currency(catalog, account, body.currency)
     if not isinstance(body.package_id, str) or catalog.package(body.package_id) is None:
         raise ValidationFailed(f"unknown package {body.package_id!r}", field="packageId")
     success = _url(body.success_url, "successUrl")
     cancel = _url(body.cancel_url, "cancelUrl")
-    active = await _subscription_active(session, account)
+    active = await has_active_subscription(session, account)
     await end_transaction(session)
     started = await purchases.start_purchase(
         container,
@@ -473,7 +436,7 @@ async def _page(
     response: Response,
 ) -> history.Page:
     number, size = history.check_page(
-        _int_param(page, "page", default=1), _int_param(page_size, "pageSize", default=20)
+        int_param(page, "page", default=1), int_param(page_size, "pageSize", default=20)
     )
     version = await service.wallet_version(session, account.id)
     _versioned(response, version)
@@ -795,7 +758,7 @@ async def create_hold(
     audit: AuditContextDep,
 ) -> HoldEnvelope:
     """Reserve credits (402 with the shortfall when there are not enough)."""
-    expires_in = _int_param(body.expires_in, "expiresIn", default=service.DEFAULT_HOLD_SECONDS)
+    expires_in = int_param(body.expires_in, "expiresIn", default=service.DEFAULT_HOLD_SECONDS)
     return _envelope(
         await service.create_hold(
             session,
@@ -984,7 +947,7 @@ async def put_auto_topup(
             account.id,
             body.model_dump(exclude_unset=True),
             catalog=catalog,
-            default_currency=_currency(catalog, account, None),
+            default_currency=credit_currency(catalog, account, None),
             clock=container.clock,
             audit=audit,
         )
@@ -1016,7 +979,11 @@ class GrantCreate(BaseModel):
     account: Any = None
     credits: Any = None
     reason: Any = None
-    expires_at: Any = None
+    expires_at: Any = Field(
+        default=None,
+        description="optional: when the grant's unspent credits expire (ISO 8601 with its "
+        "offset, in the future); the CLI's --expires-at",
+    )
     idempotency_key: Any = None
 
 
@@ -1070,23 +1037,6 @@ def _api_key_only(principal: Principal, what: str) -> None:
         raise Forbidden(f"{what} take an API key (the host app's backend), not a user's token")
 
 
-def _expiry(value: Any, now: datetime, field: str = "expires_at") -> datetime | None:
-    if value is None:
-        return None
-    try:
-        found = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        found = None
-    if found is None or found.tzinfo is None:
-        raise ValidationFailed(
-            f"{field} must be an ISO 8601 time with its offset (2026-12-31T23:59:59Z)",
-            field=field,
-        )
-    if found <= now:
-        raise ValidationFailed(f"{field} must be in the future", field=field)
-    return found.astimezone(UTC)
-
-
 @router.post(
     "/credits/grants",
     response_model=GrantRead,
@@ -1108,7 +1058,7 @@ async def create_grant(
     ref = AccountRef.parse(body.account, field="account")
     credits = service.check_credits(body.credits)
     reason = service.check_reason(body.reason)
-    expires_at = _expiry(body.expires_at, container.clock.now())
+    expires_at = service.check_expiry(body.expires_at, container.clock.now())
     account = await get_or_create_account(
         session,
         ref.kind,
@@ -1154,7 +1104,7 @@ async def revoke_grant(
 ) -> RevokedRead:
     """Take back the unspent remainder of a promotional grant, with a reason (an API key)."""
     _api_key_only(principal, "promotional grants")
-    lot_id = _int_param(grant_id, "grant_id")
+    lot_id = int_param(grant_id, "grant_id")
     revoked = await service.revoke_grant(
         session, lot_id=lot_id, reason=body.reason, clock=container.clock, audit=audit
     )

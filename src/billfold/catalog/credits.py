@@ -9,7 +9,7 @@ max_topup_credits = 1000000       # the largest top-up (400 beyond it)
 id = "starter"
 name = "Starter"
 credits = 100
-description = "100 credits"
+description = "For trying it out" # what it is for (the page shows the credits and price)
 prices = { eur = 999, usd = 1099 } # minor units, per currency
 
 [credits.topup.eur]

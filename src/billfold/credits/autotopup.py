@@ -24,6 +24,13 @@ One run is reserve / call / record (ARCHITECTURE.md "Calling Stripe"):
 
 A crossing refused by a guardrail is not retried: the next fires after the balance is back at
 or above the threshold (a grant) and falls under it again.
+
+A run that never records (its `credits.auto_topup` job dead after its attempts) would leave its
+row `reserved`, in flight for ever, refusing every later top-up of the account. The job's dead
+handling releases it (`release_stranded`: the row failed, a failure counted towards the stop,
+`credits.auto_topup_released` audited with the reason), and the recurring
+`credits.auto_topup_sweep` releases any reserved row older than `STRANDED_AFTER` that no live
+job will finish (a job that died before this existed, or whose failure could not be recorded).
 """
 
 from __future__ import annotations
@@ -49,10 +56,10 @@ from billfold.credits.models import (
     PurchaseKind,
     PurchaseState,
 )
-from billfold.credits.threshold import AUTO_TOPUP_JOB, note_balance
+from billfold.credits.threshold import AUTO_TOPUP_JOB, AUTO_TOPUP_MAX_ATTEMPTS, note_balance
 from billfold.customers.service import AuditRecorder
 from billfold.errors import Conflict, NotFound, PaymentRequired, ValidationFailed
-from billfold.jobs import JobRegistry, JobRun
+from billfold.jobs import Job, JobFailure, JobRegistry, JobRun, JobStatus
 from billfold.ledger.service import balance_of
 
 purchase_rows = cast(Table, CreditPurchase.__table__)
@@ -60,6 +67,11 @@ purchase_rows = cast(Table, CreditPurchase.__table__)
 COOLDOWN = timedelta(minutes=10)
 MAX_FAILURES_IN_ROW = 3
 AUTO_TOPUP_RESUME_JOB = "credits.auto_topup_resume"
+AUTO_TOPUP_SWEEP_JOB = "credits.auto_topup_sweep"
+# A reserved row this old with no live job for its account is released by the sweep (longer
+# than a job's attempts and back-offs, so a run still trying is never cut short).
+STRANDED_AFTER = timedelta(minutes=30)
+RELEASED_CODE = "job_dead"
 MAX_PER_DAY = 100
 MAX_THRESHOLD = 10**9
 MAX_MONTHLY_LIMIT = 10**12
@@ -648,11 +660,122 @@ async def run_auto_topup(
     return str(state)
 
 
+# --- a run that died ------------------------------------------------------------------------
+
+
+async def release_stranded(
+    session: AsyncSession,
+    account_id: str,
+    reason: str,
+    *,
+    clock: Clock,
+    audit: AuditRecorder,
+    reserved_before: datetime | None = None,
+) -> str | None:
+    """The account's reserved auto top-up that no run will record (its job died) is failed,
+    so it no longer counts as in flight: audited as `credits.auto_topup_released` with
+    `reason`, and counted as a failed charge (`job_dead`) towards the stop after
+    `MAX_FAILURES_IN_ROW`. Only a row reserved before `reserved_before` when given. Returns the
+    released purchase's id (None: none was reserved)."""
+    await session.get(CreditAutoTopup, account_id, with_for_update=True)  # _reserve's lock order
+    conditions = [
+        purchase_rows.c.account_id == account_id,
+        purchase_rows.c.kind == PurchaseKind.AUTO_TOPUP,
+        purchase_rows.c.state == PurchaseState.RESERVED,
+    ]
+    if reserved_before is not None:
+        conditions.append(purchase_rows.c.updated_at < reserved_before)
+    purchase = (await session.execute(select(purchase_rows).where(*conditions))).first()
+    if purchase is None:
+        return None
+    failed = await record_outcome(
+        session,
+        purchase,
+        "failed",
+        payment_intent_id=None,
+        failure_code=RELEASED_CODE,
+        clock=clock,
+        audit=audit,
+    )
+    if not failed:  # pragma: no cover - the settings row's lock orders it after any record
+        return None
+    await audit.record(
+        session,
+        "credits.auto_topup_released",
+        account_id=account_id,
+        target=purchase.id,
+        details={"reason": reason},
+    )
+    return str(purchase.id)
+
+
+async def release_all_stranded(
+    session: AsyncSession, *, clock: Clock, audit: AuditRecorder, limit: int = 200
+) -> int:
+    """The sweep: every reserved auto top-up older than `STRANDED_AFTER` whose account has no
+    `credits.auto_topup` job left to finish it (none queued, running or waiting to retry) is
+    released (`release_stranded`). Returns how many."""
+    cutoff = clock.now() - STRANDED_AFTER
+    accounts = (
+        (
+            await session.execute(
+                select(purchase_rows.c.account_id)
+                .where(
+                    purchase_rows.c.kind == PurchaseKind.AUTO_TOPUP,
+                    purchase_rows.c.state == PurchaseState.RESERVED,
+                    purchase_rows.c.updated_at < cutoff,
+                )
+                .order_by(purchase_rows.c.account_id)
+                .limit(limit)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    released = 0
+    for account_id in accounts:
+        live = (
+            await session.execute(
+                select(Job.id)
+                .where(
+                    Job.kind == AUTO_TOPUP_JOB,
+                    Job.key.startswith(f"auto-topup:{account_id}:", autoescape=True),
+                    Job.status.in_(
+                        [JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.FAILED.value]
+                    ),
+                )
+                .limit(1)
+            )
+        ).first()
+        if live is not None:
+            continue
+        reason = "no job left to finish it (its job died or is gone)"
+        if await release_stranded(
+            session, account_id, reason, clock=clock, audit=audit, reserved_before=cutoff
+        ):
+            released += 1
+    return released
+
+
 def auto_topup_jobs(payments: TopupPayments) -> JobRegistry:
-    """The auto top-up's job kind, on the payments the composition root gives it."""
+    """The auto top-up's job kinds, on the payments the composition root gives it."""
     jobs = JobRegistry()
 
-    @jobs.kind(AUTO_TOPUP_JOB, max_attempts=5)
+    async def released_when_dead(session: AsyncSession, run: JobRun, failure: JobFailure) -> None:
+        """The job's last attempt failed: its reserved row is released, in the transaction
+        that marks the job dead."""
+        if not failure.dead:
+            return
+        clock = run.container.clock
+        await release_stranded(
+            session,
+            str(run.payload["account_id"]),
+            f"its job died after {run.attempt} attempts: {failure.error}"[:500],
+            clock=clock,
+            audit=system_audit_context("auto_topup", clock),
+        )
+
+    @jobs.kind(AUTO_TOPUP_JOB, max_attempts=AUTO_TOPUP_MAX_ATTEMPTS, on_failure=released_when_dead)
     async def auto_topup(run: JobRun) -> None:
         """Charge and grant one auto top-up (the guardrails decide whether it may start)."""
         await run_auto_topup(
@@ -669,6 +792,15 @@ def auto_topup_jobs(payments: TopupPayments) -> JobRegistry:
         async with run.transaction() as session:
             await resume_where_default_changed(
                 session, payments, clock=clock, audit=system_audit_context("auto_topup", clock)
+            )
+
+    @jobs.every(AUTO_TOPUP_SWEEP_JOB, seconds=300)
+    async def auto_topup_sweep(run: JobRun) -> None:
+        """Release reserved auto top-ups that no job will finish."""
+        clock = run.container.clock
+        async with run.transaction() as session:
+            await release_all_stranded(
+                session, clock=clock, audit=system_audit_context("auto_topup", clock)
             )
 
     return jobs

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import typer
@@ -19,7 +18,7 @@ from billfold.config import get_settings
 from billfold.credits import service
 from billfold.customers.service import get_or_create_account
 from billfold.db.base import new_id
-from billfold.errors import BillfoldError, ValidationFailed
+from billfold.errors import BillfoldError
 
 credits_app = typer.Typer(help="Prepaid credits: promotional grants.", no_args_is_help=True)
 console = Console()
@@ -34,20 +33,6 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     except BillfoldError as exc:
         err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
         raise typer.Exit(code=1) from None
-
-
-def _expiry(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        found = datetime.fromisoformat(text)
-    except ValueError:
-        found = None
-    if found is None or found.tzinfo is None:
-        raise ValidationFailed(
-            "--expires-at must be an ISO 8601 time with its offset", field="expires_at"
-        )
-    return found.astimezone(UTC)
 
 
 @credits_app.command("grant")
@@ -80,7 +65,7 @@ def grant(
             credits=credits,
             reason=reason,
             idempotency_key=key or new_id("cli"),
-            expires_at=_expiry(expires_at),
+            expires_at=service.check_expiry(expires_at, clock.now(), field="--expires-at"),
             clock=clock,
             audit=system_audit_context(cli_actor(), clock),
         )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, func, or_, select, update
@@ -118,6 +118,28 @@ def check_credits(value: Any, *, field: str = "credits", maximum: int = MAX_CRED
     if value > maximum:
         raise ValidationFailed(f"{field} must be at most {maximum} credits", field=field)
     return value
+
+
+def check_expiry(value: Any, now: datetime, *, field: str = "expires_at") -> datetime | None:
+    """A grant's optional expiry (`expires_at` in the API, the CLI's `--expires-at`): None, an
+    aware datetime, or ISO 8601 text with its offset, in the future (in UTC); else
+    ValidationFailed naming `field`."""
+    if value is None:
+        return None
+    found = value if isinstance(value, datetime) else None
+    if isinstance(value, str):
+        try:
+            found = datetime.fromisoformat(value)
+        except ValueError:
+            found = None
+    if found is None or found.tzinfo is None:
+        raise ValidationFailed(
+            f"{field} must be an ISO 8601 time with its offset (2026-12-31T23:59:59Z)",
+            field=field,
+        )
+    if found <= now:
+        raise ValidationFailed(f"{field} must be in the future", field=field)
+    return found.astimezone(UTC)
 
 
 def _check_key(key: Any, field: str = "idempotencyKey") -> str:
@@ -444,8 +466,7 @@ async def grant(
     balance (credits clawed back after they were spent) is settled first: the lot holds only
     what is left."""
     check_credits(credits)
-    if expires_at is not None and expires_at <= clock.now():
-        raise ValidationFailed("the expiry must be in the future", field="expiresAt")
+    check_expiry(expires_at, clock.now())
     version = await _lock_wallet(session, account_id, clock)
     existing = (
         await session.execute(select(lots.c.id, lots.c.granted).where(lots.c.key == key))
@@ -924,7 +945,8 @@ async def claw_back(
 ) -> Movement:
     """Take back `credits` (a refund, a lost dispute): from the purchase's own lot first, then
     the others in spend order; what was already spent becomes a negative balance (recorded on
-    the ledger as an overdraft) that the next grant settles."""
+    the ledger as an overdraft) that the next grant settles. Like every movement, a balance
+    brought under the auto top-up's threshold fires it (`note_balance`)."""
     check_credits(credits)
     version = await _lock_wallet(session, account_id, clock)
     await _expire_due_lots(session, account_id, clock, audit)
@@ -975,6 +997,7 @@ async def claw_back(
             "balance": balance,
         },
     )
+    await note_balance(session, account_id, balance, clock)
     return Movement(
         balance=balance, version=version, transaction_id=posted.id, replayed=False, lots=taken
     )

@@ -1,8 +1,9 @@
 """The auto top-up's trigger, inside every movement of an account's credits (under its wallet
-lock): a debit, a hold, a capture or an expiry that brings the balance under the account's
-threshold enqueues one `credits.auto_topup` job (the outbox: it runs only if the movement
-commits), and disarms it; a balance back at or above the threshold (a grant) re-arms it. So a
-top-up fires once per crossing, however many debits follow under the threshold.
+lock): a debit, a hold, a capture, an expiry, a revoke or a clawback (a refund, a lost
+dispute) that brings the balance under the account's threshold enqueues one
+`credits.auto_topup` job (the outbox: it runs only if the movement commits), and disarms it; a
+balance back at or above the threshold (a grant) re-arms it. So a top-up fires once per
+crossing, however many debits follow under the threshold.
 
 Kept apart from `autotopup.py` (the settings, the guardrails and the charge) so the engine
 (`service.py`) imports only this: one primary-key read per movement when nothing fires.
@@ -20,6 +21,9 @@ from billfold.credits.models import AutoTopupStatus, CreditAutoTopup
 from billfold.jobs import enqueue
 
 AUTO_TOPUP_JOB = "credits.auto_topup"
+# Written on the job (the runner reads a job's own max_attempts, not its kind's): after this
+# many failed attempts it is dead and its reserved top-up released (autotopup.release_stranded).
+AUTO_TOPUP_MAX_ATTEMPTS = 5
 
 settings_table = cast(Table, CreditAutoTopup.__table__)
 
@@ -60,5 +64,6 @@ async def note_balance(session: AsyncSession, account_id: str, balance: int, clo
         AUTO_TOPUP_JOB,
         {"account_id": account_id, "crossing": crossing},
         key=f"auto-topup:{account_id}:{crossing}",
+        max_attempts=AUTO_TOPUP_MAX_ATTEMPTS,
         clock=clock,
     )

@@ -83,6 +83,17 @@ async def current_subscription(
     return subscriptions[0] if subscriptions else None
 
 
+# Active in document 001's sense (credit packages need it): paid up, or in a trial.
+ACTIVE_STATUSES = frozenset({"active", "trialing"})
+
+
+async def has_active_subscription(session: AsyncSession, account: BillingAccount) -> bool:
+    """Whether the subscription that speaks for the account (`current_subscription`) is
+    active or trialing."""
+    found = await current_subscription(session, account)
+    return found is not None and found.status in ACTIVE_STATUSES
+
+
 def speaks_first(sub: StatusFacts) -> tuple[int, int, str]:
     return (_STATUS_RANK.get(sub.status, 9), -sub.stripe_created, sub.stripe_subscription_id)
 

@@ -4,7 +4,8 @@ chart of the last 30 days, and the credit and billing histories on the Activity 
 with CSV export).
 
 Thin, like the other pages: the same services as `api/credits.py` (`credits.service`,
-`credits.history`, `credits.purchases.start_purchase`, the catalog's `topup_price`), on the
+`credits.history`, `credits.purchases.start_purchase`, the catalog's `topup_price`,
+`subscriptions.reads.has_active_subscription`) and parameters (`api/params.py`), on the
 session's account only. Buying ends the request's transaction first (no lock is held while
 Stripe answers) and sends the customer to Checkout in payment mode, back to this page after.
 """
@@ -21,9 +22,9 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from billfold.api.credits import _currency, _int_param, _subscription_active
 from billfold.api.deps import ReadSessionDep, SessionDep, end_transaction, get_container
 from billfold.api.errors import status_for
+from billfold.api.params import credit_currency, int_param
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.catalog.credits import CreditCatalog, read_credit_catalog
 from billfold.container import Container
@@ -33,6 +34,7 @@ from billfold.credits.summary import open_lots
 from billfold.errors import ValidationFailed
 from billfold.money import InexactAmount, to_major, to_minor
 from billfold.redirects import default_cancel_url, default_success_url
+from billfold.subscriptions.reads import has_active_subscription
 from billfold.web.credit_summary import count_format, histories_context
 from billfold.web.csv_export import CSV_BATCH, csv_response
 from billfold.web.customer import PAGE_SIZE, PageNumber, _panel_url
@@ -84,9 +86,9 @@ async def credits_context(
     container = get_container(request)
     account = customer.account
     catalog = read_credit_catalog(container.settings)
-    currency = _currency(catalog, account, None)
+    currency = credit_currency(catalog, account, None)
     balance = await service.get_balance(session, account.id)
-    active = await _subscription_active(session, account)
+    active = await has_active_subscription(session, account)
     limits = _topup_range(catalog, currency)
     default = max(DEFAULT_TOPUP, limits[0]) if limits else DEFAULT_TOPUP
     auto = await autotopup.read_settings(session, account.id)
@@ -135,11 +137,11 @@ async def topup_price(
     amount is said in it (200, so htmx shows it). `currency`: the auto top-up's, when chosen."""
     catalog = read_credit_catalog(get_container(request).settings)
     try:
-        currency = _currency(catalog, customer.account, currency or None)
+        currency = credit_currency(catalog, customer.account, currency or None)
     except ValidationFailed:
-        currency = _currency(catalog, customer.account, None)
+        currency = credit_currency(catalog, customer.account, None)
     try:
-        count = _int_param(credits or None, "credits")
+        count = int_param(credits or None, "credits")
         price: int | None = catalog.topup_price(count, currency)
         problem = None
     except ValidationFailed as exc:
@@ -206,8 +208,8 @@ async def topup(
 ) -> Response:
     """A payment-mode Checkout for `credits` credits; granted when Stripe reports the payment."""
     catalog = read_credit_catalog(get_container(request).settings)
-    currency = _currency(catalog, customer.account, None)
-    count = service.check_credits(_int_param(credits, "credits"), maximum=catalog.max_topup_credits)
+    currency = credit_currency(catalog, customer.account, None)
+    count = service.check_credits(int_param(credits, "credits"), maximum=catalog.max_topup_credits)
     catalog.topup_price(count, currency)  # 400 before anything is written
     await end_transaction(session)  # no lock while Stripe answers
     return await _checkout(
@@ -234,10 +236,10 @@ async def buy_package(
     """A payment-mode Checkout for a credit package (402, as a page, without an active
     subscription)."""
     catalog = read_credit_catalog(get_container(request).settings)
-    currency = _currency(catalog, customer.account, None)
+    currency = credit_currency(catalog, customer.account, None)
     if catalog.package(package) is None:
         raise ValidationFailed(f"unknown package {package!r}", field="package")
-    active = await _subscription_active(session, customer.account)
+    active = await has_active_subscription(session, customer.account)
     await end_transaction(session)
     return await _checkout(
         request,
@@ -295,7 +297,7 @@ def _auto_topup_form(
         }
     count, price, problem = 0, None, None
     try:
-        count = _int_param(values["credits"] or None, "credits")
+        count = int_param(values["credits"] or None, "credits")
         price = catalog.topup_price(count, currency)
     except ValidationFailed as exc:
         problem = exc.message
@@ -314,7 +316,7 @@ def _auto_topup_form(
 
 
 def _whole_or_none(value: str, field: str) -> int | None:
-    return _int_param(value, field) if value.strip() else None
+    return int_param(value, field) if value.strip() else None
 
 
 def _minor_or_none(value: str, currency: str, field: str) -> int | None:
@@ -369,7 +371,7 @@ async def save_auto_topup(
     container = get_container(request)
     catalog = read_credit_catalog(container.settings)
     account = customer.account
-    default_currency = _currency(catalog, account, None)
+    default_currency = credit_currency(catalog, account, None)
     sent = {
         "enabled": enabled,
         "threshold": threshold,

@@ -235,8 +235,9 @@ async def _money_context(
     }
 
 
-def _form_expiry(value: str | None) -> datetime | None:
-    """A date from the form (YYYY-MM-DD): the grant expires at the start of that day, UTC."""
+def _form_expiry(value: str | None, now: datetime) -> datetime | None:
+    """A date from the form (YYYY-MM-DD): the grant expires at the start of that day, UTC,
+    which must be in the future."""
     if not value:
         return None
     try:
@@ -245,7 +246,8 @@ def _form_expiry(value: str | None) -> datetime | None:
         raise ValidationFailed(
             "expires_on must be a date (YYYY-MM-DD)", field="expires_on"
         ) from None
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return credit_service.check_expiry(start, now, field="expires_on")
 
 
 def _form_credits(value: str | None) -> int:
@@ -278,7 +280,7 @@ async def grant_credits(
         credits=_form_credits(credits),
         reason=reason or "",
         idempotency_key=grant_key or "",
-        expires_at=_form_expiry(expires_on),
+        expires_at=_form_expiry(expires_on, container.clock.now()),
         clock=container.clock,
         audit=panel_audit(request, operator.session),
     )

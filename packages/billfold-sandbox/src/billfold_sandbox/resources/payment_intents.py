@@ -26,6 +26,13 @@ from billfold_sandbox.params import (
 from billfold_sandbox.payments import intents, timing
 from billfold_sandbox.payments.last_errors import raise_failure
 from billfold_sandbox.payments.methods import PAYMENT_METHOD_DATA, from_intent_params
+from billfold_sandbox.resources.intent_steps import (
+    check_method_choice,
+    confirming,
+    intent_of,
+    verify_microdeposits,
+    with_client_secret,
+)
 from billfold_sandbox.routing import Call, SandboxRouter
 from billfold_sandbox.search import search_response
 from billfold_sandbox.state import SandboxState, StripeObject, Timer
@@ -124,7 +131,7 @@ CAPTURE = {
 CANCEL = {
     "cancellation_reason": enum("abandoned", "duplicate", "fraudulent", "requested_by_customer")
 }
-VERIFY = {"amounts": array(integer()), "descriptor_code": string(), "client_secret": string()}
+VERIFY = {"amounts": array(integer()), "descriptor_code": string()}
 AUTHENTICATE = {"outcome": enum("succeed", "fail")}
 _UPDATABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
 
@@ -154,12 +161,7 @@ def _confirm(call: Call, intent: StripeObject, pm: StripeObject | None) -> None:
 def create_payment_intent(call: Call) -> StripeObject:
     remember_base(call.state, call.request)
     p = call.params
-    if "payment_method_types" in p and "automatic_payment_methods" in p:
-        raise invalid_request(
-            "You may only specify one of these parameters: automatic_payment_methods, "
-            "payment_method_types.",
-            param="automatic_payment_methods",
-        )
+    check_method_choice(p)
     if not p.get("confirm"):
         for key in ("off_session", "return_url", "error_on_requires_action"):
             if key in p:
@@ -200,14 +202,14 @@ def create_payment_intent(call: Call) -> StripeObject:
     return intent
 
 
-@router.get("/v1/payment_intents/{id}", {"client_secret": string()})
+@router.get("/v1/payment_intents/{id}", with_client_secret())
 def retrieve_payment_intent(call: Call) -> StripeObject:
-    return call.require(PAYMENT_INTENT, call.path["id"], param="intent")
+    return intent_of(call, PAYMENT_INTENT)
 
 
 @router.post("/v1/payment_intents/{id}", UPDATE)
 def update_payment_intent(call: Call) -> StripeObject:
-    intent = call.require(PAYMENT_INTENT, call.path["id"], param="intent")
+    intent = intent_of(call, PAYMENT_INTENT)
     p = call.params
     free = {"metadata", "description", "receipt_email", "shipping", "expand", "transfer_group"}
     if intent["status"] not in _UPDATABLE and set(p) - free:
@@ -251,17 +253,16 @@ def update_payment_intent(call: Call) -> StripeObject:
     return intent
 
 
-@router.post("/v1/payment_intents/{id}/confirm", {**_CONFIRM_COMMON, "client_secret": string()})
+@router.post("/v1/payment_intents/{id}/confirm", with_client_secret(_CONFIRM_COMMON))
 def confirm_payment_intent(call: Call) -> StripeObject:
-    remember_base(call.state, call.request)
-    intent = call.require(PAYMENT_INTENT, call.path["id"], param="intent")
-    _confirm(call, intent, from_intent_params(call.state, call.params))
+    intent, pm = confirming(call, PAYMENT_INTENT)
+    _confirm(call, intent, pm)
     return intent
 
 
 @router.post("/v1/payment_intents/{id}/capture", CAPTURE)
 def capture_payment_intent(call: Call) -> StripeObject:
-    intent = call.require(PAYMENT_INTENT, call.path["id"], param="intent")
+    intent = intent_of(call, PAYMENT_INTENT)
     p = call.params
     intents.capture(call.state, intent, p.get("amount_to_capture"))
     changes: dict[str, Any] = {}
@@ -276,23 +277,14 @@ def capture_payment_intent(call: Call) -> StripeObject:
 
 @router.post("/v1/payment_intents/{id}/cancel", CANCEL)
 def cancel_payment_intent(call: Call) -> StripeObject:
-    intent = call.require(PAYMENT_INTENT, call.path["id"], param="intent")
+    intent = intent_of(call, PAYMENT_INTENT)
     intents.cancel(call.state, intent, call.params.get("cancellation_reason"))
     return intent
 
 
-@router.post("/v1/payment_intents/{id}/verify_microdeposits", VERIFY)
+@router.post("/v1/payment_intents/{id}/verify_microdeposits", with_client_secret(VERIFY))
 def verify_payment_intent_microdeposits(call: Call) -> StripeObject:
-    intent = call.require(PAYMENT_INTENT, call.path["id"], param="intent")
-    raise_failure(
-        intents.verify_microdeposits(
-            call.state,
-            intent,
-            amounts=call.params.get("amounts"),
-            descriptor_code=call.params.get("descriptor_code"),
-        )
-    )
-    return intent
+    return verify_microdeposits(call, PAYMENT_INTENT, intents.verify_microdeposits)
 
 
 @router.get("/v1/payment_intents", LIST, list=True)
@@ -325,7 +317,7 @@ def search_payment_intents(call: Call) -> StripeObject:
 @router.post("/v1/test_helpers/payment_intents/{id}/authenticate", AUTHENTICATE)
 def authenticate_payment_intent(call: Call) -> StripeObject:
     """Sandbox helper: what the customer does on the 3-D Secure page (`outcome=succeed|fail`)."""
-    intent = call.require(PAYMENT_INTENT, call.path["id"], param="intent")
+    intent = intent_of(call, PAYMENT_INTENT)
     intents.authenticate(
         call.state, intent, succeed=call.params.get("outcome", "succeed") == "succeed"
     )
@@ -335,7 +327,7 @@ def authenticate_payment_intent(call: Call) -> StripeObject:
 @router.post("/v1/test_helpers/payment_intents/{id}/settle")
 def settle_payment_intent(call: Call) -> StripeObject:
     """Sandbox helper: the bank answers a processing debit now instead of after settlement."""
-    intent = call.require(PAYMENT_INTENT, call.path["id"], param="intent")
+    intent = intent_of(call, PAYMENT_INTENT)
     if intent["status"] != "processing":
         raise invalid_request(
             f"This PaymentIntent is not processing (its status is {intent['status']}).",

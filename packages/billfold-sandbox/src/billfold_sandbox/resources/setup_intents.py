@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from billfold_sandbox.errors import invalid_request
 from billfold_sandbox.pages import remember_base
 from billfold_sandbox.params import (
     anything,
@@ -24,6 +23,13 @@ from billfold_sandbox.params import (
 from billfold_sandbox.payments import setups
 from billfold_sandbox.payments.last_errors import raise_failure
 from billfold_sandbox.payments.methods import PAYMENT_METHOD_DATA, from_intent_params
+from billfold_sandbox.resources.intent_steps import (
+    check_method_choice,
+    confirming,
+    intent_of,
+    verify_microdeposits,
+    with_client_secret,
+)
 from billfold_sandbox.routing import Call, SandboxRouter
 from billfold_sandbox.state import SandboxState, StripeObject, Timer
 
@@ -83,12 +89,7 @@ AUTHENTICATE = {"outcome": enum("succeed", "fail")}
 def create_setup_intent(call: Call) -> StripeObject:
     remember_base(call.state, call.request)
     p = call.params
-    if "payment_method_types" in p and "automatic_payment_methods" in p:
-        raise invalid_request(
-            "You may only specify one of these parameters: automatic_payment_methods, "
-            "payment_method_types.",
-            param="automatic_payment_methods",
-        )
+    check_method_choice(p)
     pm = from_intent_params(call.state, call.params)
     intent = setups.create(
         call.state,
@@ -109,14 +110,14 @@ def create_setup_intent(call: Call) -> StripeObject:
     return intent
 
 
-@router.get("/v1/setup_intents/{id}", {"client_secret": string()})
+@router.get("/v1/setup_intents/{id}", with_client_secret())
 def retrieve_setup_intent(call: Call) -> StripeObject:
-    return call.require(SETUP_INTENT, call.path["id"], param="intent")
+    return intent_of(call, SETUP_INTENT)
 
 
 @router.post("/v1/setup_intents/{id}", UPDATE)
 def update_setup_intent(call: Call) -> StripeObject:
-    intent = call.require(SETUP_INTENT, call.path["id"], param="intent")
+    intent = intent_of(call, SETUP_INTENT)
     p = call.params
     if intent["status"] in ("succeeded", "canceled") and set(p) - {"metadata", "expand"}:
         raise setups.unexpected_state(intent, "update", setups.CONFIRMABLE)
@@ -141,11 +142,9 @@ def update_setup_intent(call: Call) -> StripeObject:
     return intent
 
 
-@router.post("/v1/setup_intents/{id}/confirm", {**_CONFIRM_COMMON, "client_secret": string()})
+@router.post("/v1/setup_intents/{id}/confirm", with_client_secret(_CONFIRM_COMMON))
 def confirm_setup_intent(call: Call) -> StripeObject:
-    remember_base(call.state, call.request)
-    intent = call.require(SETUP_INTENT, call.path["id"], param="intent")
-    pm = from_intent_params(call.state, call.params)
+    intent, pm = confirming(call, SETUP_INTENT)
     raise_failure(
         setups.confirm(
             call.state, intent, payment_method=pm, return_url=call.params.get("return_url")
@@ -156,23 +155,14 @@ def confirm_setup_intent(call: Call) -> StripeObject:
 
 @router.post("/v1/setup_intents/{id}/cancel", CANCEL)
 def cancel_setup_intent(call: Call) -> StripeObject:
-    intent = call.require(SETUP_INTENT, call.path["id"], param="intent")
+    intent = intent_of(call, SETUP_INTENT)
     setups.cancel(call.state, intent, call.params.get("cancellation_reason"))
     return intent
 
 
-@router.post("/v1/setup_intents/{id}/verify_microdeposits", {**VERIFY, "client_secret": string()})
+@router.post("/v1/setup_intents/{id}/verify_microdeposits", with_client_secret(VERIFY))
 def verify_setup_intent_microdeposits(call: Call) -> StripeObject:
-    intent = call.require(SETUP_INTENT, call.path["id"], param="intent")
-    raise_failure(
-        setups.verify_microdeposits(
-            call.state,
-            intent,
-            amounts=call.params.get("amounts"),
-            descriptor_code=call.params.get("descriptor_code"),
-        )
-    )
-    return intent
+    return verify_microdeposits(call, SETUP_INTENT, setups.verify_microdeposits)
 
 
 @router.get("/v1/setup_intents", LIST, list=True)
@@ -191,7 +181,7 @@ def list_setup_intents(call: Call) -> StripeObject:
 @router.post("/v1/test_helpers/setup_intents/{id}/authenticate", AUTHENTICATE)
 def authenticate_setup_intent(call: Call) -> StripeObject:
     """Sandbox helper: what the customer does on the 3-D Secure page (`outcome=succeed|fail`)."""
-    intent = call.require(SETUP_INTENT, call.path["id"], param="intent")
+    intent = intent_of(call, SETUP_INTENT)
     setups.authenticate(
         call.state, intent, succeed_=call.params.get("outcome", "succeed") == "succeed"
     )
