@@ -27,7 +27,13 @@ from billfold.payments import charging
 from billfold.payments import handlers as payment_events
 from billfold.payments import jobs as payment_jobs
 from billfold.payments import methods as payment_methods
-from billfold.payments.models import PROCESSING, SUCCEEDED, USABLE_STATUSES, PaymentMethod
+from billfold.payments.models import (
+    PROCESSING,
+    SUCCEEDED,
+    USABLE_STATUSES,
+    Payment,
+    PaymentMethod,
+)
 from billfold.stripe import inbox
 from billfold.stripe.inbox import WebhookHandlers
 from billfold.subscriptions import handlers as subscription_events
@@ -130,3 +136,12 @@ class PaymentsForAutoTopup:
             ),
             failure_code=None if status != "failed" else (payment.failure_code or "declined"),
         )
+
+    async def charged(
+        self, session: AsyncSession, account_id: str, *, idempotency_key: str
+    ) -> autotopup.TopupCharge | None:
+        payment = await session.get(Payment, charging.payment_id_for(account_id, idempotency_key))
+        if payment is None or payment.status not in (SUCCEEDED, PROCESSING):
+            return None
+        status = "succeeded" if payment.status == SUCCEEDED else "processing"
+        return autotopup.TopupCharge(status, payment.stripe_payment_intent_id)

@@ -399,6 +399,38 @@ async def test_a_dead_job_releases_its_top_up_so_later_ones_are_not_blocked(
     await carol.clean()
 
 
+class LostAfterCharging(PaymentsForAutoTopup):
+    """Payments that charge, then lose the answer (the run dies after Stripe took the money)."""
+
+    async def charge(self, *args: Any, **kwargs: Any) -> autotopup.TopupCharge:
+        await super().charge(*args, **kwargs)
+        raise RuntimeError("the answer was lost")
+
+
+async def test_a_dead_job_whose_charge_went_through_grants_the_credits(
+    carol: Customer, clock: FrozenClock
+) -> None:
+    await carol.card()
+    await carol.grant(50, "start")
+    await carol.call("PUT", "/auto-topup", json=SETTINGS)
+    assert await carol.spend(25) == 25  # crossed: one job
+    registry = autotopup.auto_topup_jobs(LostAfterCharging())
+    runner = JobRunner(carol.container, registry, worker_id="test")
+    dead = 0
+    for _ in range(autotopup.AUTO_TOPUP_MAX_ATTEMPTS):
+        dead += (await runner.drain()).dead
+        clock.advance(autotopup.COOLDOWN)  # past every back-off
+    assert dead == 1
+    # Charged once (every retry replayed the same key), and the credits granted, not failed.
+    assert await carol.topups() == [("completed", PRICE)]
+    assert await carol.balance() == 125
+    (recovered,) = await carol.audit("credits.auto_topup_recovered")
+    assert recovered["charge"] == "succeeded"
+    assert await carol.audit("credits.auto_topup_failed") == []
+    assert (await carol.get())["failures_in_row"] == 0
+    await carol.clean()
+
+
 async def test_the_sweep_releases_a_reserved_top_up_no_job_will_finish(
     carol: Customer, clock: FrozenClock
 ) -> None:
@@ -417,7 +449,7 @@ async def test_the_sweep_releases_a_reserved_top_up_no_job_will_finish(
     async def sweep() -> int:
         async with carol.container.db.transaction() as session:
             return await autotopup.release_all_stranded(
-                session, clock=clock, audit=system_audit_context("auto_topup", clock)
+                session, Unreachable(), clock=clock, audit=system_audit_context("auto_topup", clock)
             )
 
     assert await sweep() == 0  # too recent

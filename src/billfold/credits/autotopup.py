@@ -111,6 +111,13 @@ class TopupPayments(Protocol):
         """Charge `amount` off session on the method, once per key."""
         ...
 
+    async def charged(
+        self, session: AsyncSession, account_id: str, *, idempotency_key: str
+    ) -> TopupCharge | None:
+        """What became of the charge made with `idempotency_key`: succeeded or processing
+        (money taken or on its way), or None (none recorded, or it failed)."""
+        ...
+
 
 # --- settings ------------------------------------------------------------------------------
 
@@ -629,7 +636,7 @@ async def run_auto_topup(
             amount=reserved.amount,
             currency=reserved.currency,
             payment_method_id=reserved.payment_method_id,
-            idempotency_key=f"auto_topup:{reserved.purchase_id}",
+            idempotency_key=charge_key(reserved.purchase_id),
             description=f"auto top-up: {reserved.credits} credits",
         )
     except (Conflict, PaymentRequired, NotFound, ValidationFailed) as exc:
@@ -660,11 +667,17 @@ async def run_auto_topup(
     return str(state)
 
 
+def charge_key(purchase_id: str) -> str:
+    """The idempotency key of an auto top-up's charge: one charge per reserved top-up."""
+    return f"auto_topup:{purchase_id}"
+
+
 # --- a run that died ------------------------------------------------------------------------
 
 
 async def release_stranded(
     session: AsyncSession,
+    payments: TopupPayments,
     account_id: str,
     reason: str,
     *,
@@ -688,6 +701,29 @@ async def release_stranded(
     purchase = (await session.execute(select(purchase_rows).where(*conditions))).first()
     if purchase is None:
         return None
+    # The run may have died after Stripe took the money (its charge recorded by payments, the
+    # top-up not): then it is granted (or pending), never failed with the money kept.
+    charge = await payments.charged(
+        session, account_id, idempotency_key=charge_key(str(purchase.id))
+    )
+    if charge is not None:
+        await record_outcome(
+            session,
+            purchase,
+            charge.status,
+            payment_intent_id=charge.payment_intent_id,
+            failure_code=None,
+            clock=clock,
+            audit=audit,
+        )
+        await audit.record(
+            session,
+            "credits.auto_topup_recovered",
+            account_id=account_id,
+            target=purchase.id,
+            details={"reason": reason, "charge": charge.status},
+        )
+        return str(purchase.id)
     failed = await record_outcome(
         session,
         purchase,
@@ -710,7 +746,12 @@ async def release_stranded(
 
 
 async def release_all_stranded(
-    session: AsyncSession, *, clock: Clock, audit: AuditRecorder, limit: int = 200
+    session: AsyncSession,
+    payments: TopupPayments,
+    *,
+    clock: Clock,
+    audit: AuditRecorder,
+    limit: int = 200,
 ) -> int:
     """The sweep: every reserved auto top-up older than `STRANDED_AFTER` whose account has no
     `credits.auto_topup` job left to finish it (none queued, running or waiting to retry) is
@@ -751,7 +792,7 @@ async def release_all_stranded(
             continue
         reason = "no job left to finish it (its job died or is gone)"
         if await release_stranded(
-            session, account_id, reason, clock=clock, audit=audit, reserved_before=cutoff
+            session, payments, account_id, reason, clock=clock, audit=audit, reserved_before=cutoff
         ):
             released += 1
     return released
@@ -769,6 +810,7 @@ def auto_topup_jobs(payments: TopupPayments) -> JobRegistry:
         clock = run.container.clock
         await release_stranded(
             session,
+            payments,
             str(run.payload["account_id"]),
             f"its job died after {run.attempt} attempts: {failure.error}"[:500],
             clock=clock,
@@ -800,7 +842,7 @@ def auto_topup_jobs(payments: TopupPayments) -> JobRegistry:
         clock = run.container.clock
         async with run.transaction() as session:
             await release_all_stranded(
-                session, clock=clock, audit=system_audit_context("auto_topup", clock)
+                session, payments, clock=clock, audit=system_audit_context("auto_topup", clock)
             )
 
     return jobs

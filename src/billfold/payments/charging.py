@@ -463,6 +463,12 @@ async def _reserved_payment(session: AsyncSession, account_id: str, currency: st
     return found.scalar_one_or_none()
 
 
+def payment_id_for(account_id: str, idempotency_key: str) -> str:
+    """The id of the payment `charge_once` makes for an account with an idempotency key: the
+    same key, the same payment (a retry finds the one it made)."""
+    return "pay_" + hashlib.sha256(f"{account_id}:{idempotency_key}".encode()).hexdigest()[:32]
+
+
 async def charge_once(
     container: Container,
     account: BillingAccount,
@@ -493,11 +499,7 @@ async def charge_once(
     customer_id = await ensure_stripe_customer(
         container.db, gateway_of(container), account.id, clock=container.clock, audit=audit
     )
-    payment_id = (
-        "pay_" + hashlib.sha256(f"{account.id}:{idempotency_key}".encode()).hexdigest()[:32]
-        if idempotency_key
-        else new_id("pay")
-    )
+    payment_id = payment_id_for(account.id, idempotency_key) if idempotency_key else new_id("pay")
     now = container.clock.now()
     async with container.db.transaction() as session:
         inserted = await insert_ignoring_conflict(
