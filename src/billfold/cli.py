@@ -141,7 +141,10 @@ def serve(
     if application is not None:
         import uvicorn
 
-        uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning")
+        # No route speaks WebSocket: ws="none" spares every start the websockets package.
+        uvicorn.run(
+            application, host=settings.host, port=settings.port, log_level="warning", ws="none"
+        )
         return
     # The workers read their settings from the environment: pass the command line's on. This
     # process becomes uvicorn's supervisor (billfold.supervisor), which imports uvicorn only:

@@ -24,6 +24,7 @@ def main(argv: list[str]) -> None:
         port=port,
         workers=workers,
         log_level="warning",
+        ws="none",  # no route speaks WebSocket (billfold.cli's serve says the same)
     )
 
 
