@@ -98,12 +98,14 @@ def create_app(
                 if settings.embedded_worker == "on" and container.jobs is not None:
                     worker = Worker.from_settings(container, container.jobs)
                     app.state.worker = await stack.enter_async_context(worker.running())
-                # In sandbox mode, the catalog sync into the sandbox.
+                # In sandbox mode, the catalog sync into the sandbox, once the server listens
+                # (its calls to the sandbox's address build the mounted sandbox).
+                sandbox = getattr(app.state, "sandbox", None)
                 await stack.enter_async_context(
                     sandbox_catalog_sync(
                         container,
                         enabled=stripe_gateway is None,
-                        sandbox_state=getattr(app.state, "sandbox", None),
+                        sandbox_state=sandbox.state if sandbox is not None else None,
                     )
                 )
                 yield

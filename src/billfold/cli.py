@@ -91,8 +91,6 @@ def serve(
     """Start the HTTP API (migrating the database first)."""
     import os
 
-    import uvicorn
-
     from billfold.app import create_app
     from billfold.db.migrate import upgrade_unless_current
     from billfold.observability import configure_logging
@@ -141,19 +139,22 @@ def serve(
             console.print(f"  workers: {workers}")
     configure_logging(settings.log_level)  # the app logs its mode line when it starts
     if application is not None:
-        uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning")
+        import uvicorn
+
+        # No route speaks WebSocket: ws="none" spares every start the websockets package.
+        uvicorn.run(
+            application, host=settings.host, port=settings.port, log_level="warning", ws="none"
+        )
         return
-    # The workers read their settings from the environment: pass the command line's on.
+    # The workers read their settings from the environment: pass the command line's on. This
+    # process becomes uvicorn's supervisor (billfold.supervisor), which imports uvicorn only:
+    # everything this one loaded would otherwise stay in memory beside the workers.
     os.environ["BILLFOLD_HOST"] = settings.host
     os.environ["BILLFOLD_PORT"] = str(settings.port)
-    uvicorn.run(
-        "billfold.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_level="warning",
-    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    supervisor = [sys.executable, "-m", "billfold.supervisor", settings.host, str(settings.port)]
+    os.execv(sys.executable, [*supervisor, str(workers)])  # noqa: S606 (this interpreter)
 
 
 @app.command()

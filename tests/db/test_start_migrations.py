@@ -22,3 +22,25 @@ async def test_a_new_database_is_migrated_once(tmp_path: Path) -> None:
     assert await asyncio.to_thread(upgrade_unless_current, url) is True
     assert await current_revisions(url) == script_heads()
     assert await asyncio.to_thread(upgrade_unless_current, url) is False
+
+
+def test_the_heads_read_from_the_scripts_are_alembics() -> None:
+    # script_heads() reads the scripts' revision lines instead of importing them with Alembic.
+    from alembic.script import ScriptDirectory
+
+    from billfold.db.migrate import alembic_config
+
+    alembic = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    assert script_heads() == set(alembic)
+
+
+def test_a_revision_written_over_several_lines_is_read() -> None:
+    from billfold.db.migrate import _revision_values
+
+    source = 'revision: str = "0011_x"\ndown_revision: tuple[str, ...] = (\n    "a",\n    "b",\n)\n'
+    assert _revision_values(source) == {"revision": "0011_x", "down_revision": ("a", "b")}
+
+
+async def test_a_database_without_a_version_table_is_at_no_revision(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    assert await current_revisions(url) == set()

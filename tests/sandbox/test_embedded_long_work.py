@@ -41,7 +41,7 @@ def test_a_long_advance_does_not_stall_billfolds_routes(tmp_path: Path, sqlite_u
     settings = Settings(jwt_secret="x" * 40, data_dir=tmp_path / "data", environment="test")
     assert settings.sandbox_mode
     app = create_app(settings, database=Database(sqlite_url))
-    state: SandboxState = app.state.sandbox
+    state: SandboxState = app.state.sandbox.state()
     gate = AdvanceGate()
     state.register_time_hook(gate)
     served = ServedApp(app)

@@ -108,7 +108,7 @@ def test_embedded_in_billfold_serve(
             raise AssertionError("only the sandbox key is accepted inside billfold")
         except stripe.AuthenticationError:
             pass
-        state: SandboxState = app.state.sandbox
+        state: SandboxState = app.state.sandbox.state()
         assert state.webhooks.wait_idle(10)
         endpoint = state.require("webhook_endpoint", BILLFOLD_ENDPOINT_ID)
         assert endpoint["url"] == receiver_base + WEBHOOK_PATH
@@ -129,9 +129,9 @@ def test_embedded_in_billfold_serve(
 
     # Restarting billfold keeps the sandbox's world and its one billfold endpoint. (The state
     # is written in the background within 0.2 s, and at process exit; flush it as exit would.)
-    app.state.sandbox.save_if_dirty()
+    app.state.sandbox.state().save_if_dirty()
     app = create_app(settings, database=Database(sqlite_url))
-    state = app.state.sandbox
+    state = app.state.sandbox.state()
     assert state.require("customer", customer.id)["email"] == "embedded@example.com"
     assert len(state.all("webhook_endpoint")) == 1
 

@@ -46,14 +46,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi.routing import APIRoute, iter_route_contexts
 from limits import RateLimitItem, WindowStats, parse
-from limits.aio.storage import RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from redis.asyncio import ConnectionPool
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,6 +58,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from billfold.api.errors import ErrorBody, render, status_for
 from billfold.config import Settings
 from billfold.errors import RateLimited
+
+if TYPE_CHECKING:  # Redis and limits' storages are imported only when BILLFOLD_REDIS_URL is set
+    from limits.aio.strategies import MovingWindowRateLimiter
+    from redis.asyncio import ConnectionPool
 
 log = logging.getLogger("billfold.api.ratelimit")
 
@@ -331,6 +332,10 @@ class ApiRateLimiter:
         self._shared: MovingWindowRateLimiter | None = None
         self._redis_down_until = 0.0
         if redis_url:
+            from limits.aio.storage import RedisStorage, Storage
+            from limits.aio.strategies import MovingWindowRateLimiter
+            from redis.asyncio import ConnectionPool
+
             self._pool = ConnectionPool.from_url(
                 redis_url,
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import TYPE_CHECKING
 
 from billfold.config import (
@@ -13,6 +15,7 @@ from billfold.config import (
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
     from billfold_sandbox.state import SandboxState
 
@@ -20,22 +23,59 @@ WEBHOOK_PATH = "/api/v1/payments/webhook"
 BILLFOLD_ENDPOINT_ID = "we_billfold_local"
 
 
-def mount_sandbox(app: FastAPI, settings: Settings) -> SandboxState | None:
-    """Mount the sandbox at SANDBOX_MOUNT_PATH (sandbox mode only) and register billfold's own
-    webhook route as an endpoint signed with SANDBOX_WEBHOOK_SECRET. State persists in
-    `{data_dir}/sandbox.json`. Returns the sandbox state (None outside sandbox mode). Never in
-    production: there the sandbox and its test helpers answer 404."""
+class EmbeddedSandbox:
+    """The sandbox mounted in billfold, built (imported, its state file read, billfold's endpoint
+    registered) by the first request under its path or the first call of `state()`, not at
+    start. In `billfold serve` that is the catalog sync, which starts once the server listens;
+    a request arriving while it is built waits for it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._app: ASGIApp | None = None
+        self._state: SandboxState | None = None
+
+    def state(self) -> SandboxState:
+        """The sandbox's state (built now if it was not). Blocking: reads the state file."""
+        self._build()
+        assert self._state is not None
+        return self._state
+
+    def _build(self) -> ASGIApp:
+        with self._lock:
+            if self._app is None:
+                # Imported here: a billfold talking to real Stripe never loads the sandbox.
+                from billfold_sandbox.app import create_sandbox_app
+                from billfold_sandbox.state import SandboxState
+
+                settings = self._settings
+                state = SandboxState(
+                    settings.data_dir / "sandbox.json", api_keys={SANDBOX_SECRET_KEY}
+                )
+                ensure_billfold_endpoint(state, settings.base_url + WEBHOOK_PATH)
+                self._state = state
+                self._app = create_sandbox_app(state)
+            return self._app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self._app
+        if app is None:
+            app = await asyncio.to_thread(self._build)  # it reads files: off the event loop
+        await app(scope, receive, send)
+
+
+def mount_sandbox(app: FastAPI, settings: Settings) -> EmbeddedSandbox | None:
+    """Mount the sandbox at SANDBOX_MOUNT_PATH (sandbox mode only), built on first use, with
+    billfold's own webhook route registered as an endpoint signed with SANDBOX_WEBHOOK_SECRET.
+    State persists in `{data_dir}/sandbox.json`. Returns it (also `app.state.sandbox`; None
+    outside sandbox mode). Never in production: there the sandbox and its test helpers answer
+    404."""
     if not settings.sandbox_mode or settings.environment == "production":
         return None
-    # Imported here: a billfold talking to real Stripe never loads the sandbox.
-    from billfold_sandbox.app import create_sandbox_app
-    from billfold_sandbox.state import SandboxState
-
-    state = SandboxState(settings.data_dir / "sandbox.json", api_keys={SANDBOX_SECRET_KEY})
-    ensure_billfold_endpoint(state, settings.base_url + WEBHOOK_PATH)
-    app.mount(SANDBOX_MOUNT_PATH, create_sandbox_app(state))
-    app.state.sandbox = state
-    return state
+    sandbox = EmbeddedSandbox(settings)
+    app.mount(SANDBOX_MOUNT_PATH, sandbox)
+    app.state.sandbox = sandbox
+    return sandbox
 
 
 def ensure_billfold_endpoint(state: SandboxState, url: str) -> None:

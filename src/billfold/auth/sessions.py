@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import jwt
 from sqlalchemy import Boolean, ForeignKey, Index, String, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -130,6 +129,8 @@ def issue_sign_in_link(
         claims["account"] = str(account)
     if operator:
         claims["admin"] = True
+    import jwt  # on first use, as billfold.auth.tokens does
+
     return jwt.encode(claims, signing_key(settings), algorithm=settings.jwt_algorithm)
 
 
@@ -149,6 +150,8 @@ def verify_sign_in_link(settings: Settings, token: str, *, now: datetime) -> Sig
     a link). Expiry is judged by `now` (the injected clock), not the system's time."""
     if not token or len(token) > MAX_LINK_LENGTH:
         raise Unauthenticated("this sign-in link is not valid")
+    import jwt  # on first use, as billfold.auth.tokens does
+
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:

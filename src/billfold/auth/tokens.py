@@ -18,11 +18,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jwt
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
 from billfold.auth.principal import OrgRole, Principal, normalize_shop_domain
 from billfold.clock import utcnow
 from billfold.config import Settings
@@ -78,15 +73,19 @@ def _data_dir_secret(data_dir: Path) -> str:
     return secret
 
 
-_KEY_TYPES: dict[str, tuple[type[Any], ...]] = {
-    "RS256": (rsa.RSAPublicKey, rsa.RSAPrivateKey),
-    "ES256": (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey),
-}
-
-
 @lru_cache(maxsize=8)
 def _load_key(algorithm: str, value: str, variable: str, private: bool) -> Any:
     """The key object for `algorithm`, parsed once (a restart picks up a rotated key file)."""
+    # PyJWT and cryptography (tens of MB) are imported where a token is first signed or
+    # checked, not at every start: a server called with API keys and sessions never loads them.
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    key_types: dict[str, tuple[type[Any], ...]] = {
+        "RS256": (rsa.RSAPublicKey, rsa.RSAPrivateKey),
+        "ES256": (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey),
+    }
     pem = _read_key(value, variable).encode()
     try:
         key: Any = (
@@ -97,7 +96,7 @@ def _load_key(algorithm: str, value: str, variable: str, private: bool) -> Any:
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         kind = "private" if private else "public"
         raise ConfigurationError(f"{variable} is not a PEM {kind} key") from exc
-    if not isinstance(key, _KEY_TYPES[algorithm]):
+    if not isinstance(key, key_types[algorithm]):
         raise ConfigurationError(f"{variable} is not a key for {algorithm}")
     if algorithm == "ES256" and not isinstance(key.curve, ec.SECP256R1):
         raise ConfigurationError(f"{variable}: ES256 needs a P-256 key")
@@ -163,6 +162,8 @@ def issue_token(
         claims["shop"] = shop
     if shops:
         claims["shops"] = list(shops)
+    import jwt  # on first use (_load_key says why)
+
     return jwt.encode(claims, _signing_key(settings), algorithm=settings.jwt_algorithm)
 
 
@@ -286,6 +287,8 @@ def verify_token(settings: Settings, token: str) -> Principal:
 
 def _verify(settings: Settings, token: str) -> tuple[Principal, float]:
     """The principal a token names and when it expires (Unix time); Unauthenticated."""
+    import jwt  # on first use (_load_key says why)
+
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:

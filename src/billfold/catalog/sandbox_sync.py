@@ -21,6 +21,8 @@ class NotOurSandbox(Exception):
 
 
 def _landed_in(state: Any, catalog: Catalog) -> bool:
+    if callable(state):  # the mounted sandbox's `state()`, which builds it if no call did
+        state = state()
     with state.lock:
         return all(state.get("product", plan.product_id) is not None for plan in catalog.plans)
 
@@ -29,7 +31,8 @@ async def sync_catalog_when_ready(
     container: Container, *, sandbox_state: Any | None = None, attempts: int = 60
 ) -> bool:
     """Sync the catalog into Stripe (the sandbox mounted in this very server), retrying while
-    the server is still starting. With `sandbox_state` (the mounted sandbox's), the sync is kept
+    the server is still starting. With `sandbox_state` (the mounted sandbox's state, or the
+    function returning it), the sync is kept
     only if the products landed there: the configured address (host and port) might reach
     another server. True when it succeeded."""
     gateway = gateway_of(container)
