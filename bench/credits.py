@@ -250,6 +250,12 @@ def main() -> None:
         "folder (before/after in one run; the schema must be the same)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs for --against")
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        help="BILLFOLD_DB_POOL_SIZE of the servers (default: the app's; lower it when two "
+        "servers and their overflow would pass PostgreSQL's max_connections)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
@@ -270,6 +276,8 @@ def main() -> None:
                 "BILLFOLD_DATA_DIR": folder,
                 "BILLFOLD_DATABASE_URL": url,
             }
+            if args.pool_size:
+                env["BILLFOLD_DB_POOL_SIZE"] = str(args.pool_size)
             subprocess.run([BILLFOLD, "db", "upgrade"], env=env, check=True, capture_output=True)
             secret = asyncio.run(seed(url, args.users))
             settings = Settings(jwt_secret=JWT_SECRET)

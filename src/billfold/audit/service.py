@@ -20,9 +20,9 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy import Table, delete, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
@@ -324,12 +324,9 @@ async def record_event(
         at=at,
     )
     if deferred:
-        await session.execute(
-            insert(AuditDeferred).values(
-                entry_id=entry.id,
-                **{column: getattr(entry, column) for column in _DEFERRED_COLUMNS},
-            )
-        )
+        # A Core insert on the table: no ORM bulk-insert machinery for one row.
+        values = {column: getattr(entry, column) for column in _DEFERRED_COLUMNS}
+        await session.execute(_INSERT_DEFERRED, {"entry_id": entry.id, **values})
     else:
         _append(session, entry)
     return entry
@@ -346,6 +343,9 @@ _DEFERRED_COLUMNS = (
     "ip",
     "request_id",
 )
+
+
+_INSERT_DEFERRED = insert(cast(Table, AuditDeferred.__table__))
 
 
 async def chain_deferred(session: AsyncSession, *, limit: int = 1000) -> int:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, insert, literal, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.clock import Clock
@@ -42,6 +42,7 @@ from billfold.credits.models import (
 from billfold.credits.threshold import TRIGGER_COLUMNS, note_balance
 from billfold.credits.threshold import settings_table as trigger_table
 from billfold.customers.service import AuditRecorder
+from billfold.db.base import UTCDateTime
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.db.engine import dialect_name
 from billfold.errors import (
@@ -132,16 +133,21 @@ def _check_key(key: Any, field: str = "idempotencyKey") -> str:
 # --- the wallet: the account's lock and version --------------------------------------------
 
 
+# Statements of the usage path, built once (no construction nor cache key per debit): their
+# values are bound at execution.
+_BUMP_WALLET = (
+    update(wallets)
+    .where(wallets.c.account_id == bindparam("wallet"))
+    .values(version=wallets.c.version + 1, updated_at=bindparam("now", type_=UTCDateTime))
+    .returning(wallets.c.version)
+)
+
+
 async def _lock_wallet(session: AsyncSession, account_id: str, clock: Clock) -> int:
     """Take the account's credits lock (to the commit) and bump its version; returns it."""
     now = clock.now()
-    bump = (
-        update(wallets)
-        .where(wallets.c.account_id == account_id)
-        .values(version=wallets.c.version + 1, updated_at=now)
-        .returning(wallets.c.version)
-    )
-    version = (await session.execute(bump)).scalar_one_or_none()
+    bump = {"wallet": account_id, "now": now}
+    version = (await session.execute(_BUMP_WALLET, bump)).scalar_one_or_none()
     if version is None:
         await insert_ignoring_conflict(
             session,
@@ -149,7 +155,7 @@ async def _lock_wallet(session: AsyncSession, account_id: str, clock: Clock) -> 
             {"account_id": account_id, "version": 0, "created_at": now, "updated_at": now},
             ["account_id"],
         )
-        version = (await session.execute(bump)).scalar_one()
+        version = (await session.execute(_BUMP_WALLET, bump)).scalar_one()
     return int(version)
 
 
@@ -222,7 +228,33 @@ class _SpendReads:
 
 
 def _ledger_id(key: str) -> Any:
-    return select(ledger_accounts.c.id).where(ledger_accounts.c.key == key).scalar_subquery()
+    return (
+        select(ledger_accounts.c.id)
+        .where(ledger_accounts.c.key == bindparam(key))
+        .scalar_subquery()
+    )
+
+
+_SPEND_READS = (
+    select(
+        lots.c.id,
+        lots.c.remaining,
+        lots.c.expires_at,
+        _ledger_id("customer_key").label("customer_ledger_id"),
+        _ledger_id("usage_key").label("usage_ledger_id"),
+        *TRIGGER_COLUMNS,
+    )
+    .select_from(
+        select(literal(1).label("one"))
+        .subquery("one")
+        .outerjoin(
+            lots,
+            and_(lots.c.account_id == bindparam("account_id"), lots.c.remaining > 0),
+        )
+        .outerjoin(trigger_table, trigger_table.c.account_id == bindparam("account_id"))
+    )
+    .order_by(*_spend_order())
+)
 
 
 async def _spend_reads(session: AsyncSession, account_id: str, now: datetime) -> _SpendReads:
@@ -230,27 +262,12 @@ async def _spend_reads(session: AsyncSession, account_id: str, now: datetime) ->
     with credits left, in spend order, each row also carrying the ids of the posting's two
     ledger accounts and the auto top-up's trigger (one row of NULL lot columns when there is
     no lot)."""
-    customer_key = account_key(account_id, MAIN, CREDITS)
-    usage_key = account_key(None, str(SystemAccount.USAGE), CREDITS, shard_for(account_id))
-    anchor = select(literal(1).label("one")).subquery("one")
-    rows = (
-        await session.execute(
-            select(
-                lots.c.id,
-                lots.c.remaining,
-                lots.c.expires_at,
-                _ledger_id(customer_key).label("customer_ledger_id"),
-                _ledger_id(usage_key).label("usage_ledger_id"),
-                *TRIGGER_COLUMNS,
-            )
-            .select_from(
-                anchor.outerjoin(
-                    lots, and_(lots.c.account_id == account_id, lots.c.remaining > 0)
-                ).outerjoin(trigger_table, trigger_table.c.account_id == account_id)
-            )
-            .order_by(*_spend_order())
-        )
-    ).all()
+    parameters = {
+        "account_id": account_id,
+        "customer_key": account_key(account_id, MAIN, CREDITS),
+        "usage_key": account_key(None, str(SystemAccount.USAGE), CREDITS, shard_for(account_id)),
+    }
+    rows = (await session.execute(_SPEND_READS, parameters)).all()
     first = rows[0]
     found = [r for r in rows if r.id is not None]
     expired = any(r.expires_at is not None and r.expires_at <= now for r in found)
@@ -285,7 +302,16 @@ async def _take(
         lot_id = live[0][0]
         drawn = (
             await session.execute(
-                _draw_from_one_lot(lot_id, amount, account_id, reason, reference, now)
+                _DRAW_FROM_ONE_LOT,
+                {
+                    "lot": lot_id,
+                    "take": amount,
+                    "draw_account_id": account_id,
+                    "draw_amount": amount,
+                    "draw_reason": reason,
+                    "draw_reference": reference,
+                    "draw_created_at": now,
+                },
             )
         ).first()
         if drawn is None:  # pragma: no cover - the wallet lock prevents it
@@ -322,33 +348,34 @@ async def _take(
     return tuple(taken)
 
 
-def _draw_from_one_lot(
-    lot_id: int, amount: int, account_id: str, reason: str, reference: str, now: datetime
-) -> Any:
+def _draw_from_one_lot() -> Any:
     """PostgreSQL: take `amount` from one lot (a conditional UPDATE) and record the draw, in
     one statement; no row when the lot had less."""
     taken = (
         update(lots)
-        .where(lots.c.id == lot_id, lots.c.remaining >= amount)
-        .values(remaining=lots.c.remaining - amount)
+        .where(lots.c.id == bindparam("lot"), lots.c.remaining >= bindparam("take"))
+        .values(remaining=lots.c.remaining - bindparam("take"))
         .returning(lots.c.id)
         .cte("taken")
     )
+    columns = ("account_id", "amount", "reason", "reference", "created_at")
     return (
         insert(draws)
         .from_select(
-            ["lot_id", "account_id", "amount", "reason", "reference", "created_at"],
+            ["lot_id", *columns],
             select(
                 taken.c.id,
-                literal(account_id, draws.c.account_id.type),
-                literal(amount, draws.c.amount.type),
-                literal(reason, draws.c.reason.type),
-                literal(reference, draws.c.reference.type),
-                literal(now, draws.c.created_at.type),
+                *(
+                    bindparam(f"draw_{name}", type_=draws.c[name].type).label(name)
+                    for name in columns
+                ),
             ),
         )
         .returning(draws.c.lot_id)
     )
+
+
+_DRAW_FROM_ONE_LOT = _draw_from_one_lot()
 
 
 async def _give_back(
