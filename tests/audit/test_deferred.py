@@ -13,7 +13,9 @@ from billfold.audit.jobs import CHAIN_DEFERRED_JOB, chain_deferred_entries
 from billfold.audit.models import AuditEntry
 from billfold.audit.service import chain_deferred, deferred_count, hash_of, record_event
 from billfold.audit.verify import verify_chain
+from billfold.config import Settings
 from billfold.db.engine import Database
+from billfold.wiring import job_registry
 
 AT = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
 
@@ -123,3 +125,8 @@ async def test_the_job_chains_every_waiting_batch(
     assert len(await _log(database)) == 10
     async with database.read() as session:
         assert await deferred_count(session) == 0
+
+
+def test_the_chaining_job_is_wired_and_recurring(settings: Settings) -> None:
+    registry = job_registry(settings)
+    assert CHAIN_DEFERRED_JOB in registry and CHAIN_DEFERRED_JOB in registry.schedules
