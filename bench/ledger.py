@@ -4,11 +4,13 @@
 For 8 concurrent writers it measures debits of 1 credit per second (a) spread over 10,000
 customer accounts and (b) all on one hot customer account, each debit a posting (customer -1,
 the usage system account +1) through `billfold.ledger.post_transaction`, one transaction per
-debit. Beside each it runs `pgbench` with the same statement (billfold.ledger.statements) and no
-Python in between, and prints the ratio; and, to tell Python's own cost from billfold's, the same
-statement sent by bare asyncpg from the same Python processes ("asyncpg alone"). The three take
-turns in short slices, so machine load that comes and goes weighs on each alike. The database is
-created, migrated, seeded, ANALYZEd and dropped by the script.
+debit, in the hot path's unit of work (`Database.connection()`: a bare Core connection) and, in
+the "in a session" column, in a request's ORM session (`Database.transaction()`). Beside each it
+runs `pgbench` with the same statement (billfold.ledger.statements) and no Python in between, and
+prints the ratio; and, to tell Python's own cost from billfold's, the same statement sent by bare
+asyncpg from the same Python processes ("asyncpg alone"). The four take turns in short slices, so
+machine load that comes and goes weighs on each alike. The database is created, migrated,
+seeded, ANALYZEd and dropped by the script.
 
     .venv/bin/python bench/ledger.py [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
 """
@@ -151,12 +153,17 @@ async def seed(url: str, accounts: int) -> Ledger:
 
 
 class PythonWriters:
-    """`writers` coroutines posting debits through post_transaction, one transaction each."""
+    """`writers` coroutines posting debits through post_transaction, one transaction each: in
+    the hot path's unit of work (`Database.connection()`, a bare Core connection), or with
+    `session=True` in the ORM session's (`Database.transaction()`, what a request takes)."""
 
-    def __init__(self, url: str, ledger: Ledger, hot: bool, writers: int, label: str) -> None:
+    def __init__(
+        self, url: str, ledger: Ledger, hot: bool, writers: int, label: str, session: bool = False
+    ) -> None:
         # Without the pool's pre-ping: on asyncpg it adds three round trips per transaction that
         # are not the posting's and that pgbench does not send.
         self.db = Database(url, pool_size=writers)
+        self.unit_of_work = self.db.transaction if session else self.db.connection
         self.ledger, self.hot, self.writers, self.label = ledger, hot, writers, label
         self.clock = FrozenClock()
         self.keys = itertools.count()
@@ -175,9 +182,9 @@ class PythonWriters:
                 account = (
                     ledger.customer_ids[0] if self.hot else self.rng.choice(ledger.customer_ids)
                 )
-                async with self.db.transaction() as session:
+                async with self.unit_of_work() as unit:
                     await post_transaction(
-                        session,
+                        unit,
                         idempotency_key=f"{self.label}-{next(self.keys)}",
                         entries=[
                             EntryLine(account, CREDITS, -1),
@@ -256,19 +263,29 @@ def _start_process(
 ) -> None:
     _process["runner"] = asyncio.Runner(loop_factory=loop_factory(loop))
     _process["billfold"] = PythonWriters(url, ledger, hot, writers, f"{label}-{os.getpid()}")
+    _process["session"] = PythonWriters(
+        url, ledger, hot, writers, f"{label}-s-{os.getpid()}", session=True
+    )
     _process["asyncpg"] = AsyncpgWriters(url, ledger, hot, writers, f"{label}-pg-{os.getpid()}")
 
 
-def _run_slice(writers: str, seconds: float) -> tuple[int, float]:
-    result: tuple[int, float] = _process["runner"].run(_process[writers].run(seconds))
-    return result
+def _run_slice(writers: str, seconds: float) -> tuple[int, float, float]:
+    """(debits, seconds taken, this process's CPU seconds)."""
+    cpu = time.process_time()
+    done, took = _process["runner"].run(_process[writers].run(seconds))
+    return done, took, time.process_time() - cpu
+
+
+# billfold in the hot path's unit of work, billfold in a request's ORM session, bare asyncpg.
+PYTHON_WRITERS = ("billfold", "session", "asyncpg")
 
 
 def measure(
     url: str, libpq_url: str, ledger: Ledger, hot: bool, args: argparse.Namespace
-) -> tuple[float, float, float]:
-    """billfold's, asyncpg's alone and pgbench's rates, taken in alternating slices so all three
-    see the same machine load.
+) -> tuple[dict[str, float], dict[str, float]]:
+    """billfold's (hot path's unit of work, then the ORM session's), asyncpg's alone and
+    pgbench's rates, taken in alternating slices so all four see the same machine load; and
+    the Python writers' CPU seconds per debit (their processes' CPU time / debits).
 
     The Python writers are spread over `--processes` processes, as pgbench's clients are over
     its `-j` threads (the same number by default); each process is what one `billfold serve`
@@ -288,15 +305,18 @@ def measure(
         def python_slice(writers: str, seconds: float) -> tuple[int, float]:
             futures = [pool.submit(_run_slice, writers, seconds) for _ in range(processes)]
             results = [future.result() for future in futures]
-            return sum(done for done, _ in results), max(took for _, took in results)
+            cpu[writers] += sum(used for _, _, used in results)
+            return sum(done for done, _, _ in results), max(took for _, took, _ in results)
 
         # Warm up: processes, connections, prepared statements.
-        python_slice("billfold", 1.0)
-        python_slice("asyncpg", 1.0)
+        cpu = dict.fromkeys(PYTHON_WRITERS, 0.0)
+        for writers in PYTHON_WRITERS:
+            python_slice(writers, 1.0)
+        cpu = dict.fromkeys(PYTHON_WRITERS, 0.0)  # the warm-up's left out
         slice_seconds = max(1, args.seconds // args.rounds)
-        totals = {"billfold": [0.0, 0.0], "asyncpg": [0.0, 0.0], "pgbench": [0.0, 0.0]}
+        totals = {name: [0.0, 0.0] for name in (*PYTHON_WRITERS, "pgbench")}
         for _ in range(args.rounds):
-            for writers in ("billfold", "asyncpg"):
+            for writers in PYTHON_WRITERS:
                 done, took = python_slice(writers, slice_seconds)
                 totals[writers][0] += done
                 totals[writers][1] += took
@@ -305,8 +325,9 @@ def measure(
             )
             totals["pgbench"][0] += tps * slice_seconds
             totals["pgbench"][1] += slice_seconds
-    billfold, floor, raw = (done / took for done, took in totals.values())
-    return billfold, floor, raw
+    rates = {name: done / took for name, (done, took) in totals.items()}
+    cpu_per_debit = {name: cpu[name] / totals[name][0] for name in PYTHON_WRITERS}
+    return rates, cpu_per_debit
 
 
 def pgbench_script(ledger: Ledger, hot: bool) -> str:
@@ -449,15 +470,25 @@ def main() -> None:
                 print(pgbench_script(ledger, hot))
         print(
             f"{'scenario':<26}{'billfold debits/s':>18}{'pgbench tx/s':>14}{'ratio':>8}"
-            f"{'asyncpg alone':>16}{'ratio':>8}"
+            f"{'in a session':>14}{'ratio':>8}{'asyncpg alone':>16}{'ratio':>8}"
         )
+        cpu_figures: list[str] = []
         for hot, label in ((False, "spread"), (True, "hot")):
             scenario = f"{label} ({'1 account' if hot else f'{args.accounts} accounts'})"
-            python, floor, raw = measure(sa_url, libpq_url, ledger, hot, args)
+            rates, cpu = measure(sa_url, libpq_url, ledger, hot, args)
+            python, session, floor, raw = (
+                rates[name] for name in ("billfold", "session", "asyncpg", "pgbench")
+            )
             print(
                 f"{scenario:<26}{python:>18,.0f}{raw:>14,.0f}{python / raw:>8.2f}"
-                f"{floor:>16,.0f}{floor / raw:>8.2f}"
+                f"{session:>14,.0f}{session / raw:>8.2f}{floor:>16,.0f}{floor / raw:>8.2f}"
             )
+            cpu_figures.append(
+                f"  {label}: "
+                + ", ".join(f"{name} {cpu[name] * 1e6:,.0f}" for name in PYTHON_WRITERS)
+            )
+        print("Python CPU per debit, microseconds (writer processes' CPU time / debits):")
+        print("\n".join(cpu_figures))
         problems = asyncio.run(check_ledger(sa_url))
         print(
             "ledger verify (balances, running balances, sums): "

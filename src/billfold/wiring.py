@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.audit import jobs as audit_jobs
 from billfold.audit.context import system_audit_context
 from billfold.auth import sessions as panel_sessions
 from billfold.config import Settings
@@ -51,6 +52,7 @@ def job_registry(settings: Settings) -> JobRegistry:
     return JobRegistry.combine(
         [
             job_maintenance.jobs,
+            audit_jobs.jobs,
             inbox.jobs,
             credit_jobs.jobs,
             payment_jobs.job_registry(settings),

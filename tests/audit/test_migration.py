@@ -1,4 +1,4 @@
-"""Migration 0003_auth_audit goes down and up again on its own branch, on both databases."""
+"""The auth_audit branch's head (0011_audit_deferred) goes down and up again, on both databases."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import pytest
 
 from tests.migration_support import assert_branch_goes_down_and_up, scratch_postgres
 
-TABLES = {"api_keys", "audit_log", "audit_chain_head"}
+TABLES = {"audit_deferred"}
 
 
 async def _down_and_up(url: str) -> None:
     await assert_branch_goes_down_and_up(
-        url, branch="auth_audit", revision="0003_auth_audit", tables=TABLES
+        url, branch="auth_audit", revision="0011_audit_deferred", tables=TABLES
     )
 
 

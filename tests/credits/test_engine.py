@@ -9,6 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from billfold.audit.context import system_audit_context
+from billfold.audit.models import AuditEntry
+from billfold.audit.service import chain_deferred, deferred_count
+from billfold.audit.verify import verify_chain
 from billfold.clock import FrozenClock
 from billfold.config import Settings
 from billfold.container import Container
@@ -268,4 +271,35 @@ async def test_the_job_runner_expires_lots_and_releases_holds(
     async with database.read() as session:
         (hold,) = await service.list_holds(session, account)
     assert hold.state == "expired"
+    await _clean(database)
+
+
+async def test_a_usage_debit_is_audited_through_the_deferred_entries(
+    database: Database, clock: FrozenClock
+) -> None:
+    """A debit's `credits.spent` waits in audit_deferred (no chain head lock per debit); the
+    chaining puts it in the verified chain with its transaction's id; a refused or replayed
+    debit records none."""
+    account = await new_customer(database, "audited")
+    await _grant(database, clock, account, 5, "g")
+    spent = await _spend(database, clock, account, 2, "u1")
+    await _spend(database, clock, account, 2, "u1")  # a replay
+    with pytest.raises(PaymentRequired):
+        await _spend(database, clock, account, 9, "u2")
+    async with database.transaction() as session:
+        assert await deferred_count(session) == 1
+        assert await chain_deferred(session) == 1
+    async with database.read() as session:
+        entries = (
+            (await session.execute(select(AuditEntry).where(AuditEntry.action == "credits.spent")))
+            .scalars()
+            .all()
+        )
+        assert (await verify_chain(session)).ok
+    assert [(e.account_id, e.target, e.actor) for e in entries] == [(account, "u1", "test")]
+    assert entries[0].details == {
+        "credits": 2,
+        "balance": 3,
+        "ledger_transaction_id": spent.transaction_id,
+    }
     await _clean(database)

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billfold.audit.service import list_entries
+from billfold.audit.service import deferred_count, list_entries
 from billfold.audit.verify import Anchor, ChainReport, chain_head, verify_chain
 from billfold.config import get_settings
 from billfold.db.engine import Database
@@ -68,12 +68,17 @@ def verify(
         err_console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(code=2) from exc
 
-    async def work(session: AsyncSession) -> ChainReport:
-        return await verify_chain(session, anchors)
+    async def work(session: AsyncSession) -> tuple[ChainReport, int]:
+        return await verify_chain(session, anchors), await deferred_count(session)
 
-    report = run_in_transaction(work)
+    report, waiting = run_in_transaction(work)
     if report.ok:
         console.print(f"audit log intact: {report.checked} entries verified")
+        if waiting:
+            console.print(
+                f"{waiting} deferred entries (usage debits) wait to be chained by the "
+                "audit.chain_deferred job"
+            )
         return
     err_console.print(
         f"[red]audit log broken at entry {report.broken_seq}:[/red] {report.reason} "

@@ -48,8 +48,10 @@ class AuditContext:
         target: str | None = None,
         details: dict[str, Any] | None = None,
         actor: str | None = None,
+        deferred: bool = False,
     ) -> AuditEntry:
-        """Append an audit entry for this request (see `billfold.audit.service.record_event`)."""
+        """Append an audit entry for this request (see `billfold.audit.service.record_event`;
+        `deferred`: chained later by the `audit.chain_deferred` job, for hot paths)."""
         return await record_event(
             session,
             action=action,
@@ -60,6 +62,7 @@ class AuditContext:
             ip=self.ip,
             request_id=self.request_id,
             at=self.clock.now(),
+            deferred=deferred,
         )
 
 

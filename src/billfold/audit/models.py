@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from billfold.db.base import Base, UTCDateTime
+from billfold.db.base import Base, BigIntPK, UTCDateTime
 
 # The `prev_hash` of the first entry: 64 zeros, the hash of nothing.
 GENESIS_HASH = "0" * 64
@@ -55,3 +55,22 @@ class AuditChainHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditDeferred(Base):
+    """An entry recorded by a hot path (a usage debit) in its own transaction, without the
+    chain head's lock: the `audit.chain_deferred` job chains it into `audit_log` (same fields,
+    same `id`, `occurred_at` as recorded) and deletes it here, in one transaction."""
+
+    __tablename__ = "audit_deferred"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    entry_id: Mapped[str] = mapped_column(String(40), unique=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(String(255))
+    account_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    target: Mapped[str | None] = mapped_column(String(255), default=None)
+    details_json: Mapped[str] = mapped_column(Text, default="{}")
+    ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(128), default=None)

@@ -20,14 +20,20 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import Table, delete, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
-from billfold.audit.models import CHAIN_HEAD_ID, GENESIS_HASH, AuditChainHead, AuditEntry
+from billfold.audit.models import (
+    CHAIN_HEAD_ID,
+    GENESIS_HASH,
+    AuditChainHead,
+    AuditDeferred,
+    AuditEntry,
+)
 from billfold.clock import utcnow
 from billfold.db.base import new_id
 from billfold.errors import ValidationFailed
@@ -232,29 +238,18 @@ def _watch(session: Session) -> None:
     session.info[_WATCHED] = True
 
 
-async def record_event(
-    session: AsyncSession,
+def _new_entry(
     *,
     action: str,
     actor: str,
     account_id: str | None,
-    target: str | None = None,
-    details: dict[str, Any] | None = None,
-    ip: str | None = None,
-    request_id: str | None = None,
-    at: datetime | None = None,
+    target: str | None,
+    details: dict[str, Any] | None,
+    ip: str | None,
+    request_id: str | None,
+    at: datetime | None,
 ) -> AuditEntry:
-    """Append one entry to the audit log in the caller's transaction: it exists exactly when
-    the action it records was committed.
-
-    `action` is a dotted name such as `checkout.created`; `actor` says who (`user:alice`,
-    `api_key:ak_...`, `stripe`, `cli:root`); `details` is any JSON-serializable dict.
-
-    The entry is chained and inserted when the transaction commits (or at
-    `write_pending_entries`): the chain head's lock is then held only for the commit itself,
-    not for the rest of the request, so audited requests do not queue behind each other. The
-    returned entry has its `id` and fields at once, and `seq`/`entry_hash` after the commit.
-    """
+    """An entry's fields, checked and cleaned (not yet chained)."""
     action = (action or "").strip()
     if not action or len(action) > 100:
         raise ValidationFailed("audit action must be 1 to 100 characters", field="action")
@@ -269,7 +264,7 @@ async def record_event(
         raise ValidationFailed("audit details are larger than 64 KiB", field="details")
     # Microseconds are what both databases keep, and what the hash covers.
     occurred_at = (at or utcnow()).astimezone(UTC)
-    entry = AuditEntry(
+    return AuditEntry(
         id=new_id("aud"),
         occurred_at=occurred_at,
         action=action,
@@ -280,10 +275,111 @@ async def record_event(
         ip=_clean(ip, 64),
         request_id=_clean(request_id, 128),
     )
+
+
+def _append(session: AsyncSession, entry: AuditEntry) -> None:
+    """Queue `entry` for chaining at the session's commit."""
     sync_session = session.sync_session
     _watch(sync_session)
     _pending(sync_session).append((entry, sync_session.get_nested_transaction()))
+
+
+async def record_event(
+    session: AsyncSession,
+    *,
+    action: str,
+    actor: str,
+    account_id: str | None,
+    target: str | None = None,
+    details: dict[str, Any] | None = None,
+    ip: str | None = None,
+    request_id: str | None = None,
+    at: datetime | None = None,
+    deferred: bool = False,
+) -> AuditEntry:
+    """Append one entry to the audit log in the caller's transaction: it exists exactly when
+    the action it records was committed.
+
+    `action` is a dotted name such as `checkout.created`; `actor` says who (`user:alice`,
+    `api_key:ak_...`, `stripe`, `cli:root`); `details` is any JSON-serializable dict.
+
+    The entry is chained and inserted when the transaction commits (or at
+    `write_pending_entries`): the chain head's lock is then held only for the commit itself,
+    not for the rest of the request, so audited requests do not queue behind each other. The
+    returned entry has its `id` and fields at once, and `seq`/`entry_hash` after the commit.
+
+    `deferred=True` (a hot path: a usage debit) takes no lock at all: the entry is inserted at
+    once into `audit_deferred`, in the caller's transaction, and the `audit.chain_deferred` job
+    chains it later with others, under one hold of the lock (`chain_deferred`); its `seq` is
+    then given in that job's commit order, its fields are the ones recorded here.
+    """
+    entry = _new_entry(
+        action=action,
+        actor=actor,
+        account_id=account_id,
+        target=target,
+        details=details,
+        ip=ip,
+        request_id=request_id,
+        at=at,
+    )
+    if deferred:
+        # A Core insert on the table: no ORM bulk-insert machinery for one row.
+        values = {column: getattr(entry, column) for column in _DEFERRED_COLUMNS}
+        await session.execute(_INSERT_DEFERRED, {"entry_id": entry.id, **values})
+    else:
+        _append(session, entry)
     return entry
+
+
+# The fields an entry has before it is chained (AuditDeferred's columns but its own ids).
+_DEFERRED_COLUMNS = (
+    "occurred_at",
+    "action",
+    "actor",
+    "account_id",
+    "target",
+    "details_json",
+    "ip",
+    "request_id",
+)
+
+
+_INSERT_DEFERRED = insert(cast(Table, AuditDeferred.__table__))
+
+
+async def chain_deferred(session: AsyncSession, *, limit: int = 1000) -> int:
+    """Move up to `limit` deferred entries (oldest first) into the chain, at this session's
+    commit, and delete them from `audit_deferred` in the same transaction; returns how many.
+    Concurrent callers take different rows (PostgreSQL: SKIP LOCKED; SQLite: one writer)."""
+    rows = (
+        await session.execute(
+            select(AuditDeferred.id, AuditDeferred.entry_id, *_deferred_fields())
+            .order_by(AuditDeferred.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        return 0
+    for row in rows:
+        fields = {column: getattr(row, column) for column in _DEFERRED_COLUMNS}
+        _append(session, AuditEntry(id=row.entry_id, **fields))
+    await session.execute(
+        delete(AuditDeferred).where(AuditDeferred.id.in_([row.id for row in rows]))
+    )
+    return len(rows)
+
+
+def _deferred_fields() -> list[Any]:
+    return [getattr(AuditDeferred, column) for column in _DEFERRED_COLUMNS]
+
+
+async def deferred_count(session: AsyncSession) -> int:
+    """How many entries wait for `chain_deferred`."""
+    return int(
+        (await session.execute(select(func.count()).select_from(AuditDeferred))).scalar_one()
+    )
 
 
 async def write_pending_entries(session: AsyncSession) -> None:

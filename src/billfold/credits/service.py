@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.clock import Clock
@@ -39,9 +39,12 @@ from billfold.credits.models import (
     CreditWallet,
     HoldState,
 )
-from billfold.credits.threshold import note_balance
+from billfold.credits.threshold import TRIGGER_COLUMNS, note_balance
+from billfold.credits.threshold import settings_table as trigger_table
 from billfold.customers.service import AuditRecorder
+from billfold.db.base import UTCDateTime
 from billfold.db.dialect import insert_ignoring_conflict
+from billfold.db.engine import dialect_name
 from billfold.errors import (
     Conflict,
     IdempotencyConflict,
@@ -68,6 +71,7 @@ wallets = cast(Table, CreditWallet.__table__)
 lots = cast(Table, CreditLot.__table__)
 draws = cast(Table, CreditLotDraw.__table__)
 holds = cast(Table, CreditHold.__table__)
+ledger_accounts = cast(Table, LedgerAccount.__table__)
 
 MAX_CREDITS = 10**12  # far above any sane amount; the routes apply tighter limits
 MAX_HOLD_SECONDS = 30 * 24 * 3600
@@ -151,16 +155,21 @@ def _check_key(key: Any, field: str = "idempotencyKey") -> str:
 # --- the wallet: the account's lock and version --------------------------------------------
 
 
+# Statements of the usage path, built once (no construction nor cache key per debit): their
+# values are bound at execution.
+_BUMP_WALLET = (
+    update(wallets)
+    .where(wallets.c.account_id == bindparam("wallet"))
+    .values(version=wallets.c.version + 1, updated_at=bindparam("now", type_=UTCDateTime))
+    .returning(wallets.c.version)
+)
+
+
 async def _lock_wallet(session: AsyncSession, account_id: str, clock: Clock) -> int:
     """Take the account's credits lock (to the commit) and bump its version; returns it."""
     now = clock.now()
-    bump = (
-        update(wallets)
-        .where(wallets.c.account_id == account_id)
-        .values(version=wallets.c.version + 1, updated_at=now)
-        .returning(wallets.c.version)
-    )
-    version = (await session.execute(bump)).scalar_one_or_none()
+    bump = {"wallet": account_id, "now": now}
+    version = (await session.execute(_BUMP_WALLET, bump)).scalar_one_or_none()
     if version is None:
         await insert_ignoring_conflict(
             session,
@@ -168,7 +177,7 @@ async def _lock_wallet(session: AsyncSession, account_id: str, clock: Clock) -> 
             {"account_id": account_id, "version": 0, "created_at": now, "updated_at": now},
             ["account_id"],
         )
-        version = (await session.execute(bump)).scalar_one()
+        version = (await session.execute(_BUMP_WALLET, bump)).scalar_one()
     return int(version)
 
 
@@ -233,20 +242,63 @@ async def _live_lots(
     return found
 
 
-async def _lots_to_spend(
-    session: AsyncSession, account_id: str, now: datetime
-) -> list[tuple[int, int]] | None:
-    """The live lots in spend order, or None when one has expired and is not written off."""
-    rows = (
-        await session.execute(
-            select(lots.c.id, lots.c.remaining, lots.c.expires_at)
-            .where(lots.c.account_id == account_id, lots.c.remaining > 0)
-            .order_by(*_spend_order())
+@dataclass(frozen=True, slots=True)
+class _SpendReads:
+    live: list[tuple[int, int]] | None  # None: a lot has expired and is not written off
+    ledger_ids: tuple[int, int] | None  # (main, its usage shard); None: not both created yet
+    trigger: Any  # the auto top-up trigger's columns (NULL when the account has no settings)
+
+
+def _ledger_id(key: str) -> Any:
+    return (
+        select(ledger_accounts.c.id)
+        .where(ledger_accounts.c.key == bindparam(key))
+        .scalar_subquery()
+    )
+
+
+_SPEND_READS = (
+    select(
+        lots.c.id,
+        lots.c.remaining,
+        lots.c.expires_at,
+        _ledger_id("customer_key").label("customer_ledger_id"),
+        _ledger_id("usage_key").label("usage_ledger_id"),
+        *TRIGGER_COLUMNS,
+    )
+    .select_from(
+        select(literal(1).label("one"))
+        .subquery("one")
+        .outerjoin(
+            lots,
+            and_(lots.c.account_id == bindparam("account_id"), lots.c.remaining > 0),
         )
-    ).all()
-    if any(r.expires_at is not None and r.expires_at <= now for r in rows):
-        return None
-    return [(int(r.id), int(r.remaining)) for r in rows]
+        .outerjoin(trigger_table, trigger_table.c.account_id == bindparam("account_id"))
+    )
+    .order_by(*_spend_order())
+)
+
+
+async def _spend_reads(session: AsyncSession, account_id: str, now: datetime) -> _SpendReads:
+    """What a usage debit reads under the wallet lock, in one statement: the account's lots
+    with credits left, in spend order, each row also carrying the ids of the posting's two
+    ledger accounts and the auto top-up's trigger (one row of NULL lot columns when there is
+    no lot)."""
+    parameters = {
+        "account_id": account_id,
+        "customer_key": account_key(account_id, MAIN, CREDITS),
+        "usage_key": account_key(None, str(SystemAccount.USAGE), CREDITS, shard_for(account_id)),
+    }
+    rows = (await session.execute(_SPEND_READS, parameters)).all()
+    first = rows[0]
+    found = [r for r in rows if r.id is not None]
+    expired = any(r.expires_at is not None and r.expires_at <= now for r in found)
+    both = first.customer_ledger_id is not None and first.usage_ledger_id is not None
+    return _SpendReads(
+        live=None if expired else [(int(r.id), int(r.remaining)) for r in found],
+        ledger_ids=(int(first.customer_ledger_id), int(first.usage_ledger_id)) if both else None,
+        trigger=first,
+    )
 
 
 async def _take(
@@ -267,6 +319,26 @@ async def _take(
     left = amount
     if live is None:
         live = await _live_lots(session, account_id, now, first=first)
+    if live and live[0][1] >= amount and dialect_name(session) == "postgresql":
+        # The usual debit: one lot covers it. Its UPDATE and its draw in one statement.
+        lot_id = live[0][0]
+        drawn = (
+            await session.execute(
+                _DRAW_FROM_ONE_LOT,
+                {
+                    "lot": lot_id,
+                    "take": amount,
+                    "draw_account_id": account_id,
+                    "draw_amount": amount,
+                    "draw_reason": reason,
+                    "draw_reference": reference,
+                    "draw_created_at": now,
+                },
+            )
+        ).first()
+        if drawn is None:  # pragma: no cover - the wallet lock prevents it
+            raise Conflict("a credit lot changed under its account's lock; retry")
+        return ((lot_id, amount),)
     for lot_id, remaining in live:
         if left <= 0:
             break
@@ -296,6 +368,36 @@ async def _take(
             ],
         )
     return tuple(taken)
+
+
+def _draw_from_one_lot() -> Any:
+    """PostgreSQL: take `amount` from one lot (a conditional UPDATE) and record the draw, in
+    one statement; no row when the lot had less."""
+    taken = (
+        update(lots)
+        .where(lots.c.id == bindparam("lot"), lots.c.remaining >= bindparam("take"))
+        .values(remaining=lots.c.remaining - bindparam("take"))
+        .returning(lots.c.id)
+        .cte("taken")
+    )
+    columns = ("account_id", "amount", "reason", "reference", "created_at")
+    return (
+        insert(draws)
+        .from_select(
+            ["lot_id", *columns],
+            select(
+                taken.c.id,
+                *(
+                    bindparam(f"draw_{name}", type_=draws.c[name].type).label(name)
+                    for name in columns
+                ),
+            ),
+        )
+        .returning(draws.c.lot_id)
+    )
+
+
+_DRAW_FROM_ONE_LOT = _draw_from_one_lot()
 
 
 async def _give_back(
@@ -594,21 +696,38 @@ async def spend(
     key = _usage_key(account_id, _check_key(idempotency_key))
     version = await _lock_wallet(session, account_id, clock)
     now = clock.now()
-    # One read for both: the lots to spend from, and whether any has expired unwritten.
-    live = await _lots_to_spend(session, account_id, now)
+    # One read, under the wallet lock: the lots to spend from (and whether any has expired
+    # unwritten), the two ledger accounts of the posting, the auto top-up's trigger.
+    reads = await _spend_reads(session, account_id, now)
+    live = reads.live
     if live is None:
         await _expire_due_lots(session, account_id, clock, audit)
         live = await _live_lots(session, account_id, now)
     try:
-        posted = await debit_credits(
-            session,
-            billing_account_id=account_id,
-            credits=credits,
-            idempotency_key=key,
-            clock=clock,
-            description=description,
-            metadata=dict(metadata or {}),
-        )
+        if reads.ledger_ids is None:  # the first movement: debit_credits creates them
+            posted = await debit_credits(
+                session,
+                billing_account_id=account_id,
+                credits=credits,
+                idempotency_key=key,
+                clock=clock,
+                description=description,
+                metadata=dict(metadata or {}),
+            )
+        else:  # what debit_credits posts, without reading the accounts again
+            customer, usage = reads.ledger_ids
+            posted = await post_transaction(
+                session,
+                idempotency_key=key,
+                entries=[
+                    EntryLine(customer, CREDITS, -credits),
+                    EntryLine(usage, CREDITS, credits),
+                ],
+                kind="usage",
+                description=description,
+                metadata=dict(metadata or {}),
+                clock=clock,
+            )
     except InsufficientBalance as exc:
         raise _shortfall(exc, credits) from exc
     except IdempotencyConflict as exc:
@@ -626,14 +745,17 @@ async def spend(
         session, account_id, credits, reason="usage", reference=key, now=now, live=live
     )
     balance = next(e.balance_after for e in posted.entries if e.amount < 0)
-    await note_balance(session, account_id, balance, clock)
+    await note_balance(session, account_id, balance, clock, trigger=reads.trigger)
     if audit is not None:
+        # Deferred: chained by the audit.chain_deferred job, so usage debits never queue on
+        # the audit chain head's lock (one INSERT here instead).
         await audit.record(
             session,
             "credits.spent",
             account_id=account_id,
             target=idempotency_key,
             details={"credits": credits, "balance": balance, "ledger_transaction_id": posted.id},
+            deferred=True,
         )
     return Movement(
         balance=balance, version=version, transaction_id=posted.id, replayed=False, lots=taken

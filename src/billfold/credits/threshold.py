@@ -11,7 +11,7 @@ Kept apart from `autotopup.py` (the settings, the guardrails and the charge) so 
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,19 +28,31 @@ AUTO_TOPUP_MAX_ATTEMPTS = 5
 settings_table = cast(Table, CreditAutoTopup.__table__)
 
 
-async def note_balance(session: AsyncSession, account_id: str, balance: int, clock: Clock) -> bool:
+# What the trigger reads of an account's settings (a movement may read them in a statement of
+# its own, under the wallet lock, and pass the row to note_balance: `trigger=`).
+TRIGGER_COLUMNS = (
+    settings_table.c.status,
+    settings_table.c.threshold,
+    settings_table.c.armed,
+    settings_table.c.crossings,
+)
+_UNREAD: Any = object()
+
+
+async def note_balance(
+    session: AsyncSession, account_id: str, balance: int, clock: Clock, *, trigger: Any = _UNREAD
+) -> bool:
     """After a movement of the account's credits (its wallet locked): fire the auto top-up
-    when the balance fell under the threshold while armed. True when a job was enqueued."""
-    row = (
-        await session.execute(
-            select(
-                settings_table.c.status,
-                settings_table.c.threshold,
-                settings_table.c.armed,
-                settings_table.c.crossings,
-            ).where(settings_table.c.account_id == account_id)
-        )
-    ).first()
+    when the balance fell under the threshold while armed. True when a job was enqueued.
+    `trigger`: TRIGGER_COLUMNS of the account's settings as already read under the wallet
+    lock in this transaction (None, or NULL columns, when it has none)."""
+    row = trigger
+    if row is _UNREAD:
+        row = (
+            await session.execute(
+                select(*TRIGGER_COLUMNS).where(settings_table.c.account_id == account_id)
+            )
+        ).first()
     if row is None or row.status != AutoTopupStatus.ACTIVE:
         return False
     if balance >= row.threshold:

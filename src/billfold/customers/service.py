@@ -42,6 +42,7 @@ class AuditRecorder(Protocol):
         target: str | None = None,
         details: dict[str, Any] | None = None,
         actor: str | None = None,
+        deferred: bool = False,
     ) -> Any: ...
 
 

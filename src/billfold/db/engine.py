@@ -2,7 +2,9 @@
 
 One transaction per request, webhook event, job or CLI command, owned by the edge that started it:
 services `flush`, never `commit`. A unit of work says whether it writes, where it is opened:
-`Database.transaction()` (a writer) or `Database.read()` (a reader).
+`Database.transaction()` (a writer) or `Database.read()` (a reader). A hot path whose work is
+Core statements only (the ledger's posting) may take `Database.connection()` instead: the same
+writer's transaction on a bare connection, without the ORM session's cost per transaction.
 
 - SQLite (WAL): a writer starts with `BEGIN IMMEDIATE` (so two writers never both read and then
   fail to upgrade their lock) and waits on the busy timeout; a reader starts a deferred `BEGIN`
@@ -33,6 +35,11 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from billfold.db.sqlite_inline import READ_BUSY_TIMEOUT_S, connector
+
+Executor = AsyncSession | AsyncConnection
+"""What runs a service's Core statements: a unit of work's session (`Database.transaction()`,
+`read()`) or its bare connection (`Database.connection()`). Both say `execute`; the
+dialect is `dialect_name(executor)`."""
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Below the idle timeouts of common proxies and managed servers (often 30 to 60 minutes).
@@ -90,6 +97,53 @@ def _invalidate(connection: Connection, exc: BaseException) -> None:
     # before now (the server dropped them all, most likely), then this one.
     connection.engine.pool._invalidate(connection.connection, exc, _checkin=False)
     connection.invalidate(exc)
+
+
+def dialect_name(executor: Executor) -> str:
+    """`postgresql` or `sqlite`: the database a session or connection talks to."""
+    if isinstance(executor, AsyncConnection):
+        return str(executor.dialect.name)
+    return str(executor.get_bind().dialect.name)
+
+
+def _driver_transaction(connection: AsyncConnection) -> Any | None:
+    """The asyncpg transaction `_begin_now` opened on `connection` and SQLAlchemy's own
+    Connection never began (no statement went through it), or None."""
+    sync = connection.sync_connection
+    if sync is None or sync.in_transaction():
+        return None
+    return getattr(sync.connection.dbapi_connection, "_transaction", None)
+
+
+async def _end_driver_transaction(connection: AsyncConnection, *, commit: bool) -> None:
+    """Commit (or roll back) a unit of work's transaction. When only the driver began it
+    (every statement went straight to asyncpg), asyncpg ends it: no greenlet hop through
+    SQLAlchemy's Connection, which has nothing to do; otherwise SQLAlchemy does."""
+    if _driver_transaction(connection) is None:
+        await (connection.commit() if commit else connection.rollback())
+        return
+    sync = connection.sync_connection
+    assert sync is not None
+    adapter: Any = sync.connection.dbapi_connection
+    end = adapter._transaction.commit if commit else adapter._transaction.rollback
+    dbapi_error = sync.dialect.loaded_dbapi.Error
+    try:
+        try:
+            await adapter._call_and_discard(end)
+        except Exception as exc:
+            adapter._handle_exception(exc)  # raises asyncpg's error in the DBAPI's form
+    except dbapi_error as exc:
+        disconnected = sync.dialect.is_disconnect(exc, adapter, None)
+        if disconnected:
+            await connection.run_sync(_invalidate, exc)
+        raise DBAPIError.instance(
+            "COMMIT" if commit else "ROLLBACK",
+            None,
+            exc,
+            dbapi_error,
+            connection_invalidated=disconnected,
+            dialect=sync.dialect,
+        ) from exc
 
 
 def is_read_only(session: AsyncSession) -> bool:
@@ -169,6 +223,46 @@ class Database:
                 await session.rollback()
                 raise
             await session.commit()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A writer unit of work on a bare Core connection, for hot paths that run only Core
+        statements (the ledger's posting, `bench/ledger.py`): the same transaction as
+        `transaction()` (owned by the edge, committed on success, rolled back on error;
+        BEGIN IMMEDIATE on SQLite; on PostgreSQL the BEGIN sent at once, a dropped pooled
+        connection replaced once) without an ORM session, its identity map, its events and
+        its flushes. Services take it wherever they take a session for Core work
+        (`Executor`); there is no audit chaining at its commit (`record_event` needs a
+        session)."""
+        connection = await self._live_connection()
+        try:
+            try:
+                yield connection
+            except BaseException:
+                await _end_driver_transaction(connection, commit=False)
+                raise
+            await _end_driver_transaction(connection, commit=True)
+        finally:
+            await connection.close()
+
+    async def _live_connection(self) -> AsyncConnection:
+        """A pooled connection inside a begun writer transaction."""
+        for attempt in (1, 2):
+            connection = await self.engine.connect()
+            try:
+                if self.dialect == "postgresql":
+                    await _begin_now(connection)
+                else:
+                    await connection.begin()
+                return connection
+            except DBAPIError as exc:
+                await connection.close()
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+            except BaseException:
+                await connection.close()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def read(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A read unit of work: never takes a write lock, never waits behind a writer, and a

@@ -52,10 +52,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from billfold.clock import Clock
 from billfold.db.dialect import insert_ignoring_conflict
+from billfold.db.engine import Executor, dialect_name
 from billfold.errors import (
     BillfoldError,
     Conflict,
@@ -469,7 +470,7 @@ def _balance_update(
 
 
 async def post_transaction(
-    session: AsyncSession,
+    session: Executor,
     *,
     idempotency_key: str,
     entries: Sequence[EntryLine],
@@ -495,7 +496,7 @@ async def post_transaction(
     now = clock.now()
     if now.tzinfo is None:
         raise ValueError("the clock gave a naive datetime; billfold's clocks are UTC-aware")
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_name(session)
 
     deltas: dict[int, int] = defaultdict(int)
     units: dict[int, str] = {}
@@ -543,7 +544,7 @@ _Claimed = tuple[int, list[PostedEntry]]
 
 
 async def _post_postgresql(
-    session: AsyncSession,
+    session: Executor,
     values: dict[str, Any],
     entries: Sequence[EntryLine],
     allow_overdraft: bool,
@@ -578,7 +579,7 @@ async def _post_postgresql(
     return rows[0][0], posted
 
 
-async def _asyncpg_connection(session: AsyncSession) -> Any | None:
+async def _asyncpg_connection(session: Executor) -> Any | None:
     """The asyncpg connection under `session`, inside the session's transaction, or None.
 
     The posting is the hot path: sent straight to asyncpg, its one statement costs about half
@@ -587,9 +588,12 @@ async def _asyncpg_connection(session: AsyncSession) -> Any | None:
     adapter is asked to, exactly as its own cursor would; if the adapter does not look as
     expected (another SQLAlchemy version), None sends the caller through SQLAlchemy instead.
     """
-    if session.new or session.dirty or session.deleted:
-        await session.flush()  # what SQLAlchemy's autoflush would do before a statement
-    connection = await session.connection()
+    if isinstance(session, AsyncConnection):
+        connection = session
+    else:
+        if session.new or session.dirty or session.deleted:
+            await session.flush()  # what SQLAlchemy's autoflush would do before a statement
+        connection = await session.connection()
     raw = await connection.get_raw_connection()
     adapter: Any = raw.dbapi_connection
     driver: Any = raw.driver_connection
@@ -601,7 +605,7 @@ async def _asyncpg_connection(session: AsyncSession) -> Any | None:
 
 
 async def _post_generic(
-    session: AsyncSession,
+    session: Executor,
     dialect: str,
     values: dict[str, Any],
     entries: Sequence[EntryLine],
@@ -620,7 +624,7 @@ async def _post_generic(
 
 
 async def _move_generic(
-    session: AsyncSession,
+    session: Executor,
     transaction_id: int,
     entries: Sequence[EntryLine],
     deltas: Mapping[int, int],
@@ -656,9 +660,7 @@ async def _move_generic(
     return sorted((PostedEntry(*row) for row in written), key=lambda e: e.id)
 
 
-async def _replay(
-    session: AsyncSession, idempotency_key: str, fingerprint: str
-) -> PostedTransaction:
+async def _replay(session: Executor, idempotency_key: str, fingerprint: str) -> PostedTransaction:
     first = await get_transaction_by_key(session, idempotency_key)
     if first is None:
         # Only possible when the first posting with this key committed after our statement's
@@ -673,7 +675,7 @@ async def _replay(
     return first
 
 
-async def _undo_balances(session: AsyncSession, applied: Mapping[int, int]) -> None:
+async def _undo_balances(session: Executor, applied: Mapping[int, int]) -> None:
     """Take back the balance changes of a posting refused part-way (its rows stay locked)."""
     if not applied:
         return
@@ -685,7 +687,7 @@ async def _undo_balances(session: AsyncSession, applied: Mapping[int, int]) -> N
     )
 
 
-async def _forget_transaction(session: AsyncSession, transaction_id: int) -> None:
+async def _forget_transaction(session: Executor, transaction_id: int) -> None:
     """Remove a refused posting's rows (entries already written for the accounts that moved)."""
     await session.execute(
         delete(entries_table).where(entries_table.c.transaction_id == transaction_id)
@@ -694,7 +696,7 @@ async def _forget_transaction(session: AsyncSession, transaction_id: int) -> Non
 
 
 async def _refusal(
-    session: AsyncSession,
+    session: Executor,
     deltas: Mapping[int, int],
     units: Mapping[int, str],
     updated: Mapping[int, int],
@@ -735,7 +737,7 @@ async def _refusal(
 
 
 async def get_transaction_by_key(
-    session: AsyncSession, idempotency_key: str
+    session: Executor, idempotency_key: str
 ) -> PostedTransaction | None:
     """The transaction posted under `idempotency_key` (replayed=True), or None."""
     row = (
