@@ -35,7 +35,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from billfold.api.account_deps import ReadingAccountDep, account_of_request
+from billfold.api.account_deps import (
+    ReadingAccountDep,
+    ReadingCallerDep,
+    account_of_request,
+    read_opening_account,
+)
 from billfold.api.audit_deps import AuditContextDep
 from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
@@ -46,11 +51,12 @@ from billfold.catalog.credits import CreditCatalog, read_credit_catalog
 from billfold.container import Container
 from billfold.credits import autotopup, history, purchases, service
 from billfold.credits.models import PurchaseKind
+from billfold.credits.reads import AccountBalance, balance_by_ref
 from billfold.customers.models import BillingAccount
 from billfold.customers.service import get_or_create_account
 from billfold.errors import BillfoldError, Forbidden, ValidationFailed
 from billfold.money import to_major
-from billfold.payments.dues import dues_of
+from billfold.payments.dues import DUES, DUES_PENDING, dues_from_balances
 from billfold.payments.schemas import DuesRead
 from billfold.subscriptions.models import Subscription
 from billfold.subscriptions.reads import current_subscription
@@ -133,11 +139,15 @@ def _major(minor: int, currency: str) -> float:
 
 
 def _currency(catalog: CreditCatalog, account: BillingAccount, asked: str | None) -> str:
+    return _currency_of(catalog, account.settings, asked)
+
+
+def _currency_of(catalog: CreditCatalog, settings: dict[str, Any] | None, asked: str | None) -> str:
     if asked is not None:
         if not isinstance(asked, str) or not asked.strip():
             raise ValidationFailed("currency must be EUR or USD", field="currency")
         return catalog.check_currency(asked)
-    setting = (account.settings or {}).get("currency")
+    setting = (settings or {}).get("currency")
     if isinstance(setting, str) and setting.strip().lower() in catalog.currencies:
         return setting.strip().lower()
     return catalog.default_currency
@@ -202,21 +212,22 @@ class BalanceRead(BaseModel):
 @router.get("/balance", response_model=BalanceRead, responses=error_responses(*AUTHENTICATED))
 @rate_limit(RateLimitClass.API)
 async def get_balance(
-    response: Response,
-    session: ReadSessionDep,
-    container: ContainerDep,
-    account: ReadingAccountDep,
-    currency: str | None = None,
+    response: Response, caller: ReadingCallerDep, currency: str | None = None
 ) -> BalanceRead:
     """The account's spendable credits (negative after a clawback of credits already spent)."""
+    container = caller.container
     catalog = read_credit_catalog(container.settings)
-    code = _currency(catalog, account, currency)
-    found = await service.get_balance(session, account.id)
-    _versioned(response, found.version)
-    owed = [DuesRead.of(d) for d in await dues_of(session, account.id)]
-    return BalanceRead(
-        credits=found.credits, balance=found.credits, currency=code.upper(), dues=owed
-    )
+    found = await read_opening_account(caller, _balance_and_dues)
+    code = _currency_of(catalog, found.settings, currency)
+    _versioned(response, found.balance.version)
+    owed = [DuesRead.of(d) for d in dues_from_balances(found.others)]
+    credits = found.balance.credits
+    return BalanceRead(credits=credits, balance=credits, currency=code.upper(), dues=owed)
+
+
+async def _balance_and_dues(container: Container, ref: AccountRef) -> AccountBalance | None:
+    # One hot read: the credits, and document 003's dues ledger accounts beside them.
+    return await balance_by_ref(container.db, ref, others=(DUES, DUES_PENDING))
 
 
 class PackageRead(BaseModel):

@@ -31,7 +31,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util.concurrency import greenlet_spawn
 
+from billfold.db.hot_read import PreparedRead
 from billfold.db.sqlite_inline import READ_BUSY_TIMEOUT_S, connector
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -90,6 +92,15 @@ def _invalidate(connection: Connection, exc: BaseException) -> None:
     # before now (the server dropped them all, most likely), then this one.
     connection.engine.pool._invalidate(connection.connection, exc, _checkin=False)
     connection.invalidate(exc)
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Whether asyncpg's `exc` says the connection is gone (the server dropped it)."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    return isinstance(
+        exc, (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+    ) or getattr(exc, "sqlstate", None) in ("57P01", "57P02", "57P03")
 
 
 def is_read_only(session: AsyncSession) -> bool:
@@ -174,6 +185,34 @@ class Database:
         """A read unit of work: never takes a write lock, never waits behind a writer, and a
         statement that writes fails (SQLite `query_only`, PostgreSQL `READ ONLY`)."""
         return self.transaction(write=False)
+
+    async def read_rows(self, read: PreparedRead, **params: Any) -> list[tuple[Any, ...]]:
+        """The rows of one hot read (db/hot_read.py): a connection of the read pool, the one
+        statement with no transaction around it, no session. A PostgreSQL connection dropped
+        while it sat in the pool is discarded (with every older one) and the read sent again
+        on a fresh one, once, as a unit of work does."""
+        engine = self.read_engine.sync_engine
+        compiled = read.compiled(engine.dialect)
+        arguments = compiled.arguments(params)
+        for attempt in (1, 2):
+            # The pool may have to open a connection, which the async drivers do in a greenlet.
+            connection = await greenlet_spawn(engine.raw_connection)
+            try:
+                driver: Any = connection.driver_connection
+                if self.dialect == "postgresql":
+                    fetched = await driver.fetch(compiled.sql, *arguments)
+                else:  # InlineConnection (sqlite_inline) or aiosqlite's connection
+                    fetched = await driver.execute_fetchall(compiled.sql, arguments)
+            except Exception as exc:
+                if attempt == 1 and self.dialect == "postgresql" and _dropped(exc):
+                    engine.pool._invalidate(connection, exc, _checkin=False)
+                    await greenlet_spawn(connection.close)
+                    continue
+                await greenlet_spawn(connection.close)
+                raise
+            await greenlet_spawn(connection.close)
+            return compiled.rows(fetched)
+        raise AssertionError("unreachable")
 
     @staticmethod
     async def _begin_on_live_connection(session: AsyncSession) -> None:
