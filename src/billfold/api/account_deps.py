@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep, current_principal
@@ -78,19 +78,30 @@ class ReadingCaller:
     ref: AccountRef
 
 
-# One flat dependency for the reads apps make on every page (FastAPI resolves each dependency
-# of a graph at a cost per request): the caller, then the account it may read, by the same rule
-# as ReadingAccountDep (tenancy's account_ref_for_principal); the route reads the account and
-# its answer in one hot read (db/hot_read.py) and takes no unit of work.
-async def reading_caller(
-    request: Request,
-    x_shopify_shop_domain: Annotated[str | None, Header(alias=SHOP_HEADER)] = None,
-) -> ReadingCaller:
+# One flat dependency for the reads apps make on every page (FastAPI resolves and validates each
+# dependency and parameter of a graph at a cost per request): the caller, then the account it
+# may read, by the same rule as ReadingAccountDep (tenancy's account_ref_for_principal); the
+# route reads the account and its answer in one hot read (db/hot_read.py) and takes no unit of
+# work. The shop header is read here, and documented by the route's `openapi_extra=SHOP_HEADER_DOC`.
+async def reading_caller(request: Request) -> ReadingCaller:
     principal = await current_principal(request)
     ref = account_ref_for_principal(
-        principal, header_shop=x_shopify_shop_domain, require_admin=False
+        principal, header_shop=request.headers.get(SHOP_HEADER), require_admin=False
     )
     return ReadingCaller(get_container(request), principal, ref)
+
+
+# What ShopHeaderDep's parameter puts in the OpenAPI document, for a route on ReadingCallerDep.
+SHOP_HEADER_DOC: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": SHOP_HEADER,
+            "in": "header",
+            "required": False,
+            "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": SHOP_HEADER},
+        }
+    ]
+}
 
 
 ReadingCallerDep = Annotated[ReadingCaller, Depends(reading_caller)]

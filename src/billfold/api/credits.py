@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from billfold.api.account_deps import (
+    SHOP_HEADER_DOC,
     ReadingAccountDep,
     ReadingCallerDep,
     account_of_request,
@@ -209,7 +210,12 @@ class BalanceRead(BaseModel):
     )
 
 
-@router.get("/balance", response_model=BalanceRead, responses=error_responses(*AUTHENTICATED))
+@router.get(
+    "/balance",
+    response_model=BalanceRead,
+    responses=error_responses(*AUTHENTICATED),
+    openapi_extra=SHOP_HEADER_DOC,
+)
 @rate_limit(RateLimitClass.API)
 async def get_balance(
     response: Response, caller: ReadingCallerDep, currency: str | None = None

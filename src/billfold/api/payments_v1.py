@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from billfold.api.account_deps import (
+    SHOP_HEADER_DOC,
     ActingAccountDep,
     ReadingAccountDep,
     ReadingCallerDep,
@@ -200,7 +201,7 @@ async def create_checkout_session(
     )
 
 
-@router.get("/subscription/status", responses=v1_errors(*USER))
+@router.get("/subscription/status", responses=v1_errors(*USER), openapi_extra=SHOP_HEADER_DOC)
 async def get_subscription_status(caller: ReadingCallerDep) -> JSONResponse:
     found = await read_opening_account(caller, reads.premium_status_of)
     return envelope(

@@ -31,10 +31,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.util.concurrency import greenlet_spawn
+from sqlalchemy.util.concurrency import await_only, greenlet_spawn
 
 from billfold.db.hot_read import PreparedRead
-from billfold.db.sqlite_inline import READ_BUSY_TIMEOUT_S, connector
+from billfold.db.sqlite_inline import READ_BUSY_TIMEOUT_S, InlineConnection, connector
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Below the idle timeouts of common proxies and managed servers (often 30 to 60 minutes).
@@ -194,25 +194,30 @@ class Database:
         engine = self.read_engine.sync_engine
         compiled = read.compiled(engine.dialect)
         arguments = compiled.arguments(params)
-        for attempt in (1, 2):
-            # The pool may have to open a connection, which the async drivers do in a greenlet.
-            connection = await greenlet_spawn(engine.raw_connection)
-            try:
-                driver: Any = connection.driver_connection
-                if self.dialect == "postgresql":
-                    fetched = await driver.fetch(compiled.sql, *arguments)
-                else:  # InlineConnection (sqlite_inline) or aiosqlite's connection
-                    fetched = await driver.execute_fetchall(compiled.sql, arguments)
-            except Exception as exc:
-                if attempt == 1 and self.dialect == "postgresql" and _dropped(exc):
-                    engine.pool._invalidate(connection, exc, _checkin=False)
-                    await greenlet_spawn(connection.close)
-                    continue
-                await greenlet_spawn(connection.close)
-                raise
-            await greenlet_spawn(connection.close)
-            return compiled.rows(fetched)
-        raise AssertionError("unreachable")
+        postgresql = self.dialect == "postgresql"
+
+        def checkout_and_fetch() -> Any:
+            # One greenlet for the checkout (the pool may open a connection, which the async
+            # drivers do in a greenlet), the statement and the checkin (its reset).
+            for attempt in (1, 2):
+                connection = engine.raw_connection()
+                try:
+                    driver: Any = connection.driver_connection
+                    if postgresql:
+                        return await_only(driver.fetch(compiled.sql, *arguments))
+                    if isinstance(driver, InlineConnection):  # a file's reader: on this thread
+                        return driver.fetch_now(compiled.sql, arguments)
+                    return await_only(driver.execute_fetchall(compiled.sql, arguments))
+                except Exception as exc:
+                    if attempt == 1 and postgresql and _dropped(exc):
+                        engine.pool._invalidate(connection, exc, _checkin=False)
+                        continue
+                    raise
+                finally:
+                    connection.close()
+            raise AssertionError("unreachable")
+
+        return compiled.rows(await greenlet_spawn(checkout_and_fetch))
 
     @staticmethod
     async def _begin_on_live_connection(session: AsyncSession) -> None:

@@ -102,6 +102,9 @@ class InlineConnection:
 
     async def execute_fetchall(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """One statement's rows (aiosqlite's `execute_fetchall`, at once): a hot read."""
+        return self.fetch_now(sql, parameters)
+
+    def fetch_now(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         return self._conn.execute(sql, parameters).fetchall()
 
     async def commit(self) -> None:
