@@ -217,18 +217,22 @@ class BalanceRead(BaseModel):
     openapi_extra=SHOP_HEADER_DOC,
 )
 @rate_limit(RateLimitClass.API)
-async def get_balance(
-    response: Response, caller: ReadingCallerDep, currency: str | None = None
-) -> BalanceRead:
+async def get_balance(caller: ReadingCallerDep, currency: str | None = None) -> Response:
     """The account's spendable credits (negative after a clawback of credits already spent)."""
     container = caller.container
     catalog = read_credit_catalog(container.settings)
     found = await read_opening_account(caller, _balance_and_dues)
     code = _currency_of(catalog, found.settings, currency)
-    _versioned(response, found.balance.version)
     owed = [DuesRead.of(d) for d in dues_from_balances(found.others)]
     credits = found.balance.credits
-    return BalanceRead(credits=credits, balance=credits, currency=code.upper(), dues=owed)
+    body = BalanceRead(credits=credits, balance=credits, currency=code.upper(), dues=owed)
+    # Serialized once, by the model (`response_model` still documents it): FastAPI would
+    # validate the model again, dump it to Python and encode that.
+    return Response(
+        body.model_dump_json(),
+        media_type="application/json",
+        headers={VERSION_HEADER: str(found.balance.version)},
+    )
 
 
 async def _balance_and_dues(container: Container, ref: AccountRef) -> AccountBalance | None:

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util.concurrency import await_only, greenlet_spawn
 
 from billfold.db.hot_read import CompiledRead, PreparedRead
@@ -166,6 +167,8 @@ class Database:
         # waits for a pooled connection rather than opening (and closing) overflow ones.
         self._hot_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._hot_slots = weakref.WeakKeyDictionary()
+        # SQLite: the read pool's connection that hot reads use (read_rows), checked out once.
+        self._pinned: PoolProxiedConnection | None = None
         # Overflow connections are closed when given back: a pool smaller than the requests in
         # flight opens and closes a connection per request.
         kwargs: dict[str, Any] = {
@@ -232,6 +235,17 @@ class Database:
         compiled = read.compiled(engine.dialect)
         arguments = compiled.arguments(params)
         if self.dialect != "postgresql":
+            if self._pinned is None:
+                pinned = await greenlet_spawn(engine.raw_connection)
+                if self._pinned is None:
+                    self._pinned = pinned
+                else:  # another read pinned one meanwhile
+                    await greenlet_spawn(pinned.close)
+            driver = self._pinned.driver_connection
+            if isinstance(driver, InlineConnection):
+                # A file's reader runs on this thread and never awaits: one connection serves
+                # every hot read of the process, kept out of the pool (no checkout per read).
+                return compiled.rows(driver.fetch_now(compiled.sql, arguments))
             return compiled.rows(await greenlet_spawn(_fetch_sqlite, engine, compiled, arguments))
         loop = asyncio.get_running_loop()
         slots = self._hot_slots.get(loop)
@@ -258,6 +272,9 @@ class Database:
                 await session.rollback()  # the next connection() takes a fresh one
 
     async def dispose(self) -> None:
+        if self._pinned is not None:
+            pinned, self._pinned = self._pinned, None
+            await greenlet_spawn(pinned.close)
         await self.engine.dispose()
         if self.read_engine.sync_engine is not self.engine.sync_engine:
             await self.read_engine.dispose()
