@@ -37,7 +37,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util.concurrency import await_only, greenlet_spawn
 
 from billfold.db.hot_read import CompiledRead, PreparedRead
-from billfold.db.sqlite_inline import READ_BUSY_TIMEOUT_S, InlineConnection, connector
+from billfold.db.sqlite_inline import READ_BUSY_TIMEOUT_S, connector
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Below the idle timeouts of common proxies and managed servers (often 30 to 60 minutes).
@@ -98,13 +98,11 @@ def _invalidate(connection: Connection, exc: BaseException) -> None:
 
 
 def _fetch_sqlite(engine: Any, compiled: CompiledRead, arguments: list[Any]) -> Any:
-    """A SQLite hot read, in one greenlet: checkout, statement (on this thread for a file's
-    reader, sqlite_inline), checkin."""
+    """A hot read of an in-memory SQLite database (aiosqlite), in one greenlet: checkout,
+    statement, checkin."""
     connection = engine.raw_connection()
     try:
         driver: Any = connection.driver_connection
-        if isinstance(driver, InlineConnection):
-            return driver.fetch_now(compiled.sql, arguments)
         return await_only(driver.execute_fetchall(compiled.sql, arguments))
     finally:
         connection.close()
@@ -169,6 +167,7 @@ class Database:
         self._hot_slots = weakref.WeakKeyDictionary()
         # SQLite: the read pool's connection that hot reads use (read_rows), checked out once.
         self._pinned: PoolProxiedConnection | None = None
+        self._inline_reads = False  # SQLite readers on the loop's thread (a file's)
         # Overflow connections are closed when given back: a pool smaller than the requests in
         # flight opens and closes a connection per request.
         kwargs: dict[str, Any] = {
@@ -190,6 +189,7 @@ class Database:
             read_kwargs = dict(kwargs)
             if parsed.database not in (None, "", ":memory:"):
                 read_kwargs["async_creator"] = connector(str(parsed.database))
+                self._inline_reads = True
             self.read_engine = create_async_engine(url, **read_kwargs)
             _configure_sqlite(self.read_engine, read_only=True)
         elif self.dialect == "postgresql":
@@ -234,6 +234,8 @@ class Database:
         engine = self.read_engine.sync_engine
         compiled = read.compiled(engine.dialect)
         arguments = compiled.arguments(params)
+        if self.dialect != "postgresql" and not self._inline_reads:  # in memory: aiosqlite
+            return compiled.rows(await greenlet_spawn(_fetch_sqlite, engine, compiled, arguments))
         if self.dialect != "postgresql":
             if self._pinned is None:
                 pinned = await greenlet_spawn(engine.raw_connection)
@@ -241,12 +243,10 @@ class Database:
                     self._pinned = pinned
                 else:  # another read pinned one meanwhile
                     await greenlet_spawn(pinned.close)
-            driver = self._pinned.driver_connection
-            if isinstance(driver, InlineConnection):
-                # A file's reader runs on this thread and never awaits: one connection serves
-                # every hot read of the process, kept out of the pool (no checkout per read).
-                return compiled.rows(driver.fetch_now(compiled.sql, arguments))
-            return compiled.rows(await greenlet_spawn(_fetch_sqlite, engine, compiled, arguments))
+            # A file's reader runs on this thread and never awaits: one connection serves every
+            # hot read of the process, kept out of the pool (no checkout per read).
+            driver: Any = self._pinned.driver_connection
+            return compiled.rows(driver.fetch_now(compiled.sql, arguments))
         loop = asyncio.get_running_loop()
         slots = self._hot_slots.get(loop)
         if slots is None:
