@@ -17,6 +17,7 @@ services `flush`, never `commit`. A unit of work says whether it writes, where i
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -33,7 +34,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util.concurrency import await_only, greenlet_spawn
 
 from billfold.db.hot_read import CompiledRead, PreparedRead
@@ -48,19 +48,25 @@ READ_ONLY = "billfold.read_only"
 DATABASE = "billfold.database"
 
 
+def _sqlite_pragmas(*, read_only: bool) -> list[str]:
+    busy_ms = int(READ_BUSY_TIMEOUT_S * 1000) if read_only else SQLITE_BUSY_TIMEOUT_MS
+    pragmas = [
+        f"PRAGMA busy_timeout = {busy_ms}",
+        "PRAGMA foreign_keys = ON",
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = NORMAL",
+    ]
+    return [*pragmas, "PRAGMA query_only = ON"] if read_only else pragmas
+
+
 def _configure_sqlite(engine: AsyncEngine, *, read_only: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the driver so we can say BEGIN ourselves.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        busy_ms = int(READ_BUSY_TIMEOUT_S * 1000) if read_only else SQLITE_BUSY_TIMEOUT_MS
-        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        if read_only:
-            cursor.execute("PRAGMA query_only = ON")
+        for pragma in _sqlite_pragmas(read_only=read_only):
+            cursor.execute(pragma)
         cursor.close()
 
     begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
@@ -125,6 +131,17 @@ def _fetch_postgresql(engine: Any, compiled: CompiledRead, arguments: list[Any])
     raise AssertionError("unreachable")
 
 
+def _sqlite_reader(path: str) -> sqlite3.Connection:
+    """A read-only connection on the loop's thread (as sqlite_inline's), in autocommit: each
+    statement is its own read transaction, a snapshot, ended when its rows are fetched."""
+    connection = sqlite3.connect(
+        path, timeout=READ_BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
+    )
+    for pragma in _sqlite_pragmas(read_only=True):
+        connection.execute(pragma)
+    return connection
+
+
 def _dropped(exc: BaseException) -> bool:
     """Whether asyncpg's `exc` says the connection is gone (the server dropped it)."""
     import asyncpg  # type: ignore[import-untyped]
@@ -165,9 +182,10 @@ class Database:
         # waits for a pooled connection rather than opening (and closing) overflow ones.
         self._hot_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._hot_slots = weakref.WeakKeyDictionary()
-        # SQLite: the read pool's connection that hot reads use (read_rows), checked out once.
-        self._pinned: PoolProxiedConnection | None = None
+        # SQLite: the connection hot reads use (read_rows), when the database is a file.
+        self._hot_sqlite: sqlite3.Connection | None = None
         self._inline_reads = False  # SQLite readers on the loop's thread (a file's)
+        self._sqlite_path = str(parsed.database)
         # Overflow connections are closed when given back: a pool smaller than the requests in
         # flight opens and closes a connection per request.
         kwargs: dict[str, Any] = {
@@ -237,16 +255,12 @@ class Database:
         if self.dialect != "postgresql" and not self._inline_reads:  # in memory: aiosqlite
             return compiled.rows(await greenlet_spawn(_fetch_sqlite, engine, compiled, arguments))
         if self.dialect != "postgresql":
-            if self._pinned is None:
-                pinned = await greenlet_spawn(engine.raw_connection)
-                if self._pinned is None:
-                    self._pinned = pinned
-                else:  # another read pinned one meanwhile
-                    await greenlet_spawn(pinned.close)
-            # A file's reader runs on this thread and never awaits: one connection serves every
-            # hot read of the process, kept out of the pool (no checkout per read).
-            driver: Any = self._pinned.driver_connection
-            return compiled.rows(driver.fetch_now(compiled.sql, arguments))
+            # A file's reader runs on this thread and never awaits: one connection of its own,
+            # configured as the read pool's are, serves every hot read of the process (no
+            # checkout, reset and checkin per read).
+            if self._hot_sqlite is None:
+                self._hot_sqlite = _sqlite_reader(self._sqlite_path)
+            return compiled.rows(self._hot_sqlite.execute(compiled.sql, arguments).fetchall())
         loop = asyncio.get_running_loop()
         slots = self._hot_slots.get(loop)
         if slots is None:
@@ -272,9 +286,9 @@ class Database:
                 await session.rollback()  # the next connection() takes a fresh one
 
     async def dispose(self) -> None:
-        if self._pinned is not None:
-            pinned, self._pinned = self._pinned, None
-            await greenlet_spawn(pinned.close)
+        if self._hot_sqlite is not None:
+            hot, self._hot_sqlite = self._hot_sqlite, None
+            hot.close()
         await self.engine.dispose()
         if self.read_engine.sync_engine is not self.engine.sync_engine:
             await self.read_engine.dispose()

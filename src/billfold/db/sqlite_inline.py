@@ -100,13 +100,6 @@ class InlineConnection:
     def cursor(self) -> InlineCursor:
         return InlineCursor(self._conn.cursor())
 
-    async def execute_fetchall(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
-        """One statement's rows (aiosqlite's `execute_fetchall`, at once): a hot read."""
-        return self.fetch_now(sql, parameters)
-
-    def fetch_now(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
-        return self._conn.execute(sql, parameters).fetchall()
-
     async def commit(self) -> None:
         self._conn.commit()
 
