@@ -2,12 +2,17 @@
 
 For SQLite and PostgreSQL, and for `billfold serve` with 1 worker and with `--workers 2`, in one
 run: requests per second, p50 and p99 of a bare FastAPI route (`GET /bare`, served by the same
-`uvicorn.run` call billfold uses), `/healthz`, and a logged-in read
-(`GET /api/v1/payments/subscription/status`, the tokens of --users users with an active
-subscription, one per request in turn) at --connections connections; each billfold figure also
-as a ratio to the bare route of the same configuration. On SQLite the logged-in read is also
-measured at 1 connection (its p99 at 32 should stay within 3x). Then the cold start (spawn to
-the first answer of `/healthz`, beside the bare app's) and the idle RSS of each server.
+`uvicorn.run` call billfold uses), `/healthz`, and two logged-in reads
+(`GET /api/v1/payments/subscription/status` and the credit balance `GET /api/billing/balance`,
+the tokens of --users users with an active subscription, one per request in turn) at
+--connections connections; each billfold figure also as a ratio to the bare route of the same
+configuration, and the server's CPU time per request (its process and workers, over the run:
+the figure that load on a shared machine disturbs least). On SQLite the status read and the
+bare route are also measured at 1 connection: one event loop queues the requests in flight, so
+p99 at 32 connections is about 32 service times for any server, the bare one's included; the
+ratio of the two p99s is printed for both, so billfold's can be judged beside the bare one's.
+Then the cold start (spawn to the first answer of `/healthz`, beside the bare app's) and the
+idle RSS of each server.
 
     .venv/bin/python bench/http.py [--duration 5] [--connections 32] [--users 16]
                                    [--workers 1,2] [--only sqlite|postgresql]
@@ -39,6 +44,7 @@ import tempfile
 import time
 import uuid
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -53,6 +59,7 @@ from billfold.db.engine import Database
 from billfold.subscriptions.models import Subscription
 
 STATUS_PATH = "/api/v1/payments/subscription/status"
+BALANCE_PATH = "/api/billing/balance"
 JWT_SECRET = "bench-http-secret-0123456789abcdef0123456789"
 BILLFOLD = str(Path(sys.executable).with_name("billfold"))
 LIVE_STRIPE = {
@@ -93,18 +100,51 @@ end
 """
 
 
+@dataclass
+class Measured:
+    figures: Figures
+    cpu_us: float  # the server's CPU time per request, in microseconds
+
+
 def wrk(url: str, path: str, tokens: list[str], connections: int, seconds: float) -> Figures:
     """wrk's figures for `path`, one token per request in turn (none: no Authorization)."""
     quoted = ", ".join(f'"{token}"' for token in tokens)
     return loadgen.wrk(url, WRK_SCRIPT % (quoted, path), connections, seconds)
 
 
-def rss_mb(pid: int) -> float:
-    """The resident memory of a process and its children (uvicorn's workers), in MB."""
+def measure(
+    pid: int, url: str, path: str, tokens: list[str], connections: int, seconds: float
+) -> Measured:
+    """`wrk`, and the CPU time the server process `pid` (and its workers) spent per request."""
+    before = cpu_seconds(pid)
+    figures = wrk(url, path, tokens, connections, seconds)
+    spent = cpu_seconds(pid) - before
+    requests = figures.rps * seconds
+    return Measured(figures, 1e6 * spent / requests if requests else 0.0)
+
+
+def family(pid: int) -> list[int]:
+    """A process and its children (uvicorn's workers)."""
     pids = [pid]
     with suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
             pids += [int(c) for c in (task / "children").read_text().split()]
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) a process and its children have used so far."""
+    ticks = 0
+    for one in family(pid):
+        with suppress(OSError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of a process and its children (uvicorn's workers), in MB."""
+    pids = family(pid)
     total = 0
     for one in pids:
         with suppress(OSError):
@@ -159,12 +199,13 @@ def ratio(figure: Figures, bare: Figures) -> str:
     return f"{figure.rps / bare.rps:.3f}x" if bare.rps else "-"
 
 
-def row(label: str, figure: Figures, bare: Figures | None) -> str:
+def row(label: str, measured: Measured, bare: Figures | None) -> str:
+    figure = measured.figures
     versus = ratio(figure, bare) if bare is not None else ""
     errors = f"  ({figure.errors} errors)" if figure.errors else ""
     return (
-        f"  {label:<34} {figure.rps:>9.0f} req/s  p50 {figure.p50_ms:>7.2f} ms  "
-        f"p99 {figure.p99_ms:>8.2f} ms  {versus:>7}{errors}"
+        f"  {label:<36} {figure.rps:>9.0f} req/s  p50 {figure.p50_ms:>7.2f} ms  "
+        f"p99 {figure.p99_ms:>8.2f} ms  {versus:>7}  cpu {measured.cpu_us:>6.0f} us/req{errors}"
     )
 
 
@@ -200,29 +241,43 @@ def bench_database(label: str, env: dict[str, str], args: argparse.Namespace, tm
             serving(bare, bare_env, bare_base + "/bare") as (bare_pid, bare_start),
             serving(serve, serve_env, base + "/healthz") as (pid, start),
         ):
-            check = httpx.get(base + STATUS_PATH, headers={"Authorization": f"Bearer {tokens[0]}"})
+            auth = {"Authorization": f"Bearer {tokens[0]}"}
+            check = httpx.get(base + STATUS_PATH, headers=auth)
             if check.status_code != 200 or check.json()["data"]["has_premium"] is not True:
                 raise RuntimeError(f"the logged-in read answered {check.status_code} {check.text}")
+            check = httpx.get(base + BALANCE_PATH, headers=auth)
+            if check.status_code != 200 or "credits" not in check.json():
+                raise RuntimeError(f"the balance read answered {check.status_code} {check.text}")
             time.sleep(0.5)
             idle, bare_idle = rss_mb(pid), rss_mb(bare_pid)
             c = args.connections
             for target in (bare_base + "/bare", base + "/healthz"):  # warm up
                 wrk(target, "/" + target.rsplit("/", 1)[1], [], c, 1)
             wrk(base, STATUS_PATH, tokens, c, 1)
-            bare_fig = wrk(bare_base, "/bare", [], c, args.duration)
-            health = wrk(base, "/healthz", [], c, args.duration)
-            status = wrk(base, STATUS_PATH, tokens, c, args.duration)
+            wrk(base, BALANCE_PATH, tokens, c, 1)
+            bare_run = measure(bare_pid, bare_base, "/bare", [], c, args.duration)
+            health = measure(pid, base, "/healthz", [], c, args.duration)
+            status = measure(pid, base, STATUS_PATH, tokens, c, args.duration)
+            balance = measure(pid, base, BALANCE_PATH, tokens, c, args.duration)
+            bare_fig = bare_run.figures
             mode = "Stripe sandbox embedded" if workers == 1 else "Stripe key set, no sandbox"
             print(
                 f"\n{label}, {workers} worker{'s' if workers > 1 else ''} ({mode}), {c} connections"
             )
-            print(row("bare FastAPI GET /bare", bare_fig, None))
+            print(row("bare FastAPI GET /bare", bare_run, None))
             print(row("GET /healthz", health, bare_fig))
             print(row("GET subscription/status (logged in)", status, bare_fig))
+            print(row("GET /api/billing/balance (logged in)", balance, bare_fig))
             if label == "sqlite" and workers == 1:
-                single = wrk(base, STATUS_PATH, tokens, 1, args.duration)
-                print(row("  the same at 1 connection", single, None))
-                print(f"  p99 at {c} connections / p99 at 1: {status.p99_ms / single.p99_ms:.1f}x")
+                single = measure(pid, base, STATUS_PATH, tokens, 1, args.duration)
+                bare_single = measure(bare_pid, bare_base, "/bare", [], 1, args.duration)
+                print(row("  status at 1 connection", single, None))
+                print(row("  bare at 1 connection", bare_single, None))
+                print(
+                    f"  p99 at {c} connections / p99 at 1: status "
+                    f"{status.figures.p99_ms / single.figures.p99_ms:.1f}x, bare "
+                    f"{bare_fig.p99_ms / bare_single.figures.p99_ms:.1f}x"
+                )
             print(
                 f"  cold start {start:.2f} s (bare {bare_start:.2f} s, {start / bare_start:.1f}x); "
                 f"idle RSS {idle:.0f} MB (bare {bare_idle:.0f} MB)"

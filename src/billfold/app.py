@@ -44,16 +44,19 @@ from billfold.wiring import wire
 logger = logging.getLogger("billfold")
 
 # Every dialect's router, imported (a misspelt or moved module fails here, and mypy sees it).
+# A request is matched against the routes in this order (twice: FastAPI matches, then handles),
+# so the routers of the reads apps make on every page (subscription status, credit balance)
+# come first after the probes; no two routers share a path, so the order decides nothing else.
 ROUTERS: tuple[APIRouter, ...] = (
     ops.router,
-    audit.router,
     payments_v1.router,
+    credits.router,
+    audit.router,
     organizations.router,
     trpc.router,
     subscriptions.router,
     billing.router,
     webhooks.router,
-    credits.router,
     payments_billing.router,
     panel_links.router,
 )

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 import httpx
+
+from billfold.api.request_context import RequestIds
 
 
 async def test_healthz_answers_with_a_request_id(client: httpx.AsyncClient) -> None:
@@ -10,6 +14,38 @@ async def test_healthz_answers_with_a_request_id(client: httpx.AsyncClient) -> N
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
     assert response.headers["x-request-id"].startswith("req_")
+
+
+async def test_request_ids_are_distinct_and_of_one_shape(client: httpx.AsyncClient) -> None:
+    ids = [(await client.get("/healthz")).headers["x-request-id"] for _ in range(5)]
+    assert len(set(ids)) == 5
+    assert all(re.fullmatch(r"req_[0-9a-f]{32}", rid) for rid in ids)
+
+
+async def test_a_new_process_draws_a_new_request_id_prefix(monkeypatch: Any) -> None:
+    ids = RequestIds()
+    first = ids.next()
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as in a worker forked after the app was built
+    second = ids.next()
+    assert first[:20] != second[:20]
+    assert second.endswith("0" * 16)
+
+
+async def test_metrics_count_each_route_and_status(client: httpx.AsyncClient) -> None:
+    for _ in range(3):
+        await client.get("/healthz")
+    await client.get("/no/such/route")
+    text = (await client.get("/metrics")).text
+    healthz = re.search(
+        r'billfold_http_requests_total\{method="GET",route="/healthz",status="200"\} ([0-9.]+)',
+        text,
+    )
+    unmatched = re.search(
+        r'billfold_http_requests_total\{method="GET",route="unmatched",status="404"\} ([0-9.]+)',
+        text,
+    )
+    assert healthz is not None and float(healthz.group(1)) >= 3
+    assert unmatched is not None and float(unmatched.group(1)) >= 1
 
 
 async def test_caller_request_id_is_echoed(client: httpx.AsyncClient) -> None:

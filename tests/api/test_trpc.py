@@ -522,3 +522,13 @@ async def test_the_apps_frontend_may_call_across_origins(client: httpx.AsyncClie
         )
         assert refused.status_code == 400
         assert "access-control-allow-origin" not in refused.headers
+
+
+async def test_an_answer_varies_by_origin_with_or_without_one(client: httpx.AsyncClient) -> None:
+    # Caches must not hand an answer without CORS headers to a page of another origin.
+    plain = await client.get("/healthz")
+    assert plain.headers["vary"] == "Origin"
+    assert "access-control-allow-origin" not in plain.headers
+    cross = await client.get("/healthz", headers={"Origin": "https://app.example.com"})
+    assert cross.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "Origin" in cross.headers["vary"]

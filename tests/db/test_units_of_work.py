@@ -7,7 +7,7 @@ import asyncio
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,7 @@ from billfold.config import Settings
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import find_account, get_or_create_account
 from billfold.db.engine import Database
+from billfold.db.hot_read import PreparedRead
 from tests.subscriptions.fixtures import bearer
 
 
@@ -57,6 +58,35 @@ async def test_a_read_creates_a_missing_account_in_a_writer_of_its_own(
         assert await find_account(reader, AccountKind.USER, "newcomer") is not None
 
 
+async def test_the_balance_read_creates_a_missing_account_in_a_writer_of_its_own(
+    client: httpx.AsyncClient, settings: Settings, database: Database
+) -> None:
+    response = await client.get("/api/billing/balance", headers=bearer(settings, "newcomer2"))
+    assert response.status_code == 200, response.text
+    assert response.json()["credits"] == 0
+    assert response.headers["X-Balance-Version"] == "0"
+    async with database.read() as reader:
+        assert await find_account(reader, AccountKind.USER, "newcomer2") is not None
+
+
+async def test_a_hot_read_decodes_its_columns_as_a_session_does(database: Database) -> None:
+    async with database.transaction() as writer:
+        account = await get_or_create_account(writer, AccountKind.USER, "hot1", currency="usd")
+        account.settings = {"currency": "usd", "nested": [1, 2]}
+    read = PreparedRead(
+        select(BillingAccount.id, BillingAccount.settings, BillingAccount.created_at).where(
+            BillingAccount.external_id == bindparam("external_id", None)
+        )
+    )
+    rows = await database.read_rows(read, external_id="hot1")
+    async with database.read() as reader:
+        expected = (await reader.execute(read.statement, {"external_id": "hot1"})).one()
+    assert rows == [tuple(expected)]
+    assert rows[0][1] == {"currency": "usd", "nested": [1, 2]}
+    assert rows[0][2].tzinfo is not None
+    assert await database.read_rows(read, external_id="nobody") == []
+
+
 @pytest.mark.postgres
 async def test_dropped_postgres_connections_are_replaced_without_an_error(
     client: httpx.AsyncClient, settings: Settings, database: Database
@@ -79,6 +109,19 @@ async def test_dropped_postgres_connections_are_replaced_without_an_error(
         await admin.rollback()
     for _ in range(3):
         response = await client.get(path, headers=headers)
+        assert response.status_code == 200, response.text
+    # Again, for the credit balance's read.
+    await asyncio.gather(*(client.get("/api/billing/balance", headers=headers) for _ in range(5)))
+    async with database.engine.connect() as admin:
+        await admin.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        await admin.rollback()
+    for _ in range(3):
+        response = await client.get("/api/billing/balance", headers=headers)
         assert response.status_code == 200, response.text
     async with database.transaction() as writer:  # a writer too
         await get_or_create_account(writer, AccountKind.USER, "bob", currency="usd")

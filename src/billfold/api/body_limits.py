@@ -129,7 +129,10 @@ class BodyLimitMiddleware:
             return
         limit, depth = self._limits(scope)
         try:
-            self._check_head(scope, limit)
+            bodiless = self._check_head(scope, limit)
+            if bodiless:  # nothing to count or check: the app reads what comes itself
+                await self.app(scope, receive, send)
+                return
             body, more = await self._read(scope, receive, limit, depth)
         except RequestRefused as refused:
             await self._refuse(scope, receive, send, refused)
@@ -146,7 +149,10 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    def _check_head(self, scope: Scope, limit: int) -> None:
+    def _check_head(self, scope: Scope, limit: int) -> bool:
+        """Refuse what the head shows is wrong; True when the request announces no body (a
+        GET or HEAD with neither Content-Length nor Transfer-Encoding: HTTP/1.1 frames a body
+        by one or the other, so the server hands the app an empty one)."""
         path = scope.get("path", "")
         if not text_is_storable(path):
             raise RequestRefused(
@@ -157,7 +163,10 @@ class BodyLimitMiddleware:
             raise RequestRefused(
                 400, "validation_error", "the query may not hold NUL characters", "query"
             )
+        framed = False
         for name, value in scope.get("headers", []):
+            if name == b"transfer-encoding":
+                framed = True
             if b"\x00" in value:
                 raise RequestRefused(
                     400,
@@ -174,6 +183,8 @@ class BodyLimitMiddleware:
                     ) from None
                 if announced > limit:
                     raise too_large(limit)
+                framed = framed or announced > 0
+        return not framed and scope.get("method") in ("GET", "HEAD")
 
     async def _read(
         self, scope: Scope, receive: Receive, limit: int, depth: int

@@ -9,9 +9,11 @@ http or https, on any port. Credentials travel in the `Authorization` header (or
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billfold.config import Settings
 
@@ -31,7 +33,7 @@ def install_cors(app: FastAPI, settings: Settings) -> None:
     if pattern is None:
         return
     app.add_middleware(
-        CORSMiddleware,
+        CrossOriginMiddleware,
         allow_origin_regex=pattern,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         allow_headers=[
@@ -48,3 +50,32 @@ def install_cors(app: FastAPI, settings: Settings) -> None:
         allow_credentials=False,
         max_age=600,
     )
+
+
+class CrossOriginMiddleware:
+    """Starlette's CORSMiddleware for requests that carry an `Origin`; for those that do not (a
+    server, a same-origin page), only what it would add: `Vary: Origin`. Starlette's parses the
+    headers of every request and of every response to learn that there is nothing to do."""
+
+    def __init__(self, app: ASGIApp, /, **options: Any) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(app, **options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or any(name == b"origin" for name, _ in scope["headers"]):
+            await self.cors(scope, receive, send)
+            return
+
+        async def send_varying(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept, vary = [], []
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"vary":
+                        vary.append(value)
+                    else:
+                        kept.append((name, value))
+                kept.append((b"vary", b", ".join([*vary, b"Origin"])))
+                message["headers"] = kept
+            await send(message)
+
+        await self.app(scope, receive, send_varying)

@@ -33,23 +33,30 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from billfold.api.account_deps import ReadingAccountDep, account_of_request
+from billfold.api.account_deps import (
+    SHOP_HEADER_DOC,
+    ReadingAccountDep,
+    ReadingCallerDep,
+    account_of_request,
+    read_opening_account,
+)
 from billfold.api.audit_deps import AuditContextDep
 from billfold.api.auth_deps import PrincipalDep, ShopHeaderDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.errors import AUTHENTICATED, error_responses
-from billfold.api.params import credit_currency, int_param
+from billfold.api.params import credit_currency, credit_currency_of, int_param
 from billfold.api.ratelimit import RateLimitClass, rate_limit
 from billfold.auth.principal import AccountRef, Principal
 from billfold.catalog.credits import read_credit_catalog
 from billfold.container import Container
 from billfold.credits import autotopup, history, purchases, service
 from billfold.credits.models import PurchaseKind
+from billfold.credits.reads import AccountBalance, balance_by_ref
 from billfold.customers.models import BillingAccount
 from billfold.customers.service import get_or_create_account
 from billfold.errors import BillfoldError, Forbidden, ValidationFailed
 from billfold.money import to_major
-from billfold.payments.dues import dues_of
+from billfold.payments.dues import DUES, DUES_PENDING, dues_from_balances
 from billfold.payments.schemas import DuesRead
 from billfold.subscriptions.reads import has_active_subscription
 
@@ -162,24 +169,34 @@ class BalanceRead(BaseModel):
     )
 
 
-@router.get("/balance", response_model=BalanceRead, responses=error_responses(*AUTHENTICATED))
+@router.get(
+    "/balance",
+    response_model=BalanceRead,
+    responses=error_responses(*AUTHENTICATED),
+    openapi_extra=SHOP_HEADER_DOC,
+)
 @rate_limit(RateLimitClass.API)
-async def get_balance(
-    response: Response,
-    session: ReadSessionDep,
-    container: ContainerDep,
-    account: ReadingAccountDep,
-    currency: str | None = None,
-) -> BalanceRead:
+async def get_balance(caller: ReadingCallerDep, currency: str | None = None) -> Response:
     """The account's spendable credits (negative after a clawback of credits already spent)."""
+    container = caller.container
     catalog = read_credit_catalog(container.settings)
-    code = credit_currency(catalog, account, currency)
-    found = await service.get_balance(session, account.id)
-    _versioned(response, found.version)
-    owed = [DuesRead.of(d) for d in await dues_of(session, account.id)]
-    return BalanceRead(
-        credits=found.credits, balance=found.credits, currency=code.upper(), dues=owed
+    found = await read_opening_account(caller, _balance_and_dues)
+    code = credit_currency_of(catalog, found.settings, currency)
+    owed = [DuesRead.of(d) for d in dues_from_balances(found.others)]
+    credits = found.balance.credits
+    body = BalanceRead(credits=credits, balance=credits, currency=code.upper(), dues=owed)
+    # Serialized once, by the model (`response_model` still documents it): FastAPI would
+    # validate the model again, dump it to Python and encode that.
+    return Response(
+        body.model_dump_json(),
+        media_type="application/json",
+        headers={VERSION_HEADER: str(found.balance.version)},
     )
+
+
+async def _balance_and_dues(container: Container, ref: AccountRef) -> AccountBalance | None:
+    # One hot read: the credits, and document 003's dues ledger accounts beside them.
+    return await balance_by_ref(container.db, ref, others=(DUES, DUES_PENDING))
 
 
 class PackageRead(BaseModel):

@@ -34,11 +34,18 @@ def int_param(value: Any, field: str, *, default: int | None = None) -> int:
 def credit_currency(catalog: CreditCatalog, account: BillingAccount, asked: str | None) -> str:
     """The currency of a credit price (document 001): the one asked for, then the account's
     setting, then the catalog's default."""
+    return credit_currency_of(catalog, account.settings, asked)
+
+
+def credit_currency_of(
+    catalog: CreditCatalog, settings: dict[str, Any] | None, asked: str | None
+) -> str:
+    """`credit_currency` from the account's settings alone (a hot read has no account object)."""
     if asked is not None:
         if not isinstance(asked, str) or not asked.strip():
             raise ValidationFailed("currency must be EUR or USD", field="currency")
         return catalog.check_currency(asked)
-    setting = (account.settings or {}).get("currency")
+    setting = (settings or {}).get("currency")
     if isinstance(setting, str) and setting.strip().lower() in catalog.currencies:
         return setting.strip().lower()
     return catalog.default_currency

@@ -15,7 +15,13 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from billfold.api.account_deps import ActingAccountDep, ReadingAccountDep
+from billfold.api.account_deps import (
+    SHOP_HEADER_DOC,
+    ActingAccountDep,
+    ReadingAccountDep,
+    ReadingCallerDep,
+    read_opening_account,
+)
 from billfold.api.audit_deps import AuditContextDep
 from billfold.api.deps import ContainerDep, ReadSessionDep, SessionDep, end_transaction
 from billfold.api.errors import ErrorBody, error_responses, register_error_shape
@@ -195,11 +201,9 @@ async def create_checkout_session(
     )
 
 
-@router.get("/subscription/status", responses=v1_errors(*USER))
-async def get_subscription_status(
-    session: ReadSessionDep, container: ContainerDep, account: ReadingAccountDep
-) -> JSONResponse:
-    found = await reads.premium_status(session, container, account)
+@router.get("/subscription/status", responses=v1_errors(*USER), openapi_extra=SHOP_HEADER_DOC)
+async def get_subscription_status(caller: ReadingCallerDep) -> JSONResponse:
+    found = await read_opening_account(caller, reads.premium_status_of)
     return envelope(
         "Subscription status retrieved successfully",
         {

@@ -224,7 +224,18 @@ def caller_key(scope: Scope, trusted: Sequence[Network] = ()) -> str:
 def subject_key(kind: str, subject: str) -> str:
     """Who an authenticated request comes from: the principal (a user, an API key's id), so
     every token of one user shares one budget. Digested: no id is stored as it is."""
-    return "subj:" + hashlib.sha256(f"{kind}:{subject}".encode()).hexdigest()
+    found = _SUBJECT_KEYS.get((kind, subject))
+    if found is None:
+        if len(_SUBJECT_KEYS) >= SUBJECT_KEYS_KEPT:
+            _SUBJECT_KEYS.clear()
+        digest = hashlib.sha256(f"{kind}:{subject}".encode()).hexdigest()
+        found = _SUBJECT_KEYS[(kind, subject)] = "subj:" + digest
+    return found
+
+
+# The digests of the callers seen lately (a digest per request is most of what counting costs).
+SUBJECT_KEYS_KEPT = 4096
+_SUBJECT_KEYS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -260,13 +271,15 @@ class LocalMovingWindow:
     PRUNE_EVERY = 10_000  # hits between sweeps of the callers gone quiet
 
     def __init__(self) -> None:
-        self._events: dict[str, tuple[float, deque[float]]] = {}
+        self._events: dict[tuple[Any, ...], tuple[float, deque[float]]] = {}
         self._hits = 0
 
     def _window(
         self, item: RateLimitItem, identifiers: tuple[str, ...], now: float
     ) -> deque[float]:
-        key = item.key_for(*identifiers)
+        # What limits' `key_for` says (the item's amount, multiples and granularity, and the
+        # identifiers), as a tuple: its string is built by a slow path of limits per call.
+        key = (item.amount, item.multiples, item.GRANULARITY.seconds, identifiers)
         expiry = item.get_expiry()
         found = self._events.get(key)
         if found is None:
@@ -287,11 +300,24 @@ class LocalMovingWindow:
         events.extend([now] * cost)
         return True
 
-    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+    def hit_now(
+        self, item: RateLimitItem, identifiers: tuple[str, ...], cost: int
+    ) -> tuple[bool, WindowStats]:
+        """`hit` (a cost of 0 only looks), and the window's stats after it, at once."""
         now = time.time()
+        if cost:
+            self._hits += 1
+            if self._hits % self.PRUNE_EVERY == 0:
+                self._prune(now)
         events = self._window(item, identifiers, now)
+        allowed = len(events) + cost <= item.amount if cost else len(events) < item.amount
+        if cost and allowed:
+            events.extend([now] * cost)
         start = events[0] if events else now
-        return WindowStats(start + item.get_expiry(), item.amount - len(events))
+        return allowed, WindowStats(start + item.get_expiry(), item.amount - len(events))
+
+    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        return self.hit_now(item, identifiers, 0)[1]
 
     def _prune(self, now: float) -> None:
         quiet = [k for k, (expiry, ev) in self._events.items() if not ev or ev[-1] <= now - expiry]
@@ -406,7 +432,9 @@ class ApiRateLimiter:
         # A request refused by the checkout limit has still used one of the general budget: the
         # caller did send it.
         for scope, item, cost in items:
-            if cost:
+            if isinstance(limiter, LocalMovingWindow):
+                allowed, stats = limiter.hit_now(item, (scope, caller), cost)
+            elif cost:
                 allowed = await limiter.hit(item, scope, caller, cost=cost)
                 stats = await limiter.get_window_stats(item, scope, caller)
             else:

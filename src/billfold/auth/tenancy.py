@@ -26,7 +26,7 @@ from billfold.clock import Clock
 from billfold.config import Settings
 from billfold.customers.models import AccountKind, BillingAccount
 from billfold.customers.service import get_or_create_account
-from billfold.db.engine import database_of, is_read_only
+from billfold.db.engine import Database, database_of, is_read_only
 from billfold.errors import Forbidden, NotFound, ValidationFailed
 
 # The one query from a principal to its account, built once (a request only binds its values).
@@ -104,16 +104,39 @@ def select_shop(principal: Principal, header_shop: str | None) -> str:
     raise Forbidden("the token names no shop")
 
 
+def user_ref(principal: Principal) -> AccountRef:
+    """The caller's own user account (an API key: the user named by `X-Billfold-Account`)."""
+    if principal.is_api_key:
+        return _api_key_ref(principal, AccountKind.USER)
+    ref = AccountRef(AccountKind.USER, principal.subject)
+    _refuse_other_account(principal, ref)
+    return ref
+
+
 async def account_for_user(
     session: AsyncSession, principal: Principal, settings: Settings, *, clock: Clock | None = None
 ) -> BillingAccount:
     """The caller's own user account (an API key: the user named by `X-Billfold-Account`)."""
-    if principal.is_api_key:
-        ref = _api_key_ref(principal, AccountKind.USER)
-    else:
-        ref = AccountRef(AccountKind.USER, principal.subject)
-        _refuse_other_account(principal, ref)
-    return await _open(session, ref, settings, clock)
+    return await _open(session, user_ref(principal), settings, clock)
+
+
+def organization_ref(
+    principal: Principal, org_id: str, require_admin: bool, *, header_shop: str | None = None
+) -> AccountRef:
+    """The organization's account, when the caller may reach it (`account_for_organization`)."""
+    ref = AccountRef.parse(f"organization:{org_id}", field="org_id")
+    _refuse_other_account(principal, ref)
+    if _shop_header_sent(header_shop):
+        if not principal.is_api_key:
+            select_shop(principal, header_shop)
+        raise Forbidden(f"{SHOP_HEADER} names an account this request does not act on")
+    if not principal.is_api_key:
+        role = principal.role_in(ref.external_id)
+        if role is None:
+            raise Forbidden(f"not a member of organization {ref.external_id}")
+        if require_admin and role != "admin":
+            raise Forbidden(f"only an admin of organization {ref.external_id} may do this")
+    return ref
 
 
 async def account_for_organization(
@@ -131,19 +154,25 @@ async def account_for_organization(
     organization (if it also sends `X-Billfold-Account`, it must name the same one). A shop
     named by `X-Shopify-Shop-Domain` is another account than the organization: 403 (for a user,
     after the shop's own check, so a shop the token is not entitled to is refused alike)."""
-    ref = AccountRef.parse(f"organization:{org_id}", field="org_id")
-    _refuse_other_account(principal, ref)
-    if _shop_header_sent(header_shop):
-        if not principal.is_api_key:
-            select_shop(principal, header_shop)
-        raise Forbidden(f"{SHOP_HEADER} names an account this request does not act on")
-    if not principal.is_api_key:
-        role = principal.role_in(ref.external_id)
-        if role is None:
-            raise Forbidden(f"not a member of organization {ref.external_id}")
-        if require_admin and role != "admin":
-            raise Forbidden(f"only an admin of organization {ref.external_id} may do this")
+    ref = organization_ref(principal, org_id, require_admin, header_shop=header_shop)
     return await _open(session, ref, settings, clock)
+
+
+def shop_ref(principal: Principal, header_shop: str | None) -> AccountRef:
+    """The shop's account a caller reaches (`account_for_shop`)."""
+    if principal.is_api_key:
+        named = _named_shop(header_shop)
+        if principal.acting_for is not None:
+            ref = _api_key_ref(principal, AccountKind.SHOP)
+            if named is not None and named != ref.external_id:
+                raise Forbidden(f"{SHOP_HEADER} and {ACCOUNT_HEADER} name different shops")
+            return ref
+        if named is not None:
+            return AccountRef(AccountKind.SHOP, named)
+        return _api_key_ref(principal, AccountKind.SHOP)
+    ref = AccountRef(AccountKind.SHOP, select_shop(principal, header_shop))
+    _refuse_other_account(principal, ref)
+    return ref
 
 
 async def account_for_shop(
@@ -156,20 +185,38 @@ async def account_for_shop(
 ) -> BillingAccount:
     """The shop's account: for a user, the shop selected by `select_shop`; for an API key,
     the shop named by `X-Shopify-Shop-Domain` or `X-Billfold-Account` (both: the same)."""
+    return await _open(session, shop_ref(principal, header_shop), settings, clock)
+
+
+def account_ref_for_principal(
+    principal: Principal, *, header_shop: str | None = None, require_admin: bool = True
+) -> AccountRef:
+    """Which account a route that does not name one acts on (`account_for_principal`), decided
+    from the caller and the headers alone: 400 or 403 when it may act on none."""
+    shop_named = _shop_header_sent(header_shop)
+    ref = principal.acting_for
     if principal.is_api_key:
-        named = _named_shop(header_shop)
-        if principal.acting_for is not None:
-            ref = _api_key_ref(principal, AccountKind.SHOP)
-            if named is not None and named != ref.external_id:
-                raise Forbidden(f"{SHOP_HEADER} and {ACCOUNT_HEADER} name different shops")
-        elif named is not None:
-            ref = AccountRef(AccountKind.SHOP, named)
-        else:
-            ref = _api_key_ref(principal, AccountKind.SHOP)
-    else:
-        ref = AccountRef(AccountKind.SHOP, select_shop(principal, header_shop))
-        _refuse_other_account(principal, ref)
-    return await _open(session, ref, settings, clock)
+        if ref is None and shop_named:
+            return shop_ref(principal, header_shop)
+        if ref is None:
+            raise ValidationFailed(
+                f"an API key names the account it acts on with {ACCOUNT_HEADER}",
+                field=ACCOUNT_HEADER,
+            )
+        if ref.kind is AccountKind.SHOP:
+            return shop_ref(principal, header_shop)
+        if shop_named:
+            raise Forbidden(f"{SHOP_HEADER} and {ACCOUNT_HEADER} name different accounts")
+        return ref
+    if ref is not None and ref.kind is AccountKind.ORGANIZATION:
+        return organization_ref(principal, ref.external_id, require_admin)
+    if (
+        (ref is not None and ref.kind is AccountKind.SHOP)
+        or shop_named
+        or (ref is None and principal.shop is not None)
+    ):
+        return shop_ref(principal, header_shop)
+    return user_ref(principal)
 
 
 async def account_for_principal(
@@ -188,32 +235,17 @@ async def account_for_principal(
     needs the admin role unless `require_admin=False`); else the selected shop when the token
     or header names one; else the user's own account.
     """
-    shop_named = _shop_header_sent(header_shop)
-    ref = principal.acting_for
-    if principal.is_api_key:
-        if ref is None and shop_named:
-            return await account_for_shop(session, principal, header_shop, settings, clock=clock)
-        if ref is None:
-            raise ValidationFailed(
-                f"an API key names the account it acts on with {ACCOUNT_HEADER}",
-                field=ACCOUNT_HEADER,
-            )
-        if ref.kind is AccountKind.SHOP:
-            return await account_for_shop(session, principal, header_shop, settings, clock=clock)
-        if shop_named:
-            raise Forbidden(f"{SHOP_HEADER} and {ACCOUNT_HEADER} name different accounts")
+    ref = account_ref_for_principal(principal, header_shop=header_shop, require_admin=require_admin)
+    return await _open(session, ref, settings, clock)
+
+
+async def open_account(
+    database: Database, ref: AccountRef, settings: Settings, *, clock: Clock | None = None
+) -> BillingAccount:
+    """The account `ref` names, created on first use (a read first; a short writer of its own
+    only when it is missing): for a hot read that found no account."""
+    async with database.read() as session:
         return await _open(session, ref, settings, clock)
-    if ref is not None and ref.kind is AccountKind.ORGANIZATION:
-        return await account_for_organization(
-            session, principal, ref.external_id, settings, require_admin, clock=clock
-        )
-    if (
-        (ref is not None and ref.kind is AccountKind.SHOP)
-        or shop_named
-        or (ref is None and principal.shop is not None)
-    ):
-        return await account_for_shop(session, principal, header_shop, settings, clock=clock)
-    return await account_for_user(session, principal, settings, clock=clock)
 
 
 def may_access_account(principal: Principal, account: BillingAccount, *, admin: bool) -> bool:

@@ -18,6 +18,9 @@ writer's transaction on a bare connection, without the ORM session's cost per tr
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -33,7 +36,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util.concurrency import await_only, greenlet_spawn
 
+from billfold.db.hot_read import CompiledRead, PreparedRead
 from billfold.db.sqlite_inline import READ_BUSY_TIMEOUT_S, connector
 
 Executor = AsyncSession | AsyncConnection
@@ -50,19 +55,25 @@ READ_ONLY = "billfold.read_only"
 DATABASE = "billfold.database"
 
 
+def _sqlite_pragmas(*, read_only: bool) -> list[str]:
+    busy_ms = int(READ_BUSY_TIMEOUT_S * 1000) if read_only else SQLITE_BUSY_TIMEOUT_MS
+    pragmas = [
+        f"PRAGMA busy_timeout = {busy_ms}",
+        "PRAGMA foreign_keys = ON",
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = NORMAL",
+    ]
+    return [*pragmas, "PRAGMA query_only = ON"] if read_only else pragmas
+
+
 def _configure_sqlite(engine: AsyncEngine, *, read_only: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the driver so we can say BEGIN ourselves.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        busy_ms = int(READ_BUSY_TIMEOUT_S * 1000) if read_only else SQLITE_BUSY_TIMEOUT_MS
-        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        if read_only:
-            cursor.execute("PRAGMA query_only = ON")
+        for pragma in _sqlite_pragmas(read_only=read_only):
+            cursor.execute(pragma)
         cursor.close()
 
     begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
@@ -146,6 +157,54 @@ async def _end_driver_transaction(connection: AsyncConnection, *, commit: bool) 
         ) from exc
 
 
+def _fetch_sqlite(engine: Any, compiled: CompiledRead, arguments: list[Any]) -> Any:
+    """A hot read of an in-memory SQLite database (aiosqlite), in one greenlet: checkout,
+    statement, checkin."""
+    connection = engine.raw_connection()
+    try:
+        driver: Any = connection.driver_connection
+        return await_only(driver.execute_fetchall(compiled.sql, arguments))
+    finally:
+        connection.close()
+
+
+def _fetch_postgresql(engine: Any, compiled: CompiledRead, arguments: list[Any]) -> Any:
+    """A PostgreSQL hot read, in one greenlet (the pool may open or close a connection, which
+    asyncpg does awaiting; one greenlet for all of it costs less than one per step)."""
+    for attempt in (1, 2):
+        connection = engine.raw_connection()
+        try:
+            return await_only(connection.driver_connection.fetch(compiled.sql, *arguments))
+        except Exception as exc:
+            if attempt == 1 and _dropped(exc):
+                engine.pool._invalidate(connection, exc, _checkin=False)
+                continue
+            raise
+        finally:
+            connection.close()
+    raise AssertionError("unreachable")
+
+
+def _sqlite_reader(path: str) -> sqlite3.Connection:
+    """A read-only connection on the loop's thread (as sqlite_inline's), in autocommit: each
+    statement is its own read transaction, a snapshot, ended when its rows are fetched."""
+    connection = sqlite3.connect(
+        path, timeout=READ_BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
+    )
+    for pragma in _sqlite_pragmas(read_only=True):
+        connection.execute(pragma)
+    return connection
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Whether asyncpg's `exc` says the connection is gone (the server dropped it)."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    return isinstance(
+        exc, (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+    ) or getattr(exc, "sqlstate", None) in ("57P01", "57P02", "57P03")
+
+
 def is_read_only(session: AsyncSession) -> bool:
     """Whether `session` is a read unit of work's (`Database.read()`)."""
     return bool(session.info.get(READ_ONLY))
@@ -172,6 +231,15 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
+        self.pool_size = pool_size
+        # Hot reads in flight on PostgreSQL, per event loop: at most the pool's size, so a burst
+        # waits for a pooled connection rather than opening (and closing) overflow ones.
+        self._hot_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._hot_slots = weakref.WeakKeyDictionary()
+        # SQLite: the connection hot reads use (read_rows), when the database is a file.
+        self._hot_sqlite: sqlite3.Connection | None = None
+        self._inline_reads = False  # SQLite readers on the loop's thread (a file's)
+        self._sqlite_path = str(parsed.database)
         # Overflow connections are closed when given back: a pool smaller than the requests in
         # flight opens and closes a connection per request.
         kwargs: dict[str, Any] = {
@@ -193,6 +261,7 @@ class Database:
             read_kwargs = dict(kwargs)
             if parsed.database not in (None, "", ":memory:"):
                 read_kwargs["async_creator"] = connector(str(parsed.database))
+                self._inline_reads = True
             self.read_engine = create_async_engine(url, **read_kwargs)
             _configure_sqlite(self.read_engine, read_only=True)
         elif self.dialect == "postgresql":
@@ -269,6 +338,32 @@ class Database:
         statement that writes fails (SQLite `query_only`, PostgreSQL `READ ONLY`)."""
         return self.transaction(write=False)
 
+    async def read_rows(self, read: PreparedRead, **params: Any) -> list[tuple[Any, ...]]:
+        """The rows of one hot read (db/hot_read.py): a connection of the read pool, the one
+        statement with no transaction around it, no session. A PostgreSQL connection dropped
+        while it sat in the pool is discarded (with every older one) and the read sent again
+        on a fresh one, once, as a unit of work does."""
+        engine = self.read_engine.sync_engine
+        compiled = read.compiled(engine.dialect)
+        arguments = compiled.arguments(params)
+        if self.dialect != "postgresql" and not self._inline_reads:  # in memory: aiosqlite
+            return compiled.rows(await greenlet_spawn(_fetch_sqlite, engine, compiled, arguments))
+        if self.dialect != "postgresql":
+            # A file's reader runs on this thread and never awaits: one connection of its own,
+            # configured as the read pool's are, serves every hot read of the process (no
+            # checkout, reset and checkin per read).
+            if self._hot_sqlite is None:
+                self._hot_sqlite = _sqlite_reader(self._sqlite_path)
+            return compiled.rows(self._hot_sqlite.execute(compiled.sql, arguments).fetchall())
+        loop = asyncio.get_running_loop()
+        slots = self._hot_slots.get(loop)
+        if slots is None:
+            slots = self._hot_slots[loop] = asyncio.Semaphore(self.pool_size)
+        async with slots:
+            return compiled.rows(
+                await greenlet_spawn(_fetch_postgresql, engine, compiled, arguments)
+            )
+
     @staticmethod
     async def _begin_on_live_connection(session: AsyncSession) -> None:
         """Begin on a connection the server still holds: one dropped while it sat in the pool
@@ -285,6 +380,9 @@ class Database:
                 await session.rollback()  # the next connection() takes a fresh one
 
     async def dispose(self) -> None:
+        if self._hot_sqlite is not None:
+            hot, self._hot_sqlite = self._hot_sqlite, None
+            hot.close()
         await self.engine.dispose()
         if self.read_engine.sync_engine is not self.engine.sync_engine:
             await self.read_engine.dispose()

@@ -17,6 +17,7 @@ Every posting's idempotency key is derived from billfold's or Stripe's ids.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,12 @@ async def dues_of(session: AsyncSession, account_id: str) -> list[CurrencyDues]:
             LedgerAccount.name.in_((DUES, DUES_PENDING)),
         )
     )
+    return dues_from_balances(rows)
+
+
+def dues_from_balances(rows: Iterable[tuple[str, str, int]]) -> list[CurrencyDues]:
+    """The dues per currency from the (name, unit, balance) of an account's `dues` and
+    `dues_pending` ledger accounts (read by `dues_of`, or by the credit balance's hot read)."""
     by_currency: dict[str, dict[str, int]] = {}
     for name, unit, balance in rows:
         by_currency.setdefault(unit, {DUES: 0, DUES_PENDING: 0})[name] = int(balance)

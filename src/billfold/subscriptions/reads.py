@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.auth.principal import AccountRef
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
+from billfold.db.hot_read import PreparedRead
 from billfold.subscriptions.models import (
     LIVE_STATUSES,
     Subscription,
@@ -42,6 +45,19 @@ class StatusFacts(Protocol):
     def stripe_created(self) -> int: ...
     @property
     def stripe_subscription_id(self) -> str: ...
+
+
+class StatusColumns(StatusFacts, Protocol):
+    """What the status answers with, beside the facts that decide it."""
+
+    @property
+    def plan_code(self) -> str: ...
+    @property
+    def interval(self) -> str: ...
+    @property
+    def current_period_end(self) -> datetime | None: ...
+    @property
+    def cancel_at_period_end(self) -> bool: ...
 
 
 def has_premium(subscription: StatusFacts | None, now: datetime, grace_days: int) -> bool:
@@ -138,6 +154,10 @@ async def premium_status(
     """`status` without the subscription itself (`subscription` is None): the same choice of
     the subscription that speaks and the same premium rule, from its columns only."""
     rows = (await session.execute(_STATUS_READ, {"account_id": account.id})).all()
+    return _status_of(rows, container)
+
+
+def _status_of(rows: Sequence[StatusColumns], container: Container) -> SubscriptionStatus:
     live = [r for r in rows if r.status in LIVE_STATUSES]
     sub = min(live, key=speaks_first) if live else (rows[0] if rows else None)
     now, grace = container.clock.now(), container.settings.past_due_grace_days
@@ -150,3 +170,43 @@ async def premium_status(
         cancel_at_period_end=bool(sub.cancel_at_period_end) if sub else False,
         subscription=None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _StatusRow:
+    status: str
+    plan_code: str
+    interval: str
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+    past_due_since: datetime | None
+    stripe_created: int
+    stripe_subscription_id: str
+
+
+# The status read of the account a caller names, in one statement from the account's kind and
+# external id (tenancy's AccountRef) to its subscriptions' columns: an account without any is
+# one row of NULLs, a missing account no row.
+_STATUS_BY_REF = PreparedRead(
+    select(BillingAccount.id, *_STATUS_READ.selected_columns)
+    .select_from(BillingAccount)
+    .outerjoin(Subscription, and_(Subscription.account_id == BillingAccount.id))
+    .where(
+        BillingAccount.kind == bindparam("kind", None),
+        BillingAccount.external_id == bindparam("external_id", None),
+    )
+    .order_by(Subscription.stripe_created.desc(), Subscription.created_at.desc())
+)
+
+
+async def premium_status_of(container: Container, ref: AccountRef) -> SubscriptionStatus | None:
+    """`premium_status` of the account `ref` names, in one hot read (db/hot_read.py) with no
+    unit of work; None when the account does not exist yet (the caller creates it through
+    tenancy and asks again)."""
+    rows = await container.db.read_rows(
+        _STATUS_BY_REF, kind=ref.kind.value, external_id=ref.external_id
+    )
+    if not rows:
+        return None
+    facts = [_StatusRow(*row[1:]) for row in rows if row[1] is not None]
+    return _status_of(facts, container)
