@@ -1,4 +1,3 @@
-# ruff: noqa: E402 (the path fix must come first)
 """Autopay throughput: how many accounts' dues a run of the autopay job settles per second,
 with 1 and then 2 `billfold worker` processes, on PostgreSQL, against the Stripe sandbox served
 on its own (`billfold sandbox serve`).
@@ -34,15 +33,10 @@ from pathlib import Path
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.append(sys.path.pop(0))
 
-import sys
-from pathlib import Path
-
-# bench/http.py would shadow the standard library's `http` for a script run from bench/.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -197,6 +191,15 @@ async def succeeded(db: Database) -> int:
         return int(found.scalar_one())
 
 
+async def backend_pids(db: Database) -> list[int]:
+    """The PostgreSQL backends connected to the bench's database (the workers' and its own)."""
+    async with db.read() as session:
+        rows = await session.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        )
+        return [int(pid) for (pid,) in rows]
+
+
 async def round_figures(db: Database, since: datetime) -> tuple[float, int, int]:
     """The round's span from its first payment's reservation to its last update (seconds),
     its payments and their attempts."""
@@ -218,8 +221,23 @@ async def round_figures(db: Database, since: datetime) -> tuple[float, int, int]
     return (last - first).total_seconds(), int(payments), int(attempts)
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_workers(
-    count: int, db_url: str, stripe_url: str, concurrency: int, logs: Path, round_no: int
+    count: int,
+    db_url: str,
+    stripe_url: str,
+    concurrency: int,
+    logs: Path,
+    round_no: int,
+    profile: Path | None = None,
 ) -> list[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
@@ -235,9 +253,22 @@ def start_workers(
         # The round's jobs are the bench's: the workers' own sweep would write the same keys.
         "BILLFOLD_AUTOPAY_INTERVAL_SECONDS": str(7 * 24 * 3600),
     }
+    command = [sys.executable, "-m", "billfold.cli", "worker"]
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "billfold.cli", "worker"],
+            command
+            if profile is None
+            else [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "--subprocesses",
+                "-o",
+                str(profile / f"worker-{round_no}-{n}.txt"),
+                "--",
+                *command,
+            ],
             cwd=REPO,
             env=env,
             stdout=(logs / f"worker-{round_no}-{n}.log").open("wb"),
@@ -254,6 +285,7 @@ async def bench(
     concurrency: int,
     workers_per_round: list[int],
     setup_parallel: int,
+    profile: Path | None = None,
 ) -> bool:
     upgrade_blocking(db_url)
     db = Database(db_url)
@@ -275,8 +307,12 @@ async def bench(
                 before = await succeeded(db)
                 since = CLOCK.now()
                 jobs = await charge_all(db, ids, round_no)
+                own_backends = set(await backend_pids(db))
+                sandbox_cpu = cpu_seconds(sandbox.pid)
                 began = time.perf_counter()
-                procs = start_workers(workers, db_url, stripe_url, concurrency, logs, round_no)
+                procs = start_workers(
+                    workers, db_url, stripe_url, concurrency, logs, round_no, profile
+                )
                 shown = began
                 try:
                     while (done := await succeeded(db) - before) < accounts:
@@ -288,9 +324,19 @@ async def bench(
                             print(f"  ... {done}/{accounts} settled", flush=True)
                         await asyncio.sleep(0.1)
                     elapsed = time.perf_counter() - began
+                    cpu = {
+                        "workers": sum(cpu_seconds(p.pid) for p in procs),
+                        "sandbox": cpu_seconds(sandbox.pid) - sandbox_cpu,
+                        "postgres": sum(
+                            cpu_seconds(pid)
+                            for pid in await backend_pids(db)
+                            if pid not in own_backends
+                        ),
+                    }
                 finally:
                     for p in procs:
-                        p.terminate()
+                        # py-spy writes its profile on SIGINT (and stops the worker it runs).
+                        p.send_signal(signal.SIGINT) if profile else p.terminate()
                     for p in procs:
                         p.wait(timeout=60)
                 span, payments, attempts = await round_figures(db, since)
@@ -302,6 +348,14 @@ async def bench(
                     f"{accounts / span:.1f} accounts/s first payment to last ({span:.1f} s), "
                     f"{accounts / elapsed:.1f} accounts/s with the workers' start "
                     f"({elapsed:.1f} s)",
+                    flush=True,
+                )
+                print(
+                    "  CPU ms per account: "
+                    + ", ".join(
+                        f"{name} {1000 * spent / accounts:.1f}" for name, spent in cpu.items()
+                    )
+                    + ("  (the workers' is py-spy's: profiled)" if profile else ""),
                     flush=True,
                 )
             async with db.read() as session:
@@ -335,6 +389,9 @@ async def main() -> int:
     parser.add_argument(
         "--setup-parallel", type=int, default=16, help="sandbox calls at once while seeding"
     )
+    parser.add_argument(
+        "--profile", type=Path, help="run the workers under py-spy, raw stacks into this folder"
+    )
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     name = f"billfold_bench_autopay_{uuid.uuid4().hex[:8]}"
@@ -350,6 +407,7 @@ async def main() -> int:
             args.concurrency,
             [int(n) for n in args.workers.split(",") if n.strip()],
             args.setup_parallel,
+            args.profile,
         )
     finally:
         async with admin.connect() as conn:

@@ -17,12 +17,13 @@ retried later (autopay's back-off), and the next method is tried now.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit.context import AuditContext
@@ -45,6 +46,7 @@ from billfold.payments.models import (
     Payment,
     PaymentAttempt,
     PaymentMethod,
+    PaymentSettings,
 )
 from billfold.stripe.gateway import PaymentIntentInfo, gateway_of
 
@@ -89,21 +91,25 @@ async def reserve_dues_payment(
     kind: PaymentKind,
     now: datetime,
     clock: Clock,
+    unless_pending: bool = False,
+    savepoint: bool = True,
 ) -> str | None:
-    """Reserve a payment of the account's settled dues in `currency` (None: nothing owed).
-    Two callers over the same dues get the same payment id and one reservation."""
+    """Reserve a payment of the account's settled dues in `currency` (None: nothing owed, or
+    with `unless_pending` a payment of earlier dues still pending). Two callers over the same
+    dues get the same payment id and one reservation. Conflict when the dues changed under it;
+    without `savepoint` the caller then rolls its transaction back (the payment row with it)."""
     # The marker first, then the amounts: a payment that commits in between moved the dues to
     # pending (seen below), so two callers never reserve different payments of the same dues.
     marker = await dues.dues_marker(session, account_id, currency)
     if marker is None:
         return None
     owed = await dues.currency_dues(session, account_id, currency)
-    if owed.settled <= 0:
+    if owed.settled <= 0 or (unless_pending and owed.pending > 0):
         return None
     payment_id = dues.payment_id_for_dues(account_id, currency, marker)
     # A savepoint: a refused reservation leaves no payment row behind in the caller's
     # transaction (it may catch the Conflict and commit).
-    async with session.begin_nested():
+    async with session.begin_nested() if savepoint else contextlib.nullcontext():
         inserted = await insert_ignoring_conflict(
             session,
             Payment.__table__,  # type: ignore[arg-type]
@@ -148,57 +154,71 @@ async def _attempts(session: AsyncSession, payment_id: str) -> list[PaymentAttem
     return list(rows.scalars())
 
 
-async def _next_attempt(
-    container: Container, payment_id: str, customer_id: str
-) -> tuple[Payment, PaymentAttempt | None]:
-    """In one short writer: the attempt to make now (a reserved one to finish, or a new one on
-    the next usable method), or None when the payment is no longer being tried (after failing
-    it when no method is left)."""
-    now = container.clock.now()
+async def _next_attempt(container: Container, payment_id: str, customer_id: str) -> Attempt:
+    """In one short writer: the attempt to make now, see `next_attempt`."""
     async with container.db.transaction() as session:
-        payment = await session.get(Payment, payment_id, with_for_update=True)
-        if payment is None:
-            raise NotFound(f"no payment {payment_id}")
-        if payment.status != RESERVED:
-            return payment, None
-        tried = await _attempts(session, payment_id)
-        if tried and tried[-1].state == RESERVED:
-            return payment, tried[-1]
-        used = {a.payment_method_id for a in tried}
-        if payment.requested_payment_method_id is not None:
-            candidates = [await session.get(PaymentMethod, payment.requested_payment_method_id)]
-        else:
-            candidates = list(await list_methods(session, payment.account_id))
-        method = next(
-            (m for m in candidates if m is not None and _usable(m) and m.id not in used), None
+        return await next_attempt(
+            session, payment_id, customer_id, now=container.clock.now(), clock=container.clock
         )
-        if method is None:
-            await _fail(session, payment, tried, now=now, clock=container.clock)
-            return payment, None
-        seq = len(tried) + 1
-        attempt = PaymentAttempt(
-            id=f"{payment_id}:{seq}",
-            payment_id=payment_id,
-            seq=seq,
-            payment_method_id=method.id,
-            state=RESERVED,
-            request={
-                "customer_id": customer_id,
-                "payment_method_id": method.id,
-                "amount": payment.amount,
-                "currency": payment.currency,
-                "on_session": payment.kind == "one_off" and method.type == "card",
-                "description": payment.description,
-            },
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(attempt)
-        payment.attempts = seq
-        payment.payment_method_id = method.id
-        payment.updated_at = now
-        await session.flush()
-        return payment, attempt
+
+
+async def next_attempt(
+    session: AsyncSession, payment_id: str, customer_id: str, *, now: datetime, clock: Clock
+) -> Attempt:
+    """The attempt to make now (a reserved one to finish, or a new one on the next usable
+    method, reserved in the caller's transaction), or None when the payment is no longer being
+    tried (after failing it when no method is left)."""
+    payment = await session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+    if payment is None:
+        raise NotFound(f"no payment {payment_id}")
+    if payment.status != RESERVED:
+        return None
+    tried = await _attempts(session, payment_id)
+    if tried and tried[-1].state == RESERVED:
+        return _request_of(tried[-1])
+    used = {a.payment_method_id for a in tried}
+    if payment.requested_payment_method_id is not None:
+        candidates = [await session.get(PaymentMethod, payment.requested_payment_method_id)]
+    else:
+        candidates = list(await list_methods(session, payment.account_id))
+    method = next(
+        (m for m in candidates if m is not None and _usable(m) and m.id not in used), None
+    )
+    if method is None:
+        await _fail(session, payment, tried, now=now, clock=clock)
+        return None
+    seq = len(tried) + 1
+    attempt = PaymentAttempt(
+        id=f"{payment_id}:{seq}",
+        payment_id=payment_id,
+        seq=seq,
+        payment_method_id=method.id,
+        state=RESERVED,
+        request={
+            "customer_id": customer_id,
+            "payment_method_id": method.id,
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "on_session": payment.kind == "one_off" and method.type == "card",
+            "description": payment.description,
+        },
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(attempt)
+    payment.attempts = seq
+    payment.payment_method_id = method.id
+    payment.updated_at = now
+    await session.flush()
+    return _request_of(attempt)
+
+
+def _request_of(attempt: PaymentAttempt) -> tuple[str, dict[str, Any]]:
+    return attempt.id, dict(attempt.request)
+
+
+# An attempt to make: its id and its stored Stripe request (None: no attempt left to make).
+Attempt = tuple[str, dict[str, Any]] | None
 
 
 async def _fail(
@@ -323,6 +343,21 @@ async def mark_succeeded(
     await dues.settle(
         session, payment.account_id, payment.currency, payment.amount, payment.id, clock
     )
+    if payment.kind == "autopay":
+        # Autopay's back-off starts over; one statement, which writes (and locks) nothing
+        # when there was no failure to forget.
+        await session.execute(
+            update(PaymentSettings)
+            .where(
+                PaymentSettings.account_id == payment.account_id,
+                or_(
+                    PaymentSettings.autopay_failures != 0,
+                    PaymentSettings.autopay_retry_at.is_not(None),
+                ),
+            )
+            .values(autopay_failures=0, autopay_retry_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def mark_failed(
@@ -347,17 +382,18 @@ async def run_payment(
     customer_id: str,
     audit: AuditContext,
     return_url: str | None = None,
+    first: Attempt = None,
 ) -> PaymentOutcome:
     """Try the payment's methods in priority order until one succeeds (or starts processing,
     or waits for 3-D Secure), recording every attempt. Safe to run twice at once: the second
-    run finishes the same attempts with the same Stripe keys, and one of them records each."""
+    run finishes the same attempts with the same Stripe keys, and one of them records each.
+    `first`: the attempt the caller reserved with the payment (`next_attempt`), in one
+    transaction with it."""
     gateway = gateway_of(container)
     client_secret: str | None = None
-    while True:
-        _payment, attempt = await _next_attempt(container, payment_id, customer_id)
-        if attempt is None:
-            break
-        request = attempt.request
+    attempt = first or await _next_attempt(container, payment_id, customer_id)
+    while attempt is not None:
+        attempt_id, request = attempt
         call = (
             gateway.payment_intents.create_on_session
             if request.get("on_session")
@@ -369,27 +405,34 @@ async def run_payment(
             payment_method_id=request["payment_method_id"],
             amount=request["amount"],
             currency=request["currency"],
-            metadata={PAYMENT_METADATA_KEY: payment_id, ATTEMPT_METADATA_KEY: attempt.id},
-            idempotency_key=f"payment_attempt:{attempt.id}",
+            metadata={PAYMENT_METADATA_KEY: payment_id, ATTEMPT_METADATA_KEY: attempt_id},
+            idempotency_key=f"payment_attempt:{attempt_id}",
             description=request.get("description"),
             **extra,
         )
         if intent.status == "requires_action":
             client_secret = intent.client_secret
+        now = container.clock.now()
         async with container.db.transaction() as session:
             await record_intent(
-                session,
-                attempt.id,
-                intent,
-                now=container.clock.now(),
-                clock=container.clock,
-                audit=audit,
+                session, attempt_id, intent, now=now, clock=container.clock, audit=audit
             )
-            status = (
-                await session.execute(select(Payment.status).where(Payment.id == payment_id))
-            ).scalar_one()
-        if status != RESERVED:
-            break  # succeeded, processing or waiting for 3-D Secure: no next attempt
+            await session.flush()
+            # Loaded (and locked) by record_intent when it recorded: no query then.
+            payment = await session.get(Payment, payment_id)
+            assert payment is not None
+            if payment.status == RESERVED:
+                # Declined: the next method, reserved in the same transaction.
+                attempt = await next_attempt(
+                    session, payment_id, customer_id, now=now, clock=container.clock
+                )
+                if attempt is not None:
+                    continue
+            # Succeeded, processing, waiting for 3-D Secure, or failed: the outcome as recorded.
+            await session.flush()
+            attempts = await _attempts(session, payment_id)
+            session.expunge_all()
+            return PaymentOutcome(payment=payment, attempts=attempts, client_secret=client_secret)
     async with container.db.read() as session:
         found = await session.get(Payment, payment_id)
         assert found is not None
