@@ -46,7 +46,7 @@ from datetime import datetime
 
 import httpx
 import stripe
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from billfold.clock import SystemClock
@@ -120,51 +120,57 @@ async def stripe_customers(
 
 
 async def seed(db: Database, customers: list[tuple[str, list[str]]]) -> list[str]:
+    """The accounts, their autopay settings and methods: three multi-row INSERTs."""
     now = CLOCK.now()
-    ids = []
+    ids = [new_id("acct") for _ in customers]
+    accounts = [
+        {
+            "id": account_id,
+            "kind": "user",
+            "external_id": f"bench{n}",
+            "stripe_customer_id": customer_id,
+            "stripe_customer_created_at": now,
+            "currency": "usd",
+            "settings": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        for n, (account_id, (customer_id, _methods)) in enumerate(zip(ids, customers, strict=True))
+    ]
+    settings = [
+        {
+            "account_id": account_id,
+            "autopay": True,
+            "autopay_failures": 0,
+            "default_payment_method_id": methods[0],
+            "updated_at": now,
+        }
+        for account_id, (_customer, methods) in zip(ids, customers, strict=True)
+    ]
+    methods = [
+        {
+            "id": pm,
+            "account_id": account_id,
+            "type": "card",
+            "status": ACTIVE,
+            "brand": "visa",
+            "last4": "4242",
+            "priority": priority,
+            "verification_failures": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for account_id, (_customer, pms) in zip(ids, customers, strict=True)
+        for priority, pm in enumerate(pms, start=1)
+    ]
     async with db.transaction() as session:
-        for n, (customer_id, _methods) in enumerate(customers):
-            account_id = new_id("acct")
-            ids.append(account_id)
-            session.add(
-                BillingAccount(
-                    id=account_id,
-                    kind="user",
-                    external_id=f"bench{n}",
-                    stripe_customer_id=customer_id,
-                    stripe_customer_created_at=now,
-                    currency="usd",
-                    settings={},
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        await session.flush()
-        for account_id, (_customer, methods) in zip(ids, customers, strict=True):
-            session.add(
-                PaymentSettings(
-                    account_id=account_id,
-                    autopay=True,
-                    autopay_failures=0,
-                    default_payment_method_id=methods[0],
-                    updated_at=now,
-                )
-            )
-            for priority, pm in enumerate(methods, start=1):
-                session.add(
-                    PaymentMethod(
-                        id=pm,
-                        account_id=account_id,
-                        type="card",
-                        status=ACTIVE,
-                        brand="visa",
-                        last4="4242",
-                        priority=priority,
-                        verification_failures=0,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+        for table, rows in (
+            (BillingAccount.__table__, accounts),
+            (PaymentSettings.__table__, settings),
+            (PaymentMethod.__table__, methods),
+        ):
+            for chunk in range(0, len(rows), 1000):
+                await session.execute(insert(table), rows[chunk : chunk + 1000])
     return ids
 
 
@@ -228,6 +234,20 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def workers_cpu(procs: list[subprocess.Popen[bytes]], profile: Path | None) -> float:
+    """The workers' CPU seconds (under py-spy: of the workers it runs)."""
+    return sum(
+        cpu_seconds(pid) for p in procs for pid in (_children(p.pid) if profile else [p.pid])
+    )
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def start_workers(
@@ -314,29 +334,39 @@ async def bench(
                     workers, db_url, stripe_url, concurrency, logs, round_no, profile
                 )
                 shown = began
+
+                # The workers' CPU from their first settlement on (their start-up left out).
+                first: tuple[int, float] | None = None
                 try:
                     while (done := await succeeded(db) - before) < accounts:
                         if any(p.poll() is not None for p in procs):
                             print((logs / f"worker-{round_no}-0.log").read_text()[-3000:])
                             return False
+                        if done and first is None:
+                            first = (done, workers_cpu(procs, profile))
                         if time.perf_counter() - shown >= 30:
                             shown = time.perf_counter()
                             print(f"  ... {done}/{accounts} settled", flush=True)
                         await asyncio.sleep(0.1)
                     elapsed = time.perf_counter() - began
+                    first_done, first_cpu = first or (0, 0.0)
                     cpu = {
-                        "workers": sum(cpu_seconds(p.pid) for p in procs),
-                        "sandbox": cpu_seconds(sandbox.pid) - sandbox_cpu,
+                        "workers (after their start)": (workers_cpu(procs, profile) - first_cpu)
+                        / max(1, accounts - first_done),
+                        "sandbox": (cpu_seconds(sandbox.pid) - sandbox_cpu) / accounts,
                         "postgres": sum(
                             cpu_seconds(pid)
                             for pid in await backend_pids(db)
                             if pid not in own_backends
-                        ),
+                        )
+                        / accounts,
                     }
                 finally:
                     for p in procs:
-                        # py-spy writes its profile on SIGINT (and stops the worker it runs).
-                        p.send_signal(signal.SIGINT) if profile else p.terminate()
+                        # Under py-spy, the worker it runs: py-spy writes its profile when that
+                        # ends.
+                        for pid in _children(p.pid) if profile else [p.pid]:
+                            os.kill(pid, signal.SIGTERM)
                     for p in procs:
                         p.wait(timeout=60)
                 span, payments, attempts = await round_figures(db, since)
@@ -352,10 +382,8 @@ async def bench(
                 )
                 print(
                     "  CPU ms per account: "
-                    + ", ".join(
-                        f"{name} {1000 * spent / accounts:.1f}" for name, spent in cpu.items()
-                    )
-                    + ("  (the workers' is py-spy's: profiled)" if profile else ""),
+                    + ", ".join(f"{name} {1000 * spent:.1f}" for name, spent in cpu.items())
+                    + ("  (profiled by py-spy)" if profile else ""),
                     flush=True,
                 )
             async with db.read() as session:

@@ -43,6 +43,7 @@ from billfold.payments.charging import (
     run_payment,
     stale_payments,
 )
+from billfold.payments.methods import SYNC_DEFAULT, push_default
 from billfold.payments.models import FAILED, PaymentSettings
 from billfold.stripe.gateway import gateway_of
 
@@ -247,6 +248,34 @@ async def _after_run(
                 },
             )
         settings.updated_at = now
+
+
+class _DefaultMoved(Exception):
+    """The default changed while the job pushed the one it read."""
+
+
+@jobs.kind(SYNC_DEFAULT, max_attempts=10)
+async def sync_default(run: JobRun) -> None:
+    """Make the account's default method the Stripe customer's (`_renumber` writes this job
+    when a webhook, a decline or a request changed it). Read, call Stripe, then finish the
+    job in a transaction that locks the settings row and checks the default is still the one
+    pushed: a change committed meanwhile is pushed too (its own enqueue found this job still
+    running), and a change after that finds this job done and queues it again."""
+    account_id = run.payload["account_id"]
+    audit = system_audit_context("payments", run.container.clock)
+    for _ in range(5):
+        pushed = await push_default(run.container, account_id, audit=audit)
+        try:
+            async with run.transaction() as session:
+                settings = await session.get(
+                    PaymentSettings, account_id, with_for_update=True, populate_existing=True
+                )
+                if settings is not None and settings.default_payment_method_id != pushed:
+                    raise _DefaultMoved
+            return
+        except _DefaultMoved:
+            continue
+    raise Conflict("the default payment method kept changing; tried again later")
 
 
 @jobs.kind(RECOVER_SWEEP, max_attempts=3)
