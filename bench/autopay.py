@@ -101,7 +101,12 @@ async def stripe_customers(
 ) -> list[tuple[str, list[str]]]:
     """A customer per account with its methods attached (declining card first for some)."""
     client = stripe.StripeClient(
-        API_KEY, base_addresses={"api": url}, http_client=stripe.HTTPXClient(timeout=60)
+        API_KEY,
+        base_addresses={"api": url},
+        http_client=stripe.HTTPXClient(timeout=60),
+        # A keep-alive connection the sandbox closed as it was reused: retried, with the same
+        # idempotency key (the SDK adds one to every retried POST).
+        max_network_retries=5,
     )
     gate = asyncio.Semaphore(parallel)
 

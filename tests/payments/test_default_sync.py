@@ -31,14 +31,20 @@ async def _sync_jobs(container: Container) -> list[tuple[str, str]]:
         return [(str(key), str(status)) for key, status in rows]
 
 
-async def test_a_detached_default_promotes_the_next_at_stripe_too(
-    alice: Billing, billing_app: Any
-) -> None:
-    container: Container = billing_app.state.container
+async def _two_cards(alice: Billing, container: Container) -> tuple[str, str]:
+    """A visa (the default, at Stripe too) and a mastercard, the jobs of saving them run."""
     visa = await alice.card("pm_card_visa")
     mastercard = await alice.card("pm_card_mastercard")
     await _run_jobs(container)
     assert _stripe_default(alice, mastercard) == visa
+    return visa, mastercard
+
+
+async def test_a_detached_default_promotes_the_next_at_stripe_too(
+    alice: Billing, billing_app: Any
+) -> None:
+    container: Container = billing_app.state.container
+    visa, mastercard = await _two_cards(alice, container)
     # Detached at Stripe (the dashboard, another integration): only the webhook tells billfold.
     alice.world.client.v1.payment_methods.detach(visa)
     await alice.events()
@@ -57,9 +63,7 @@ async def test_a_default_blocked_by_a_lost_card_decline_moves_at_stripe_too(
     alice: Billing, billing_app: Any
 ) -> None:
     container: Container = billing_app.state.container
-    visa = await alice.card("pm_card_visa")
-    mastercard = await alice.card("pm_card_mastercard")
-    await _run_jobs(container)
+    visa, mastercard = await _two_cards(alice, container)
     alice.card_reported_lost(visa)
     await alice.charge(2500)
     paid = await alice.call("POST", "/pay-balance", json={})
@@ -76,8 +80,7 @@ async def test_a_default_changed_while_the_job_pushes_is_pushed_too(
     alice: Billing, billing_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     container: Container = billing_app.state.container
-    visa = await alice.card("pm_card_visa")
-    mastercard = await alice.card("pm_card_mastercard")
+    visa, mastercard = await _two_cards(alice, container)
     amex = await alice.card("pm_card_amex")
     await _run_jobs(container)
     alice.world.client.v1.payment_methods.detach(visa)

@@ -19,21 +19,29 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billfold.audit.context import AuditContext
+from billfold.audit.context import AuditContext, system_audit_context
 from billfold.clock import Clock
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
 from billfold.customers.service import ensure_stripe_customer
 from billfold.db.base import new_id
 from billfold.db.dialect import insert_ignoring_conflict
-from billfold.errors import Conflict, InsufficientBalance, NotFound, PaymentRequired
+from billfold.errors import (
+    Conflict,
+    InsufficientBalance,
+    NotFound,
+    PaymentRequired,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
 from billfold.payments import dues
 from billfold.payments.methods import list_methods, own_method, refresh_default
 from billfold.payments.models import (
@@ -62,6 +70,8 @@ NEVER_RETRY = frozenset(
         "security_violation",
     }
 )
+log = logging.getLogger(__name__)
+
 PAYMENT_METADATA_KEY = "billfold_payment"
 ATTEMPT_METADATA_KEY = "billfold_attempt"
 
@@ -617,12 +627,15 @@ ABANDONED = "abandoned"  # an attempt whose process died before Stripe made its 
 INTERRUPTED = "interrupted"
 
 
-async def stale_payments(session: AsyncSession, *, before: datetime, limit: int = 500) -> list[str]:
+async def stale_payments(
+    session: AsyncSession, *, before: datetime, limit: int = 500, status: str = RESERVED
+) -> list[str]:
     """Payments still `reserved` (being tried) that nothing touched since `before`: their
-    process died between reserving and recording (a live run touches them every attempt)."""
+    process died between reserving and recording (a live run touches them every attempt).
+    With `status=REQUIRES_ACTION`: those waiting for 3-D Secure since before `before`."""
     rows = await session.execute(
         select(Payment.id)
-        .where(Payment.status == RESERVED, Payment.updated_at < before)
+        .where(Payment.status == status, Payment.updated_at < before)
         .order_by(Payment.updated_at)
         .limit(limit)
     )
@@ -689,3 +702,104 @@ async def recover_payment(
         await session.flush()
         session.expunge(found)
     return found
+
+
+# --- 3-D Secure left unfinished ----------------------------------------------------------------
+
+ACTION_EXPIRED = "action_expired"  # the failure code of a payment whose 3-D Secure timed out
+
+
+async def expire_action(
+    container: Container, payment_id: str, *, before: datetime, audit: AuditContext
+) -> Payment | None:
+    """A payment still waiting for 3-D Secure since before `before`: cancel its PaymentIntent
+    (Stripe cancels nothing by itself), keyed by its attempt, and record the outcome: failed
+    with `action_expired`, its dues re-opened (a one-off charge voided). Stripe's answer
+    decides: a customer who finished just before the cancel paid, and that is recorded
+    instead. Reserve (read), call with no transaction open, record under the payment's lock
+    (a webhook of the same intent may record it first: then nothing more is done). None when
+    the payment is not waiting (any more) or Stripe's answer is not final yet."""
+    async with container.db.read() as session:
+        payment = await session.get(Payment, payment_id)
+        if payment is None or payment.status != REQUIRES_ACTION or payment.updated_at >= before:
+            return None
+        waiting = [
+            a
+            for a in await _attempts(session, payment_id)
+            if a.state == REQUIRES_ACTION and a.stripe_payment_intent_id
+        ]
+    if not waiting:
+        return None
+    attempt_id, intent_id = waiting[-1].id, str(waiting[-1].stripe_payment_intent_id)
+    intents = gateway_of(container).payment_intents
+    try:
+        intent = await intents.cancel(intent_id, idempotency_key=f"payment_expire:{attempt_id}")
+    except (ValidationFailed, NotFound):
+        # Not cancelable: it succeeded (or began processing) just now. Record that instead.
+        intent = await intents.retrieve(intent_id)
+    now, clock = container.clock.now(), container.clock
+    async with container.db.transaction() as session:
+        found = await session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+        assert found is not None
+        attempt = await session.get(PaymentAttempt, attempt_id, populate_existing=True)
+        assert attempt is not None
+        if found.status != REQUIRES_ACTION or attempt.state != REQUIRES_ACTION:
+            return None  # recorded meanwhile (the webhook of the intent)
+        if intent.status == "succeeded":
+            attempt.state = SUCCEEDED
+            await mark_succeeded(session, found, now=now, clock=clock)
+        elif intent.status == "processing":
+            attempt.state = PROCESSING
+            found.status, found.updated_at = PROCESSING, now
+        elif intent.status in ("canceled", "requires_payment_method"):
+            attempt.state = "canceled"
+            hours = container.settings.payments_action_timeout_seconds / 3600
+            await mark_failed(
+                session,
+                found,
+                code=ACTION_EXPIRED,
+                message=f"3-D Secure was not completed within {hours:g} h; "
+                "the payment was canceled",
+                now=now,
+                clock=clock,
+            )
+        else:
+            return None  # still waiting at Stripe (the cancel did not take): the next sweep
+        attempt.updated_at = now
+        await audit.record(
+            session,
+            "payment.action_expired",
+            account_id=found.account_id,
+            target=payment_id,
+            details={
+                "payment_intent": intent_id,
+                "attempt": attempt_id,
+                "stripe_status": intent.status,
+                "status": found.status,
+            },
+        )
+        await session.flush()
+        session.expunge(found)
+    return found
+
+
+async def expire_actions(container: Container) -> dict[str, str]:
+    """`expire_action` for every payment waiting for 3-D Secure longer than
+    `payments_action_timeout_seconds`; each one's new status. A payment Stripe could not be
+    asked about is left for the next run."""
+    audit = system_audit_context("payments", container.clock)
+    before = container.clock.now() - timedelta(
+        seconds=container.settings.payments_action_timeout_seconds
+    )
+    async with container.db.read() as session:
+        waiting = await stale_payments(session, before=before, status=REQUIRES_ACTION)
+    expired: dict[str, str] = {}
+    for payment_id in waiting:
+        try:
+            payment = await expire_action(container, payment_id, before=before, audit=audit)
+        except UpstreamUnavailable:
+            log.warning("payment %s: Stripe unreachable, its 3-D Secure expires later", payment_id)
+            continue
+        if payment is not None:
+            expired[payment_id] = payment.status
+    return expired

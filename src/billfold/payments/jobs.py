@@ -12,7 +12,10 @@ on, with the same ordered fallback as `pay-balance`.
   autopay is turned off with the reason recorded.
 - `payments.recover` (every minute) finishes the payments whose process died between reserving
   and recording (older than `BILLFOLD_PAYMENTS_RECOVER_AFTER_SECONDS`): see
-  `charging.recover_payment`.
+  `charging.recover_payment`; it also cancels the payments left waiting for 3-D Secure past
+  `BILLFOLD_PAYMENTS_ACTION_TIMEOUT_SECONDS` (default 24 h): see `charging.expire_action`.
+- `payments.sync_default` makes the account's default method the Stripe customer's when it
+  changed without a request to push it (a webhook, a decline): see `sync_default`.
 - The sweep runs every `BILLFOLD_AUTOPAY_INTERVAL_SECONDS` (default 900): its schedule is added
   by `job_registry(settings)`, which the composition root wires.
 """
@@ -37,6 +40,7 @@ from billfold.ledger.models import LedgerAccount, LedgerEntry
 from billfold.payments import dues
 from billfold.payments.charging import (
     Attempt,
+    expire_actions,
     next_attempt,
     recover_payment,
     reserve_dues_payment,
@@ -280,8 +284,10 @@ async def sync_default(run: JobRun) -> None:
 
 @jobs.kind(RECOVER_SWEEP, max_attempts=3)
 async def recover_sweep(run: JobRun) -> None:
-    """Finish the payments interrupted between reserving and recording."""
+    """Finish the payments interrupted between reserving and recording, and cancel those
+    left waiting for 3-D Secure past `payments_action_timeout_seconds`."""
     await recover_stale_payments(run.container)
+    await expire_actions(run.container)
 
 
 async def recover_stale_payments(container: Container) -> dict[str, str]:
