@@ -1,4 +1,3 @@
-# ruff: noqa: E402 (the path fix must come first)
 """Autopay throughput: how many accounts' dues a run of the autopay job settles per second,
 with 1 and then 2 `billfold worker` processes, on PostgreSQL, against the Stripe sandbox served
 on its own (`billfold sandbox serve`).
@@ -34,15 +33,10 @@ from pathlib import Path
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.append(sys.path.pop(0))
 
-import sys
-from pathlib import Path
-
-# bench/http.py would shadow the standard library's `http` for a script run from bench/.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -52,7 +46,7 @@ from datetime import datetime
 
 import httpx
 import stripe
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from billfold.clock import SystemClock
@@ -107,7 +101,12 @@ async def stripe_customers(
 ) -> list[tuple[str, list[str]]]:
     """A customer per account with its methods attached (declining card first for some)."""
     client = stripe.StripeClient(
-        API_KEY, base_addresses={"api": url}, http_client=stripe.HTTPXClient(timeout=60)
+        API_KEY,
+        base_addresses={"api": url},
+        http_client=stripe.HTTPXClient(timeout=60),
+        # A keep-alive connection the sandbox closed as it was reused: retried, with the same
+        # idempotency key (the SDK adds one to every retried POST).
+        max_network_retries=5,
     )
     gate = asyncio.Semaphore(parallel)
 
@@ -126,51 +125,57 @@ async def stripe_customers(
 
 
 async def seed(db: Database, customers: list[tuple[str, list[str]]]) -> list[str]:
+    """The accounts, their autopay settings and methods: three multi-row INSERTs."""
     now = CLOCK.now()
-    ids = []
+    ids = [new_id("acct") for _ in customers]
+    accounts = [
+        {
+            "id": account_id,
+            "kind": "user",
+            "external_id": f"bench{n}",
+            "stripe_customer_id": customer_id,
+            "stripe_customer_created_at": now,
+            "currency": "usd",
+            "settings": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        for n, (account_id, (customer_id, _methods)) in enumerate(zip(ids, customers, strict=True))
+    ]
+    settings = [
+        {
+            "account_id": account_id,
+            "autopay": True,
+            "autopay_failures": 0,
+            "default_payment_method_id": methods[0],
+            "updated_at": now,
+        }
+        for account_id, (_customer, methods) in zip(ids, customers, strict=True)
+    ]
+    methods = [
+        {
+            "id": pm,
+            "account_id": account_id,
+            "type": "card",
+            "status": ACTIVE,
+            "brand": "visa",
+            "last4": "4242",
+            "priority": priority,
+            "verification_failures": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for account_id, (_customer, pms) in zip(ids, customers, strict=True)
+        for priority, pm in enumerate(pms, start=1)
+    ]
     async with db.transaction() as session:
-        for n, (customer_id, _methods) in enumerate(customers):
-            account_id = new_id("acct")
-            ids.append(account_id)
-            session.add(
-                BillingAccount(
-                    id=account_id,
-                    kind="user",
-                    external_id=f"bench{n}",
-                    stripe_customer_id=customer_id,
-                    stripe_customer_created_at=now,
-                    currency="usd",
-                    settings={},
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        await session.flush()
-        for account_id, (_customer, methods) in zip(ids, customers, strict=True):
-            session.add(
-                PaymentSettings(
-                    account_id=account_id,
-                    autopay=True,
-                    autopay_failures=0,
-                    default_payment_method_id=methods[0],
-                    updated_at=now,
-                )
-            )
-            for priority, pm in enumerate(methods, start=1):
-                session.add(
-                    PaymentMethod(
-                        id=pm,
-                        account_id=account_id,
-                        type="card",
-                        status=ACTIVE,
-                        brand="visa",
-                        last4="4242",
-                        priority=priority,
-                        verification_failures=0,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+        for table, rows in (
+            (BillingAccount.__table__, accounts),
+            (PaymentSettings.__table__, settings),
+            (PaymentMethod.__table__, methods),
+        ):
+            for chunk in range(0, len(rows), 1000):
+                await session.execute(insert(table), rows[chunk : chunk + 1000])
     return ids
 
 
@@ -197,6 +202,15 @@ async def succeeded(db: Database) -> int:
         return int(found.scalar_one())
 
 
+async def backend_pids(db: Database) -> list[int]:
+    """The PostgreSQL backends connected to the bench's database (the workers' and its own)."""
+    async with db.read() as session:
+        rows = await session.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        )
+        return [int(pid) for (pid,) in rows]
+
+
 async def round_figures(db: Database, since: datetime) -> tuple[float, int, int]:
     """The round's span from its first payment's reservation to its last update (seconds),
     its payments and their attempts."""
@@ -218,8 +232,37 @@ async def round_figures(db: Database, since: datetime) -> tuple[float, int, int]
     return (last - first).total_seconds(), int(payments), int(attempts)
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def workers_cpu(procs: list[subprocess.Popen[bytes]], profile: Path | None) -> float:
+    """The workers' CPU seconds (under py-spy: of the workers it runs)."""
+    return sum(
+        cpu_seconds(pid) for p in procs for pid in (_children(p.pid) if profile else [p.pid])
+    )
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def start_workers(
-    count: int, db_url: str, stripe_url: str, concurrency: int, logs: Path, round_no: int
+    count: int,
+    db_url: str,
+    stripe_url: str,
+    concurrency: int,
+    logs: Path,
+    round_no: int,
+    profile: Path | None = None,
 ) -> list[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
@@ -235,9 +278,22 @@ def start_workers(
         # The round's jobs are the bench's: the workers' own sweep would write the same keys.
         "BILLFOLD_AUTOPAY_INTERVAL_SECONDS": str(7 * 24 * 3600),
     }
+    command = [sys.executable, "-m", "billfold.cli", "worker"]
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "billfold.cli", "worker"],
+            command
+            if profile is None
+            else [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "--subprocesses",
+                "-o",
+                str(profile / f"worker-{round_no}-{n}.txt"),
+                "--",
+                *command,
+            ],
             cwd=REPO,
             env=env,
             stdout=(logs / f"worker-{round_no}-{n}.log").open("wb"),
@@ -254,6 +310,7 @@ async def bench(
     concurrency: int,
     workers_per_round: list[int],
     setup_parallel: int,
+    profile: Path | None = None,
 ) -> bool:
     upgrade_blocking(db_url)
     db = Database(db_url)
@@ -275,22 +332,46 @@ async def bench(
                 before = await succeeded(db)
                 since = CLOCK.now()
                 jobs = await charge_all(db, ids, round_no)
+                own_backends = set(await backend_pids(db))
+                sandbox_cpu = cpu_seconds(sandbox.pid)
                 began = time.perf_counter()
-                procs = start_workers(workers, db_url, stripe_url, concurrency, logs, round_no)
+                procs = start_workers(
+                    workers, db_url, stripe_url, concurrency, logs, round_no, profile
+                )
                 shown = began
+
+                # The workers' CPU from their first settlement on (their start-up left out).
+                first: tuple[int, float] | None = None
                 try:
                     while (done := await succeeded(db) - before) < accounts:
                         if any(p.poll() is not None for p in procs):
                             print((logs / f"worker-{round_no}-0.log").read_text()[-3000:])
                             return False
+                        if done and first is None:
+                            first = (done, workers_cpu(procs, profile))
                         if time.perf_counter() - shown >= 30:
                             shown = time.perf_counter()
                             print(f"  ... {done}/{accounts} settled", flush=True)
                         await asyncio.sleep(0.1)
                     elapsed = time.perf_counter() - began
+                    first_done, first_cpu = first or (0, 0.0)
+                    cpu = {
+                        "workers (after their start)": (workers_cpu(procs, profile) - first_cpu)
+                        / max(1, accounts - first_done),
+                        "sandbox": (cpu_seconds(sandbox.pid) - sandbox_cpu) / accounts,
+                        "postgres": sum(
+                            cpu_seconds(pid)
+                            for pid in await backend_pids(db)
+                            if pid not in own_backends
+                        )
+                        / accounts,
+                    }
                 finally:
                     for p in procs:
-                        p.terminate()
+                        # Under py-spy, the worker it runs: py-spy writes its profile when that
+                        # ends.
+                        for pid in _children(p.pid) if profile else [p.pid]:
+                            os.kill(pid, signal.SIGTERM)
                     for p in procs:
                         p.wait(timeout=60)
                 span, payments, attempts = await round_figures(db, since)
@@ -302,6 +383,12 @@ async def bench(
                     f"{accounts / span:.1f} accounts/s first payment to last ({span:.1f} s), "
                     f"{accounts / elapsed:.1f} accounts/s with the workers' start "
                     f"({elapsed:.1f} s)",
+                    flush=True,
+                )
+                print(
+                    "  CPU ms per account: "
+                    + ", ".join(f"{name} {1000 * spent:.1f}" for name, spent in cpu.items())
+                    + ("  (profiled by py-spy)" if profile else ""),
                     flush=True,
                 )
             async with db.read() as session:
@@ -335,6 +422,9 @@ async def main() -> int:
     parser.add_argument(
         "--setup-parallel", type=int, default=16, help="sandbox calls at once while seeding"
     )
+    parser.add_argument(
+        "--profile", type=Path, help="run the workers under py-spy, raw stacks into this folder"
+    )
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     name = f"billfold_bench_autopay_{uuid.uuid4().hex[:8]}"
@@ -350,6 +440,7 @@ async def main() -> int:
             args.concurrency,
             [int(n) for n in args.workers.split(",") if n.strip()],
             args.setup_parallel,
+            args.profile,
         )
     finally:
         async with admin.connect() as conn:

@@ -206,6 +206,11 @@ class Settings(BaseSettings):
     payments_recover_after_seconds: int = Field(
         default=600, ge=1, validation_alias=_alias("BILLFOLD_PAYMENTS_RECOVER_AFTER_SECONDS")
     )
+    # A payment left waiting for the customer's 3-D Secure this long is canceled at Stripe by
+    # the `payments.recover` job (Stripe cancels nothing by itself); its dues re-open.
+    payments_action_timeout_seconds: int = Field(
+        default=86_400, ge=60, validation_alias=_alias("BILLFOLD_PAYMENTS_ACTION_TIMEOUT_SECONDS")
+    )
 
     @field_validator(
         "stripe_webhook_secret",

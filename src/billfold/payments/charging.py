@@ -17,22 +17,31 @@ retried later (autopay's back-off), and the next method is tried now.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billfold.audit.context import AuditContext
+from billfold.audit.context import AuditContext, system_audit_context
 from billfold.clock import Clock
 from billfold.container import Container
 from billfold.customers.models import BillingAccount
 from billfold.customers.service import ensure_stripe_customer
 from billfold.db.base import new_id
 from billfold.db.dialect import insert_ignoring_conflict
-from billfold.errors import Conflict, InsufficientBalance, NotFound, PaymentRequired
+from billfold.errors import (
+    Conflict,
+    InsufficientBalance,
+    NotFound,
+    PaymentRequired,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
 from billfold.payments import dues
 from billfold.payments.methods import list_methods, own_method, refresh_default
 from billfold.payments.models import (
@@ -45,6 +54,7 @@ from billfold.payments.models import (
     Payment,
     PaymentAttempt,
     PaymentMethod,
+    PaymentSettings,
 )
 from billfold.stripe.gateway import PaymentIntentInfo, gateway_of
 
@@ -60,6 +70,8 @@ NEVER_RETRY = frozenset(
         "security_violation",
     }
 )
+log = logging.getLogger(__name__)
+
 PAYMENT_METADATA_KEY = "billfold_payment"
 ATTEMPT_METADATA_KEY = "billfold_attempt"
 
@@ -89,21 +101,25 @@ async def reserve_dues_payment(
     kind: PaymentKind,
     now: datetime,
     clock: Clock,
+    unless_pending: bool = False,
+    savepoint: bool = True,
 ) -> str | None:
-    """Reserve a payment of the account's settled dues in `currency` (None: nothing owed).
-    Two callers over the same dues get the same payment id and one reservation."""
+    """Reserve a payment of the account's settled dues in `currency` (None: nothing owed, or
+    with `unless_pending` a payment of earlier dues still pending). Two callers over the same
+    dues get the same payment id and one reservation. Conflict when the dues changed under it;
+    without `savepoint` the caller then rolls its transaction back (the payment row with it)."""
     # The marker first, then the amounts: a payment that commits in between moved the dues to
     # pending (seen below), so two callers never reserve different payments of the same dues.
     marker = await dues.dues_marker(session, account_id, currency)
     if marker is None:
         return None
     owed = await dues.currency_dues(session, account_id, currency)
-    if owed.settled <= 0:
+    if owed.settled <= 0 or (unless_pending and owed.pending > 0):
         return None
     payment_id = dues.payment_id_for_dues(account_id, currency, marker)
     # A savepoint: a refused reservation leaves no payment row behind in the caller's
     # transaction (it may catch the Conflict and commit).
-    async with session.begin_nested():
+    async with session.begin_nested() if savepoint else contextlib.nullcontext():
         inserted = await insert_ignoring_conflict(
             session,
             Payment.__table__,  # type: ignore[arg-type]
@@ -148,57 +164,71 @@ async def _attempts(session: AsyncSession, payment_id: str) -> list[PaymentAttem
     return list(rows.scalars())
 
 
-async def _next_attempt(
-    container: Container, payment_id: str, customer_id: str
-) -> tuple[Payment, PaymentAttempt | None]:
-    """In one short writer: the attempt to make now (a reserved one to finish, or a new one on
-    the next usable method), or None when the payment is no longer being tried (after failing
-    it when no method is left)."""
-    now = container.clock.now()
+async def _next_attempt(container: Container, payment_id: str, customer_id: str) -> Attempt:
+    """In one short writer: the attempt to make now, see `next_attempt`."""
     async with container.db.transaction() as session:
-        payment = await session.get(Payment, payment_id, with_for_update=True)
-        if payment is None:
-            raise NotFound(f"no payment {payment_id}")
-        if payment.status != RESERVED:
-            return payment, None
-        tried = await _attempts(session, payment_id)
-        if tried and tried[-1].state == RESERVED:
-            return payment, tried[-1]
-        used = {a.payment_method_id for a in tried}
-        if payment.requested_payment_method_id is not None:
-            candidates = [await session.get(PaymentMethod, payment.requested_payment_method_id)]
-        else:
-            candidates = list(await list_methods(session, payment.account_id))
-        method = next(
-            (m for m in candidates if m is not None and _usable(m) and m.id not in used), None
+        return await next_attempt(
+            session, payment_id, customer_id, now=container.clock.now(), clock=container.clock
         )
-        if method is None:
-            await _fail(session, payment, tried, now=now, clock=container.clock)
-            return payment, None
-        seq = len(tried) + 1
-        attempt = PaymentAttempt(
-            id=f"{payment_id}:{seq}",
-            payment_id=payment_id,
-            seq=seq,
-            payment_method_id=method.id,
-            state=RESERVED,
-            request={
-                "customer_id": customer_id,
-                "payment_method_id": method.id,
-                "amount": payment.amount,
-                "currency": payment.currency,
-                "on_session": payment.kind == "one_off" and method.type == "card",
-                "description": payment.description,
-            },
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(attempt)
-        payment.attempts = seq
-        payment.payment_method_id = method.id
-        payment.updated_at = now
-        await session.flush()
-        return payment, attempt
+
+
+async def next_attempt(
+    session: AsyncSession, payment_id: str, customer_id: str, *, now: datetime, clock: Clock
+) -> Attempt:
+    """The attempt to make now (a reserved one to finish, or a new one on the next usable
+    method, reserved in the caller's transaction), or None when the payment is no longer being
+    tried (after failing it when no method is left)."""
+    payment = await session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+    if payment is None:
+        raise NotFound(f"no payment {payment_id}")
+    if payment.status != RESERVED:
+        return None
+    tried = await _attempts(session, payment_id)
+    if tried and tried[-1].state == RESERVED:
+        return _request_of(tried[-1])
+    used = {a.payment_method_id for a in tried}
+    if payment.requested_payment_method_id is not None:
+        candidates = [await session.get(PaymentMethod, payment.requested_payment_method_id)]
+    else:
+        candidates = list(await list_methods(session, payment.account_id))
+    method = next(
+        (m for m in candidates if m is not None and _usable(m) and m.id not in used), None
+    )
+    if method is None:
+        await _fail(session, payment, tried, now=now, clock=clock)
+        return None
+    seq = len(tried) + 1
+    attempt = PaymentAttempt(
+        id=f"{payment_id}:{seq}",
+        payment_id=payment_id,
+        seq=seq,
+        payment_method_id=method.id,
+        state=RESERVED,
+        request={
+            "customer_id": customer_id,
+            "payment_method_id": method.id,
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "on_session": payment.kind == "one_off" and method.type == "card",
+            "description": payment.description,
+        },
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(attempt)
+    payment.attempts = seq
+    payment.payment_method_id = method.id
+    payment.updated_at = now
+    await session.flush()
+    return _request_of(attempt)
+
+
+def _request_of(attempt: PaymentAttempt) -> tuple[str, dict[str, Any]]:
+    return attempt.id, dict(attempt.request)
+
+
+# An attempt to make: its id and its stored Stripe request (None: no attempt left to make).
+Attempt = tuple[str, dict[str, Any]] | None
 
 
 async def _fail(
@@ -323,6 +353,21 @@ async def mark_succeeded(
     await dues.settle(
         session, payment.account_id, payment.currency, payment.amount, payment.id, clock
     )
+    if payment.kind == "autopay":
+        # Autopay's back-off starts over; one statement, which writes (and locks) nothing
+        # when there was no failure to forget.
+        await session.execute(
+            update(PaymentSettings)
+            .where(
+                PaymentSettings.account_id == payment.account_id,
+                or_(
+                    PaymentSettings.autopay_failures != 0,
+                    PaymentSettings.autopay_retry_at.is_not(None),
+                ),
+            )
+            .values(autopay_failures=0, autopay_retry_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def mark_failed(
@@ -347,17 +392,18 @@ async def run_payment(
     customer_id: str,
     audit: AuditContext,
     return_url: str | None = None,
+    first: Attempt = None,
 ) -> PaymentOutcome:
     """Try the payment's methods in priority order until one succeeds (or starts processing,
     or waits for 3-D Secure), recording every attempt. Safe to run twice at once: the second
-    run finishes the same attempts with the same Stripe keys, and one of them records each."""
+    run finishes the same attempts with the same Stripe keys, and one of them records each.
+    `first`: the attempt the caller reserved with the payment (`next_attempt`), in one
+    transaction with it."""
     gateway = gateway_of(container)
     client_secret: str | None = None
-    while True:
-        _payment, attempt = await _next_attempt(container, payment_id, customer_id)
-        if attempt is None:
-            break
-        request = attempt.request
+    attempt = first or await _next_attempt(container, payment_id, customer_id)
+    while attempt is not None:
+        attempt_id, request = attempt
         call = (
             gateway.payment_intents.create_on_session
             if request.get("on_session")
@@ -369,27 +415,34 @@ async def run_payment(
             payment_method_id=request["payment_method_id"],
             amount=request["amount"],
             currency=request["currency"],
-            metadata={PAYMENT_METADATA_KEY: payment_id, ATTEMPT_METADATA_KEY: attempt.id},
-            idempotency_key=f"payment_attempt:{attempt.id}",
+            metadata={PAYMENT_METADATA_KEY: payment_id, ATTEMPT_METADATA_KEY: attempt_id},
+            idempotency_key=f"payment_attempt:{attempt_id}",
             description=request.get("description"),
             **extra,
         )
         if intent.status == "requires_action":
             client_secret = intent.client_secret
+        now = container.clock.now()
         async with container.db.transaction() as session:
             await record_intent(
-                session,
-                attempt.id,
-                intent,
-                now=container.clock.now(),
-                clock=container.clock,
-                audit=audit,
+                session, attempt_id, intent, now=now, clock=container.clock, audit=audit
             )
-            status = (
-                await session.execute(select(Payment.status).where(Payment.id == payment_id))
-            ).scalar_one()
-        if status != RESERVED:
-            break  # succeeded, processing or waiting for 3-D Secure: no next attempt
+            await session.flush()
+            # Loaded (and locked) by record_intent when it recorded: no query then.
+            payment = await session.get(Payment, payment_id)
+            assert payment is not None
+            if payment.status == RESERVED:
+                # Declined: the next method, reserved in the same transaction.
+                attempt = await next_attempt(
+                    session, payment_id, customer_id, now=now, clock=container.clock
+                )
+                if attempt is not None:
+                    continue
+            # Succeeded, processing, waiting for 3-D Secure, or failed: the outcome as recorded.
+            await session.flush()
+            attempts = await _attempts(session, payment_id)
+            session.expunge_all()
+            return PaymentOutcome(payment=payment, attempts=attempts, client_secret=client_secret)
     async with container.db.read() as session:
         found = await session.get(Payment, payment_id)
         assert found is not None
@@ -576,12 +629,15 @@ ABANDONED = "abandoned"  # an attempt whose process died before Stripe made its 
 INTERRUPTED = "interrupted"
 
 
-async def stale_payments(session: AsyncSession, *, before: datetime, limit: int = 500) -> list[str]:
+async def stale_payments(
+    session: AsyncSession, *, before: datetime, limit: int = 500, status: str = RESERVED
+) -> list[str]:
     """Payments still `reserved` (being tried) that nothing touched since `before`: their
-    process died between reserving and recording (a live run touches them every attempt)."""
+    process died between reserving and recording (a live run touches them every attempt).
+    With `status=REQUIRES_ACTION`: those waiting for 3-D Secure since before `before`."""
     rows = await session.execute(
         select(Payment.id)
-        .where(Payment.status == RESERVED, Payment.updated_at < before)
+        .where(Payment.status == status, Payment.updated_at < before)
         .order_by(Payment.updated_at)
         .limit(limit)
     )
@@ -648,3 +704,104 @@ async def recover_payment(
         await session.flush()
         session.expunge(found)
     return found
+
+
+# --- 3-D Secure left unfinished ----------------------------------------------------------------
+
+ACTION_EXPIRED = "action_expired"  # the failure code of a payment whose 3-D Secure timed out
+
+
+async def expire_action(
+    container: Container, payment_id: str, *, before: datetime, audit: AuditContext
+) -> Payment | None:
+    """A payment still waiting for 3-D Secure since before `before`: cancel its PaymentIntent
+    (Stripe cancels nothing by itself), keyed by its attempt, and record the outcome: failed
+    with `action_expired`, its dues re-opened (a one-off charge voided). Stripe's answer
+    decides: a customer who finished just before the cancel paid, and that is recorded
+    instead. Reserve (read), call with no transaction open, record under the payment's lock
+    (a webhook of the same intent may record it first: then nothing more is done). None when
+    the payment is not waiting (any more) or Stripe's answer is not final yet."""
+    async with container.db.read() as session:
+        payment = await session.get(Payment, payment_id)
+        if payment is None or payment.status != REQUIRES_ACTION or payment.updated_at >= before:
+            return None
+        waiting = [
+            a
+            for a in await _attempts(session, payment_id)
+            if a.state == REQUIRES_ACTION and a.stripe_payment_intent_id
+        ]
+    if not waiting:
+        return None
+    attempt_id, intent_id = waiting[-1].id, str(waiting[-1].stripe_payment_intent_id)
+    intents = gateway_of(container).payment_intents
+    try:
+        intent = await intents.cancel(intent_id, idempotency_key=f"payment_expire:{attempt_id}")
+    except (ValidationFailed, NotFound):
+        # Not cancelable: it succeeded (or began processing) just now. Record that instead.
+        intent = await intents.retrieve(intent_id)
+    now, clock = container.clock.now(), container.clock
+    async with container.db.transaction() as session:
+        found = await session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+        assert found is not None
+        attempt = await session.get(PaymentAttempt, attempt_id, populate_existing=True)
+        assert attempt is not None
+        if found.status != REQUIRES_ACTION or attempt.state != REQUIRES_ACTION:
+            return None  # recorded meanwhile (the webhook of the intent)
+        if intent.status == "succeeded":
+            attempt.state = SUCCEEDED
+            await mark_succeeded(session, found, now=now, clock=clock)
+        elif intent.status == "processing":
+            attempt.state = PROCESSING
+            found.status, found.updated_at = PROCESSING, now
+        elif intent.status in ("canceled", "requires_payment_method"):
+            attempt.state = "canceled"
+            hours = container.settings.payments_action_timeout_seconds / 3600
+            await mark_failed(
+                session,
+                found,
+                code=ACTION_EXPIRED,
+                message=f"3-D Secure was not completed within {hours:g} h; "
+                "the payment was canceled",
+                now=now,
+                clock=clock,
+            )
+        else:
+            return None  # still waiting at Stripe (the cancel did not take): the next sweep
+        attempt.updated_at = now
+        await audit.record(
+            session,
+            "payment.action_expired",
+            account_id=found.account_id,
+            target=payment_id,
+            details={
+                "payment_intent": intent_id,
+                "attempt": attempt_id,
+                "stripe_status": intent.status,
+                "status": found.status,
+            },
+        )
+        await session.flush()
+        session.expunge(found)
+    return found
+
+
+async def expire_actions(container: Container) -> dict[str, str]:
+    """`expire_action` for every payment waiting for 3-D Secure longer than
+    `payments_action_timeout_seconds`; each one's new status. A payment Stripe could not be
+    asked about is left for the next run."""
+    audit = system_audit_context("payments", container.clock)
+    before = container.clock.now() - timedelta(
+        seconds=container.settings.payments_action_timeout_seconds
+    )
+    async with container.db.read() as session:
+        waiting = await stale_payments(session, before=before, status=REQUIRES_ACTION)
+    expired: dict[str, str] = {}
+    for payment_id in waiting:
+        try:
+            payment = await expire_action(container, payment_id, before=before, audit=audit)
+        except UpstreamUnavailable:
+            log.warning("payment %s: Stripe unreachable, its 3-D Secure expires later", payment_id)
+            continue
+        if payment is not None:
+            expired[payment_id] = payment.status
+    return expired

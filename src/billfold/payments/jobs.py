@@ -12,7 +12,10 @@ on, with the same ordered fallback as `pay-balance`.
   autopay is turned off with the reason recorded.
 - `payments.recover` (every minute) finishes the payments whose process died between reserving
   and recording (older than `BILLFOLD_PAYMENTS_RECOVER_AFTER_SECONDS`): see
-  `charging.recover_payment`.
+  `charging.recover_payment`; it also cancels the payments left waiting for 3-D Secure past
+  `BILLFOLD_PAYMENTS_ACTION_TIMEOUT_SECONDS` (default 24 h): see `charging.expire_action`.
+- `payments.sync_default` makes the account's default method the Stripe customer's when it
+  changed without a request to push it (a webhook, a decline): see `sync_default`.
 - The sweep runs every `BILLFOLD_AUTOPAY_INTERVAL_SECONDS` (default 900): its schedule is added
   by `job_registry(settings)`, which the composition root wires.
 """
@@ -36,12 +39,16 @@ from billfold.jobs.registry import Schedule
 from billfold.ledger.models import LedgerAccount, LedgerEntry
 from billfold.payments import dues
 from billfold.payments.charging import (
+    Attempt,
+    expire_actions,
+    next_attempt,
     recover_payment,
     reserve_dues_payment,
     run_payment,
     stale_payments,
 )
-from billfold.payments.models import FAILED, SUCCEEDED, PaymentSettings
+from billfold.payments.methods import SYNC_DEFAULT, push_default
+from billfold.payments.models import FAILED, PaymentSettings
 from billfold.stripe.gateway import gateway_of
 
 jobs = JobRegistry()
@@ -138,38 +145,48 @@ async def autopay(container: Container, account_id: str, currency: str) -> str |
     do, autopay off, backing off, or a payment of these dues pending)."""
     audit = system_audit_context("autopay", container.clock)
     now = container.clock.now()
-    # One writer checks and reserves (a busy autopay run is mostly commits).
-    async with container.db.transaction() as session:
-        settings = await session.get(PaymentSettings, account_id)
-        if settings is None or not settings.autopay:
-            return None
-        if settings.autopay_retry_at is not None and settings.autopay_retry_at > now:
-            return None
-        owed = await dues.currency_dues(session, account_id, currency)
-        if owed.pending > 0 or owed.settled <= 0:
-            return None  # never while an earlier debit of these dues is processing
-        account = await session.get(BillingAccount, account_id)
-        assert account is not None
-        customer_id = account.stripe_customer_id
-        payment_id = None
-        if customer_id is not None:
-            payment_id = await _reserve(
-                session, account_id, currency, now=now, clock=container.clock
-            )
-            if payment_id is None:
+    first: Attempt = None
+    # One writer checks, reserves the payment and its first attempt (a busy autopay run is
+    # mostly commits). A Conflict (the dues changed meanwhile) rolls it all back.
+    try:
+        async with container.db.transaction() as session:
+            settings = await session.get(PaymentSettings, account_id)
+            if settings is None or not settings.autopay:
                 return None
+            if settings.autopay_retry_at is not None and settings.autopay_retry_at > now:
+                return None
+            account = await session.get(BillingAccount, account_id)
+            assert account is not None
+            customer_id = account.stripe_customer_id
+            payment_id = None
+            if customer_id is not None:
+                payment_id = await _reserve(
+                    session, account_id, currency, now=now, clock=container.clock
+                )
+                if payment_id is None:
+                    return None
+                first = await next_attempt(
+                    session, payment_id, customer_id, now=now, clock=container.clock
+                )
+    except Conflict:
+        return None
     if customer_id is None:
         customer_id = await ensure_stripe_customer(
             container.db, gateway_of(container), account_id, clock=container.clock, audit=audit
         )
     if payment_id is None:
-        async with container.db.transaction() as session:
-            payment_id = await _reserve(
-                session, account_id, currency, now=now, clock=container.clock
-            )
+        try:
+            async with container.db.transaction() as session:
+                payment_id = await _reserve(
+                    session, account_id, currency, now=now, clock=container.clock
+                )
+        except Conflict:
+            return None
         if payment_id is None:
             return None
-    outcome = await run_payment(container, payment_id, customer_id=customer_id, audit=audit)
+    outcome = await run_payment(
+        container, payment_id, customer_id=customer_id, audit=audit, first=first
+    )
     await _after_run(
         container, account_id, outcome.payment.status, outcome.payment.failure_code, payment_id
     )
@@ -179,19 +196,25 @@ async def autopay(container: Container, account_id: str, currency: str) -> str |
 async def _reserve(
     session: AsyncSession, account_id: str, currency: str, *, now: datetime, clock: Clock
 ) -> str | None:
-    try:
-        return await reserve_dues_payment(
-            session, account_id, currency, kind="autopay", now=now, clock=clock
-        )
-    except Conflict:
-        return None
+    """Never while an earlier debit of these dues is processing (`unless_pending`)."""
+    return await reserve_dues_payment(
+        session,
+        account_id,
+        currency,
+        kind="autopay",
+        now=now,
+        clock=clock,
+        unless_pending=True,
+        savepoint=False,
+    )
 
 
 async def _after_run(
     container: Container, account_id: str, status: str, failure_code: str | None, payment_id: str
 ) -> None:
-    """Back-off after a failure, autopay off after the last; reset after a success."""
-    if status not in (SUCCEEDED, FAILED):
+    """Back-off after a failure, autopay off after the last. (A success resets it in the
+    transaction that records it: `charging.mark_succeeded`.)"""
+    if status != FAILED:
         return
     now = container.clock.now()
     audit = system_audit_context("autopay", container.clock)
@@ -199,46 +222,72 @@ async def _after_run(
         settings = await session.get(PaymentSettings, account_id, with_for_update=True)
         if settings is None:
             return
-        if status == SUCCEEDED:
-            settings.autopay_failures = 0
+        delays = retry_delays(container.settings)
+        settings.autopay_failures += 1
+        if settings.autopay_failures > len(delays):
+            settings.autopay = False
             settings.autopay_retry_at = None
+            settings.autopay_stopped_at = now
+            settings.autopay_stopped_reason = (
+                f"autopay stopped after {settings.autopay_failures} failed payments "
+                f"(last: {failure_code or 'declined'})"
+            )
+            await audit.record(
+                session,
+                "autopay.stopped",
+                account_id=account_id,
+                target=payment_id,
+                details={"reason": settings.autopay_stopped_reason},
+            )
         else:
-            delays = retry_delays(container.settings)
-            settings.autopay_failures += 1
-            if settings.autopay_failures > len(delays):
-                settings.autopay = False
-                settings.autopay_retry_at = None
-                settings.autopay_stopped_at = now
-                settings.autopay_stopped_reason = (
-                    f"autopay stopped after {settings.autopay_failures} failed payments "
-                    f"(last: {failure_code or 'declined'})"
-                )
-                await audit.record(
-                    session,
-                    "autopay.stopped",
-                    account_id=account_id,
-                    target=payment_id,
-                    details={"reason": settings.autopay_stopped_reason},
-                )
-            else:
-                settings.autopay_retry_at = now + delays[settings.autopay_failures - 1]
-                await audit.record(
-                    session,
-                    "autopay.failed",
-                    account_id=account_id,
-                    target=payment_id,
-                    details={
-                        "failure_code": failure_code,
-                        "retry_at": settings.autopay_retry_at.isoformat(),
-                    },
-                )
+            settings.autopay_retry_at = now + delays[settings.autopay_failures - 1]
+            await audit.record(
+                session,
+                "autopay.failed",
+                account_id=account_id,
+                target=payment_id,
+                details={
+                    "failure_code": failure_code,
+                    "retry_at": settings.autopay_retry_at.isoformat(),
+                },
+            )
         settings.updated_at = now
+
+
+class _DefaultMoved(Exception):
+    """The default changed while the job pushed the one it read."""
+
+
+@jobs.kind(SYNC_DEFAULT, max_attempts=10)
+async def sync_default(run: JobRun) -> None:
+    """Make the account's default method the Stripe customer's (`_renumber` writes this job
+    when a webhook, a decline or a request changed it). Read, call Stripe, then finish the
+    job in a transaction that locks the settings row and checks the default is still the one
+    pushed: a change committed meanwhile is pushed too (its own enqueue found this job still
+    running), and a change after that finds this job done and queues it again."""
+    account_id = run.payload["account_id"]
+    audit = system_audit_context("payments", run.container.clock)
+    for _ in range(5):
+        pushed = await push_default(run.container, account_id, audit=audit)
+        try:
+            async with run.transaction() as session:
+                settings = await session.get(
+                    PaymentSettings, account_id, with_for_update=True, populate_existing=True
+                )
+                if settings is not None and settings.default_payment_method_id != pushed:
+                    raise _DefaultMoved
+            return
+        except _DefaultMoved:
+            continue
+    raise Conflict("the default payment method kept changing; tried again later")
 
 
 @jobs.kind(RECOVER_SWEEP, max_attempts=3)
 async def recover_sweep(run: JobRun) -> None:
-    """Finish the payments interrupted between reserving and recording."""
+    """Finish the payments interrupted between reserving and recording, and cancel those
+    left waiting for 3-D Secure past `payments_action_timeout_seconds`."""
     await recover_stale_payments(run.container)
+    await expire_actions(run.container)
 
 
 async def recover_stale_payments(container: Container) -> dict[str, str]:

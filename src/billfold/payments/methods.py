@@ -23,6 +23,7 @@ from billfold.customers.service import ensure_stripe_customer
 from billfold.db.base import new_id
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.errors import Conflict, NotFound, PaymentFailed, ValidationFailed
+from billfold.jobs import enqueue
 from billfold.payments.dues import dues_of
 from billfold.payments.models import (
     ACTIVE,
@@ -43,6 +44,8 @@ from billfold.stripe.gateway import (
 ACCOUNT_METADATA_KEY = "billfold_account"
 # Stripe's limits on wrong microdeposit answers.
 MAX_AMOUNT_ATTEMPTS = 3
+# The job that makes the account's default the Stripe customer's (payments/jobs.py runs it).
+SYNC_DEFAULT = "payments.sync_default"
 MAX_DESCRIPTOR_ATTEMPTS = 10
 
 
@@ -115,6 +118,18 @@ async def _renumber(
     if settings.default_payment_method_id != first:
         settings.default_payment_method_id = first
         settings.updated_at = now
+        if first is not None:
+            # The Stripe customer's default follows through the job runner, written in this
+            # transaction (a webhook or a decline changed it too, with no request to push
+            # it after the commit). One job per account: a finished one is queued again.
+            await enqueue(
+                session,
+                SYNC_DEFAULT,
+                {"account_id": account_id},
+                key=f"{SYNC_DEFAULT}:{account_id}",
+                requeue_finished=True,
+                run_at=now,
+            )
     await session.flush()
 
 
@@ -494,11 +509,7 @@ async def sync_default_to_stripe(
     renewal) charge it. Called with no transaction open, after the change is committed;
     setting the same default again is harmless, so a retry after a failure is safe.
     `only_if`: only when that method is the default (a method just saved or verified)."""
-    async with container.db.read() as session:
-        settings = await read_settings(session, account_id)
-        account = await session.get(BillingAccount, account_id)
-        default = settings.default_payment_method_id if settings else None
-        customer_id = account.stripe_customer_id if account else None
+    default, customer_id = await _defaults(container, account_id)
     if default is None or customer_id is None or only_if not in (None, default):
         return None
     await gateway_of(container).customers.set_default_payment_method(customer_id, default)
@@ -511,6 +522,26 @@ async def sync_default_to_stripe(
             details={"customer": customer_id},
         )
     return default
+
+
+async def push_default(container: Container, account_id: str, *, audit: AuditContext) -> str | None:
+    """`sync_default_to_stripe` for the job runner: the default it read (and pushed, when the
+    account has a Stripe customer), None when there is none."""
+    default, _customer = await _defaults(container, account_id)
+    if default is not None:
+        await sync_default_to_stripe(container, account_id, audit=audit, only_if=default)
+    return default
+
+
+async def _defaults(container: Container, account_id: str) -> tuple[str | None, str | None]:
+    """The account's default method and its Stripe customer (read, no lock)."""
+    async with container.db.read() as session:
+        settings = await read_settings(session, account_id)
+        account = await session.get(BillingAccount, account_id)
+        return (
+            settings.default_payment_method_id if settings else None,
+            account.stripe_customer_id if account else None,
+        )
 
 
 async def make_default(
