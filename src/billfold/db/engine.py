@@ -176,8 +176,10 @@ def _fetch_postgresql(engine: Any, compiled: CompiledRead, arguments: list[Any])
         try:
             return await_only(connection.driver_connection.fetch(compiled.sql, *arguments))
         except Exception as exc:
-            if attempt == 1 and _dropped(exc):
-                engine.pool._invalidate(connection, exc, _checkin=False)
+            if attempt == 1 and (_dropped(exc) or _unusable(exc)):
+                # This connection is closed for good, and the pool's older ones are replaced
+                # when next checked out (the server dropped them all alike).
+                engine.pool._invalidate(connection, exc)
                 continue
             raise
         finally:
@@ -203,6 +205,14 @@ def _dropped(exc: BaseException) -> bool:
     return isinstance(
         exc, (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
     ) or getattr(exc, "sqlstate", None) in ("57P01", "57P02", "57P03")
+
+
+def _unusable(exc: BaseException) -> bool:
+    """Whether asyncpg refused to use the connection at all (left mid-operation by a failure
+    it saw first): a single read is safe to run again on a fresh one."""
+    import asyncpg
+
+    return isinstance(exc, asyncpg.InternalClientError)
 
 
 def is_read_only(session: AsyncSession) -> bool:
