@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 # The fake Stripe gateway lives with the tests (run from anywhere: the repo root is on the path).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.subscriptions.fake_stripe import FakeStripeGateway, sign
+from tests.fakes.stripe_gateway import FakeStripeGateway, sign
 
 from billfold.app import create_app
 from billfold.catalog.service import load_catalog, sync_catalog
@@ -55,6 +55,7 @@ from billfold.customers.models import AccountKind
 from billfold.customers.service import get_or_create_account
 from billfold.db.engine import Database
 from billfold.db.migrate import upgrade_blocking
+from billfold.stripe.gateway import LineItem
 from billfold.stripe.inbox import process_due
 from billfold.stripe.models import WebhookEvent
 from billfold.subscriptions.models import Subscription
@@ -99,21 +100,22 @@ async def play_history(
             account = await get_or_create_account(
                 session, AccountKind.USER, f"bench-user-{n}", currency="usd"
             )
-            customer = await gateway.create_customer(
-                email=None, name=None, metadata={}, idempotency_key=f"c-{n}"
-            )
+            customer = (
+                await gateway.customers.create(
+                    email=None, name=None, metadata={}, idempotency_key=f"c-{n}"
+                )
+            ).id
             account.stripe_customer_id = customer
             account_id = account.id
-        started = await gateway.create_checkout_session(
+        started = await gateway.checkout.create_session(
+            mode="subscription",
             customer_id=customer,
-            price_id=monthly[1].stripe_price_id,
-            quantity=1,
+            line_items=[LineItem(price_id=monthly[1].stripe_price_id, quantity=1)],
             success_url="https://app.example.com/ok",
             cancel_url="https://app.example.com/no",
             allow_promotion_codes=False,
             client_reference_id=account_id,
             metadata={"billfold_account_id": account_id, "billfold_plan": "premium"},
-            trial_period_days=None,
             idempotency_key=f"cs-{n}",
         )
         sub_id = gateway.stripe.complete_checkout(started.id)
@@ -126,22 +128,22 @@ async def play_history(
             if choice < 0.3:
                 gateway.stripe.end_period(sub_id, payment_fails=rng.random() < 0.3)
             elif choice < 0.5:
-                await gateway.update_subscription(
+                await gateway.subscriptions.update(
                     sub_id, cancel_at_period_end=True, idempotency_key=key
                 )
             elif choice < 0.65:
-                await gateway.update_subscription(
+                await gateway.subscriptions.update(
                     sub_id, cancel_at_period_end=False, idempotency_key=key
                 )
             elif choice < 0.85:
-                await gateway.update_subscription(
+                await gateway.subscriptions.update(
                     sub_id,
                     price_id=yearly[1].stripe_price_id,
                     proration_behavior="create_prorations",
                     idempotency_key=key,
                 )
             else:
-                await gateway.cancel_subscription(sub_id, idempotency_key=key)
+                await gateway.subscriptions.cancel(sub_id, idempotency_key=key)
 
 
 def stripe_end_state(gateway: FakeStripeGateway) -> list[tuple[Any, ...]]:
@@ -177,7 +179,14 @@ async def billfold_end_state(db: Database) -> list[tuple[Any, ...]]:
         )
 
 
-async def bench(url: str, label: str, subscriptions: int, senders: int, latency_ms: float) -> bool:
+async def bench(
+    url: str,
+    label: str,
+    subscriptions: int,
+    senders: int,
+    latency_ms: float,
+    show_statements: bool = False,
+) -> bool:
     upgrade_blocking(url)
     db = Database(url, pool_size=senders + 4)
     gateway = FakeStripeGateway()
@@ -186,6 +195,9 @@ async def bench(url: str, label: str, subscriptions: int, senders: int, latency_
         jwt_secret="bench-secret-that-is-long-enough-for-hs256-0123456789",
         stripe_webhook_secret=[SECRET],
         environment="test",
+        # A backlog comes from Stripe's few addresses at once: no budget may refuse it here.
+        rate_limit_webhook="1000000/second",
+        rate_limit_address="1000000/second",
     )
     container = Container(settings=settings, db=db, clock=SystemClock(), stripe_gateway=gateway)
     rng = random.Random(2026)
@@ -222,8 +234,12 @@ async def bench(url: str, label: str, subscriptions: int, senders: int, latency_
         # Round trips: statements and transactions (pool checkouts; each also pings first).
         trips = {"statements": 0, "transactions": 0}
 
-        def count_statement(*_: Any) -> None:
+        kinds: dict[str, int] = {}
+
+        def count_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
             trips["statements"] += 1
+            kind = " ".join(statement.split()[:4])[:70]
+            kinds[kind] = kinds.get(kind, 0) + 1
 
         def count_transaction(*_: Any) -> None:
             trips["transactions"] += 1
@@ -269,6 +285,9 @@ async def bench(url: str, label: str, subscriptions: int, senders: int, latency_
             f"{trips['statements'] / len(deliveries):.1f} SQL statements, "
             f"{trips['transactions'] / len(deliveries):.1f} connection checkouts"
         )
+        if show_statements:
+            for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]):
+                print(f"  {n / len(deliveries):5.2f}  {kind}")
         print(
             f"{label}: end state {'matches' if actual == expected else 'DIFFERS FROM'} Stripe "
             f"for {len(expected)} subscriptions; {stored} events stored once, {unapplied} unapplied"
@@ -287,12 +306,20 @@ async def main() -> int:
     parser.add_argument(
         "--stripe-latency-ms", type=float, default=0, help="Added to every Stripe call."
     )
+    parser.add_argument(
+        "--statements", action="store_true", help="Print the SQL statements per delivery."
+    )
     args = parser.parse_args()
     if args.sqlite:
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
             ok = await bench(
-                url, "sqlite", args.subscriptions, args.senders, args.stripe_latency_ms
+                url,
+                "sqlite",
+                args.subscriptions,
+                args.senders,
+                args.stripe_latency_ms,
+                args.statements,
             )
         return 0 if ok else 1
     name = f"billfold_bench_webhooks_{uuid.uuid4().hex[:8]}"
@@ -302,7 +329,12 @@ async def main() -> int:
     url = args.postgres.rsplit("/", 1)[0] + "/" + name
     try:
         ok = await bench(
-            url, "postgresql", args.subscriptions, args.senders, args.stripe_latency_ms
+            url,
+            "postgresql",
+            args.subscriptions,
+            args.senders,
+            args.stripe_latency_ms,
+            args.statements,
         )
     finally:
         async with admin.connect() as conn:
