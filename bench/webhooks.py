@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import sys
 import tempfile
 import time
@@ -238,7 +239,7 @@ async def bench(
 
         def count_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
             trips["statements"] += 1
-            kind = " ".join(statement.split()[:4])[:70]
+            kind = re.sub(r"sa_savepoint_\d+", "sa_savepoint", " ".join(statement.split()[:4])[:70])
             kinds[kind] = kinds.get(kind, 0) + 1
 
         def count_transaction(*_: Any) -> None:
