@@ -282,9 +282,16 @@ async def bench(
             f"{leftover.processed} applied by the retry pass)"
         )
         print(
-            f"{label}: per delivery {1000 * cpu / len(deliveries):.1f} ms of this process's CPU, "
-            f"{trips['statements'] / len(deliveries):.1f} SQL statements, "
-            f"{trips['transactions'] / len(deliveries):.1f} connection checkouts"
+            f"{label}: per delivery {1000 * cpu / len(deliveries):.2f} ms of this process's CPU "
+            f"({len(deliveries) / cpu:,.0f} deliveries per CPU-second), "
+            f"{trips['statements'] / len(deliveries):.2f} SQL statements, "
+            f"{trips['transactions'] / len(deliveries):.2f} connection checkouts"
+        )
+        print(
+            f"RESULT rate={len(deliveries) / elapsed:.1f} "
+            f"cpu_ms={1000 * cpu / len(deliveries):.3f} "
+            f"statements={trips['statements'] / len(deliveries):.3f} "
+            f"checkouts={trips['transactions'] / len(deliveries):.3f} ok={int(ok)}"
         )
         if show_statements:
             for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]):
@@ -296,6 +303,56 @@ async def bench(
         return ok
     finally:
         await db.dispose()
+
+
+def interleaved(baseline: str, rounds: int, argv: list[str]) -> int:
+    """This bench on this checkout and on `baseline` (another checkout's src/, e.g. the commit
+    before a change), alternately in child processes, so the machine's load weighs on both
+    alike; then the medians and their ratios."""
+    import os
+    import statistics
+    import subprocess
+
+    figures: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    failed = False
+    for n in range(rounds):
+        for which in ("before", "after"):
+            env = dict(os.environ)
+            if which == "before":
+                env["PYTHONPATH"] = baseline + os.pathsep + env.get("PYTHONPATH", "")
+            child = subprocess.run(
+                [sys.executable, __file__, *argv], env=env, capture_output=True, text=True
+            )
+            for line in child.stdout.splitlines():
+                if line.startswith("RESULT "):
+                    values = dict(part.split("=") for part in line.split()[1:])
+                    figures[which].append({k: float(v) for k, v in values.items()})
+                    failed = failed or values["ok"] != "1"
+                else:
+                    print(f"[{which} {n + 1}] {line}")
+            if child.returncode not in (0, 1):
+                print(child.stderr[-3000:])
+                return 2
+    medians = {
+        which: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        for which, runs in figures.items()
+        if runs
+    }
+    if len(medians) == 2:
+        before, after = medians["before"], medians["after"]
+        for key, unit in (
+            ("rate", "deliveries/s"),
+            ("cpu_ms", "ms CPU/delivery"),
+            ("statements", "statements/delivery"),
+            ("checkouts", "checkouts/delivery"),
+        ):
+            print(
+                f"median {unit}: before {before[key]:.2f}, after {after[key]:.2f} "
+                f"(after/before {after[key] / before[key]:.2f}x)"
+            )
+        cpu_rate = 1000 / after["cpu_ms"], 1000 / before["cpu_ms"]
+        print(f"deliveries per CPU-second: before {cpu_rate[1]:,.0f}, after {cpu_rate[0]:,.0f}")
+    return 1 if failed else 0
 
 
 async def main() -> int:
@@ -310,7 +367,20 @@ async def main() -> int:
     parser.add_argument(
         "--statements", action="store_true", help="Print the SQL statements per delivery."
     )
+    parser.add_argument(
+        "--baseline",
+        help="Another checkout's src/ to run interleaved with this one (before/after).",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="With --baseline: runs of each.")
     args = parser.parse_args()
+    if args.baseline:
+        argv = [a for a in sys.argv[1:]]
+        at = argv.index("--baseline")
+        del argv[at : at + 2]
+        if "--rounds" in argv:
+            at = argv.index("--rounds")
+            del argv[at : at + 2]
+        return interleaved(args.baseline, args.rounds, argv)
     if args.sqlite:
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"

@@ -14,11 +14,12 @@
    and the handlers' `note` hooks run in one read unit of work (one statement each for the
    whole batch, e.g. the versions of the rows the events are about); the `prepare` hooks ask
    Stripe what they need concurrently with no transaction open; then, in one transaction, the
-   batch's unapplied events are locked, applied in Stripe's order (`created`) each in a
-   savepoint, marked processed together, and their jobs marked done together, so an event is
-   applied once even when delivered twice, concurrently, or replayed by `billfold stripe sync`.
-3. An event whose handlers fail has its savepoint rolled back and its failure recorded on its
-   own job and row in that same transaction (the batch's others still commit); the runner
+   batch's unapplied events are locked, applied in Stripe's order (`created`), marked processed
+   together, and their jobs marked done together, so an event is applied once even when
+   delivered twice, concurrently, or replayed by `billfold stripe sync`.
+3. When a handler fails, that transaction rolls back and the batch is applied again with each
+   event in a savepoint: the failing one's is rolled back and its failure recorded on its own
+   job and row in the same transaction (the batch's others still commit); the runner
    backs the job off and gives up after `MAX_ATTEMPTS` (dead), and the event row mirrors the
    job's status, error and traceback for `billfold stripe events`. There is no retry loop of
    the inbox's own: `billfold jobs retry` / `billfold stripe retry` make the job due again.
@@ -474,7 +475,32 @@ async def apply_events(batch: JobBatch) -> None:
     runs = {str(run.payload["event_id"]): run for run in batch.runs}
     events = await _read_and_note(container, handlers, list(runs))
     await _prepare(container, handlers, events)
-    now = container.clock.now()
+    try:
+        # Most batches fail nowhere: no savepoints (two round trips an event less).
+        applied = await _apply(batch, handlers, events, runs, isolated=False)
+    except _Isolate:
+        # A handler failed: the whole transaction rolled back; again, each event in a savepoint
+        # of its own, so that one's failure is recorded without losing the others.
+        applied = await _apply(batch, handlers, events, runs, isolated=True)
+    for event in applied:
+        EVENTS_APPLIED.labels(event.type, InboxStatus.PROCESSED.value).inc()
+
+
+class _Isolate(Exception):
+    """A handler failed in a batch applied without savepoints."""
+
+
+async def _apply(
+    batch: JobBatch,
+    handlers: WebhookHandlers,
+    events: list[StripeEvent],
+    runs: dict[str, JobRun],
+    *,
+    isolated: bool,
+) -> list[StripeEvent]:
+    """The batch's transaction: its unapplied events locked, applied in Stripe's order, marked
+    processed together (and their jobs done, by the runner, as it commits)."""
+    container = batch.container
     async with batch.transaction() as session:
         # Locked until this commits: an event applied meanwhile (by a concurrent `process_event`
         # or `sync`) is left alone, and one applied after waits for this and then sees it done.
@@ -489,6 +515,14 @@ async def apply_events(batch: JobBatch) -> None:
         for event in events:  # in Stripe's order
             if event.id not in unapplied:
                 continue  # applied already: its job is done
+            if not isolated:
+                try:
+                    for handler in handlers.handlers_for(event.type):
+                        await handler(session, container, event)
+                except Exception as exc:
+                    raise _Isolate(event.id) from exc
+                applied.append(event)
+                continue
             try:
                 async with session.begin_nested():
                     for handler in handlers.handlers_for(event.type):
@@ -505,15 +539,14 @@ async def apply_events(batch: JobBatch) -> None:
                 .values(
                     status=InboxStatus.PROCESSED.value,
                     attempts=case(attempts, value=WebhookEvent.id),
-                    processed_at=now,
+                    processed_at=container.clock.now(),
                     last_error=None,
                     last_traceback=None,
                     next_attempt_at=None,
                 )
                 .execution_options(synchronize_session=False)
             )
-    for event in applied:
-        EVENTS_APPLIED.labels(event.type, InboxStatus.PROCESSED.value).inc()
+    return applied
 
 
 async def _read_and_note(
