@@ -52,7 +52,16 @@ from billfold.db.base import JSONType, UTCDateTime
 from billfold.db.dialect import insert_ignoring_conflict
 from billfold.db.engine import Database
 from billfold.errors import ConfigurationError, ValidationFailed
-from billfold.jobs import JobBatch, JobFailure, JobRegistry, JobRun, JobRunner, JobStatus, enqueue
+from billfold.jobs import (
+    Job,
+    JobBatch,
+    JobFailure,
+    JobRegistry,
+    JobRun,
+    JobRunner,
+    JobStatus,
+    enqueue,
+)
 from billfold.jobs import retry as retry_jobs
 from billfold.observability import REGISTRY
 from billfold.stripe.gateway import StripeEvent, gateway_of
@@ -707,8 +716,62 @@ async def process_due(
             await retry_jobs(
                 session, all_dead=True, also_failed=True, kind=APPLY_EVENT, clock=container.clock
             )
-    done = await _runner(container).drain(limit=limit, batch=BATCH_SIZE, kinds=[APPLY_EVENT])
-    return ProcessReport(processed=done.done, failed=done.failed + done.dead, skipped=done.lost)
+    runner = _runner(container)
+    done = await runner.drain(limit=limit, batch=BATCH_SIZE, kinds=[APPLY_EVENT])
+    # A worker may have claimed some of them (a whole batch) before this drain could: wait for
+    # it, so that what this returns has been applied (or has failed) either way.
+    processed, failed = await _finished_elsewhere(
+        container, {event_id for event_id, _ in waiting}, runner.worker_id
+    )
+    return ProcessReport(
+        processed=done.done + processed, failed=done.failed + done.dead + failed, skipped=done.lost
+    )
+
+
+async def _finished_elsewhere(
+    container: Container, event_ids: set[str], me: str, *, poll_seconds: float = 0.05
+) -> tuple[int, int]:
+    """Wait (at most a lease) while other workers run the jobs of any of `event_ids`; how many
+    of those events then stand processed, and failed or dead."""
+    keys = {job_key(event_id): event_id for event_id in event_ids}
+    deadline = time.monotonic() + container.settings.jobs_lease_seconds
+    held: set[str] | None = None
+    while True:
+        async with container.db.read() as session:
+            running = {
+                str(key)
+                for key in (
+                    await session.execute(
+                        select(Job.key).where(
+                            Job.kind == APPLY_EVENT,
+                            Job.status == JobStatus.RUNNING.value,
+                            Job.locked_by != me,
+                        )
+                    )
+                ).scalars()
+                if key in keys
+            }
+        held = running if held is None else held
+        if not running or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(poll_seconds)
+    if not held:
+        return 0, 0
+    async with container.db.read() as session:
+        statuses = list(
+            (
+                await session.execute(
+                    select(WebhookEvent.status).where(
+                        WebhookEvent.id.in_([keys[key] for key in held])
+                    )
+                )
+            ).scalars()
+        )
+    processed = sum(status == InboxStatus.PROCESSED.value for status in statuses)
+    failed = sum(
+        status in (InboxStatus.FAILED.value, InboxStatus.DEAD.value) for status in statuses
+    )
+    return processed, failed
 
 
 @dataclass
