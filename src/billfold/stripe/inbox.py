@@ -664,6 +664,8 @@ class _Drain:
             try:
                 while claimed := await runner.claim(BATCH_SIZE, kinds=[APPLY_EVENT]):
                     await runner.run_batch(claimed)
+                    if len(claimed) < BATCH_SIZE:
+                        break  # all that was due; what arrived since has asked for a round
             except Exception:
                 log.exception("applying the inbox's due events (a worker will)")
             finally:
