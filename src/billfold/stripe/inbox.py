@@ -487,16 +487,22 @@ async def apply_events(batch: JobBatch) -> None:
     try:
         # Most batches fail nowhere: no savepoints (two round trips an event less).
         applied = await _apply(batch, handlers, events, runs, isolated=False)
-    except _Isolate:
-        # A handler failed: the whole transaction rolled back; again, each event in a savepoint
-        # of its own, so that one's failure is recorded without losing the others.
-        applied = await _apply(batch, handlers, events, runs, isolated=True)
+    except _Isolate as failed:
+        # A handler failed: the whole transaction rolled back. Again, that event's failure
+        # recorded as it was (not tried a second time), the others each in a savepoint of its
+        # own, so that one's failure is recorded without losing the others.
+        applied = await _apply(batch, handlers, events, runs, isolated=True, failed=failed)
     for event in applied:
         EVENTS_APPLIED.labels(event.type, InboxStatus.PROCESSED.value).inc()
 
 
 class _Isolate(Exception):
-    """A handler failed in a batch applied without savepoints."""
+    """A handler of event `event_id` failed (`error`) in a batch applied without savepoints."""
+
+    def __init__(self, event_id: str, error: Exception) -> None:
+        super().__init__(event_id)
+        self.event_id = event_id
+        self.error = error
 
 
 async def _apply(
@@ -506,6 +512,7 @@ async def _apply(
     runs: dict[str, JobRun],
     *,
     isolated: bool,
+    failed: _Isolate | None = None,
 ) -> list[StripeEvent]:
     """The batch's transaction: its unapplied events locked, applied in Stripe's order, marked
     processed together (and their jobs done, by the runner, as it commits)."""
@@ -529,8 +536,11 @@ async def _apply(
                     for handler in handlers.handlers_for(event.type):
                         await handler(session, container, event)
                 except Exception as exc:
-                    raise _Isolate(event.id) from exc
+                    raise _Isolate(event.id, exc) from exc
                 applied.append(event)
+                continue
+            if failed is not None and event.id == failed.event_id:
+                await batch.fail(session, runs[event.id], failed.error)
                 continue
             try:
                 async with session.begin_nested():
