@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import sys
 import tempfile
 import time
@@ -44,7 +45,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 # The fake Stripe gateway lives with the tests (run from anywhere: the repo root is on the path).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.subscriptions.fake_stripe import FakeStripeGateway, sign
+from tests.fakes.stripe_gateway import FakeStripeGateway, sign
 
 from billfold.app import create_app
 from billfold.catalog.service import load_catalog, sync_catalog
@@ -55,6 +56,7 @@ from billfold.customers.models import AccountKind
 from billfold.customers.service import get_or_create_account
 from billfold.db.engine import Database
 from billfold.db.migrate import upgrade_blocking
+from billfold.stripe.gateway import LineItem
 from billfold.stripe.inbox import process_due
 from billfold.stripe.models import WebhookEvent
 from billfold.subscriptions.models import Subscription
@@ -99,21 +101,22 @@ async def play_history(
             account = await get_or_create_account(
                 session, AccountKind.USER, f"bench-user-{n}", currency="usd"
             )
-            customer = await gateway.create_customer(
-                email=None, name=None, metadata={}, idempotency_key=f"c-{n}"
-            )
+            customer = (
+                await gateway.customers.create(
+                    email=None, name=None, metadata={}, idempotency_key=f"c-{n}"
+                )
+            ).id
             account.stripe_customer_id = customer
             account_id = account.id
-        started = await gateway.create_checkout_session(
+        started = await gateway.checkout.create_session(
+            mode="subscription",
             customer_id=customer,
-            price_id=monthly[1].stripe_price_id,
-            quantity=1,
+            line_items=[LineItem(price_id=monthly[1].stripe_price_id, quantity=1)],
             success_url="https://app.example.com/ok",
             cancel_url="https://app.example.com/no",
             allow_promotion_codes=False,
             client_reference_id=account_id,
             metadata={"billfold_account_id": account_id, "billfold_plan": "premium"},
-            trial_period_days=None,
             idempotency_key=f"cs-{n}",
         )
         sub_id = gateway.stripe.complete_checkout(started.id)
@@ -126,22 +129,22 @@ async def play_history(
             if choice < 0.3:
                 gateway.stripe.end_period(sub_id, payment_fails=rng.random() < 0.3)
             elif choice < 0.5:
-                await gateway.update_subscription(
+                await gateway.subscriptions.update(
                     sub_id, cancel_at_period_end=True, idempotency_key=key
                 )
             elif choice < 0.65:
-                await gateway.update_subscription(
+                await gateway.subscriptions.update(
                     sub_id, cancel_at_period_end=False, idempotency_key=key
                 )
             elif choice < 0.85:
-                await gateway.update_subscription(
+                await gateway.subscriptions.update(
                     sub_id,
                     price_id=yearly[1].stripe_price_id,
                     proration_behavior="create_prorations",
                     idempotency_key=key,
                 )
             else:
-                await gateway.cancel_subscription(sub_id, idempotency_key=key)
+                await gateway.subscriptions.cancel(sub_id, idempotency_key=key)
 
 
 def stripe_end_state(gateway: FakeStripeGateway) -> list[tuple[Any, ...]]:
@@ -177,7 +180,14 @@ async def billfold_end_state(db: Database) -> list[tuple[Any, ...]]:
         )
 
 
-async def bench(url: str, label: str, subscriptions: int, senders: int, latency_ms: float) -> bool:
+async def bench(
+    url: str,
+    label: str,
+    subscriptions: int,
+    senders: int,
+    latency_ms: float,
+    show_statements: bool = False,
+) -> bool:
     upgrade_blocking(url)
     db = Database(url, pool_size=senders + 4)
     gateway = FakeStripeGateway()
@@ -186,6 +196,9 @@ async def bench(url: str, label: str, subscriptions: int, senders: int, latency_
         jwt_secret="bench-secret-that-is-long-enough-for-hs256-0123456789",
         stripe_webhook_secret=[SECRET],
         environment="test",
+        # A backlog comes from Stripe's few addresses at once: no budget may refuse it here.
+        rate_limit_webhook="1000000/second",
+        rate_limit_address="1000000/second",
     )
     container = Container(settings=settings, db=db, clock=SystemClock(), stripe_gateway=gateway)
     rng = random.Random(2026)
@@ -222,8 +235,12 @@ async def bench(url: str, label: str, subscriptions: int, senders: int, latency_
         # Round trips: statements and transactions (pool checkouts; each also pings first).
         trips = {"statements": 0, "transactions": 0}
 
-        def count_statement(*_: Any) -> None:
+        kinds: dict[str, int] = {}
+
+        def count_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
             trips["statements"] += 1
+            kind = re.sub(r"sa_savepoint_\d+", "sa_savepoint", " ".join(statement.split()[:4])[:70])
+            kinds[kind] = kinds.get(kind, 0) + 1
 
         def count_transaction(*_: Any) -> None:
             trips["transactions"] += 1
@@ -265,10 +282,20 @@ async def bench(url: str, label: str, subscriptions: int, senders: int, latency_
             f"{leftover.processed} applied by the retry pass)"
         )
         print(
-            f"{label}: per delivery {1000 * cpu / len(deliveries):.1f} ms of this process's CPU, "
-            f"{trips['statements'] / len(deliveries):.1f} SQL statements, "
-            f"{trips['transactions'] / len(deliveries):.1f} connection checkouts"
+            f"{label}: per delivery {1000 * cpu / len(deliveries):.2f} ms of this process's CPU "
+            f"({len(deliveries) / cpu:,.0f} deliveries per CPU-second), "
+            f"{trips['statements'] / len(deliveries):.2f} SQL statements, "
+            f"{trips['transactions'] / len(deliveries):.2f} connection checkouts"
         )
+        print(
+            f"RESULT rate={len(deliveries) / elapsed:.1f} "
+            f"cpu_ms={1000 * cpu / len(deliveries):.3f} "
+            f"statements={trips['statements'] / len(deliveries):.3f} "
+            f"checkouts={trips['transactions'] / len(deliveries):.3f} ok={int(ok)}"
+        )
+        if show_statements:
+            for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]):
+                print(f"  {n / len(deliveries):5.2f}  {kind}")
         print(
             f"{label}: end state {'matches' if actual == expected else 'DIFFERS FROM'} Stripe "
             f"for {len(expected)} subscriptions; {stored} events stored once, {unapplied} unapplied"
@@ -276,6 +303,56 @@ async def bench(url: str, label: str, subscriptions: int, senders: int, latency_
         return ok
     finally:
         await db.dispose()
+
+
+def interleaved(baseline: str, rounds: int, argv: list[str]) -> int:
+    """This bench on this checkout and on `baseline` (another checkout's src/, e.g. the commit
+    before a change), alternately in child processes, so the machine's load weighs on both
+    alike; then the medians and their ratios."""
+    import os
+    import statistics
+    import subprocess
+
+    figures: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    failed = False
+    for n in range(rounds):
+        for which in ("before", "after"):
+            env = dict(os.environ)
+            if which == "before":
+                env["PYTHONPATH"] = baseline + os.pathsep + env.get("PYTHONPATH", "")
+            child = subprocess.run(
+                [sys.executable, __file__, *argv], env=env, capture_output=True, text=True
+            )
+            for line in child.stdout.splitlines():
+                if line.startswith("RESULT "):
+                    values = dict(part.split("=") for part in line.split()[1:])
+                    figures[which].append({k: float(v) for k, v in values.items()})
+                    failed = failed or values["ok"] != "1"
+                else:
+                    print(f"[{which} {n + 1}] {line}")
+            if child.returncode not in (0, 1):
+                print(child.stderr[-3000:])
+                return 2
+    medians = {
+        which: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        for which, runs in figures.items()
+        if runs
+    }
+    if len(medians) == 2:
+        before, after = medians["before"], medians["after"]
+        for key, unit in (
+            ("rate", "deliveries/s"),
+            ("cpu_ms", "ms CPU/delivery"),
+            ("statements", "statements/delivery"),
+            ("checkouts", "checkouts/delivery"),
+        ):
+            print(
+                f"median {unit}: before {before[key]:.2f}, after {after[key]:.2f} "
+                f"(after/before {after[key] / before[key]:.2f}x)"
+            )
+        cpu_rate = 1000 / after["cpu_ms"], 1000 / before["cpu_ms"]
+        print(f"deliveries per CPU-second: before {cpu_rate[1]:,.0f}, after {cpu_rate[0]:,.0f}")
+    return 1 if failed else 0
 
 
 async def main() -> int:
@@ -287,12 +364,33 @@ async def main() -> int:
     parser.add_argument(
         "--stripe-latency-ms", type=float, default=0, help="Added to every Stripe call."
     )
+    parser.add_argument(
+        "--statements", action="store_true", help="Print the SQL statements per delivery."
+    )
+    parser.add_argument(
+        "--baseline",
+        help="Another checkout's src/ to run interleaved with this one (before/after).",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="With --baseline: runs of each.")
     args = parser.parse_args()
+    if args.baseline:
+        argv = [a for a in sys.argv[1:]]
+        at = argv.index("--baseline")
+        del argv[at : at + 2]
+        if "--rounds" in argv:
+            at = argv.index("--rounds")
+            del argv[at : at + 2]
+        return interleaved(args.baseline, args.rounds, argv)
     if args.sqlite:
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
             ok = await bench(
-                url, "sqlite", args.subscriptions, args.senders, args.stripe_latency_ms
+                url,
+                "sqlite",
+                args.subscriptions,
+                args.senders,
+                args.stripe_latency_ms,
+                args.statements,
             )
         return 0 if ok else 1
     name = f"billfold_bench_webhooks_{uuid.uuid4().hex[:8]}"
@@ -302,7 +400,12 @@ async def main() -> int:
     url = args.postgres.rsplit("/", 1)[0] + "/" + name
     try:
         ok = await bench(
-            url, "postgresql", args.subscriptions, args.senders, args.stripe_latency_ms
+            url,
+            "postgresql",
+            args.subscriptions,
+            args.senders,
+            args.stripe_latency_ms,
+            args.statements,
         )
     finally:
         async with admin.connect() as conn:

@@ -196,24 +196,24 @@ async def test_stripe_webhook_stores_once_and_applies(
     assert [s["status"] for s in listed] == ["active"]
 
 
-async def test_both_webhook_routes_schedule_the_stored_event(
+async def test_both_webhook_routes_store_the_event_and_apply_what_is_due(
     api: httpx.AsyncClient,
     stripe_world: SandboxStripe,
     synced: dict[str, str],
     monkeypatch: Any,
 ) -> None:
-    """Both routes go through `accept_stripe_webhook`, which hands the background task the
-    StoredEvent itself (a new event is applied without being read back)."""
+    """Both routes go through `accept_stripe_webhook`: the event is stored, and after the
+    answer the inbox's due events are applied (`apply_due`), this one among them."""
     import billfold.api.webhooks as webhooks
-    from billfold.stripe.inbox import StoredEvent, process_event_safely
+    from billfold.stripe.inbox import apply_due
 
-    scheduled: list[Any] = []
+    drains: list[Any] = []
 
-    async def spy(container: Any, event: Any) -> None:
-        scheduled.append(event)
-        await process_event_safely(container, event)
+    async def spy(container: Any) -> None:
+        drains.append(container)
+        await apply_due(container)
 
-    monkeypatch.setattr(webhooks, "process_event_safely", spy)
+    monkeypatch.setattr(webhooks, "apply_due", spy)
     customer = stripe_world.client.v1.customers.create().id
     first, second = (
         {
@@ -227,9 +227,16 @@ async def test_both_webhook_routes_schedule_the_stored_event(
     )
     assert (await deliver(api, first, path=WEBHOOK)).status_code == 200
     assert (await deliver(api, second)).status_code == 200
-    assert [type(e) for e in scheduled] == [StoredEvent, StoredEvent]
-    assert [e.id for e in scheduled] == ["evt_spy_1", "evt_spy_2"]
-    assert all(e.inserted and e.event is not None for e in scheduled)
+    repeat = await deliver(api, second)
+    assert repeat.status_code == 200 and repeat.json()["data"]["duplicate"] is True
+    assert len(drains) == 3
+    async with drains[0].db.read() as session:
+        statuses = {
+            row.id: row.status
+            for row in (await session.execute(select(WebhookEvent))).scalars()
+            if row.id.startswith("evt_spy_")
+        }
+    assert statuses == {"evt_spy_1": "processed", "evt_spy_2": "processed"}
 
 
 async def test_stripe_webhook_refuses_forged_and_stale(

@@ -10,7 +10,7 @@ import os
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
-from billfold.jobs import JobRegistry, JobRun
+from billfold.jobs import JobBatch, JobRegistry, JobRun
 
 metadata = MetaData()
 runs = Table(
@@ -73,3 +73,27 @@ async def flaky(run: JobRun) -> None:
     if FAILING["flaky"]:
         raise RuntimeError(f"flaky failed on attempt {run.attempt}")
     await record(run)
+
+
+@jobs.batch_kind("test.batch", size=4, max_attempts=2)
+async def record_batch(batch: JobBatch) -> None:
+    """Records every run of the batch in one transaction, each in a savepoint; a run whose
+    payload says `fail` writes, then fails (its write rolled back, the others kept)."""
+    async with batch.transaction() as session:
+        for run in batch.runs:
+            try:
+                async with session.begin_nested():
+                    await session.execute(
+                        insert(runs).values(
+                            job_id=run.id,
+                            kind=run.kind,
+                            key=run.key,
+                            attempt=run.attempt,
+                            pid=os.getpid(),
+                            stage=f"batch of {len(batch.runs)}",
+                        )
+                    )
+                    if run.payload.get("fail"):
+                        raise RuntimeError(f"batch run {run.key} failed")
+            except RuntimeError as exc:
+                await batch.fail(session, run, exc)

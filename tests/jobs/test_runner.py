@@ -266,3 +266,33 @@ async def test_run_inline_claims_in_the_handlers_transaction_and_backs_off(
         ("c", "started"),
     ]
     assert held.attempts == 1
+
+
+async def test_a_batch_kind_is_claimed_and_run_together_and_fails_one_job_at_a_time(
+    container: Container, runner: JobRunner, clock: FrozenClock
+) -> None:
+    async with container.db.transaction() as session:
+        for n in range(6):
+            payload = {"fail": True} if n == 2 else {}
+            await enqueue(session, "test.batch", payload, key=f"b{n}", max_attempts=2, clock=clock)
+    report = await runner.drain(kinds=["test.batch"], batch=4)
+    assert (report.done, report.failed, report.dead) == (5, 1, 0)
+    # Two batches (4, then 2); the failing run's write rolled back, the batch's others kept.
+    assert [(key, stage) for _, key, _, stage in await recorded(container.db)] == [
+        ("b0", "batch of 4"),
+        ("b1", "batch of 4"),
+        ("b3", "batch of 4"),
+        ("b4", "batch of 2"),
+        ("b5", "batch of 2"),
+    ]
+    async with container.db.transaction() as session:
+        jobs = {j.key: j for j in (await session.execute(select(Job))).scalars()}
+    failed = jobs["b2"]
+    assert failed.status == "failed" and failed.attempts == 1
+    assert failed.run_at == clock.now() + timedelta(seconds=5)
+    assert failed.last_error == "RuntimeError: batch run b2 failed"
+    assert all(jobs[f"b{n}"].status == "done" for n in (0, 1, 3, 4, 5))
+    # Run alone (by key), a batch kind's job is a batch of one; its last attempt: dead.
+    clock.advance(timedelta(seconds=5))
+    assert await runner.run_now("b2") == "dead"
+    assert (await _job(container, failed.id)).status == "dead"

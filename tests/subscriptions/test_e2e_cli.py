@@ -56,8 +56,8 @@ async def test_sync_fills_the_gap_after_webhook_downtime(
 
         result = await billfold("stripe", "sync", "--since", "0")
         assert result.exit_code == 0, result.output
-        assert "0 failed" in result.output
-        assert (await status_of(http, headers))["has_premium"] is True
+        assert "0 failed" in result.output, result.output
+        assert (await status_of(http, headers))["has_premium"] is True, result.output
 
         # The deliveries arrive later after all: duplicates, applied once, nothing changes.
         sandbox_call(server, "POST", "/v1/test_helpers/sandbox/webhooks", paused=False)

@@ -310,10 +310,10 @@ async def reactivate_subscription(
 @router.post("/webhook", responses=v1_errors())
 @rate_limit(RateLimitClass.WEBHOOK)
 async def stripe_webhook(
-    request: Request, session: SessionDep, container: ContainerDep, background: BackgroundTasks
+    request: Request, container: ContainerDep, background: BackgroundTasks
 ) -> JSONResponse:
     """Stripe's events: verified, stored once, applied after the response."""
-    stored = await accept_stripe_webhook(request, session, container, background)
+    stored = await accept_stripe_webhook(request, container, background)
     return envelope(
         "Webhook received",
         {"event_id": stored.id, "type": stored.type, "duplicate": not stored.inserted},

@@ -26,7 +26,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Executable, Row, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -278,6 +278,8 @@ class Database:
             self.read_engine = self.engine.execution_options(postgresql_readonly=True)
         else:
             self.read_engine = self.engine
+        # One statement as its own transaction (`execute_alone`), on the writers' pool.
+        self._autocommit: AsyncEngine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
@@ -388,6 +390,28 @@ class Database:
                 if attempt == 2 or not exc.connection_invalidated:
                     raise
                 await session.rollback()  # the next connection() takes a fresh one
+
+    async def execute_alone(
+        self, statement: Executable, params: dict[str, Any] | None = None
+    ) -> list[Row[Any]]:
+        """One statement as a unit of work of its own, on one checkout, and the rows it
+        returns: on PostgreSQL in autocommit (one statement is atomic: no BEGIN or COMMIT round
+        trip), sent again on a fresh connection, once, when the pooled one had been dropped, so
+        only for a statement that is safe to send twice (INSERT ... ON CONFLICT DO NOTHING);
+        on SQLite in a writer's transaction."""
+        if self.dialect != "postgresql":
+            async with self.engine.begin() as connection:
+                result = await connection.execute(statement, params)
+                return list(result.all()) if result.returns_rows else []
+        for attempt in (1, 2):
+            try:
+                async with self._autocommit.connect() as connection:
+                    result = await connection.execute(statement, params)
+                    return list(result.all()) if result.returns_rows else []
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     async def dispose(self) -> None:
         if self._hot_sqlite is not None:

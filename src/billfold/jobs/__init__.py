@@ -15,11 +15,12 @@ type its handlers receive); domains import it.
 
 from billfold.jobs.models import Job, JobStatus
 from billfold.jobs.queue import JobStats, enqueue, enqueue_many, list_jobs, retry, stats
-from billfold.jobs.registry import JobFailure, JobKind, JobRegistry, JobRun
+from billfold.jobs.registry import JobBatch, JobFailure, JobKind, JobRegistry, JobRun
 from billfold.jobs.runner import JobRunner, LeaseLost, RunReport, Worker
 
 __all__ = [
     "Job",
+    "JobBatch",
     "JobFailure",
     "JobKind",
     "JobRegistry",

@@ -69,6 +69,40 @@ class JobRun:
 Handler = Callable[[JobRun], Awaitable[None]]
 
 
+@dataclass
+class JobBatch:
+    """Many due jobs of one kind claimed together, as a batch kind's handler sees them. The
+    handler applies them in `transaction()`, where every run it does not `fail` is marked done
+    when the transaction commits; `fail` records one run's failure there (after the handler
+    rolled back that run's writes, e.g. to a savepoint) without losing the others."""
+
+    runs: list[JobRun]
+    container: Container
+    completing: Callable[[], AbstractAsyncContextManager[AsyncSession]] | None = field(
+        default=None, repr=False
+    )
+    failing: Callable[[AsyncSession, JobRun, Exception], Awaitable[str]] | None = field(
+        default=None, repr=False
+    )
+    # The runs `fail` recorded: job id -> 'failed' or 'dead'.
+    failed: dict[int, str] = field(default_factory=dict)
+    completed: bool = False
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
+        if self.completing is None:
+            raise RuntimeError("JobBatch.transaction() outside a runner")
+        return self.completing()
+
+    async def fail(self, session: AsyncSession, run: JobRun, exc: Exception) -> None:
+        """In `transaction()`: back `run` off (or give it up), as a single job's failure."""
+        if self.failing is None:
+            raise RuntimeError("JobBatch.fail() outside a runner")
+        self.failed[run.id] = await self.failing(session, run, exc)
+
+
+BatchHandler = Callable[[JobBatch], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class JobFailure:
     """A failed attempt, for a kind's `on_failure` hook."""
@@ -91,6 +125,9 @@ class JobKind:
     backoff_base: float = BACKOFF_BASE_SECONDS
     backoff_cap: float = BACKOFF_CAP_SECONDS
     on_failure: FailureHook | None = None
+    # A batch kind: up to `batch_size` due jobs are claimed and handled together.
+    batch_handler: BatchHandler | None = None
+    batch_size: int = 1
 
     def backoff(self, attempt: int) -> timedelta:
         """How long after failed attempt number `attempt` the next one is due."""
@@ -188,6 +225,42 @@ class JobRegistry:
 
         def declare(handler: Handler) -> Handler:
             self.add(JobKind(name, handler, max_attempts, backoff_base, backoff_cap, on_failure))
+            return handler
+
+        return declare
+
+    def batch_kind(
+        self,
+        name: str,
+        *,
+        size: int,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff_base: float = BACKOFF_BASE_SECONDS,
+        backoff_cap: float = BACKOFF_CAP_SECONDS,
+        on_failure: FailureHook | None = None,
+    ) -> Callable[[BatchHandler], BatchHandler]:
+        """Decorator: declare a kind whose due jobs are claimed (up to `size` at once) and run
+        by this coroutine together (`JobBatch`); each job keeps its own attempts, back-off
+        and outcome. A job run alone (`run_now`) is a batch of one."""
+        if size < 1:
+            raise ConfigurationError(f"batch job kind {name!r}: size must be 1 or more")
+
+        def declare(handler: BatchHandler) -> BatchHandler:
+            async def alone(run: JobRun) -> None:
+                raise RuntimeError(f"{name} is a batch kind: the runner runs it in batches")
+
+            self.add(
+                JobKind(
+                    name,
+                    alone,
+                    max_attempts,
+                    backoff_base,
+                    backoff_cap,
+                    on_failure,
+                    batch_handler=handler,
+                    batch_size=size,
+                )
+            )
             return handler
 
         return declare

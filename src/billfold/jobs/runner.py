@@ -17,6 +17,10 @@ fence: the job is marked done, failed or released only `WHERE status = 'running'
 attempts = <the claim's> AND locked_by = me`, so a worker whose lease expired (and whose job
 another worker took over) can change nothing, and a handler's writes made in
 `run.transaction()` roll back with it.
+
+A batch kind (`JobRegistry.batch_kind`) is claimed up to its batch size at once and handled
+in one transaction (`JobBatch`): the jobs it does not fail are marked done in one fenced UPDATE
+as it commits, and each failure is recorded on its own job in that same transaction.
 """
 
 from __future__ import annotations
@@ -29,18 +33,18 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.jobs.metrics import RUNS, publish
 from billfold.jobs.models import CLAIMABLE, Job, JobStatus
 from billfold.jobs.queue import enqueue, stats
-from billfold.jobs.registry import JobFailure, JobKind, JobRegistry, JobRun
+from billfold.jobs.registry import JobBatch, JobFailure, JobKind, JobRegistry, JobRun
 
 if TYPE_CHECKING:
     from billfold.container import Container
@@ -116,8 +120,11 @@ class JobRunner:
         return self.container.clock.now()
 
     # --- claiming ---------------------------------------------------------------------
-    async def claim(self, limit: int, *, key: str | None = None) -> list[Claimed]:
-        """Take up to `limit` due jobs (or the job with `key`, due or not) for this worker."""
+    async def claim(
+        self, limit: int, *, key: str | None = None, kinds: Sequence[str] | None = None
+    ) -> list[Claimed]:
+        """Take up to `limit` due jobs (of `kinds`, default every kind this runner knows; or the
+        job with `key`, due or not) for this worker."""
         if not self.registry.kinds or limit < 1:
             return []
         now = self._now()
@@ -127,7 +134,10 @@ class JobRunner:
             # Only waiting jobs, so the claim walks the partial index in order (expired leases
             # are put back in the queue by `requeue_expired`, which workers run every second).
             due = and_(waiting, Job.run_at <= now)
-            picked = select(Job.id).where(due, Job.kind.in_(list(self.registry.kinds)))
+            known = [k for k in kinds if k in self.registry] if kinds else list(self.registry.kinds)
+            if not known:
+                return []
+            picked = select(Job.id).where(due, Job.kind.in_(known))
         else:
             picked = select(Job.id).where(Job.key == key, or_(waiting, expired))
         picked = picked.order_by(Job.run_at, Job.id).limit(limit)
@@ -169,17 +179,9 @@ class JobRunner:
         if kind is None:  # claimed by key, but this runner does not know the kind
             await self.release(claimed)
             return None
-        run = JobRun(
-            id=claimed.id,
-            kind=claimed.kind,
-            payload=dict(claimed.payload),
-            attempt=claimed.attempts,
-            max_attempts=claimed.max_attempts,
-            key=claimed.key,
-            scheduled_for=claimed.run_at,
-            container=self.container,
-            memo=memo,
-        )
+        if kind.batch_handler is not None:
+            return (await self.run_batch([claimed], memos={claimed.id: memo}))[0]
+        run = self._job_run(claimed, memo)
         run.completing = lambda: self._completing(run)
         try:
             await kind.handler(run)
@@ -197,6 +199,106 @@ class JobRunner:
         RUNS.labels(run.kind, JobStatus.DONE.value).inc()
         return JobStatus.DONE.value
 
+    def _job_run(self, claimed: Claimed, memo: object = None) -> JobRun:
+        return JobRun(
+            id=claimed.id,
+            kind=claimed.kind,
+            payload=dict(claimed.payload),
+            attempt=claimed.attempts,
+            max_attempts=claimed.max_attempts,
+            key=claimed.key,
+            scheduled_for=claimed.run_at,
+            container=self.container,
+            memo=memo,
+        )
+
+    async def run_claimed(self, claimed: Sequence[Claimed]) -> list[str | None]:
+        """Run claimed jobs here, one after another; those of a batch kind together (where
+        the first of them was). Their outcomes, as `run`'s."""
+        groups: dict[str, list[Claimed]] = {}
+        order: list[list[Claimed]] = []
+        for job in claimed:
+            kind = self.registry.get(job.kind)
+            if kind is not None and kind.batch_handler is not None:
+                if job.kind not in groups:
+                    groups[job.kind] = []
+                    order.append(groups[job.kind])
+                groups[job.kind].append(job)
+            else:
+                order.append([job])
+        outcomes: list[str | None] = []
+        for group in order:
+            if len(group) == 1 and group[0].kind not in groups:
+                outcomes.append(await self.run(group[0]))
+            else:
+                outcomes.extend(await self.run_batch(group))
+        return outcomes
+
+    async def run_batch(
+        self, claimed: Sequence[Claimed], *, memos: dict[int, object] | None = None
+    ) -> list[str | None]:
+        """Run claimed jobs of one batch kind together (`JobBatch`); their outcomes, in order
+        (None: the claim was lost). A failure of the batch as a whole (its transaction did not
+        commit) is recorded on each of its jobs."""
+        kind = self.registry.get(claimed[0].kind) if claimed else None
+        if kind is None or kind.batch_handler is None:
+            for job in claimed:
+                await self.release(job)
+            return [None] * len(claimed)
+        memos = memos or {}
+        runs = [self._job_run(job, memos.get(job.id)) for job in claimed]
+        batch = JobBatch(runs=runs, container=self.container)
+        batch.completing = lambda: self._completing_batch(batch)
+
+        async def failing(session: AsyncSession, run: JobRun, exc: Exception) -> str:
+            status = await self._write_failure(
+                session, kind, run, exc, self._fence(run.id, run.attempt)
+            )
+            if status is None:
+                raise LeaseLost(run.id)
+            return status
+
+        batch.failing = failing
+        try:
+            await kind.batch_handler(batch)
+            if not batch.completed:
+                async with self.db.transaction() as session:
+                    await self._mark_batch_done(session, batch)
+                batch.completed = True
+        except LeaseLost:
+            log.warning("a batch of %d %s jobs: a lease was lost", len(runs), kind.name)
+            RUNS.labels(kind.name, "lost").inc(len(runs))
+            return [None] * len(runs)
+        except Exception as exc:
+            outcomes = [await self._record_failure(kind, run, exc) for run in runs]
+            for outcome in outcomes:
+                RUNS.labels(kind.name, outcome or "lost").inc()
+            return outcomes
+        outcomes = [batch.failed.get(run.id, JobStatus.DONE.value) for run in runs]
+        for outcome in outcomes:
+            RUNS.labels(kind.name, outcome).inc()
+        return list(outcomes)
+
+    @contextlib.asynccontextmanager
+    async def _completing_batch(self, batch: JobBatch) -> AsyncIterator[AsyncSession]:
+        async with self.db.transaction() as session:
+            yield session
+            await self._mark_batch_done(session, batch)
+        batch.completed = True
+
+    async def _mark_batch_done(self, session: AsyncSession, batch: JobBatch) -> None:
+        done = [(run.id, run.attempt) for run in batch.runs if run.id not in batch.failed]
+        if done:
+            await self._mark_done_where(
+                session,
+                and_(
+                    tuple_(Job.id, Job.attempts).in_(done),
+                    Job.status == JobStatus.RUNNING.value,
+                    Job.locked_by == self.worker_id,
+                ),
+                len(done),
+            )
+
     @contextlib.asynccontextmanager
     async def _completing(self, run: JobRun) -> AsyncIterator[AsyncSession]:
         async with self.db.transaction() as session:
@@ -205,9 +307,13 @@ class JobRunner:
         run.completed = True
 
     async def _mark_done(self, session: AsyncSession, run: JobRun) -> None:
+        await self._mark_done_where(session, self._fence(run.id, run.attempt), 1)
+
+    async def _mark_done_where(self, session: AsyncSession, fence: Any, expected: int) -> None:
+        """Mark the claimed jobs matching `fence` done; LeaseLost unless all `expected` were."""
         result = await session.execute(
             update(Job)
-            .where(self._fence(run.id, run.attempt))
+            .where(fence)
             .values(
                 status=JobStatus.DONE.value,
                 finished_at=self._now(),
@@ -218,8 +324,8 @@ class JobRunner:
             )
             .execution_options(synchronize_session=False)
         )
-        if not getattr(result, "rowcount", 0):
-            raise LeaseLost(run.id)
+        if getattr(result, "rowcount", 0) != expected:
+            raise LeaseLost(expected)
 
     async def _record_failure(
         self, kind: JobKind, run: JobRun, exc: Exception, *, inline: bool = False
@@ -227,7 +333,6 @@ class JobRunner:
         """Back off (or give up after `max_attempts`), keeping the error and traceback; the
         kind's `on_failure` hook runs in the same transaction. (`inline`: the job was never
         claimed, see `run_inline`; the attempt is counted here.)"""
-        now = self._now()
         try:
             async with self.db.transaction() as session:
                 if inline:
@@ -237,37 +342,48 @@ class JobRunner:
                     fence: Any = Job.id == run.id
                 else:
                     fence = self._fence(run.id, run.attempt)
-                dead = run.attempt >= run.max_attempts
-                failure = JobFailure(
-                    error=f"{type(exc).__name__}: {exc}"[:4000],
-                    traceback="".join(traceback.format_exception(exc))[-16000:],
-                    dead=dead,
-                    retry_at=None if dead else now + kind.backoff(run.attempt),
-                )
-                status = (JobStatus.DEAD if dead else JobStatus.FAILED).value
-                result = await session.execute(
-                    update(Job)
-                    .where(fence)
-                    .values(
-                        status=status,
-                        attempts=run.attempt,
-                        run_at=failure.retry_at or Job.run_at,
-                        locked_by=None,
-                        lease_expires_at=None,
-                        last_error=failure.error,
-                        traceback=failure.traceback,
-                        finished_at=now if dead else None,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                if not getattr(result, "rowcount", 0):
+                status = await self._write_failure(session, kind, run, exc, fence)
+                if status is None:
                     return None
-                if kind.on_failure is not None:
-                    await kind.on_failure(session, run, failure)
         except Exception:
             # The job stays claimed (or waiting); it is tried again.
             log.exception("job %s (%s): recording its failure failed", run.id, run.kind)
             return None
+        return status
+
+    async def _write_failure(
+        self, session: AsyncSession, kind: JobKind, run: JobRun, exc: Exception, fence: Any
+    ) -> str | None:
+        """Record a failed attempt on the job matching `fence` (and the kind's `on_failure`),
+        in `session`'s transaction; None when no job matched."""
+        now = self._now()
+        dead = run.attempt >= run.max_attempts
+        failure = JobFailure(
+            error=f"{type(exc).__name__}: {exc}"[:4000],
+            traceback="".join(traceback.format_exception(exc))[-16000:],
+            dead=dead,
+            retry_at=None if dead else now + kind.backoff(run.attempt),
+        )
+        status = (JobStatus.DEAD if dead else JobStatus.FAILED).value
+        result = await session.execute(
+            update(Job)
+            .where(fence)
+            .values(
+                status=status,
+                attempts=run.attempt,
+                run_at=failure.retry_at or Job.run_at,
+                locked_by=None,
+                lease_expires_at=None,
+                last_error=failure.error,
+                traceback=failure.traceback,
+                finished_at=now if dead else None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if not getattr(result, "rowcount", 0):
+            return None
+        if kind.on_failure is not None:
+            await kind.on_failure(session, run, failure)
         log.warning(
             "job %s (%s) %s, attempt %d/%d: %s",
             run.id,
@@ -440,18 +556,21 @@ class JobRunner:
             return None
         return await self.run(claimed[0], memo=memo)
 
-    async def drain(self, *, limit: int | None = None, batch: int = 20) -> RunReport:
-        """Run due jobs one after another in this process until none is due (or `limit` ran)."""
+    async def drain(
+        self, *, limit: int | None = None, batch: int = 20, kinds: Sequence[str] | None = None
+    ) -> RunReport:
+        """Run due jobs (of `kinds`, default all) here until none is due (or `limit` ran),
+        `batch` claimed at a time; those of a batch kind are handled together."""
         report = RunReport()
         ran = 0
         await self.requeue_expired()
         while limit is None or ran < limit:
             size = batch if limit is None else min(batch, limit - ran)
-            claimed = await self.claim(size)
+            claimed = await self.claim(size, kinds=kinds)
             if not claimed:
                 break
-            for job in claimed:
-                report.add(await self.run(job))
+            for outcome in await self.run_claimed(claimed):
+                report.add(outcome)
             ran += len(claimed)
         return report
 
@@ -507,7 +626,8 @@ class Worker:
         self.metrics_seconds = metrics_seconds
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._in_flight: dict[asyncio.Task[str | None], Claimed] = {}
+        # Each task runs one job, or one batch of a batch kind's jobs.
+        self._in_flight: dict[asyncio.Task[Any], list[Claimed]] = {}
 
     @classmethod
     def from_settings(cls, container: Container, registry: JobRegistry) -> Worker:
@@ -559,9 +679,9 @@ class Worker:
                 claimed: list[Claimed] = []
                 if free > 0:
                     claimed = await self._guarded(self.runner.claim(free)) or []
-                for job in claimed:
-                    task = asyncio.create_task(self.runner.run(job))
-                    self._in_flight[task] = job
+                for group in await self._grouped(claimed):
+                    task = asyncio.create_task(self.runner.run_claimed(group))
+                    self._in_flight[task] = group
                     task.add_done_callback(self._finished)
                 if free > 0 and len(claimed) == free:
                     continue  # more may be due: claim again as soon as a slot frees
@@ -572,13 +692,34 @@ class Worker:
                 await renewer
             await self._shut_down()
 
-    def _finished(self, task: asyncio.Task[str | None]) -> None:
-        job = self._in_flight.pop(task, None)
+    async def _grouped(self, claimed: list[Claimed]) -> list[list[Claimed]]:
+        """One group per job, but one per batch kind, filled up to its batch size."""
+        groups: list[list[Claimed]] = []
+        batches: dict[str, list[Claimed]] = {}
+        for job in claimed:
+            kind = self.runner.registry.get(job.kind)
+            if kind is None or kind.batch_handler is None:
+                groups.append([job])
+            elif job.kind in batches:
+                batches[job.kind].append(job)
+            else:
+                batches[job.kind] = [job]
+                groups.append(batches[job.kind])
+        for name, group in batches.items():
+            size = self.runner.registry.kinds[name].batch_size
+            if len(group) < size:
+                group.extend(
+                    await self._guarded(self.runner.claim(size - len(group), kinds=[name])) or []
+                )
+        return groups
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        jobs = self._in_flight.pop(task, None) or []
         self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             # The database failed under the runner itself: the job's lease runs out and it is
             # tried again.
-            log.error("job %s: %r", job.id if job else "?", task.exception())
+            log.error("jobs %s: %r", [job.id for job in jobs] or "?", task.exception())
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -601,7 +742,7 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.runner.renew(list(self._in_flight.values()))
+                await self.runner.renew([job for jobs in self._in_flight.values() for job in jobs])
             except Exception:
                 log.exception("renewing job leases")
 
@@ -610,12 +751,12 @@ class Worker:
             return
         pending = set(self._in_flight)
         _done, pending = await asyncio.wait(pending, timeout=self.shutdown_grace)
-        left = [(task, self._in_flight.get(task)) for task in pending]
+        left = [(task, self._in_flight.get(task) or []) for task in pending]
         for task, _ in left:
             task.cancel()
-        for task, job in left:
+        for task, jobs in left:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            if job is not None:
+            for job in jobs:
                 with contextlib.suppress(Exception):
                     await self.runner.release(job)

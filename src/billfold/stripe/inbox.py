@@ -1,23 +1,28 @@
-"""The Stripe webhook inbox: verify, store once, answer fast, apply exactly once.
+"""The Stripe webhook inbox: verify, store once, answer fast, apply in batches, exactly once.
 
 1. `receive_webhook` checks the signature on the raw body against every configured secret
-   (rotation) with Stripe's 300 s tolerance, and stores the event under its unique id
-   (INSERT ... ON CONFLICT DO NOTHING) together with the job that applies it (key
-   `stripe-event:<id>`), in the request's transaction. A forged or stale request stores
-   nothing. Both webhook routes (`/api/v1/payments/webhook`, `/api/stripe/webhook`) call it. A
-   new delivery's `note` hooks run in that same transaction (one statement each, e.g. the
-   version of the row the event is about); a repeat of an event already applied is not
-   scheduled again.
-2. The event is applied by the job runner (billfold.jobs): right after the commit by
-   `process_event` (the route's background task runs the event's job at once), else by any
-   worker. The job's `prepare` hooks ask Stripe what they need with no transaction open; then,
-   in the transaction that also marks the job done, the inbox row is marked processed and the
-   handlers run, so an event is applied once even when delivered twice, concurrently, or
-   replayed by `billfold stripe sync`.
-3. A failure rolls that transaction back (the handlers' writes and the mark); the runner backs
-   the job off and gives up after `MAX_ATTEMPTS` (dead), and the event row mirrors the job's
-   status, error and traceback for `billfold stripe events`. There is no retry loop of the
-   inbox's own: `billfold jobs retry` / `billfold stripe retry` make the job due again.
+   (rotation) with Stripe's 300 s tolerance, and stores the event under its unique id together
+   with the job that applies it (key `stripe-event:<id>`) in ONE statement on one checkout (on
+   PostgreSQL a CTE: INSERT the event ... ON CONFLICT (id) DO NOTHING, then its job from what
+   that inserted, in autocommit; on SQLite the same two INSERTs in one transaction). A forged or
+   stale request stores nothing; a repeat writes nothing new and is answered 200 (`duplicate`).
+   Both webhook routes (`/api/v1/payments/webhook`, `/api/stripe/webhook`) call it.
+2. The events are applied in batches by the job runner (billfold.jobs; `stripe.apply_event` is
+   a batch kind): right after the response by `apply_due` (one drain at a time per process:
+   the deliveries of a backlog that arrive meanwhile wait for the next one, which takes them
+   all), else by any worker. A batch of up to `BATCH_SIZE` claimed jobs: the events are read
+   and the handlers' `note` hooks run in one read unit of work (one statement each for the
+   whole batch, e.g. the versions of the rows the events are about); the `prepare` hooks ask
+   Stripe what they need concurrently with no transaction open; then, in one transaction, the
+   batch's unapplied events are locked, applied in Stripe's order (`created`), marked processed
+   together, and their jobs marked done together, so an event is applied once even when
+   delivered twice, concurrently, or replayed by `billfold stripe sync`.
+3. When a handler fails, that transaction rolls back and the batch is applied again with each
+   event in a savepoint: the failing one's is rolled back and its failure recorded on its own
+   job and row in the same transaction (the batch's others still commit); the runner
+   backs the job off and gives up after `MAX_ATTEMPTS` (dead), and the event row mirrors the
+   job's status, error and traceback for `billfold stripe events`. There is no retry loop of
+   the inbox's own: `billfold jobs retry` / `billfold stripe retry` make the job due again.
 
 Domains declare their handlers on a `WebhookHandlers` of their own (`@handlers.on(...)`); the
 composition root (billfold.wiring) combines them into `container.webhook_handlers`.
@@ -25,25 +30,38 @@ composition root (billfold.wiring) combines them into `container.webhook_handler
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, Boolean, Integer, String, bindparam, case, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billfold.clock import Clock, SystemClock
+from billfold.clock import Clock, FrozenClock, SystemClock
 from billfold.config import Settings
 from billfold.container import Container
+from billfold.db.base import JSONType, UTCDateTime
 from billfold.db.dialect import insert_ignoring_conflict
+from billfold.db.engine import Database
 from billfold.errors import ConfigurationError, ValidationFailed
-from billfold.jobs import JobFailure, JobRegistry, JobRun, JobRunner, JobStatus, enqueue
+from billfold.jobs import (
+    Job,
+    JobBatch,
+    JobFailure,
+    JobRegistry,
+    JobRun,
+    JobRunner,
+    JobStatus,
+    enqueue,
+)
 from billfold.jobs import retry as retry_jobs
 from billfold.observability import REGISTRY
 from billfold.stripe.gateway import StripeEvent, gateway_of
@@ -61,6 +79,9 @@ EVENT_TYPE = re.compile(r"[a-z0-9_.]{1,100}")
 MAX_CREATED = 4_102_444_800
 MAX_PAYLOAD_DEPTH = 64
 APPLY_EVENT = "stripe.apply_event"
+# Events applied in one transaction; their `prepare` hooks ask Stripe this many at a time.
+BATCH_SIZE = 100
+PREPARE_CONCURRENCY = 16
 
 EVENTS_RECEIVED = Counter(
     "billfold_stripe_events_received_total",
@@ -84,9 +105,11 @@ Handler = Callable[[AsyncSession, Container, StripeEvent], Awaitable[None]]
 # Runs before the event's transaction, holding no lock: asks Stripe what the handler will need
 # and leaves it in `event.prepared` (the handler checks it is still current, or asks again).
 Prepare = Callable[[Container, StripeEvent], Awaitable[None]]
-# Runs in the transaction that stores a new delivery: notes (in `event.prepared`) what `prepare`
-# would otherwise open a transaction of its own to read, e.g. a row's version.
-Note = Callable[[AsyncSession, StripeEvent], Awaitable[None]]
+# Runs once per batch, before the `prepare` hooks, in a read unit of work, given the batch's
+# events of its types: notes (in each `event.prepared`) what `prepare` would otherwise open a
+# transaction of its own to read, e.g. the versions of the rows the events are about (one
+# statement for them all).
+Note = Callable[[AsyncSession, Sequence[StripeEvent]], Awaitable[None]]
 
 
 class WebhookHandlers:
@@ -104,8 +127,9 @@ class WebhookHandlers:
     ) -> Callable[[Handler], Handler]:
         """Decorator: run this coroutine for every event of these types, inside the
         transaction that marks the event processed; `prepare` (optional) runs first, outside
-        it; `note` (optional) runs in the transaction that stores a new delivery (a `prepare`
-        must still work without what it notes: retries and `billfold stripe sync` skip it)."""
+        it; `note` (optional) runs before the `prepare` hooks, once for the batch's events of
+        these types (a `prepare` must still work without what it notes: `process_event` of
+        an event that failed before may run it alone, a note that failed leaves nothing)."""
 
         def decorate(handler: Handler) -> Handler:
             for event_type in event_types:
@@ -160,10 +184,8 @@ class StoredEvent:
     id: str
     type: str
     inserted: bool
-    # The event as received (lets the first application skip reading it back).
+    # The event as received.
     event: StripeEvent | None = field(default=None, compare=False, repr=False)
-    # A repeat of an event already applied (or abandoned): nothing left to do.
-    done: bool = False
 
 
 def verify_signature(
@@ -269,38 +291,111 @@ def check_envelope(body: dict[str, Any]) -> tuple[str, str, int]:
     return event_id, event_type, created
 
 
-async def store_event(
-    session: AsyncSession, body: dict[str, Any], *, source: str, clock: Clock | None = None
-) -> StoredEvent:
-    """Insert an event into the inbox unless its id is there already, and with it (same
-    transaction) the job that applies it."""
+_STORE_COLUMNS = (
+    bindparam("id", type_=String()),
+    bindparam("type", type_=String()),
+    bindparam("created", type_=BigInteger()),
+    bindparam("livemode", type_=Boolean()),
+    bindparam("payload", type_=JSONType),
+    bindparam("source", type_=String()),
+    bindparam("now", type_=UTCDateTime()),
+    bindparam("kind", type_=String()),
+    bindparam("job_payload", type_=JSONType),
+    bindparam("key", type_=String()),
+    bindparam("max_attempts", type_=Integer()),
+)
+# The event and its job in one statement (PostgreSQL). A new event's job is written (or, when
+# an earlier job with its key is done or dead, queued again: it applied a row since pruned); a
+# repeat inserts nothing, so its job is left as it is. Returns whether the event was new.
+_STORE_POSTGRESQL = text(
+    """
+    WITH new_event AS (
+        INSERT INTO stripe_webhook_events
+            (id, type, stripe_created, livemode, payload, source, status, attempts, received_at)
+        VALUES (:id, :type, :created, :livemode, :payload, :source, 'pending', 0, :now)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+    ), new_job AS (
+        INSERT INTO jobs (kind, payload, key, status, attempts, max_attempts, run_at, created_at)
+        SELECT :kind, :job_payload, :key, 'queued', 0, :max_attempts, :now, :now FROM new_event
+        ON CONFLICT (key) DO UPDATE SET
+            payload = excluded.payload, status = excluded.status, attempts = 0,
+            max_attempts = excluded.max_attempts, run_at = excluded.run_at,
+            created_at = excluded.created_at, finished_at = NULL, last_error = NULL,
+            traceback = NULL
+        WHERE jobs.status IN ('done', 'dead')
+        RETURNING id
+    )
+    SELECT EXISTS (SELECT 1 FROM new_event)
+    """
+).bindparams(*_STORE_COLUMNS)
+
+
+def _store_values(body: dict[str, Any], source: str, now: datetime) -> dict[str, Any]:
     event_id, event_type, created = check_envelope(body)
-    clock = clock or SystemClock()
+    return {
+        "id": event_id,
+        "type": event_type,
+        "created": created,
+        "livemode": bool(body.get("livemode")),
+        "payload": body,
+        "source": source,
+        "now": now,
+        "kind": APPLY_EVENT,
+        "job_payload": {"event_id": event_id, "type": event_type},
+        "key": job_key(event_id),
+        "max_attempts": MAX_ATTEMPTS,
+    }
+
+
+async def _store_in(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """The event and its job, in `session`'s transaction; True when the event was new."""
+    if session.get_bind().dialect.name == "postgresql":
+        return bool((await session.execute(_STORE_POSTGRESQL, values)).scalar())
     inserted = await insert_ignoring_conflict(
         session,
         WebhookEvent.__table__,  # type: ignore[arg-type]
         {
-            "id": event_id,
-            "type": event_type,
-            "stripe_created": created,
-            "livemode": bool(body.get("livemode")),
-            "payload": body,
-            "source": source,
+            "id": values["id"],
+            "type": values["type"],
+            "stripe_created": values["created"],
+            "livemode": values["livemode"],
+            "payload": values["payload"],
+            "source": values["source"],
             "status": InboxStatus.PENDING.value,
             "attempts": 0,
-            "received_at": clock.now(),
+            "received_at": values["now"],
         },
         ["id"],
     )
     if inserted:
-        # A new row: any earlier job for this id applied a row that is gone (a pruned inbox).
-        await _enqueue_apply(session, event_id, event_type, clock, requeue_finished=True)
+        await _enqueue_apply(
+            session, values["id"], values["type"], FrozenClock(values["now"]), requeue_finished=True
+        )
+    return inserted
+
+
+def _stored(values: dict[str, Any], inserted: bool) -> StoredEvent:
     return StoredEvent(
-        id=event_id,
-        type=event_type,
+        id=values["id"],
+        type=values["type"],
         inserted=inserted,
-        event=StripeEvent(id=event_id, type=event_type, created=created, payload=body),
+        event=StripeEvent(
+            id=values["id"],
+            type=values["type"],
+            created=values["created"],
+            payload=values["payload"],
+        ),
     )
+
+
+async def store_event(
+    session: AsyncSession, body: dict[str, Any], *, source: str, clock: Clock | None = None
+) -> StoredEvent:
+    """Insert an event into the inbox unless its id is there already, and with it (same
+    statement on PostgreSQL, same transaction) the job that applies it."""
+    values = _store_values(body, source, (clock or SystemClock()).now())
+    return _stored(values, await _store_in(session, values))
 
 
 async def _enqueue_apply(
@@ -323,39 +418,28 @@ async def _enqueue_apply(
 
 
 async def receive_webhook(
-    session: AsyncSession,
+    db: Database,
     settings: Settings,
     payload: bytes,
     signature_header: str | None,
     *,
     clock: Clock | None = None,
-    handlers: WebhookHandlers | None = None,
 ) -> StoredEvent:
-    """Verify a delivery and store it once with the job that applies it (in the caller's
-    transaction). Raises ValidationFailed (400) for a forged, stale or unsigned request, which
-    stores nothing, and ConfigurationError when no webhook secret is configured. `handlers`'
-    note hooks run for a new delivery. After the commit, `process_event` applies it at once
-    (or any worker does)."""
+    """Verify a delivery and store it once with the job that applies it: one statement on one
+    checkout, a unit of work of its own (`Database.execute_alone`). Raises ValidationFailed
+    (400) for a forged, stale or unsigned request, which stores nothing, and
+    ConfigurationError when no webhook secret is configured. `apply_due` then applies it (or
+    any worker does)."""
     body = verify_signature(settings, payload, signature_header)
-    stored = await store_event(session, body, source="webhook", clock=clock)
-    if stored.inserted and stored.event is not None:
-        for note in handlers.notes_for(stored.type) if handlers is not None else ():
-            # Only a head start for `prepare`: an object a note cannot read (an empty
-            # checkout session) is the handlers' to fail on, as a failed event with its error.
-            try:
-                async with session.begin_nested():
-                    await note(session, stored.event)
-            except Exception:
-                log.warning("noting event %s failed", stored.id, exc_info=True)
-                stored.event.prepared.clear()
+    values = _store_values(body, "webhook", (clock or SystemClock()).now())
+    if db.dialect == "postgresql":
+        rows = await db.execute_alone(_STORE_POSTGRESQL, values)
+        inserted = bool(rows and rows[0][0])
     else:
-        found = (
-            await session.execute(select(WebhookEvent.status).where(WebhookEvent.id == stored.id))
-        ).scalar_one_or_none()
-        if found in _DONE:
-            stored = StoredEvent(id=stored.id, type=stored.type, inserted=False, done=True)
-    EVENTS_RECEIVED.labels("new" if stored.inserted else "duplicate").inc()
-    return stored
+        async with db.transaction() as session:
+            inserted = await _store_in(session, values)
+    EVENTS_RECEIVED.labels("new" if inserted else "duplicate").inc()
+    return _stored(values, inserted)
 
 
 _DONE = (InboxStatus.PROCESSED.value, InboxStatus.DEAD.value)
@@ -390,55 +474,159 @@ async def _mirror_failure(session: AsyncSession, run: JobRun, failure: JobFailur
     EVENTS_APPLIED.labels(str(run.payload.get("type", "")), status).inc()
 
 
-@jobs.kind(APPLY_EVENT, max_attempts=MAX_ATTEMPTS, on_failure=_mirror_failure)
-async def apply_event(run: JobRun) -> None:
-    """The job that applies one stored event: `prepare` hooks with no transaction open, then
-    the handlers in the transaction that marks both the event processed and the job done."""
-    container = run.container
+@jobs.batch_kind(
+    APPLY_EVENT, size=BATCH_SIZE, max_attempts=MAX_ATTEMPTS, on_failure=_mirror_failure
+)
+async def apply_events(batch: JobBatch) -> None:
+    """The job kind that applies stored events, a batch at a time (see the module's doc)."""
+    container = batch.container
     handlers = handlers_of(container)
-    event_id = str(run.payload["event_id"])
-    event = run.memo if isinstance(run.memo, StripeEvent) else None
-    if event is None:
-        async with container.db.transaction() as session:
-            found = await session.get(WebhookEvent, event_id)
-            if found is None or found.status == InboxStatus.PROCESSED.value:
-                return
-            event = StripeEvent(
-                id=found.id,
-                type=found.type,
-                created=found.stripe_created,
-                payload=dict(found.payload),
-            )
+    runs = {str(run.payload["event_id"]): run for run in batch.runs}
+    events = await _read_and_note(container, handlers, list(runs))
+    await _prepare(container, handlers, events)
     try:
-        for prepare in handlers.preparers_for(event.type):
-            await prepare(container, event)
-    except Exception:
-        event.prepared.clear()  # the handlers ask Stripe themselves, under their locks
-    async with run.transaction() as session:
-        marked = (
+        # Most batches fail nowhere: no savepoints (two round trips an event less).
+        applied = await _apply(batch, handlers, events, runs, isolated=False)
+    except _Isolate as failed:
+        # A handler failed: the whole transaction rolled back. Again, that event's failure
+        # recorded as it was (not tried a second time), the others each in a savepoint of its
+        # own, so that one's failure is recorded without losing the others.
+        applied = await _apply(batch, handlers, events, runs, isolated=True, failed=failed)
+    for event in applied:
+        EVENTS_APPLIED.labels(event.type, InboxStatus.PROCESSED.value).inc()
+
+
+class _Isolate(Exception):
+    """A handler of event `event_id` failed (`error`) in a batch applied without savepoints."""
+
+    def __init__(self, event_id: str, error: Exception) -> None:
+        super().__init__(event_id)
+        self.event_id = event_id
+        self.error = error
+
+
+async def _apply(
+    batch: JobBatch,
+    handlers: WebhookHandlers,
+    events: list[StripeEvent],
+    runs: dict[str, JobRun],
+    *,
+    isolated: bool,
+    failed: _Isolate | None = None,
+) -> list[StripeEvent]:
+    """The batch's transaction: its unapplied events locked, applied in Stripe's order, marked
+    processed together (and their jobs done, by the runner, as it commits)."""
+    container = batch.container
+    async with batch.transaction() as session:
+        # Locked until this commits: an event applied meanwhile (by a concurrent `process_event`
+        # or `sync`) is left alone, and one applied after waits for this and then sees it done.
+        lock = select(WebhookEvent.id).where(
+            WebhookEvent.id.in_([event.id for event in events]),
+            WebhookEvent.status != InboxStatus.PROCESSED.value,
+        )
+        if not container.db.is_sqlite:
+            lock = lock.with_for_update()
+        unapplied = set((await session.execute(lock)).scalars()) if events else set()
+        applied: list[StripeEvent] = []
+        for event in events:  # in Stripe's order
+            if event.id not in unapplied:
+                continue  # applied already: its job is done
+            if not isolated:
+                try:
+                    for handler in handlers.handlers_for(event.type):
+                        await handler(session, container, event)
+                except Exception as exc:
+                    raise _Isolate(event.id, exc) from exc
+                applied.append(event)
+                continue
+            if failed is not None and event.id == failed.event_id:
+                await batch.fail(session, runs[event.id], failed.error)
+                continue
+            try:
+                async with session.begin_nested():
+                    for handler in handlers.handlers_for(event.type):
+                        await handler(session, container, event)
+            except Exception as exc:
+                await batch.fail(session, runs[event.id], exc)
+                continue
+            applied.append(event)
+        if applied:
+            attempts = {event.id: runs[event.id].attempt for event in applied}
             await session.execute(
                 update(WebhookEvent)
-                .where(
-                    WebhookEvent.id == event_id,
-                    WebhookEvent.status != InboxStatus.PROCESSED.value,
-                )
+                .where(WebhookEvent.id.in_(list(attempts)))
                 .values(
                     status=InboxStatus.PROCESSED.value,
-                    attempts=run.attempt,
+                    attempts=case(attempts, value=WebhookEvent.id),
                     processed_at=container.clock.now(),
                     last_error=None,
                     last_traceback=None,
                     next_attempt_at=None,
                 )
-                .returning(WebhookEvent.id)
                 .execution_options(synchronize_session=False)
             )
-        ).scalar_one_or_none()
-        if marked is None:
-            return  # applied already: the job is done
-        for handler in handlers.handlers_for(event.type):
-            await handler(session, container, event)
-    EVENTS_APPLIED.labels(event.type, InboxStatus.PROCESSED.value).inc()
+    return applied
+
+
+async def _read_and_note(
+    container: Container, handlers: WebhookHandlers, event_ids: list[str]
+) -> list[StripeEvent]:
+    """The batch's events not applied yet, in Stripe's order (`created`, so each object's in
+    order), read with the notes of their handlers in one read unit of work."""
+    async with container.db.read() as session:
+        rows = (
+            await session.execute(
+                select(
+                    WebhookEvent.id,
+                    WebhookEvent.type,
+                    WebhookEvent.stripe_created,
+                    WebhookEvent.payload,
+                ).where(
+                    WebhookEvent.id.in_(event_ids),
+                    WebhookEvent.status != InboxStatus.PROCESSED.value,
+                )
+            )
+        ).all()
+        events = sorted(
+            (StripeEvent(id=row[0], type=row[1], created=row[2], payload=row[3]) for row in rows),
+            key=lambda event: (event.created, event.id),
+        )
+        noted: dict[Note, list[StripeEvent]] = {}
+        for event in events:
+            for note in handlers.notes_for(event.type):
+                noted.setdefault(note, []).append(event)
+        for note, about in noted.items():
+            # Only a head start for `prepare`: what a note cannot read is left to the handlers.
+            try:
+                async with session.begin_nested():
+                    await note(session, about)
+            except Exception:
+                log.warning("noting %d events failed", len(about), exc_info=True)
+                for event in about:
+                    event.prepared.clear()
+    return events
+
+
+async def _prepare(
+    container: Container, handlers: WebhookHandlers, events: list[StripeEvent]
+) -> None:
+    """Every event's `prepare` hooks, `PREPARE_CONCURRENCY` events at a time, no transaction
+    open. A hook that fails leaves its event nothing prepared: its handlers ask Stripe
+    themselves, under their locks."""
+    gate = asyncio.Semaphore(PREPARE_CONCURRENCY)
+
+    async def prepare(event: StripeEvent) -> None:
+        preparers = handlers.preparers_for(event.type)
+        if not preparers:
+            return
+        async with gate:
+            try:
+                for hook in preparers:
+                    await hook(container, event)
+            except Exception:
+                event.prepared.clear()
+
+    await asyncio.gather(*(prepare(event) for event in events))
 
 
 def _runner(container: Container) -> JobRunner:
@@ -446,40 +634,66 @@ def _runner(container: Container) -> JobRunner:
 
 
 async def process_event(container: Container, event_id: str | StoredEvent) -> str | None:
-    """Run the event's job now, in this process (unless it is done, or a worker holds it).
-    Returns the event's status afterwards (None when another worker holds it, or it does not
-    exist). Given the `StoredEvent` of a delivery just inserted, the event is not read back
-    (and given a repeat of an event already applied, nothing is done)."""
-    runner = _runner(container)
+    """Run the event's job now, in this process, alone (unless it is done, or a worker holds
+    it). Returns the event's status afterwards when it is done (processed, dead) or failed
+    here; None when another worker holds it or it does not exist."""
     if isinstance(event_id, StoredEvent):
-        if event_id.done:
-            return None
-        stored, event_id = event_id, event_id.id
-        # Claimed in the transaction that applies it: one transaction less per delivery.
-        outcome = await runner.run_inline(
-            APPLY_EVENT,
-            job_key(event_id),
-            {"event_id": event_id, "type": stored.type},
-            memo=stored.event if stored.inserted else None,
-        )
-    else:
-        outcome = await runner.run_now(job_key(event_id))
+        event_id = event_id.id
+    outcome = await _runner(container).run_now(job_key(event_id))
     if outcome is not None:
         return _OUTCOMES[outcome]
-    async with container.db.transaction() as session:
+    async with container.db.read() as session:
         found = (
             await session.execute(select(WebhookEvent.status).where(WebhookEvent.id == event_id))
         ).scalar_one_or_none()
     return found if found in _DONE else None
 
 
-async def process_event_safely(container: Container, event: str | StoredEvent) -> None:
-    """`process_event` for a background task: logs instead of raising (any worker picks up
-    whatever is left). Pass the `StoredEvent` itself to save reading a new event back."""
-    try:
-        await process_event(container, event)
-    except Exception:
-        log.exception("processing stripe event %s", getattr(event, "id", event))
+class _Drain:
+    """One drain of the inbox's due jobs at a time per database in this process. A caller
+    waits for a drain that starts after it asked (so it sees what the caller stored); the
+    callers that ask while one runs share the next."""
+
+    def __init__(self) -> None:
+        self.wanted: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def request(self, container: Container) -> None:
+        loop = asyncio.get_running_loop()
+        if self.wanted is None or self.wanted.get_loop() is not loop:
+            self.wanted = loop.create_future()
+        wanted = self.wanted
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            self.task = loop.create_task(self._run(container))
+        await asyncio.shield(wanted)
+
+    async def _run(self, container: Container) -> None:
+        runner = _runner(container)
+        while self.wanted is not None:
+            wanted, self.wanted = self.wanted, None
+            try:
+                while claimed := await runner.claim(BATCH_SIZE, kinds=[APPLY_EVENT]):
+                    await runner.run_batch(claimed)
+                    if len(claimed) < BATCH_SIZE:
+                        break  # all that was due; what arrived since has asked for a round
+            except Exception:
+                log.exception("applying the inbox's due events (a worker will)")
+            finally:
+                if not wanted.done():
+                    wanted.set_result(None)
+
+
+_drains: weakref.WeakKeyDictionary[Database, _Drain] = weakref.WeakKeyDictionary()
+
+
+async def apply_due(container: Container) -> None:
+    """Apply the inbox's due events here and now, in batches (a webhook route's background
+    task): returns once a drain that started after this call has finished. Logs instead of
+    raising: whatever is left, any worker applies."""
+    drain = _drains.get(container.db)
+    if drain is None:
+        drain = _drains[container.db] = _Drain()
+    await drain.request(container)
 
 
 @dataclass
@@ -514,8 +728,62 @@ async def process_due(
             await retry_jobs(
                 session, all_dead=True, also_failed=True, kind=APPLY_EVENT, clock=container.clock
             )
-    done = await _runner(container).drain(limit=limit)
-    return ProcessReport(processed=done.done, failed=done.failed + done.dead, skipped=done.lost)
+    runner = _runner(container)
+    done = await runner.drain(limit=limit, batch=BATCH_SIZE, kinds=[APPLY_EVENT])
+    # A worker may have claimed some of them (a whole batch) before this drain could: wait for
+    # it, so that what this returns has been applied (or has failed) either way.
+    processed, failed = await _finished_elsewhere(
+        container, {event_id for event_id, _ in waiting}, runner.worker_id
+    )
+    return ProcessReport(
+        processed=done.done + processed, failed=done.failed + done.dead + failed, skipped=done.lost
+    )
+
+
+async def _finished_elsewhere(
+    container: Container, event_ids: set[str], me: str, *, poll_seconds: float = 0.05
+) -> tuple[int, int]:
+    """Wait (at most a lease) while other workers run the jobs of any of `event_ids`; how many
+    of those events then stand processed, and failed or dead."""
+    keys = {job_key(event_id): event_id for event_id in event_ids}
+    deadline = time.monotonic() + container.settings.jobs_lease_seconds
+    held: set[str] | None = None
+    while True:
+        async with container.db.read() as session:
+            running = {
+                str(key)
+                for key in (
+                    await session.execute(
+                        select(Job.key).where(
+                            Job.kind == APPLY_EVENT,
+                            Job.status == JobStatus.RUNNING.value,
+                            Job.locked_by != me,
+                        )
+                    )
+                ).scalars()
+                if key in keys
+            }
+        held = running if held is None else held
+        if not running or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(poll_seconds)
+    if not held:
+        return 0, 0
+    async with container.db.read() as session:
+        statuses = list(
+            (
+                await session.execute(
+                    select(WebhookEvent.status).where(
+                        WebhookEvent.id.in_([keys[key] for key in held])
+                    )
+                )
+            ).scalars()
+        )
+    processed = sum(status == InboxStatus.PROCESSED.value for status in statuses)
+    failed = sum(
+        status in (InboxStatus.FAILED.value, InboxStatus.DEAD.value) for status in statuses
+    )
+    return processed, failed
 
 
 @dataclass

@@ -9,6 +9,9 @@ one wrote the subscription in between.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit.context import system_audit_context
@@ -26,7 +29,7 @@ from billfold.subscriptions.sync import (
     PrefetchedSubscription,
     link_checkout_customer,
     prefetch_subscription,
-    subscription_revision,
+    subscription_revisions,
     sync_subscription,
 )
 
@@ -34,6 +37,8 @@ handlers = WebhookHandlers()
 
 PREPARED = "subscription"
 NOTED = "subscription_revision"
+# A batch's reads from Stripe, shared by its events about the same subscription.
+READS = "subscription_reads"
 
 
 def subscription_of(event: StripeEvent) -> str | None:
@@ -49,23 +54,37 @@ def subscription_of(event: StripeEvent) -> str | None:
     return None
 
 
-async def note(session: AsyncSession, event: StripeEvent) -> None:
-    """In the transaction that stores the event: the row's revision, for `prepare`."""
-    subscription_id = subscription_of(event)
-    if subscription_id:
-        revision = await subscription_revision(session, subscription_id)
-        event.prepared[NOTED] = NotedRevision(subscription_id, revision)
+async def note(session: AsyncSession, events: Sequence[StripeEvent]) -> None:
+    """Before a batch's `prepare` hooks: the revisions of the rows its events are about (one
+    statement), and one read from Stripe per subscription for the batch to share."""
+    about = {event.id: subscription_of(event) for event in events}
+    revisions = await subscription_revisions(session, {s for s in about.values() if s})
+    reads: dict[str, asyncio.Future[PrefetchedSubscription]] = {}
+    for event in events:
+        subscription_id = about[event.id]
+        if subscription_id:
+            event.prepared[NOTED] = NotedRevision(subscription_id, revisions.get(subscription_id))
+            event.prepared[READS] = reads
 
 
 async def prepare(container: Container, event: StripeEvent) -> None:
     subscription_id = subscription_of(event)
     noted = event.prepared.pop(NOTED, None)
-    if subscription_id:
-        event.prepared[PREPARED] = await prefetch_subscription(
-            container,
-            subscription_id,
-            noted=noted if isinstance(noted, NotedRevision) else None,
-        )
+    reads = event.prepared.pop(READS, None)
+    if not subscription_id:
+        return
+    fetch = prefetch_subscription(
+        container, subscription_id, noted=noted if isinstance(noted, NotedRevision) else None
+    )
+    if not isinstance(reads, dict):
+        event.prepared[PREPARED] = await fetch
+        return
+    shared = reads.get(subscription_id)
+    if shared is None:
+        shared = reads[subscription_id] = asyncio.ensure_future(fetch)
+    else:
+        fetch.close()  # another event of the batch reads it
+    event.prepared[PREPARED] = await asyncio.shield(shared)
 
 
 def _prefetched(event: StripeEvent) -> PrefetchedSubscription | None:

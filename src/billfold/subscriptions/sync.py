@@ -38,6 +38,10 @@ from billfold.subscriptions.models import (
 
 log = logging.getLogger("billfold.subscriptions")
 
+# In a unit of work's `session.info`: by Stripe subscription id, (the row's revision before this
+# transaction first wrote it, the revision of its latest write here), for `sync_subscription`.
+_OWN_WRITES = "billfold.subscriptions.own_writes"
+
 
 async def lock_subscription(
     session: AsyncSession, stripe_subscription_id: str
@@ -174,6 +178,20 @@ async def subscription_revision(session: AsyncSession, stripe_subscription_id: s
     ).scalar_one_or_none()
 
 
+async def subscription_revisions(
+    session: AsyncSession, stripe_subscription_ids: set[str]
+) -> dict[str, int]:
+    """The revisions of billfold's rows for these Stripe subscriptions (those that have one)."""
+    if not stripe_subscription_ids:
+        return {}
+    rows = await session.execute(
+        select(Subscription.stripe_subscription_id, Subscription.revision).where(
+            Subscription.stripe_subscription_id.in_(stripe_subscription_ids)
+        )
+    )
+    return {str(sub_id): int(revision) for sub_id, revision in rows.all()}
+
+
 @dataclass(frozen=True, slots=True)
 class NotedRevision:
     """A row's revision read before any Stripe read that `prefetch_subscription` will do (in
@@ -234,11 +252,16 @@ async def sync_subscription(
             return fallback, False
 
     def still_current(row: Subscription | None) -> bool:
-        return (
-            prefetched is not None
-            and prefetched.stripe_subscription_id == stripe_subscription_id
-            and prefetched.revision == (row.revision if row is not None else None)
-            and (prefetched.snapshot is not None or fallback is not None)
+        if prefetched is None or prefetched.stripe_subscription_id != stripe_subscription_id:
+            return False
+        if prefetched.snapshot is None and fallback is None:
+            return False
+        revision = row.revision if row is not None else None
+        # Or the row moved since the read only by this transaction's own writes (a batch of
+        # events about it): each wrote a state read after the read's revision, as this one is.
+        own = session.info.get(_OWN_WRITES, {}).get(stripe_subscription_id)
+        return prefetched.revision == revision or (
+            own is not None and own == (prefetched.revision, revision)
         )
 
     sub = await lock_subscription(session, stripe_subscription_id)
@@ -307,8 +330,13 @@ async def sync_subscription(
     # The plan follows the price: the catalog is read only when the price is new to the row.
     same_price = not created and sub.plan_code is not None and sub.price_id == snapshot.price_id
     catalog = None if same_price else await load_catalog(session, container.settings)
+    before = None if created else sub.revision
     changed = write_snapshot(sub, snapshot, catalog, now, seen_at=seen_at)
     await session.flush()
+    own = session.info.setdefault(_OWN_WRITES, {})
+    found = own.get(stripe_subscription_id)
+    base = found[0] if found is not None and found[1] == before else before
+    own[stripe_subscription_id] = (base, sub.revision)
     if audit is not None and (created or changed):
         if created:
             action = "subscription.created"
