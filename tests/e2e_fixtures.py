@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from billfold.clock import SystemClock
 from billfold.config import Settings
 from billfold.container import Container
 from billfold.db.engine import Database
+from billfold.jobs.models import Job, JobStatus
 from billfold.stripe.gateway import StripeClientGateway
 from billfold.stripe.models import WebhookEvent
 from tests.sandbox_fixtures import SandboxServer, ServedApp
@@ -57,7 +59,8 @@ class BillfoldServer:
         return httpx.AsyncClient(base_url=self.url, timeout=30)
 
     async def settle(self, stall: float = 60.0) -> None:
-        """Wait until the sandbox delivered every webhook and billfold applied every event.
+        """Wait until the sandbox delivered every webhook and billfold applied every event and
+        ran every job that is due.
 
         It waits on the work itself, not on a deadline: as long as deliveries are made or
         events applied, it keeps waiting (a loaded machine, or a history delivered twice over,
@@ -76,6 +79,19 @@ class BillfoldServer:
                         .where(WebhookEvent.status != "processed")
                     )
                 ).scalar_one()
+                # And the jobs that are due: one an event wrote may call Stripe after the
+                # event is applied (the default method pushed to the customer), and Stripe's
+                # answer is another event.
+                waiting += (
+                    await session.execute(
+                        select(func.count())
+                        .select_from(Job)
+                        .where(
+                            Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+                            Job.run_at <= datetime.now(UTC),
+                        )
+                    )
+                ).scalar_one()
             if idle and waiting == 0:
                 # One more look: an applied event may have made Stripe emit another.
                 if await asyncio.to_thread(webhooks.wait_idle, 0.2):
@@ -91,7 +107,7 @@ class BillfoldServer:
             elif time.monotonic() - last_progress > stall:
                 raise AssertionError(
                     f"not settled: nothing moved for {stall:.0f}s with {pending} deliveries "
-                    f"queued or in flight and {waiting} events unapplied "
+                    f"queued or in flight and {waiting} events unapplied or jobs due "
                     f"({len(log)} delivery attempts so far, the last {last})"
                 )
             await asyncio.sleep(0.05)
