@@ -30,6 +30,7 @@ from billfold.payments import jobs as payment_jobs
 from billfold.payments import methods as payment_methods
 from billfold.payments.models import (
     PROCESSING,
+    RESERVED,
     SUCCEEDED,
     USABLE_STATUSES,
     Payment,
@@ -143,6 +144,8 @@ class PaymentsForAutoTopup:
         self, session: AsyncSession, account_id: str, *, idempotency_key: str
     ) -> autotopup.TopupCharge | None:
         payment = await session.get(Payment, charging.payment_id_for(account_id, idempotency_key))
+        if payment is not None and payment.status == RESERVED:
+            return autotopup.TopupCharge(autotopup.UNSETTLED, payment.stripe_payment_intent_id)
         if payment is None or payment.status not in (SUCCEEDED, PROCESSING):
             return None
         status = "succeeded" if payment.status == SUCCEEDED else "processing"

@@ -472,6 +472,47 @@ async def test_the_sweep_releases_a_reserved_top_up_no_job_will_finish(
     await carol.clean()
 
 
+class ChargeUnsettled(Unreachable):
+    """Payments that do not know yet what became of the charge (its own recovery will ask)."""
+
+    async def charged(self, *args: Any, **kwargs: Any) -> autotopup.TopupCharge | None:
+        return autotopup.TopupCharge(autotopup.UNSETTLED)
+
+
+async def test_a_top_up_whose_charge_payments_has_not_settled_is_not_released(
+    carol: Customer, clock: FrozenClock
+) -> None:
+    await carol.card()
+    await carol.call("PUT", "/auto-topup", json=SETTINGS)  # 0 is under 30: a job is queued
+    with pytest.raises(RuntimeError):
+        await autotopup.run_auto_topup(
+            carol.container,
+            Unreachable(),
+            carol.account_id,
+            system_audit_context("auto_topup", clock),
+        )
+    async with carol.container.db.transaction() as session:
+        (
+            await session.execute(select(Job).where(Job.kind == AUTO_TOPUP_JOB))
+        ).scalar_one().status = "dead"
+    clock.advance(autotopup.STRANDED_AFTER + autotopup.COOLDOWN)
+
+    async def sweep(payments: autotopup.TopupPayments) -> int:
+        async with carol.container.db.transaction() as session:
+            return await autotopup.release_all_stranded(
+                session, payments, clock=clock, audit=system_audit_context("auto_topup", clock)
+            )
+
+    # Money may have been taken: nothing is failed until payments knows.
+    assert await sweep(ChargeUnsettled()) == 0
+    assert await carol.topups() == [("reserved", PRICE)]
+    assert await carol.audit("credits.auto_topup_released") == []
+    # Once it knows there was no charge, the sweep releases it.
+    assert await sweep(Unreachable()) == 1
+    assert await carol.topups() == [("failed", PRICE)]
+    await carol.clean()
+
+
 async def test_a_clawback_under_the_threshold_fires_it_once(carol: Customer) -> None:
     await carol.card()
     await carol.call("PUT", "/auto-topup", json=SETTINGS)  # 0 is under 30: fires

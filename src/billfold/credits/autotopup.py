@@ -72,6 +72,9 @@ AUTO_TOPUP_SWEEP_JOB = "credits.auto_topup_sweep"
 # than a job's attempts and back-offs, so a run still trying is never cut short).
 STRANDED_AFTER = timedelta(minutes=30)
 RELEASED_CODE = "job_dead"
+# `TopupPayments.charged`: a charge payments has not settled itself (a crash inside its call
+# to Stripe, which its recovery job resolves).
+UNSETTLED = "unsettled"
 MAX_PER_DAY = 100
 MAX_THRESHOLD = 10**9
 MAX_MONTHLY_LIMIT = 10**12
@@ -115,7 +118,8 @@ class TopupPayments(Protocol):
         self, session: AsyncSession, account_id: str, *, idempotency_key: str
     ) -> TopupCharge | None:
         """What became of the charge made with `idempotency_key`: succeeded or processing
-        (money taken or on its way), or None (none recorded, or it failed)."""
+        (money taken or on its way), `unsettled` (payments itself does not know yet: its
+        recovery asks Stripe later), or None (none recorded, or it failed)."""
         ...
 
 
@@ -706,6 +710,8 @@ async def release_stranded(
     charge = await payments.charged(
         session, account_id, idempotency_key=charge_key(str(purchase.id))
     )
+    if charge is not None and charge.status == UNSETTLED:
+        return None  # left reserved: the sweep comes back once payments knows
     if charge is not None:
         await record_outcome(
             session,
